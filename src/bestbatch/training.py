@@ -1,0 +1,128 @@
+"""Algorithm 1 of the paper, one epoch at a time.
+
+In each epoch two nets start from the same parameters. `net_normal` trains as usual (SGD with
+momentum and weight decay). `net_compare` stays frozen at the epoch-start parameters and, for every
+fixed batch k, computes the gradient g_k of that batch's mean cross-entropy loss on exactly the same
+augmented inputs; its gradients are zeroed before every batch (the paper's pseudo-code forgets
+this, which would make g_k the running sum g_1 + ... + g_k). `net_compare` runs in train mode like
+the paper, so each g_k uses its own batch's BatchNorm statistics; its running statistics are thrown
+away with it and never reach `net_normal`.
+"""
+import copy
+import platform
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .augment import make_batch, normalize
+from .config import lr_of_epoch
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class NonFiniteError(RuntimeError):
+    pass
+
+
+def pick_device(requested="auto"):
+    if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise RuntimeError("training.device: cuda requested but this job sees no CUDA device")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def device_description(device):
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.current_device()} ({torch.cuda.get_device_name()})"
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def set_numerics(device, allow_tf32=False, deterministic=True):
+    """The gradient comparison needs stated numerics: no TF32, deterministic kernels, by default."""
+    torch.backends.cuda.matmul.allow_tf32 = allow_tf32
+    torch.backends.cudnn.allow_tf32 = allow_tf32
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+
+
+def parameter_layout(model):
+    """[(name, shape, offset)] of the flat gradient vector, in `named_parameters` order."""
+    layout, offset = [], 0
+    for name, p in model.named_parameters():
+        layout.append((name, tuple(p.shape), offset))
+        offset += p.numel()
+    return layout, offset
+
+
+def make_optimizer(model, t, epoch):
+    return torch.optim.SGD(model.parameters(), lr=lr_of_epoch(epoch, t["lr"], t["lr_milestones"], t["lr_gamma"]),
+                           momentum=t["momentum"], weight_decay=t["weight_decay"])
+
+
+def batch_gradient(net, x, y):
+    """Flat gradient of the batch's mean cross-entropy loss; grads are zeroed first."""
+    net.zero_grad(set_to_none=True)
+    loss = F.cross_entropy(net(x), y)
+    loss.backward()
+    return torch.cat([p.grad.reshape(-1) for p in net.parameters()]), loss.detach()
+
+
+def run_epoch(net, optimizer, images, labels, order, epoch, t, on_gradient, progress=True):
+    """Train `net` one epoch over the fixed batches of `order`, probing every batch's gradient.
+
+    images: (N, 3, H, W) uint8 on the device; labels: (N,) int64 on the device; order: (N,) int64.
+    on_gradient(k, g_k) receives each flat gradient (on the device) as soon as it exists.
+    Returns per-batch training loss and accuracy, and the float64 sum of the g_k.
+    """
+    dtype = DTYPES[t["dtype"]]
+    bs = t["batch_size"]
+    n_batches = len(order) // bs
+    order = torch.as_tensor(order, device=images.device)
+    net_compare = copy.deepcopy(net)  # frozen at the epoch-start parameters
+    net.train()
+    net_compare.train()
+    losses = torch.empty(n_batches, dtype=torch.float64, device=images.device)
+    correct = torch.empty(n_batches, dtype=torch.float64, device=images.device)
+    grad_sum = None
+    for k in tqdm(range(n_batches), desc=f"epoch {epoch}", unit="batch", disable=not progress, mininterval=2):
+        idx = order[k * bs:(k + 1) * bs]
+        x = make_batch(images, idx, t["seed"], epoch, k, t["augment"], dtype)
+        y = labels[idx]
+        # net_normal: the ordinary training step
+        optimizer.zero_grad(set_to_none=True)
+        out = net(x)
+        loss = F.cross_entropy(out, y)
+        loss.backward()
+        optimizer.step()
+        losses[k] = loss.detach()
+        correct[k] = (out.argmax(1) == y).sum()
+        # net_compare: the gradient at the epoch-start parameters, on the same inputs
+        g, _ = batch_gradient(net_compare, x, y)
+        if grad_sum is None:
+            grad_sum = torch.zeros(g.numel(), dtype=torch.float64, device=g.device)
+        grad_sum.add_(g)  # float64 running sum: the reduction then reads the shard only once
+        on_gradient(k, g)
+    losses, acc = losses.cpu().numpy(), correct.cpu().numpy() / bs
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if bad.size:
+        raise NonFiniteError(f"non-finite training loss in epoch {epoch}, batch {int(bad[0])} (0-based, in the fixed order)")
+    if not torch.isfinite(grad_sum).all():
+        raise NonFiniteError(f"non-finite gradient in epoch {epoch}: some g_k contains NaN or inf")
+    return dict(train_loss=losses, train_acc=acc, gradient_sum=grad_sum.cpu().numpy())
+
+
+@torch.no_grad()
+def evaluate(net, images, labels, dtype, batch_size=1000):
+    """Test loss and accuracy (eval mode, no augmentation)."""
+    net.eval()
+    loss_sum, correct = 0.0, 0
+    for i in range(0, len(labels), batch_size):
+        x = normalize(images[i:i + batch_size], DTYPES[dtype])
+        out = net(x)
+        loss_sum += F.cross_entropy(out, labels[i:i + batch_size], reduction="sum").item()
+        correct += (out.argmax(1) == labels[i:i + batch_size]).sum().item()
+    net.train()
+    return loss_sum / len(labels), correct / len(labels)

@@ -1,0 +1,147 @@
+"""Algorithm 1 against a float64 brute-force reference, on tiny models with and without BatchNorm."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bestbatch.augment import images_to_tensor, make_batch
+from bestbatch.distances import batch_distances, reduce_shard
+from bestbatch.models import build_model
+from bestbatch.shards import ShardWriter
+from bestbatch.training import make_optimizer, parameter_layout, run_epoch
+
+N, BS = 96, 16  # K = 6 fixed batches
+
+
+def schedule(dtype):
+    return dict(lr=0.1, lr_milestones=[], lr_gamma=0.1, momentum=0.9, weight_decay=5e-4, seed=7, augment=True,
+                batch_size=BS, dtype=dtype)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(N, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=N)
+    order = rng.permutation(N)
+    return images_to_tensor(images, "cpu"), torch.as_tensor(labels), torch.as_tensor(order)
+
+
+def reference_gradients(net0, images, labels, order, t, epoch):
+    """Each g_k from a fresh copy of the epoch-start net: independent of every other batch."""
+    rows = []
+    for k in range(N // BS):
+        net = copy.deepcopy(net0).double().train()
+        idx = order[k * BS:(k + 1) * BS]
+        x = make_batch(images, idx, t["seed"], epoch, k, t["augment"], torch.float64)
+        loss = F.cross_entropy(net(x), labels[idx])
+        rows.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(net.parameters()))]).numpy())
+    return np.stack(rows)
+
+
+def pipeline(net0, images, labels, order, t, epoch, tmp_path):
+    dtype = torch.float64 if t["dtype"] == "float64" else torch.float32
+    net = copy.deepcopy(net0).to(dtype)
+    opt = make_optimizer(net, t, epoch)
+    _, n_params = parameter_layout(net)
+    rows = []
+    writer = ShardWriter(tmp_path / "shard.h5", N // BS, n_params, t["dtype"])
+
+    def keep(k, g):
+        rows.append(g.clone())
+        writer.put(k, g)
+
+    stats = run_epoch(net, opt, images, labels, order, epoch, t, keep, progress=False)
+    writer.finish(dict(gradient_sum=stats["gradient_sum"]), dict(epoch=epoch))
+    return torch.stack(rows).double().numpy(), reduce_shard(tmp_path / "shard.h5"), net
+
+
+def rel(a, b):
+    return np.abs(np.asarray(a) - np.asarray(b)).max() / np.abs(np.asarray(b)).max()
+
+
+@pytest.mark.parametrize("model", ["tiny_mlp", "tiny_mlp_bn", "small_cnn"])
+def test_float64_pipeline_matches_brute_force(model, data, tmp_path):
+    net0 = build_model(model, seed=1).double()
+    t = schedule("float64")
+    ref = reference_gradients(net0, *data, t, epoch=2)
+    grads, reduced, _ = pipeline(net0, *data, t, 2, tmp_path)
+    expected = batch_distances(ref)
+    assert rel(grads, ref) < 1e-6
+    for name in ("distance", "norm", "cosine"):
+        assert rel(reduced[name], expected[name]) < 1e-6, name
+    assert abs(reduced["full_norm"] - expected["full_norm"]) / expected["full_norm"] < 1e-6
+    # the check has teeth: distances differ between batches by far more than the tolerance
+    assert np.ptp(expected["distance"]) / expected["distance"].max() > 1e-3
+
+
+@pytest.mark.parametrize("model", ["tiny_mlp", "tiny_mlp_bn"])
+def test_float32_pipeline_matches_to_float32_rounding(model, data, tmp_path):
+    net0 = build_model(model, seed=1)
+    t = schedule("float32")
+    ref = reference_gradients(net0, *data, t, epoch=1)
+    grads, reduced, _ = pipeline(net0, *data, t, 1, tmp_path)
+    expected = batch_distances(ref)
+    assert rel(grads, ref) < 1e-5
+    assert rel(reduced["distance"], expected["distance"]) < 1e-5
+    assert rel(reduced["distance"], expected["distance"]) > 0  # float32 really was float32
+
+
+def test_unzeroed_gradients_fail_the_reference(data, tmp_path, monkeypatch):
+    """The paper's pseudo-code never zeroes net_compare's grads: g_k would be g_1 + ... + g_k."""
+    net0 = build_model("tiny_mlp_bn", seed=1).double()
+    t = schedule("float64")
+    ref = reference_gradients(net0, *data, t, epoch=1)
+    monkeypatch.setattr(torch.nn.Module, "zero_grad", lambda self, set_to_none=True: None)
+    grads, reduced, _ = pipeline(net0, *data, t, 1, tmp_path)
+    assert rel(grads[0], ref[0]) < 1e-6             # the first batch is still right ...
+    assert rel(grads, ref) > 0.1                    # ... the rest are not
+    assert np.allclose(grads, np.cumsum(ref, 0), rtol=1e-6, atol=1e-12)
+    assert rel(reduced["distance"], batch_distances(ref)["distance"]) > 0.1
+
+
+def test_net_normal_is_plain_training_and_compare_never_leaks(data, tmp_path):
+    """net_normal's parameters and BatchNorm statistics equal a plain training loop's, bit for bit."""
+    images, labels, order = data
+    net0 = build_model("tiny_mlp_bn", seed=1)
+    t = schedule("float32")
+    _, _, trained = pipeline(net0, images, labels, order, t, 3, tmp_path)
+    plain = copy.deepcopy(net0).train()
+    opt = make_optimizer(plain, t, 3)
+    for k in range(N // BS):
+        idx = order[k * BS:(k + 1) * BS]
+        opt.zero_grad()
+        F.cross_entropy(plain(make_batch(images, idx, t["seed"], 3, k, True, torch.float32)), labels[idx]).backward()
+        opt.step()
+    for (name, a), b in zip(trained.state_dict().items(), plain.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_reduction_streams_blocks_exactly(tmp_path):
+    """Rows longer than one block, float32 on disk, against numpy in float64."""
+    rng = np.random.default_rng(1)
+    g = (rng.standard_normal((5, 2_500_001)) * rng.uniform(0.1, 10, (5, 1))).astype(np.float32)
+    writer = ShardWriter(tmp_path / "s.h5", 5, g.shape[1], "float32")
+    for k in range(5):
+        writer.put(k, torch.from_numpy(g[k]))
+    writer.finish(dict(gradient_sum=g.astype(np.float64).sum(0)), {})
+    got, want = reduce_shard(tmp_path / "s.h5"), batch_distances(g)
+    for name in ("distance", "norm", "cosine"):
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-12)
+
+
+def test_aborted_shard_leaves_nothing(tmp_path):
+    writer = ShardWriter(tmp_path / "s.h5", 3, 10, "float32")
+    writer.put(0, torch.ones(10))
+    writer.abort()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_incomplete_shard_is_refused(tmp_path):
+    writer = ShardWriter(tmp_path / "s.h5", 3, 10, "float32")
+    writer.put(0, torch.ones(10))
+    with pytest.raises(RuntimeError, match="1 of 3 rows"):
+        writer.finish({}, {})
+    assert list(tmp_path.iterdir()) == []

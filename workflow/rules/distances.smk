@@ -1,0 +1,33 @@
+rule reduce_epoch:
+    input:
+        f"{R}/{{metric}}/shards/epoch_{{epoch}}.h5",
+    output:
+        f"{R}/{{metric}}/epochs/epoch_{{epoch}}.h5",
+    log:
+        f"{L}/{{metric}}/reduce_epoch_{{epoch}}.log",
+    benchmark:
+        f"{B}/{{metric}}/reduce_epoch_{{epoch}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/reduce_epoch.py"
+
+
+rule gather_distances:
+    input:
+        expand(f"{R}/{{{{metric}}}}/epochs/epoch_{{epoch}}.h5", epoch=range(1, EPOCHS + 1)),
+    output:
+        h5=f"{R}/{{metric}}/distances.h5",
+        csv=f"{R}/{{metric}}/distances.csv",
+    log:
+        f"{L}/{{metric}}/gather_distances.log",
+    benchmark:
+        f"{B}/{{metric}}/gather_distances.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/gather_distances.py"
