@@ -1,4 +1,4 @@
-# bestbatch: which mini-batch best approximates the full-batch gradient, and how that changes over
+# bestbatch: which mini-batch best approximates the full-batch gradient, and how does that change over
 # training (Lasky et al., "What's the Best Mini-batch?", Algorithm 1), as a Snakemake workflow.
 from snakemake.utils import min_version
 
@@ -8,16 +8,29 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/orderings.smk"
 include: "workflow/rules/training.smk"
 include: "workflow/rules/distances.smk"
+include: "workflow/rules/plots.smk"
+
+
+# Seconds of work each: run them where Snakemake runs, never through a cluster queue.
+localrules:
+    all,
+    gather_distances,
+    heatmap,
+    curves,
+    index,
 
 
 rule all:
     input:
-        expand(f"{R}/{{metric}}/distances.h5", metric=METRICS),
+        f"{R}/index.html",
         expand(f"{R}/{{metric}}/distances.csv", metric=METRICS),
         expand(f"{R}/{{metric}}/checkpoints/epoch_{EPOCHS}.pt", metric=METRICS),
     default_target: True

@@ -22,6 +22,7 @@ from .config import config_hash, lr_of_epoch, num_batches, phase_of_epoch
 from .distances import reduce_shard
 from .models import build_model
 from .shards import ShardWriter
+from .logs import logged  # noqa: F401  (re-exported for the scripts)
 from .training import (device_description, evaluate, make_optimizer, parameter_layout, pick_device,
                        run_epoch, set_numerics)
 
@@ -232,47 +233,3 @@ def gather_metric(metric, epoch_paths, out_h5, out_csv):
         table.to_csv(tmp, index=False, float_format="%.9g")
     return table
 
-
-class _ToLog:
-    """A file-like stream that sends stdout/stderr (tqdm's progress bars too) into the rule's log."""
-
-    def __init__(self, stream):
-        self.stream = stream
-
-    def write(self, text):
-        self.stream.write(text)
-        self.stream.flush()
-        return len(text)
-
-    def flush(self):
-        self.stream.flush()
-
-    def isatty(self):
-        return False
-
-
-def logged(log_path):
-    """Context manager: everything the step prints or logs goes to `log_path`, errors included."""
-    import contextlib
-    import traceback
-
-    @contextlib.contextmanager
-    def _ctx():
-        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "a", buffering=1) as stream:
-            handler = logging.StreamHandler(stream)
-            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-            root = logging.getLogger()
-            root.addHandler(handler)
-            root.setLevel(logging.INFO)
-            old = sys.stdout, sys.stderr
-            sys.stdout = sys.stderr = _ToLog(stream)
-            try:
-                yield
-            except BaseException:
-                stream.write(traceback.format_exc())
-                raise
-            finally:
-                sys.stdout, sys.stderr = old
-                root.removeHandler(handler)
-    return _ctx()

@@ -16,6 +16,8 @@ if SYNTHETIC:
         resources:
             mem_mb=2000,
             runtime=10,
+        conda:
+            "../../envs/torch.yaml"
         script:
             "../scripts/synthetic_dataset.py"
 
@@ -33,5 +35,7 @@ rule verify_dataset:
     resources:
         mem_mb=2000,
         runtime=30,
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/verify_dataset.py"

@@ -11,6 +11,8 @@ rule reduce_epoch:
     resources:
         mem_mb=4000,
         runtime=30,
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/reduce_epoch.py"
 
@@ -19,8 +21,10 @@ rule gather_distances:
     input:
         expand(f"{R}/{{{{metric}}}}/epochs/epoch_{{epoch}}.h5", epoch=range(1, EPOCHS + 1)),
     output:
-        h5=f"{R}/{{metric}}/distances.h5",
-        csv=f"{R}/{{metric}}/distances.csv",
+        h5=report(f"{R}/{{metric}}/distances.h5", caption="../report/matrix.rst", category="Matrices",
+                  labels={"metric": "{metric}", "format": "HDF5"}),
+        csv=report(f"{R}/{{metric}}/distances.csv", caption="../report/matrix.rst", category="Matrices",
+                   labels={"metric": "{metric}", "format": "CSV"}),
     log:
         f"{L}/{{metric}}/gather_distances.log",
     benchmark:
@@ -29,5 +33,7 @@ rule gather_distances:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/gather_distances.py"

@@ -12,5 +12,7 @@ rule ordering:
         mem_mb=4000,
         runtime=60,
         gpu=lambda wc: int(USES_GPU and wc.metric == "lpips"),
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/ordering.py"

@@ -11,6 +11,8 @@ rule init_model:
     resources:
         mem_mb=4000,
         runtime=10,
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/init_model.py"
 
@@ -32,5 +34,7 @@ rule train_epoch:
         mem_mb=16000,
         runtime=60,
         gpu=int(USES_GPU),
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/train_epoch.py"

@@ -1,0 +1,184 @@
+"""Interactive views of the study: phase-split heatmaps, training curves, and an index page.
+
+Every page is one self-contained HTML file (plotly.js inlined) that opens offline.
+"""
+import html
+import json
+
+import h5py
+import numpy as np
+import yaml
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .atomic import atomic_path, write_text
+from .config import phases as study_phases
+
+SCORE_NAMES = {"intensity": "pixel intensity sum", "color": "hue of the mean colour", "edges": "Canny edge pixels",
+               "lpips": "LPIPS distance to the average image", "random": "random key"}
+
+
+def row_zscore(matrix):
+    """Each epoch's row as z-scores: the epoch's gradient scale divided out, the pattern kept."""
+    mu = matrix.mean(1, keepdims=True)
+    sd = matrix.std(1, keepdims=True)
+    return (matrix - mu) / np.where(sd > 0, sd, 1)
+
+
+def row_rank(matrix):
+    """Each epoch's row as ranks in [0, 1]: 0 is the batch closest to the full gradient."""
+    ranks = matrix.argsort(1).argsort(1).astype(float)
+    return ranks / max(matrix.shape[1] - 1, 1)
+
+
+def phase_rows(epochs, phases):
+    """[(phase, first, last, lr, row indices into `epochs`)] for the phases that have epochs."""
+    out = []
+    for phase, first, last, lr in phases:
+        rows = np.flatnonzero((epochs >= first) & (epochs <= last))
+        if rows.size:
+            out.append((phase, first, last, lr, rows))
+    return out
+
+
+def heatmap_figure(metric, m, phases):
+    """One panel per training phase, each with its own colour scale, and a switch to per-epoch z-scores.
+
+    m: the gathered matrix file as a dict (epoch, batch, distance, cosine, batch_score_*).
+    """
+    parts = phase_rows(m["epoch"], phases)
+    fig = make_subplots(rows=len(parts), cols=1, shared_xaxes=True, vertical_spacing=0.06 if len(parts) > 1 else 0,
+                        subplot_titles=[f"phase {p}: epochs {a}-{b}, lr {lr:g}" for p, a, b, lr, _ in parts])
+    z_views = {"distance": m["distance"], "z-score within epoch": row_zscore(m["distance"]),
+               "rank within epoch": row_rank(m["distance"])}
+    k = len(m["batch"])
+    score = np.broadcast_to(np.stack([m["batch_score_min"], m["batch_score_mean"], m["batch_score_max"]], -1),
+                            (len(m["epoch"]), k, 3))
+    custom = np.concatenate([m["distance"][..., None], m["cosine"][..., None], z_views["z-score within epoch"][..., None],
+                             score], -1)
+    hover = ("epoch %{y}, batch %{x}<br>distance %{customdata[0]:.5g}<br>cosine to full gradient %{customdata[1]:.4f}"
+             "<br>z-score in epoch %{customdata[2]:.2f}<br>" + SCORE_NAMES.get(metric, metric) +
+             ": min %{customdata[3]:.4g}, mean %{customdata[4]:.4g}, max %{customdata[5]:.4g}<extra></extra>")
+    n = len(parts)
+    for i, (phase, first, last, lr, rows) in enumerate(parts):
+        axis = "coloraxis" if i == 0 else f"coloraxis{i + 1}"
+        fig.add_trace(go.Heatmap(x=m["batch"], y=m["epoch"][rows], z=m["distance"][rows], customdata=custom[rows],
+                                 hovertemplate=hover, coloraxis=axis, name=f"phase {phase}"), row=i + 1, col=1)
+        top = 1 - i / n
+        fig.update_layout({axis: dict(colorscale="Viridis", colorbar=dict(
+            title="distance", len=0.9 / n, y=top - 0.5 / n, yanchor="middle", x=1.02))})
+        fig.update_yaxes(title_text="epoch", autorange="reversed", row=i + 1, col=1)
+    fig.update_xaxes(title_text=f"batch position in ascending {SCORE_NAMES.get(metric, metric)} order (low → high)",
+                     row=n, col=1)
+    buttons = []
+    for label, z in z_views.items():
+        scale = "RdBu_r" if label.startswith("z-score") else "Viridis"
+        buttons.append(dict(label=label, method="update", args=[
+            {"z": [z[rows] for *_, rows in parts]},
+            {f"{'coloraxis' if i == 0 else f'coloraxis{i + 1}'}.colorscale": scale for i in range(n)} |
+            {f"{'coloraxis' if i == 0 else f'coloraxis{i + 1}'}.colorbar.title.text": label for i in range(n)}]))
+    fig.update_layout(
+        title=f"{metric}: distance of each mini-batch gradient to the full gradient",
+        height=max(450, 280 * n), template="plotly_white",
+        updatemenus=[dict(buttons=buttons, direction="right", x=0, y=1.08 + 0.05 / n, xanchor="left", yanchor="bottom",
+                          type="buttons", showactive=True)])
+    return fig
+
+
+def curves_figure(runs):
+    """Training loss and test accuracy per epoch, one line per metric's fixed order."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["training loss (mean over the epoch's batches)",
+                                                        "test accuracy after the epoch"])
+    for i, (metric, m) in enumerate(sorted(runs.items())):
+        style = dict(legendgroup=metric, line=dict(color=f"hsl({int(360 * i / max(len(runs), 1))},60%,45%)"))
+        fig.add_trace(go.Scatter(x=m["epoch"], y=m["train_loss"].mean(1), name=metric, mode="lines+markers", **style),
+                      row=1, col=1)
+        fig.add_trace(go.Scatter(x=m["epoch"], y=m["test_acc"], name=metric, mode="lines+markers", showlegend=False,
+                                 **style), row=1, col=2)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(type="log", row=1, col=1)
+    fig.update_yaxes(range=[0, 1], row=1, col=2)
+    fig.update_layout(template="plotly_white", height=450, title="What each fixed order does to learning")
+    return fig
+
+
+def phase_summary(m, phases):
+    """Per phase: where the closest batches sit and how distance follows the score (Spearman rho)."""
+    out = []
+    k = len(m["batch"])
+    for phase, first, last, lr, rows in phase_rows(m["epoch"], phases):
+        z = row_zscore(m["distance"][rows]).mean(0)
+        best = int(np.argmin(z))
+        pos = np.arange(k)
+        rho = np.corrcoef(pos, z.argsort().argsort())[0, 1] if k > 1 else float("nan")
+        out.append(dict(phase=phase, epochs=f"{first}-{last}", lr=lr, best_batch=best, best_quantile=best / max(k - 1, 1),
+                        spearman=float(rho), mean_distance=float(m["distance"][rows].mean()),
+                        mean_cosine=float(m["cosine"][rows].mean())))
+    return out
+
+
+def index_html(study, config_yaml, metrics, summaries, heatmap_links, curves_link):
+    """The study's front page: links, what the numbers mean, and the config that produced them."""
+    rows = []
+    for metric in metrics:
+        for s in summaries[metric]:
+            rows.append(f"<tr><td><a href='{html.escape(heatmap_links[metric])}'>{html.escape(metric)}</a></td>"
+                        f"<td>{s['phase']}</td><td>{s['epochs']}</td><td>{s['lr']:g}</td><td>{s['mean_distance']:.4g}</td>"
+                        f"<td>{s['mean_cosine']:.3f}</td><td>{s['best_batch']} ({100 * s['best_quantile']:.0f}%)</td>"
+                        f"<td>{s['spearman']:+.2f}</td></tr>")
+    links = "".join(f"<li><a href='{html.escape(heatmap_links[m])}'>{html.escape(m)}</a></li>" for m in metrics)
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>bestbatch: {html.escape(study)}</title>
+<style>body{{font-family:sans-serif;max-width:70em;margin:2em auto;line-height:1.4}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:right}}
+pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head><body>
+<h1>bestbatch study <code>{html.escape(study)}</code></h1>
+<p>Which mini-batch best approximates the full-batch gradient, and how does that change over training?
+Every training image was scored by a metric, the sorted set was cut into a fixed sequence of mini-batches, and in
+every epoch the gradient g<sub>k</sub> of each batch at the epoch-start parameters was compared with their mean, the
+full gradient. A heatmap cell is the distance ||g<sub>k</sub> &minus; g&#772;||<sub>2</sub>: dark (low) cells are the
+batches whose gradient is closest to the full gradient.</p>
+<h2>Heatmaps</h2><ul>{links}</ul>
+<p><a href="{html.escape(curves_link)}">Training curves</a>: loss and test accuracy per epoch for every order.</p>
+<h2>Summary by training phase</h2>
+<p>Closest batch: the batch position with the lowest mean z-scored distance in the phase (in % of the order, low
+&rarr; high score). Spearman &rho;: rank correlation of batch position with that distance; positive means batches of
+low scores are closer to the full gradient, negative means high scores are. The <code>random</code> order is the control: its &rho;
+shows how large a correlation arises by chance.</p>
+<table><tr><th>metric</th><th>phase</th><th>epochs</th><th>lr</th><th>mean distance</th><th>mean cosine</th>
+<th>closest batch</th><th>Spearman &rho;</th></tr>{''.join(rows)}</table>
+<h2>Configuration</h2><pre>{html.escape(config_yaml)}</pre>
+</body></html>
+"""
+
+
+def write_figure(fig, path):
+    """Self-contained HTML: plotly.js inlined, so the page opens with no network."""
+    with atomic_path(path) as tmp:
+        fig.write_html(tmp, include_plotlyjs=True, full_html=True, config={"responsive": True})
+
+
+def load_matrix(path):
+    with h5py.File(path, "r") as f:
+        return {name: f[name][:] for name in f}
+
+
+def summary_json(summaries):
+    return json.dumps(summaries, indent=2)
+
+
+# --- pages: the workflow's plot steps, from gathered matrix files to HTML ------------------------
+
+def heatmap_page(config, metric, matrix_path, out_html):
+    write_figure(heatmap_figure(metric, load_matrix(matrix_path), study_phases(config)), out_html)
+
+
+def curves_page(metrics, matrix_paths, out_html):
+    write_figure(curves_figure({m: load_matrix(p) for m, p in zip(metrics, matrix_paths)}), out_html)
+
+
+def index_page(config, raw_config, metrics, matrix_paths, out_html, out_summary, heatmap_links, curves_link):
+    summaries = {m: phase_summary(load_matrix(p), study_phases(config)) for m, p in zip(metrics, matrix_paths)}
+    write_text(out_summary, summary_json(summaries))
+    write_text(out_html, index_html(config["study"], yaml.safe_dump(raw_config, sort_keys=False), metrics, summaries,
+                                    heatmap_links, curves_link))
