@@ -34,3 +34,16 @@ rule all:
         expand(f"{R}/{{metric}}/distances.csv", metric=METRICS),
         expand(f"{R}/{{metric}}/checkpoints/epoch_{EPOCHS}.pt", metric=METRICS),
     default_target: True
+
+
+# One metric alone, e.g. `snakemake --cores all study_intensity`: no job of another metric runs.
+for _metric in METRICS:
+
+    rule:
+        name:
+            f"study_{_metric}"
+        localrule: True
+        input:
+            f"{R}/plots/heatmap_{_metric}.html",
+            f"{R}/{_metric}/distances.csv",
+            f"{R}/{_metric}/checkpoints/epoch_{EPOCHS}.pt",

@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 import yaml
 import plotly.graph_objects as go
+from plotly.colors import get_colorscale
 from plotly.subplots import make_subplots
 
 from .atomic import atomic_path, write_text
@@ -58,30 +59,36 @@ def heatmap_figure(metric, m, phases):
                              score], -1)
     hover = ("epoch %{y}, batch %{x}<br>distance %{customdata[0]:.5g}<br>cosine to full gradient %{customdata[1]:.4f}"
              "<br>z-score in epoch %{customdata[2]:.2f}<br>" + SCORE_NAMES.get(metric, metric) +
-             ": min %{customdata[3]:.4g}, mean %{customdata[4]:.4g}, max %{customdata[5]:.4g}<extra></extra>")
+             ": min %{customdata[3]:,.4~r}, mean %{customdata[4]:,.4~r}, max %{customdata[5]:,.4~r}<extra></extra>")
     n = len(parts)
     for i, (phase, first, last, lr, rows) in enumerate(parts):
         axis = "coloraxis" if i == 0 else f"coloraxis{i + 1}"
         fig.add_trace(go.Heatmap(x=m["batch"], y=m["epoch"][rows], z=m["distance"][rows], customdata=custom[rows],
                                  hovertemplate=hover, coloraxis=axis, name=f"phase {phase}"), row=i + 1, col=1)
-        top = 1 - i / n
-        fig.update_layout({axis: dict(colorscale="Viridis", colorbar=dict(
-            title="distance", len=0.9 / n, y=top - 0.5 / n, yanchor="middle", x=1.02))})
+        low, high = fig.layout[f"yaxis{i + 1 if i else ''}"].domain  # the colour bar spans its own panel
+        fig.update_layout({axis: dict(colorscale=get_colorscale("Viridis"), colorbar=dict(
+            title="distance", len=high - low, y=(low + high) / 2, yanchor="middle", x=1.02))})
         fig.update_yaxes(title_text="epoch", autorange="reversed", row=i + 1, col=1)
     fig.update_xaxes(title_text=f"batch position in ascending {SCORE_NAMES.get(metric, metric)} order (low → high)",
                      row=n, col=1)
     buttons = []
     for label, z in z_views.items():
-        scale = "RdBu_r" if label.startswith("z-score") else "Viridis"
+        # plotly.js knows no "_r" names: send the scale itself; z-scores diverge around 0
+        scale = get_colorscale("RdBu_r" if label.startswith("z-score") else "Viridis")
+        mid = 0 if label.startswith("z-score") else None
+        axes = ["coloraxis" if i == 0 else f"coloraxis{i + 1}" for i in range(n)]
         buttons.append(dict(label=label, method="update", args=[
             {"z": [z[rows] for *_, rows in parts]},
-            {f"{'coloraxis' if i == 0 else f'coloraxis{i + 1}'}.colorscale": scale for i in range(n)} |
-            {f"{'coloraxis' if i == 0 else f'coloraxis{i + 1}'}.colorbar.title.text": label for i in range(n)}]))
+            {f"{a}.colorscale": scale for a in axes} | {f"{a}.cmid": mid for a in axes} |
+            {f"{a}.colorbar.title.text": label for a in axes}]))
+    # title on top, the view switch under it, then the first panel's title: fixed pixels, whatever the height
+    height, top, bottom = max(450, 280 * n), 130, 80
     fig.update_layout(
-        title=f"{metric}: distance of each mini-batch gradient to the full gradient",
-        height=max(450, 280 * n), template="plotly_white",
-        updatemenus=[dict(buttons=buttons, direction="right", x=0, y=1.08 + 0.05 / n, xanchor="left", yanchor="bottom",
-                          type="buttons", showactive=True)])
+        title=dict(text=f"{metric}: distance of each mini-batch gradient to the full gradient",
+                   x=0, xref="paper", y=1 - 16 / height, yref="container", yanchor="top"),
+        height=height, margin=dict(t=top, b=bottom), template="plotly_white",
+        updatemenus=[dict(buttons=buttons, direction="right", x=0, y=1 + 30 / (height - top - bottom), xanchor="left",
+                          yanchor="bottom", type="buttons", showactive=True, pad=dict(t=0, b=0))])
     return fig
 
 

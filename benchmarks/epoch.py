@@ -1,0 +1,271 @@
+"""What one per-epoch job of Algorithm 1 costs next to a plain training epoch, and its reduction next to a raw read.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/epoch.py [--models small_cnn resnet18] [--repeats 3]
+        [--threads 2] [--device cpu] [--out table.md]
+
+Per model, on the same initial weights and the same K fixed batches of random uint8 images (random
+labels), with the same device-side data path (make_batch):
+  plain      the kuangliu/pytorch-cifar step (forward, cross-entropy, backward, SGD momentum 0.9,
+             wd 5e-4); loss and hits kept on the device like run_epoch, so only the algorithm differs
+  job        run_epoch + ShardWriter(...).put + writer.finish (fsync, rename): train + compare + shard
+  no-write   run_epoch with a no-op on_gradient: the shard write's share is job - no-write
+Then, on that shard: reduce_shard against a raw sequential read of the same file (plain Python
+readinto of 16 MiB blocks), both after a warm-up read so the file sits in the page cache, with
+--reduce-threads torch threads (default 1: the workflow's reduce rule has `threads: 1`, which
+snakemake passes on as OMP_NUM_THREADS=1). MB/s are the shard file's bytes over the time for both,
+so reduce/raw is a ratio of times. The "cold" columns repeat the pair after evicting only this
+shard from the page cache (posix_fadvise DONTNEED), which is what a reduction job on another node,
+or after the shard fell out of the cache, sees.
+Variants are interleaved, in a rotating order, and medians are reported.
+"""
+import argparse
+import copy
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bestbatch.augment import images_to_tensor, make_batch
+from bestbatch.distances import batch_distances, reduce_shard
+from bestbatch.models import build_model
+from bestbatch.shards import ShardWriter
+from bestbatch.training import make_optimizer, parameter_layout, pick_device, run_epoch, set_numerics
+
+DEFAULTS = {"small_cnn": (256, 8), "resnet18": (64, 4), "dpn92": (32, 2)}  # (batch size, K batches)
+RAW_BLOCK = 16 << 20
+
+
+def training_config(batch_size):
+    return dict(batch_size=batch_size, seed=0, augment=True, dtype="float32", lr=0.1, lr_milestones=[],
+                lr_gamma=0.1, momentum=0.9, weight_decay=5e-4)
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def plain_epoch(net, optimizer, images, labels, order, epoch, t):
+    """The kuangliu/pytorch-cifar training loop over the same fixed batches."""
+    bs = t["batch_size"]
+    n_batches = len(order) // bs
+    order = torch.as_tensor(order, device=images.device)
+    losses = torch.empty(n_batches, dtype=torch.float64, device=images.device)
+    correct = torch.empty(n_batches, dtype=torch.float64, device=images.device)
+    net.train()
+    for k in range(n_batches):
+        idx = order[k * bs:(k + 1) * bs]
+        x = make_batch(images, idx, t["seed"], epoch, k, t["augment"], torch.float32)
+        y = labels[idx]
+        optimizer.zero_grad(set_to_none=True)
+        out = net(x)
+        loss = F.cross_entropy(out, y)
+        loss.backward()
+        optimizer.step()
+        losses[k] = loss.detach()
+        correct[k] = (out.argmax(1) == y).sum()
+    return losses.cpu().numpy(), correct.cpu().numpy() / bs
+
+
+def raw_read(path):
+    """Read the whole file sequentially in large blocks into one reused buffer; returns bytes read."""
+    buf = bytearray(RAW_BLOCK)
+    view = memoryview(buf)
+    total = 0
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            n = f.readinto(view)
+            if not n:
+                return total
+            total += n
+
+
+def evict(path):
+    """Drop this one file's clean pages from the page cache (it was fsynced by ShardWriter.finish)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def bench_model(name, batch_size, n_batches, repeats, device, tmpdir, reduce_threads):
+    t = training_config(batch_size)
+    rng = np.random.default_rng(0)
+    n = batch_size * n_batches
+    images = images_to_tensor(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), device)
+    labels = torch.as_tensor(rng.integers(0, 10, n), device=device)
+    order = rng.permutation(n)
+    base = build_model(name, seed=0).to(device)
+    _, n_params = parameter_layout(base)
+    shard = Path(tmpdir) / f"{name}_epoch_1.h5"
+    epoch = 1
+
+    def fresh():
+        net = copy.deepcopy(base)
+        return net, make_optimizer(net, t, epoch)
+
+    def plain():
+        net, opt = fresh()
+        sync(device)
+        t0 = time.perf_counter()
+        plain_epoch(net, opt, images, labels, order, epoch, t)
+        sync(device)
+        return time.perf_counter() - t0, None
+
+    def no_write():
+        net, opt = fresh()
+        sync(device)
+        t0 = time.perf_counter()
+        run_epoch(net, opt, images, labels, order, epoch, t, lambda k, g: None, progress=False)
+        return time.perf_counter() - t0, None
+
+    def job():
+        net, opt = fresh()
+        sync(device)
+        t0 = time.perf_counter()
+        writer = ShardWriter(shard, n_batches, n_params, t["dtype"])
+        stats = run_epoch(net, opt, images, labels, order, epoch, t, writer.put, progress=False)
+        t1 = time.perf_counter()
+        writer.finish(dict(gradient_sum=stats["gradient_sum"], train_loss=stats["train_loss"],
+                           train_acc=stats["train_acc"]), dict(epoch=epoch))
+        t2 = time.perf_counter()
+        return t2 - t0, t2 - t1
+
+    variants = {"plain": plain, "no_write": no_write, "job": job}
+    for fn in variants.values():  # warm-up: allocator, kernels, thread pools; also leaves a shard
+        fn()
+    times = {v: [] for v in variants}
+    finish = []
+    names = list(variants)
+    for r in range(repeats):
+        for v in names[r % 3:] + names[:r % 3]:
+            dt, fin = variants[v]()
+            times[v].append(dt)
+            if fin is not None:
+                finish.append(fin)
+
+    # reduction vs raw read of the same shard, warm (page cache) and cold (evicted)
+    train_threads = torch.get_num_threads()
+    torch.set_num_threads(reduce_threads)
+    with h5py.File(shard, "r") as f:
+        grad_bytes = f["gradients"].size * f["gradients"].dtype.itemsize
+        reference = batch_distances(f["gradients"][:]) if grad_bytes <= (1 << 30) else None
+    file_bytes = shard.stat().st_size
+    result = reduce_shard(shard)  # warm-up, and a check against the float64 brute force
+    raw_read(shard)
+    if reference is not None:
+        np.testing.assert_allclose(result["distance"], reference["distance"], rtol=1e-9)
+    red = {"warm": [], "cold": []}
+    raw = {"warm": [], "cold": []}
+    for r in range(max(5, repeats)):
+        for cache in ("warm", "cold"):
+            for v in (("red", "raw") if r % 2 == 0 else ("raw", "red")):
+                if cache == "cold":
+                    evict(shard)
+                t0 = time.perf_counter()
+                if v == "red":
+                    reduce_shard(shard)
+                    red[cache].append(time.perf_counter() - t0)
+                else:
+                    assert raw_read(shard) == file_bytes
+                    raw[cache].append(time.perf_counter() - t0)
+    torch.set_num_threads(train_threads)
+    mbs = {f"{v}_{c}": file_bytes / 1e6 / statistics.median(x[c]) for v, x in (("red", red), ("raw", raw))
+           for c in ("warm", "cold")}
+
+    med = {v: statistics.median(x) for v, x in times.items()}
+    return dict(model=name, batch=batch_size, k=n_batches, params=n_params, plain=med["plain"],
+                no_write=med["no_write"], job=med["job"], finish=statistics.median(finish),
+                shard_mb=file_bytes / 1e6, **mbs,
+                spread={v: (min(x), max(x)) for v, x in times.items()})
+
+
+COLUMNS = ["model", "batch x K", "params", "plain s", "job (no write) s", "job s", "of which finish s",
+           "job/plain", "no-write/plain", "write share", "shard MB", "reduce MB/s", "raw read MB/s", "reduce/raw",
+           "cold reduce MB/s", "cold raw MB/s", "cold reduce/raw"]
+
+
+def table_rows(results):
+    for r in results:
+        yield [r["model"], f"{r['batch']} x {r['k']}", f"{r['params']:,}", f"{r['plain']:.2f}", f"{r['no_write']:.2f}",
+               f"{r['job']:.2f}", f"{r['finish']:.2f}", f"{r['job'] / r['plain']:.2f}",
+               f"{r['no_write'] / r['plain']:.2f}", f"{(r['job'] - r['no_write']) / r['job']:.0%}",
+               f"{r['shard_mb']:.1f}", f"{r['red_warm']:.0f}", f"{r['raw_warm']:.0f}",
+               f"{r['red_warm'] / r['raw_warm']:.2f}", f"{r['red_cold']:.0f}", f"{r['raw_cold']:.0f}",
+               f"{r['red_cold'] / r['raw_cold']:.2f}"]
+
+
+def markdown(rows):
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=["small_cnn", "resnet18"])
+    ap.add_argument("--batches", type=int, help="K fixed batches per epoch (default per model: small_cnn 8, resnet18 4)")
+    ap.add_argument("--batch-size", type=int, help="default per model: small_cnn 256, resnet18 64")
+    ap.add_argument("--repeats", type=int, default=4, help="timed repetitions of each variant (after one warm-up)")
+    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads for training")
+    ap.add_argument("--reduce-threads", type=int, default=1, help="torch.set_num_threads for reduce_shard")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--tmpdir", help="where the shard is written (default: the system temp dir)")
+    ap.add_argument("--out", help="also write the table as markdown to this file")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    set_numerics(device)
+    u = platform.uname()
+    gpu = f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""
+    header = [f"machine: {u.system} {u.release} {u.machine}, node {u.node}",
+              f"cpu: {cpu_model()}, os.cpu_count()={os.cpu_count()}",
+              f"torch {torch.__version__}, h5py {h5py.__version__}, numpy {np.__version__}, "
+              f"threads {torch.get_num_threads()} (reduction {args.reduce_threads}), device {device}{gpu}"]
+    print("\n".join(header), flush=True)
+
+    results = []
+    with tempfile.TemporaryDirectory(dir=args.tmpdir, prefix="bestbatch-epoch-") as tmpdir:
+        for name in args.models:
+            bs, k = DEFAULTS.get(name, (64, 4))
+            bs, k = args.batch_size or bs, args.batches or k
+            t0 = time.perf_counter()
+            r = bench_model(name, bs, k, args.repeats, device, tmpdir, args.reduce_threads)
+            spread = ", ".join(f"{v} {lo:.2f}-{hi:.2f}" for v, (lo, hi) in r["spread"].items())
+            print(f"{name}: done in {time.perf_counter() - t0:.0f} s (min-max s: {spread})", flush=True)
+            results.append(r)
+
+    rows = list(table_rows(results))
+    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(COLUMNS)]
+    print()
+    print("  ".join(c.rjust(w) for c, w in zip(COLUMNS, widths)))
+    for row in rows:
+        print("  ".join(x.rjust(w) for x, w in zip(row, widths)))
+    notes = (f"medians of {args.repeats} interleaved repetitions (reduction: {max(5, args.repeats)}); "
+             "targets: job/plain <= 2.1, reduce/raw >= 0.7 (warm); write share = (job - no-write) / job; "
+             "MB/s = shard file bytes / time")
+    print("\n" + notes)
+    if args.out:
+        Path(args.out).write_text("\n\n".join(["\n".join(f"- {h}" for h in header), markdown(rows), notes]) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,280 @@
+"""The HTML pages in a real browser: headless Chromium with no network, as a reader would open them offline.
+
+Needs Debian's `chromium` and `chromium-driver` (see tests/browser.py). Without them the browser tests are
+skipped on a workstation, and fail under CI (the CI environment variable set), so CI cannot skip silently.
+"""
+import math
+import os
+import re
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import browser  # noqa: E402
+
+from bestbatch.plots import (curves_figure, heatmap_figure, index_html, phase_rows, phase_summary,  # noqa: E402
+                             row_zscore, write_figure)
+
+E, K = 9, 12
+PHASES = [(1, 1, 3, 0.1), (2, 4, 6, 0.01), (3, 7, 9, 0.001)]
+METRIC = "intensity"
+CELL = dict(epoch=5, batch=7, phase=2)  # a cell of the second phase's panel
+
+
+def in_ci():
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def synthetic_matrix(seed=0):
+    """A gathered matrix like the workflow's, with distances that differ from epoch to epoch and batch to batch."""
+    rng = np.random.default_rng(seed)
+    epoch = np.arange(1, E + 1)
+    batch = np.arange(K)
+    scale = 10.0 ** -np.repeat([0, 1, 2], 3)[:, None]  # the gradient scale drops with the lr, phase by phase
+    return dict(epoch=epoch, batch=batch,
+                distance=scale * rng.uniform(0.5, 30.0, (E, K)),
+                cosine=rng.uniform(-1.0, 1.0, (E, K)),
+                batch_score_min=0.5 * batch - 2.3 + rng.uniform(0, 0.01, K),
+                batch_score_mean=3.7 * batch + rng.uniform(0, 1, K),
+                batch_score_max=3351.1 * batch + rng.uniform(0, 1, K))  # > 1e4: .4g goes exponential
+
+
+# --- how plotly.js prints numbers in a hovertemplate (d3-format), so the test can predict the label ------
+
+def js_number(x, spec):
+    """d3-format as plotly.js applies it, for the specs [,][.N][~](g|f|r) and '' (plain).
+
+    g is JS toPrecision(N) (exponent form below 1e-6 and from 10^N), f is toFixed(N), r is N significant
+    digits never in exponent form; ~ trims trailing zeros, ',' groups thousands, the minus is ASCII.
+    """
+    if spec == "":
+        return str(int(x)) if float(x).is_integer() else repr(float(x))
+    m = re.fullmatch(r"(,?)\.(\d+)(~?)([gfr])", spec)
+    if not m:
+        raise NotImplementedError(f"hover format {spec!r}: teach js_number about it")
+    group, p, trim, kind = m.group(1), int(m.group(2)), m.group(3), m.group(4)
+    sign, x = ("-" if x < 0 else ""), abs(float(x))
+    if kind == "f":
+        out = f"{x:.{p}f}" if x < 1e21 else repr(x)  # JS toFixed falls back to String(x) from 1e21
+    else:
+        mantissa, exp = f"{x:.{p - 1}e}".split("e")
+        e = int(exp) if x else 0
+        if kind == "g" and (e < -6 or e >= p):  # toPrecision's exponent form, written the JS way (1.2e+4)
+            out = f"{mantissa}e{'+' if e >= 0 else '-'}{abs(e)}"
+        elif kind == "g" or e < p:
+            out = f"{x:.{max(p - 1 - e, 0)}f}"
+        else:  # r: the rounded digits padded with zeros
+            out = mantissa.replace(".", "") + "0" * (e - p + 1)
+    if trim:
+        head, _, tail = out.partition("e")
+        if "." in head:
+            head = head.rstrip("0").rstrip(".")
+        out = head + ("e" + tail if tail else "")
+    if group:
+        whole, dot, rest = re.match(r"(\d*)(\.?)(.*)", out).groups()
+        out = f"{int(whole):,}{dot}{rest}"
+    if sign and float(re.sub(r"[^0-9.e+-]", "", out)) == 0:
+        sign = ""  # d3 prints no minus for a value that rounds to zero
+    return sign + out
+
+
+def expected_hover(template, x, y, customdata):
+    """The label lines plotly.js should draw for one cell of a trace with this hovertemplate."""
+    def value(match):
+        name, spec = match.group(1), match.group(2) or ""
+        if name == "x":
+            return js_number(x, spec)
+        if name == "y":
+            return js_number(y, spec)
+        i = re.fullmatch(r"customdata\[(\d+)\]", name)
+        if not i:
+            raise NotImplementedError(f"hover field {name!r}")
+        return js_number(customdata[int(i.group(1))], spec)
+
+    text = re.sub(r"<extra>.*?</extra>", "", template)
+    text = re.sub(r"%\{([^:}]+)(?::([^}]*))?\}", value, text)
+    return text.split("<br>")
+
+
+# --- fixtures: one browser and one set of pages for the module -------------------------------------------
+
+@pytest.fixture(scope="module")
+def br():
+    missing = browser.missing()
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        missing.append("the selenium Python package")
+    if missing:
+        message = (f"headless browser tests need {', '.join(missing)}; install with: {browser.INSTALL}"
+                   " (and selenium in the venv)")
+        if in_ci():
+            pytest.fail(f"CI is set but {message}", pytrace=False)
+        pytest.skip(message)
+    with browser.Browser(width=1200, height=1000) as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory):
+    """The study's pages as the workflow lays them out: index.html, plots/heatmap_*.html, plots/training_curves.html."""
+    root = tmp_path_factory.mktemp("study")
+    m = synthetic_matrix()
+    fig = heatmap_figure(METRIC, m, PHASES)
+    heatmaps = {}
+    for metric in (METRIC, "random"):
+        heatmaps[metric] = root / "plots" / f"heatmap_{metric}.html"
+        write_figure(fig if metric == METRIC else heatmap_figure(metric, synthetic_matrix(1), PHASES), heatmaps[metric])
+    rng = np.random.default_rng(2)
+    runs = {metric: dict(epoch=m["epoch"], train_loss=np.exp(-0.2 * m["epoch"])[:, None] * rng.uniform(1, 2, (E, K)),
+                         test_acc=np.linspace(0.2, 0.6, E) + rng.uniform(0, 0.05, E)) for metric in heatmaps}
+    curves = root / "plots" / "training_curves.html"
+    write_figure(curves_figure(runs), curves)
+    index = root / "index.html"
+    summaries = {metric: phase_summary(m, PHASES) for metric in heatmaps}
+    index.write_text(index_html("synthetic", "study: synthetic\n", list(heatmaps), summaries,
+                                {k: os.path.relpath(v, root) for k, v in heatmaps.items()},
+                                os.path.relpath(curves, root)))
+    return dict(m=m, fig=fig, heatmap=heatmaps[METRIC], curves=curves, index=index, n_curves=2 * len(runs))
+
+
+def offline_urls(urls):
+    return [u for u in urls if not u.startswith(("file:", "data:"))]
+
+
+# --- the heatmap -------------------------------------------------------------------------------------------
+
+def test_heatmap_loads_offline_with_one_trace_per_phase(br, pages):
+    br.open(pages["heatmap"])
+    assert br.n_traces() == len(PHASES)
+    assert br.trace_names() == [f"phase {p}" for p, *_ in PHASES]
+    urls = br.requested_urls()
+    assert urls and urls[0] == pages["heatmap"].resolve().as_uri()
+    assert offline_urls(urls) == [], "the page must load nothing but file: and data: URLs"
+    assert br.console_errors() == []
+
+
+def test_heatmap_hover_shows_the_cell(br, pages):
+    m, fig = pages["m"], pages["fig"]
+    br.open(pages["heatmap"])
+    trace = fig.data[CELL["phase"] - 1]
+    subplot = (trace.xaxis or "x") + (trace.yaxis or "y")
+    assert subplot == "x2y2"
+    lines = br.hover(CELL["batch"], CELL["epoch"], subplot)
+
+    rows = dict((p, r) for p, *_, r in phase_rows(m["epoch"], PHASES))[CELL["phase"]]
+    row = int(np.flatnonzero(m["epoch"][rows] == CELL["epoch"])[0])  # in the panel
+    col = int(np.flatnonzero(m["batch"] == CELL["batch"])[0])
+    r = rows[row]  # in the whole matrix
+    e, b = int(m["epoch"][r]), int(m["batch"][col])
+    d, c, z = m["distance"][r, col], m["cosine"][r, col], row_zscore(m["distance"])[r, col]
+    lo, mean, hi = m["batch_score_min"][col], m["batch_score_mean"][col], m["batch_score_max"][col]
+
+    text = "\n".join(lines)
+    assert "epoch 5" in lines[0] and "batch 7" in lines[0], lines
+    # each of the cell's numbers, printed as the figure's hovertemplate formats it
+    specs = {int(i): spec for i, spec in re.findall(r"%\{customdata\[(\d+)\]:?([^}]*)\}", trace.hovertemplate)}
+    numbers = re.findall(r"-?\d(?:[\d.]|,(?=\d{3}))*(?:e[+-]\d+)?", text)
+    for i, (name, x) in enumerate([("distance", d), ("cosine", c), ("z-score", z), ("min", lo), ("mean", mean),
+                                   ("max", hi)]):
+        assert i in specs, f"the hover text has no {name} (customdata[{i}])"
+        assert js_number(x, specs[i]) in numbers, f"{name} {js_number(x, specs[i])} not in the hover label {lines}"
+    # and the whole label, line by line, as the figure's hovertemplate says it should read
+    assert lines == expected_hover(trace.hovertemplate, b, e, trace.customdata[row][col])
+
+
+def test_heatmap_hover_each_phase_panel(br, pages):
+    """Every panel answers hover on its own axes, with its own epochs."""
+    br.open(pages["heatmap"])
+    for k, (phase, first, last, lr) in enumerate(PHASES):
+        subplot = "xy" if k == 0 else f"x{k + 1}y{k + 1}"
+        lines = br.hover(0, last, subplot)
+        assert lines and lines[0].startswith(f"epoch {last}, batch 0"), (subplot, lines)
+
+
+def test_zscore_button_switches_to_per_epoch_zscores(br, pages):
+    m = pages["m"]
+    br.open(pages["heatmap"])
+    parts = phase_rows(m["epoch"], PHASES)
+    for i, (*_, rows) in enumerate(parts):
+        np.testing.assert_allclose(br.trace_z(i), m["distance"][rows], rtol=0, atol=1e-12)
+    br.click_button("z-score within epoch")
+    z = row_zscore(m["distance"])
+    for i, (*_, rows) in enumerate(parts):
+        got = br.trace_z(i)
+        assert got.shape == (len(rows), K)
+        np.testing.assert_allclose(got, z[rows], rtol=0, atol=1e-6)
+    br.click_button("distance")
+    for i, (*_, rows) in enumerate(parts):
+        np.testing.assert_allclose(br.trace_z(i), m["distance"][rows], rtol=0, atol=1e-12)
+    assert offline_urls(br.requested_urls()) == []
+
+
+def test_zscore_button_gives_every_panel_the_same_diverging_scale(br, pages):
+    br.open(pages["heatmap"])
+    axes = ["coloraxis"] + [f"coloraxis{i + 1}" for i in range(1, len(PHASES))]
+    scales = lambda: br.js("return arguments[0].map(a => JSON.stringify(gd._fullLayout[a].colorscale));", axes)
+    distance = scales()
+    assert len(set(distance)) == 1, "the distance view uses one colour scale in every panel"
+    br.click_button("z-score within epoch")
+    zscore = scales()
+    assert zscore[0] != distance[0], "the z-score view switches to its own (diverging) colour scale"
+    assert len(set(zscore)) == 1, f"every panel shows z-scores in the same colours, got {zscore}"
+
+
+# --- the other pages ----------------------------------------------------------------------------------------
+
+def test_curves_page_loads_offline(br, pages):
+    br.open(pages["curves"])
+    assert br.n_traces() == pages["n_curves"]
+    assert sorted(set(br.trace_names())) == [METRIC, "random"]
+    assert offline_urls(br.requested_urls()) == []
+    assert br.console_errors() == []
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.hrefs = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "a":
+            self.hrefs.append(dict(attrs).get("href"))
+
+
+def test_index_links_resolve_to_files(tmp_path):
+    """No browser needed: every link on the index page points at a page that exists next to it."""
+    root = tmp_path
+    (root / "plots").mkdir()
+    links = {}
+    for metric in (METRIC, "random"):
+        (root / "plots" / f"heatmap_{metric}.html").write_text("<html></html>")
+        links[metric] = f"plots/heatmap_{metric}.html"
+    (root / "plots" / "training_curves.html").write_text("<html></html>")
+    m = synthetic_matrix()
+    page = index_html("synthetic", "study: synthetic\n", list(links), {k: phase_summary(m, PHASES) for k in links},
+                      links, "plots/training_curves.html")
+    parser = _Links()
+    parser.feed(page)
+    assert parser.hrefs and None not in parser.hrefs
+    for href in parser.hrefs:
+        assert "://" not in href and not href.startswith("/"), f"{href}: the index must link relatively"
+        assert (root / href).is_file(), f"{href}: no such file next to the index"
+    assert set(parser.hrefs) == {*links.values(), "plots/training_curves.html"}
+    assert math.isfinite(phase_summary(m, PHASES)[0]["spearman"])
+
+
+def test_index_page_links_open_in_the_browser(br, pages):
+    """The written index page, in the browser: its links are file: URLs of pages that exist, and it loads offline."""
+    br.open(pages["index"], plot=False)
+    hrefs = br.driver.execute_script("return Array.from(document.querySelectorAll('a'), a => a.href);")
+    assert hrefs
+    for href in hrefs:
+        assert href.startswith("file://"), href
+        assert Path(unquote(urlparse(href).path)).is_file(), href
+    assert offline_urls(br.requested_urls()) == []

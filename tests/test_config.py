@@ -1,0 +1,105 @@
+"""The schema and the semantic checks reject bad configs by naming the key; the paper's config is the paper."""
+import copy
+
+import pytest
+import yaml
+
+from bestbatch.config import (ConfigError, config_hash, lr_of_epoch, num_batches, phase_of_epoch, phases,
+                              validate_config)
+from conftest import REPO, TINY_CONFIG
+
+
+def paper():
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def test_paper_config_is_the_paper():
+    c = validate_config(paper())
+    t = c["training"]
+    assert c["model"]["name"] == "dpn92" and c["data"]["source"] == "cifar10"
+    assert (t["epochs"], t["batch_size"], t["lr"], t["momentum"], t["weight_decay"]) == (150, 256, 0.1, 0.9, 5e-4)
+    assert num_batches(c) == 195
+    assert phases(c) == [(1, 1, 50, 0.1), (2, 51, 100, pytest.approx(0.01)), (3, 101, 150, pytest.approx(0.001))]
+    assert c["metrics"] == ["intensity", "color", "edges", "lpips", "random"]
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "config.yaml"])
+def test_shipped_configs_validate(name):
+    validate_config(yaml.safe_load((REPO / "config" / name).read_text()))
+
+
+def test_schedule_and_phases_follow_the_milestones():
+    assert [lr_of_epoch(e, 0.1, [50, 100], 0.1) for e in (1, 50, 51, 100, 101, 150)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+    assert [phase_of_epoch(e, [3, 6]) for e in range(1, 10)] == [1, 1, 1, 2, 2, 2, 3, 3, 3]
+    c = copy.deepcopy(TINY_CONFIG)
+    c["training"].update(epochs=10, lr_milestones=[])
+    assert phases(validate_config(c)) == [(1, 1, 10, 0.05)]
+
+
+def test_defaults_are_filled():
+    c = copy.deepcopy(TINY_CONFIG)
+    del c["training"]["momentum"], c["outputs"], c["orderings"]
+    v = validate_config(c)
+    assert v["training"]["momentum"] == 0.9
+    assert v["outputs"] == {"keep_shards": False, "keep_checkpoints": False}
+    assert v["orderings"]["edges"]["sigma"] == 1.0 and v["orderings"]["lpips"]["pretrained_backbone"] is True
+
+
+BAD = [
+    (("model", "name"), "vgg", "model.name", "dpn92"),
+    (("metrics",), ["intensity", "sharpness"], "metrics.1", "intensity"),
+    (("training", "epochs"), 0, "training.epochs", "minimum"),
+    (("training", "batch_size"), 100_000, "training.batch_size", "larger than the training set"),
+    (("training", "lr_milestones"), [1, 7], "training.lr_milestones", "outside the run"),
+    (("training", "weight_decay"), -1e-4, "training.weight_decay", "minimum"),
+    (("training", "dtype"), "float16", "training.dtype", "float64"),
+    (("training", "lr"), "0.1", "training.lr", "number"),
+    (("training", "momentum"), 1.5, "training.momentum", "maximum"),
+    (("data", "source"), "imagenet", "data.source", "synthetic"),
+    (("orderings", "edges", "sigma"), 0, "orderings.edges.sigma", ""),
+    (("study",), "a b", "study", "does not match"),
+    (("training", "lr_milestones"), [2, 1], "training.lr_milestones", "increasing"),
+]
+
+
+@pytest.mark.parametrize("path,value,key,hint", BAD, ids=[b[2] + "=" + str(b[1]) for b in BAD])
+def test_bad_values_are_rejected_with_their_key(path, value, key, hint):
+    c = copy.deepcopy(TINY_CONFIG)
+    node = c
+    for p in path[:-1]:
+        node = node[p]
+    node[path[-1]] = value
+    with pytest.raises(ConfigError) as err:
+        validate_config(c)
+    assert str(err.value).startswith(key + ":"), str(err.value)
+    assert hint in str(err.value)
+
+
+@pytest.mark.parametrize("where", [(), ("training",), ("orderings", "lpips")])
+def test_unknown_keys_are_rejected(where):
+    c = copy.deepcopy(TINY_CONFIG)
+    node = c
+    for p in where:
+        node = node[p]
+    node["colour_space"] = "hsv"
+    with pytest.raises(ConfigError, match=r"^" + ".".join((*where, "colour_space")) + ": unknown key"):
+        validate_config(c)
+
+
+def test_missing_required_key_is_named():
+    c = copy.deepcopy(TINY_CONFIG)
+    del c["training"]["batch_size"]
+    with pytest.raises(ConfigError, match=r"^training.batch_size: required"):
+        validate_config(c)
+    c = copy.deepcopy(TINY_CONFIG)
+    del c["data"]["synthetic"]
+    with pytest.raises(ConfigError, match=r"^data.synthetic: required"):
+        validate_config(c)
+
+
+def test_config_hash_tracks_content():
+    a, b = copy.deepcopy(TINY_CONFIG), copy.deepcopy(TINY_CONFIG)
+    assert config_hash(a) == config_hash(b)
+    b["training"]["seed"] = 1
+    assert config_hash(a) != config_hash(b)
