@@ -102,6 +102,23 @@ def load_checkpoint(path, device):
                            f"snakemake to recompute it from the previous epoch") from exc
 
 
+def shard_bytes(k_batches, n_params, dtype):
+    """Size of one epoch's gradient shard: K x P values."""
+    return k_batches * n_params * np.dtype(dtype).itemsize
+
+
+def check_disk(path, need_bytes, free_bytes=None):
+    """Refuse to start an epoch whose shard the disk cannot hold, with the numbers."""
+    folder = Path(path).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free if free_bytes is None else free_bytes
+    if need_bytes > free:
+        raise OSError(f"not enough disk for the gradient shard {path}: it needs {need_bytes / 1e9:.2f} GB "
+                      f"(K batches x P parameters x bytes per value), {folder} has {free / 1e9:.2f} GB free; "
+                      f"free space there or put results/ on a larger disk")
+    log.info("gradient shard: %.3f GB needed, %.1f GB free in %s", need_bytes / 1e9, free / 1e9, folder)
+
+
 def init_checkpoint(config, out_path):
     """Epoch 0: the seeded initialisation every metric starts from."""
     t = config["training"]
@@ -138,6 +155,7 @@ def train_epoch(config, metric, epoch, order_path, prev_checkpoint, out_checkpoi
 
     layout, n_params = parameter_layout(net)
     k_batches = len(order) // t["batch_size"]
+    check_disk(out_shard, shard_bytes(k_batches, n_params, t["dtype"]))
     writer = ShardWriter(out_shard, k_batches, n_params, t["dtype"])
     try:
         stats = run_epoch(net, optimizer, images, labels, order, epoch, t, writer.put, progress=progress)
