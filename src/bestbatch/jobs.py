@@ -62,12 +62,22 @@ def verify_dataset(config, out_json):
 
 # --- orderings ----------------------------------------------------------------------------------
 
+def fix_threads(configured, granted):
+    """Use the configured thread count whatever Snakemake grants: CPU kernels sum in thread-dependent
+    order, so only a fixed count keeps results bitwise equal across --cores settings."""
+    if granted < configured:
+        log.warning("Snakemake granted %d threads (--cores); running %d (training.threads) so that results do "
+                    "not depend on --cores", granted, configured)
+    torch.set_num_threads(configured)
+
+
 def make_ordering(config, metric, out_path, threads=1, progress=True):
+    fix_threads(config["training"]["threads"], threads)
     ds = data_mod.load_cifar10(dataset_root(config))
     device = pick_device(config["training"]["device"]) if metric == "lpips" else torch.device("cpu")
     params = config.get("orderings", {}).get(metric, {})
     log.info("ordering %s of %d images on %s", metric, len(ds.train_labels), device)
-    scores = metrics_mod.score_images(metric, ds.train_images, params, threads=threads, device=str(device),
+    scores = metrics_mod.score_images(metric, ds.train_images, params, threads=config["training"]["threads"], device=str(device),
                                       progress=progress)
     order = metrics_mod.order_from_scores(scores)
     with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as f:
@@ -130,7 +140,7 @@ def train_epoch(config, metric, epoch, order_path, prev_checkpoint, out_checkpoi
                 progress=True):
     """One (metric, epoch) job of Algorithm 1: a checkpoint and a gradient shard."""
     t = config["training"]
-    torch.set_num_threads(threads)
+    fix_threads(t["threads"], threads)
     device = pick_device(t["device"])
     set_numerics(device)
     log.info("metric %s, epoch %d, device %s", metric, epoch, device_description(device))
