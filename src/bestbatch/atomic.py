@@ -13,6 +13,8 @@ def atomic_path(path):
     """Yield a temporary path to write; on success it replaces `path`, on error it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".tmp-*-{path.name}"):
+        stale.unlink(missing_ok=True)  # left by a killed writer; one job writes a target at a time
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     try:
         yield tmp

@@ -32,6 +32,25 @@ def _fill_defaults(node, schema):
             _fill_defaults(node[key], sub)
 
 
+def _allowed(schema):
+    """The subschema's constraints in a phrase, e.g. 'integer >= 1' or 'list of intensity, color'."""
+    if "enum" in schema:
+        return ", ".join(map(str, schema["enum"]))
+    words = [schema.get("type", "value")]
+    for key, sym in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<")):
+        if key in schema:
+            words.append(f"{sym} {schema[key]}")
+    if "pattern" in schema:
+        words.append(f"matching {schema['pattern']}")
+    if schema.get("type") == "array":
+        words = ["list"] + (["non-empty"] if schema.get("minItems") else []) + (["unique"] if schema.get("uniqueItems") else [])
+        if "items" in schema:
+            words.append(f"of {_allowed(schema['items'])}")
+    if schema.get("type") == "object":
+        words.append(f"with keys {', '.join(schema.get('properties', {}))}")
+    return " ".join(map(str, words))
+
+
 def validate_config(config):
     """Return the config with defaults filled in, or raise ConfigError naming the offending key."""
     schema = load_schema()
@@ -51,7 +70,7 @@ def validate_config(config):
         if e.validator == "enum":
             allowed = ", ".join(map(str, e.validator_value))
             raise ConfigError(f"{_dotted(path)}: {e.instance!r} is not allowed; allowed values: {allowed}")
-        raise ConfigError(f"{_dotted(path)}: {e.message}")
+        raise ConfigError(f"{_dotted(path)}: {e.message}; allowed: {_allowed(e.schema)}")
     config = copy.deepcopy(config)
     _fill_defaults(config, schema)
     config.setdefault("orderings", {})

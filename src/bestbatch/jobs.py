@@ -20,8 +20,9 @@ from .atomic import atomic_path, write_text
 from .augment import images_to_tensor
 from .config import config_hash, lr_of_epoch, num_batches, phase_of_epoch
 from .distances import reduce_shard
+from .faults import kill_point
 from .models import build_model
-from .shards import ShardWriter
+from .shards import ShardWriter, read_attrs
 from .logs import logged  # noqa: F401  (re-exported for the scripts)
 from .training import (device_description, evaluate, make_optimizer, parameter_layout, pick_device,
                        run_epoch, set_numerics)
@@ -168,10 +169,15 @@ def train_epoch(config, metric, epoch, order_path, prev_checkpoint, out_checkpoi
     check_disk(out_shard, shard_bytes(k_batches, n_params, t["dtype"]))
     writer = ShardWriter(out_shard, k_batches, n_params, t["dtype"])
     try:
-        stats = run_epoch(net, optimizer, images, labels, order, epoch, t, writer.put, progress=progress)
+        def put(k, g):
+            writer.put(k, g)
+            kill_point("batch", epoch, k)
+
+        stats = run_epoch(net, optimizer, images, labels, order, epoch, t, put, progress=progress)
         test_loss, test_acc = evaluate(net, test_images, test_labels, t["dtype"])
         meta = dict(provenance(config, device), metric=metric, epoch=epoch)
         save_checkpoint(out_checkpoint, net, optimizer, epoch, meta)
+        kill_point("after_checkpoint", epoch)
         writer.finish(
             dict(gradient_sum=stats["gradient_sum"], train_loss=stats["train_loss"], train_acc=stats["train_acc"],
                  layout_name=np.array([n for n, _, _ in layout], dtype=h5py.string_dtype()),
@@ -197,7 +203,8 @@ EPOCH_ATTRS = ("epoch", "lr", "phase", "metric", "test_loss", "test_acc", "prove
 
 def reduce_epoch(shard_path, out_path):
     """The epoch's distances (one read of its shard) plus its small records, without the gradients."""
-    result = reduce_shard(shard_path)
+    epoch = read_attrs(shard_path)["epoch"]
+    result = reduce_shard(shard_path, progress=lambda k: kill_point("reduce", epoch, k))
     with h5py.File(shard_path, "r") as src, atomic_path(out_path) as tmp, h5py.File(tmp, "w") as f:
         for name in ("distance", "cosine", "norm"):
             f[name] = result[name]

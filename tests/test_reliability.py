@@ -1,0 +1,184 @@
+"""Kill anywhere and resume exactly; refuse bad input early, naming it; never take half a file as done."""
+import copy
+import os
+import shutil
+import signal
+import subprocess
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bestbatch.config import ConfigError, validate_config
+from conftest import REPO, SNAKEMAKE, TINY_CONFIG, run_snakemake, write_config
+
+TARGETS = ["results/tiny/random/distances.h5", "results/tiny/random/checkpoints/epoch_3.pt"]
+
+
+def killable_run(workdir, cfg, kill_at=None):
+    """snakemake in its own process group, as a user's terminal would run it; returns the exit code."""
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    env.pop("BESTBATCH_KILL_AT", None)
+    if kill_at:
+        env["BESTBATCH_KILL_AT"] = kill_at
+    proc = subprocess.run([*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile",
+                           str(cfg), "--cores", "1", *TARGETS], env=env, capture_output=True, text=True,
+                          start_new_session=True, timeout=600)
+    return proc
+
+
+def final_state(workdir):
+    out = {}
+    with h5py.File(workdir / TARGETS[0], "r") as f:
+        out.update({name: f[name][:] for name in f})
+    ckpt = torch.load(workdir / TARGETS[1], weights_only=True)
+    out.update({f"model.{k}": v.numpy() for k, v in ckpt["model"].items()})
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    work = tmp_path_factory.mktemp("reference")
+    cfg = write_config(work / "tiny.yaml", dict(copy.deepcopy(TINY_CONFIG), metrics=["random"]))
+    proc = killable_run(work, cfg)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return work, cfg
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_at", ["batch:2:2", "after_checkpoint:2:0", "reduce:2:1"],
+                         ids=["mid-epoch, shard incomplete", "after checkpoint, before shard", "during reduction"])
+def test_sigkill_then_same_command_resumes_bitwise(reference, kill_at, tmp_path):
+    ref_dir, cfg = reference
+    # the data, orderings and initialisation are shared; the chain from epoch 1 on is recomputed
+    for part in ("data", "dataset.json", "orderings", "checkpoints"):
+        src = ref_dir / "results" / "tiny" / part
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / "results" / "tiny" / part)
+    killed = killable_run(tmp_path, cfg, kill_at)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert not (tmp_path / TARGETS[0]).exists()
+    epoch2 = tmp_path / "results/tiny/random"
+    if kill_at.startswith("batch"):
+        assert not (epoch2 / "shards/epoch_2.h5").exists() and not (epoch2 / "checkpoints/epoch_2.pt").exists()
+        assert list((epoch2 / "shards").glob(".tmp-*"))  # the half-written shard sits under a temporary name
+    if kill_at.startswith("after_checkpoint"):
+        assert (epoch2 / "checkpoints/epoch_2.pt").exists() and not (epoch2 / "shards/epoch_2.h5").exists()
+    if kill_at.startswith("reduce"):
+        assert (epoch2 / "shards/epoch_2.h5").exists() and not (epoch2 / "epochs/epoch_2.h5").exists()
+    resumed = killable_run(tmp_path, cfg)  # the very same command
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert "stale lock" in resumed.stderr
+    want, got = final_state(ref_dir), final_state(tmp_path)
+    assert want.keys() == got.keys()
+    for name in want:
+        assert np.array_equal(want[name], got[name]), name
+    assert not list((epoch2 / "shards").glob(".tmp-*"))
+
+
+def test_nonfinite_loss_stops_with_epoch_and_batch_and_keeps_previous_epoch(tmp_path):
+    from bestbatch import jobs
+    from bestbatch.training import NonFiniteError
+    config = validate_config(dict(copy.deepcopy(TINY_CONFIG), data=dict(TINY_CONFIG["data"], root=str(tmp_path / "d"))))
+    jobs.make_synthetic_dataset(config)
+    jobs.make_ordering(config, "random", tmp_path / "order.h5", progress=False)
+    jobs.init_checkpoint(config, tmp_path / "init.pt")
+    jobs.train_epoch(config, "random", 1, tmp_path / "order.h5", tmp_path / "init.pt", tmp_path / "e1.pt",
+                     tmp_path / "s1.h5", progress=False)
+    before = (tmp_path / "e1.pt").read_bytes()
+    config["training"]["lr"] = 1e12  # diverges within the epoch
+    with pytest.raises(NonFiniteError, match=r"non-finite training loss in epoch 2, batch \d"):
+        jobs.train_epoch(config, "random", 2, tmp_path / "order.h5", tmp_path / "e1.pt", tmp_path / "e2.pt",
+                         tmp_path / "s2.h5", progress=False)
+    assert not (tmp_path / "e2.pt").exists() and not (tmp_path / "s2.h5").exists()
+    assert not list(tmp_path.glob(".tmp-*"))
+    assert (tmp_path / "e1.pt").read_bytes() == before
+
+
+def test_unloadable_checkpoint_names_the_file(tmp_path):
+    from bestbatch.jobs import load_checkpoint
+    bad = tmp_path / "epoch_4.pt"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(RuntimeError, match=r"checkpoint .*epoch_4.pt cannot be loaded .*delete it and rerun"):
+        load_checkpoint(bad, "cpu")
+
+
+def test_checkpoints_refuse_pickled_code(tmp_path):
+    """Checkpoints load with weights_only=True: an object that would run code is refused."""
+    from bestbatch.jobs import load_checkpoint
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"model": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(RuntimeError, match="evil.pt cannot be loaded"):
+        load_checkpoint(tmp_path / "evil.pt", "cpu")
+    assert not marker.exists()
+
+
+# --- malformed configs --------------------------------------------------------------------------
+
+LEAVES = [("study",), ("data", "source"), ("data", "root"), ("data", "synthetic", "n_train"), ("model", "name"),
+          ("training", "epochs"), ("training", "batch_size"), ("training", "lr"), ("training", "momentum"),
+          ("training", "weight_decay"), ("training", "lr_milestones"), ("training", "lr_gamma"),
+          ("training", "seed"), ("training", "dtype"), ("training", "device"), ("training", "threads"),
+          ("metrics",), ("orderings", "edges", "sigma"), ("orderings", "lpips", "pretrained_backbone"),
+          ("outputs", "keep_shards")]
+BAD_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 0), st.floats(allow_nan=True),
+                       st.text(max_size=8), st.lists(st.integers(-5, 500), max_size=3),
+                       st.dictionaries(st.text(max_size=4), st.integers(), max_size=2))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(leaf=st.sampled_from(LEAVES), value=BAD_VALUES, extra=st.booleans())
+def test_malformed_configs_are_refused_naming_the_key(leaf, value, extra):
+    config = copy.deepcopy(TINY_CONFIG)
+    node = config
+    for key in leaf[:-1]:
+        node = node[key]
+    node[leaf[-1]] = value
+    if extra:
+        node["surplus_key"] = 1
+    try:
+        validate_config(config)
+    except ConfigError as err:
+        key = str(err).split(":")[0]
+        assert key.split(".")[0] in config, str(err)
+        assert key.startswith(".".join(leaf[:-1])), (leaf, str(err))
+        assert "allowed" in str(err) or "required" in str(err) or "must be" in str(err), str(err)
+    else:  # accepted only where the value really is valid
+        assert not extra
+
+
+@pytest.mark.parametrize("key,value,message", [
+    (("model", "name"), "vgg16", "model.name: 'vgg16' is not allowed; allowed values: dpn92"),
+    (("training", "batch_size"), 5000, "training.batch_size: 5000 is larger than the training set (320 images)"),
+    (("metrics",), ["intensity", "hue"], "metrics.1: 'hue' is not allowed; allowed values: intensity, color"),
+    (("training", "lr_milestones"), [0], "training.lr_milestones"),
+])
+def test_snakemake_refuses_bad_config_before_any_job(tmp_path, key, value, message):
+    config = copy.deepcopy(TINY_CONFIG)
+    node = config
+    for k in key[:-1]:
+        node = node[k]
+    node[key[-1]] = value
+    cfg = write_config(tmp_path / "bad.yaml", config)
+    proc = run_snakemake(tmp_path, "--configfile", str(cfg), "--cores", "1", check=False)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_missing_data_root_is_refused_with_what_to_put_where(tmp_path):
+    config = copy.deepcopy(TINY_CONFIG)
+    config["data"] = {"source": "cifar10", "root": str(tmp_path / "nowhere")}
+    cfg = write_config(tmp_path / "bad.yaml", config)
+    proc = run_snakemake(tmp_path, "--configfile", str(cfg), "--cores", "1", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "cifar-10-batches-py" in out and "cifar-10-python.tar.gz" in out
+    assert not list((tmp_path / "results").rglob("*.h5"))
