@@ -14,8 +14,11 @@ if SYNTHETIC:
             f"{B}/synthetic_dataset.tsv"
         threads: 1
         resources:
-            mem_mb=2000,
-            runtime=10,
+            mem_mb=DATA_JOB_MEM_MB,
+            runtime=MIN_RUNTIME,
+            gpu=0,
+        group:
+            "prepare"
         conda:
             "../../envs/torch.yaml"
         script:
@@ -33,8 +36,11 @@ rule verify_dataset:
         f"{B}/verify_dataset.tsv"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        mem_mb=DATA_JOB_MEM_MB,
+        runtime=MIN_RUNTIME,
+        gpu=0,
+    group:
+        "prepare"
     conda:
         "../../envs/torch.yaml"
     script:

@@ -9,8 +9,11 @@ rule reduce_epoch:
         f"{B}/{{metric}}/reduce_epoch_{{epoch}}.tsv"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=REDUCE_MEM_MB,
+        runtime=REDUCE_RUNTIME,
+        gpu=0,
+    group:
+        epochs_group
     conda:
         "../../envs/torch.yaml"
     script:

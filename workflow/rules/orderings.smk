@@ -9,9 +9,11 @@ rule ordering:
         f"{B}/orderings/{{metric}}.tsv"
     threads: CONFIG["training"]["threads"]
     resources:
-        mem_mb=4000,
-        runtime=60,
-        gpu=lambda wc: int(USES_GPU and wc.metric == "lpips"),
+        mem_mb=ordering_mem_mb,
+        runtime=ordering_runtime,
+        gpu=lambda wc: ordering_gpu(wc.metric),
+    group:
+        epochs_group
     conda:
         "../../envs/torch.yaml"
     script:

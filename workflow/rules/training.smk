@@ -9,8 +9,11 @@ rule init_model:
         f"{B}/init_model.tsv"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=10,
+        mem_mb=INIT_MEM_MB,
+        runtime=MIN_RUNTIME,
+        gpu=0,
+    group:
+        "prepare"
     conda:
         "../../envs/torch.yaml"
     script:
@@ -31,9 +34,11 @@ rule train_epoch:
         f"{B}/{{metric}}/train_epoch_{{epoch}}.tsv"
     threads: CONFIG["training"]["threads"]
     resources:
-        mem_mb=16000,
-        runtime=60,
+        mem_mb=TRAIN_MEM_MB,
+        runtime=TRAIN_RUNTIME,
         gpu=int(USES_GPU),
+    group:
+        epochs_group
     conda:
         "../../envs/torch.yaml"
     script:
