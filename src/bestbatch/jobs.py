@@ -32,9 +32,10 @@ log = logging.getLogger("bestbatch")
 
 def provenance(config, device=None):
     """What produced an output: seed, versions, device, and the config's hash."""
-    import h5py as _h5py
-    return dict(seed=config["training"]["seed"], config_hash=config_hash(config), python=platform.python_version(),
-                torch=torch.__version__, numpy=np.__version__, h5py=_h5py.__version__,
+    t = config["training"]
+    return dict(seed=t["seed"], config_hash=config_hash(config), python=platform.python_version(),
+                dtype=t["dtype"], cuda_tf32=t["cuda_tf32"], cuda_deterministic=t["cuda_deterministic"],
+                torch=torch.__version__, numpy=np.__version__, h5py=h5py.__version__,
                 device=device_description(device) if device is not None else "cpu")
 
 
@@ -143,7 +144,7 @@ def train_epoch(config, metric, epoch, order_path, prev_checkpoint, out_checkpoi
     t = config["training"]
     fix_threads(t["threads"], threads)
     device = pick_device(t["device"])
-    set_numerics(device)
+    set_numerics(device, allow_tf32=t["cuda_tf32"], deterministic=t["cuda_deterministic"])
     log.info("metric %s, epoch %d, device %s", metric, epoch, device_description(device))
     dtype = torch.float64 if t["dtype"] == "float64" else torch.float32
 
