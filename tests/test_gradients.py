@@ -154,3 +154,23 @@ def test_disk_check_refuses_with_the_numbers(tmp_path):
     with pytest.raises(OSError, match=r"needs 26.70 GB .* has 1.00 GB free"):
         check_disk(tmp_path / "shards" / "epoch_1.h5", need, free_bytes=10**9)
     check_disk(tmp_path / "shards" / "epoch_1.h5", need, free_bytes=10**11)
+
+
+def test_crop_flip_is_a_seeded_crop_of_the_padded_image():
+    """Every augmented image is a 32x32 window of the zero-padded original, maybe mirrored; seed-determined."""
+    from bestbatch.augment import crop_flip, normalize
+    x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
+    out = crop_flip(x, 0, 3, 5)
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
+    flipped = 0
+    for i in range(64):
+        windows = [padded[i, :, dy:dy + 32, dx:dx + 32] for dy in range(9) for dx in range(9)]
+        plain = any(torch.equal(out[i], w) for w in windows)
+        mirrored = any(torch.equal(out[i], w.flip(2)) for w in windows)
+        assert plain or mirrored
+        flipped += mirrored and not plain
+    assert 10 < flipped < 54
+    assert torch.equal(out, crop_flip(x, 0, 3, 5)) and not torch.equal(out, crop_flip(x, 0, 3, 6))
+    mean = torch.tensor([0.4914, 0.4822, 0.4465], dtype=torch.float64).view(1, 3, 1, 1)
+    std = torch.tensor([0.2023, 0.1994, 0.2010], dtype=torch.float64).view(1, 3, 1, 1)
+    torch.testing.assert_close(normalize(x, torch.float64), (x.double() / 255 - mean) / std, rtol=1e-12, atol=1e-12)

@@ -24,9 +24,11 @@ def batch_seed(seed, epoch, batch):
 
 
 def normalize(x_uint8, dtype):
-    mean = torch.tensor(CIFAR_MEAN, device=x_uint8.device, dtype=dtype).view(1, 3, 1, 1)
-    std = torch.tensor(CIFAR_STD, device=x_uint8.device, dtype=dtype).view(1, 3, 1, 1)
-    return (x_uint8.to(dtype) / 255 - mean) / std
+    """(x / 255 - mean) / std as one fused multiply-add: x * scale + shift."""
+    mean = torch.tensor(CIFAR_MEAN, dtype=torch.float64).view(1, 3, 1, 1)
+    std = torch.tensor(CIFAR_STD, dtype=torch.float64).view(1, 3, 1, 1)
+    scale, shift = (1 / (255 * std)).to(x_uint8.device, dtype), (-mean / std).to(x_uint8.device, dtype)
+    return torch.addcmul(shift, x_uint8.to(dtype), scale)
 
 
 def crop_flip(x_uint8, seed, epoch, batch, pad=4):
@@ -40,8 +42,12 @@ def crop_flip(x_uint8, seed, epoch, batch, pad=4):
     cols = shifts[:, 1:] + torch.arange(w)                                # (B, W)
     cols = torch.where(flips[:, None], cols.flip(1), cols).to(dev)
     padded = F.pad(x_uint8, (pad, pad, pad, pad))
-    return padded[torch.arange(b, device=dev)[:, None, None, None], torch.arange(3, device=dev)[None, :, None, None],
-                  rows[:, None, :, None], cols[:, None, None, :]]
+    hp, wp = h + 2 * pad, w + 2 * pad
+    # one flat gather (take) is ~2x faster on CPU than the equivalent 4-D advanced indexing
+    flat = (torch.arange(b, device=dev)[:, None, None, None] * (3 * hp * wp)
+            + torch.arange(3, device=dev)[None, :, None, None] * (hp * wp)
+            + rows[:, None, :, None] * wp + cols[:, None, None, :])
+    return padded.reshape(-1).take(flat)
 
 
 def make_batch(images, indices, seed, epoch, batch, augment, dtype):
