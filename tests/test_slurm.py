@@ -1,0 +1,244 @@
+"""Running on SLURM: the profile's plan for the paper study, and a study run on a real SLURM cluster.
+
+The dry-run tests need no cluster. The `slurm` tests stand up a single-node SLURM cluster on this
+machine with tests/slurm/cluster.sh (root; it apt-installs slurm-wlm, munge, slurmdbd and
+mariadb-server when missing), run a small demo-shaped study through `snakemake --profile slurm`,
+and stop the cluster at the end of the session. They run when BESTBATCH_SLURM=1 or CI is set.
+"""
+import copy
+import os
+import re
+import subprocess
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from conftest import REPO, SNAKEMAKE, TINY_CONFIG, run_snakemake, write_config
+
+CLUSTER_SCRIPT = REPO / "tests" / "slurm" / "cluster.sh"
+PROFILE = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+EPOCHS_PER_JOB = int(dict(item.split("=") for item in PROFILE["group-components"])["epochs"])
+LOCAL_RULES = {"all", "gather_distances", "heatmap", "curves", "index"}
+GPU_RULES = {"train_epoch"}  # and ordering for lpips
+GPU_TYPE = "testgpu"  # the GPU model of the test cluster's node (tests/slurm/cluster.sh)
+
+
+def snakemake_in_repo(*args, timeout=900):
+    """`snakemake ARGS` typed in the repository root, as the README says."""
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    proc = subprocess.run([*SNAKEMAKE, *args], cwd=REPO, capture_output=True, text=True, env=env, timeout=timeout)
+    assert proc.returncode == 0, f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+    return proc.stdout + proc.stderr
+
+
+def planned_jobs(log):
+    """[(group or None, rule, wildcards, resources)] of the jobs a Snakemake log announces.
+
+    Jobs of a group job are listed, indented, under "Group job <id> (jobs in lexicogr. order):".
+    """
+    jobs, group, job = [], None, None
+    for line in log.splitlines():
+        if m := re.search(r"Group job (\S+) \(jobs in lexicogr\. order\):", line):
+            group = m.group(1)
+        elif m := re.match(r"^(\s*)(?:local)?rule (\w+):$", line):
+            job = dict(group=group if m.group(1) else None, rule=m.group(2), wildcards={}, resources={})
+            group = group if m.group(1) else None
+            jobs.append(job)
+        elif job is not None and (m := re.match(r"^\s+wildcards: (.*)$", line)):
+            job["wildcards"] = dict(kv.split("=", 1) for kv in m.group(1).split(", "))
+        elif job is not None and (m := re.match(r"^\s+resources: (.*)$", line)):
+            job["resources"] = {k: int(v) for k, v in (kv.split("=", 1) for kv in m.group(1).split(", "))
+                                if re.fullmatch(r"-?\d+", v)}
+    return jobs
+
+
+# --- the profile, without a cluster ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def paper_plan(tmp_path_factory):
+    out = snakemake_in_repo("--profile", "slurm", "--configfile", "config/config.yaml", "-n",
+                            "--directory", str(tmp_path_factory.mktemp("paper")))
+    return planned_jobs(out)
+
+
+def test_profile_slurm_works_as_typed_and_bundles_the_paper_epochs(paper_plan):
+    """750 per-epoch jobs become 750 / N submissions of N epochs of one metric (N from the profile)."""
+    groups = {}
+    for job in paper_plan:
+        if job["group"] is not None:
+            groups.setdefault(job["group"], []).append(job)
+    epoch_groups = {g: jobs for g, jobs in groups.items() if g.startswith("epochs_")}
+    assert len(epoch_groups) == 5 * 150 // EPOCHS_PER_JOB == 75
+    assert set(groups) == set(epoch_groups) | {"prepare"}
+    assert sorted(j["rule"] for j in groups["prepare"]) == ["init_model", "verify_dataset"]
+    for name, jobs in epoch_groups.items():
+        metric, first, last = re.fullmatch(r"epochs_(\w+)_(\d+)-(\d+)", name).groups()
+        counts = Counter(j["rule"] for j in jobs)
+        assert counts["train_epoch"] == counts["reduce_epoch"] == EPOCHS_PER_JOB == int(last) - int(first) + 1
+        assert counts["ordering"] == (first == "1")  # the ordering rides with its metric's first epochs
+        assert {j["wildcards"]["metric"] for j in jobs} == {metric}
+        assert {int(j["wildcards"]["epoch"]) for j in jobs if "epoch" in j["wildcards"]} == set(range(int(first), int(last) + 1))
+    # nothing else is submitted: what is not in a group runs where Snakemake runs
+    assert {j["rule"] for j in paper_plan if j["group"] is None} == LOCAL_RULES
+
+
+def test_gpu_rules_ask_for_one_gpu_in_the_paper_plan(paper_plan):
+    for job in paper_plan:
+        wants_gpu = job["rule"] in GPU_RULES or (job["rule"] == "ordering" and job["wildcards"]["metric"] == "lpips")
+        if job["group"] is not None:
+            assert job["resources"].get("gpu") == int(wants_gpu), job
+    trains = [j for j in paper_plan if j["rule"] == "train_epoch"]
+    assert len(trains) == 750 and all(j["resources"]["gpu"] == 1 for j in trains)
+
+
+def test_demo_fits_a_two_cpu_node(tmp_path):
+    """The demo's per-epoch bundle (train_epoch beside the previous reduce_epoch) fits 2 CPUs and 20 GB."""
+    jobs = planned_jobs(snakemake_in_repo("--profile", "slurm", "--configfile", "config/demo.yaml", "-n",
+                                          "--directory", str(tmp_path)))
+    res = {j["rule"]: j["resources"] for j in jobs}
+    assert res["train_epoch"]["mem_mb"] + res["reduce_epoch"]["mem_mb"] <= 20_000
+    assert max(r["mem_mb"] for r in res.values()) <= 20_000
+
+
+def test_model_cost_table_has_the_models_parameter_counts():
+    from bestbatch.models import MODELS, build_model, parameter_count
+    table = dict(re.findall(r'^\s+"(\w+)": \(([\d_]+),', (REPO / "workflow/rules/common.smk").read_text(), re.M))
+    assert set(table) == set(MODELS)
+    for name, count in table.items():
+        assert parameter_count(build_model(name)) == int(count), name
+
+
+# --- a real cluster ---------------------------------------------------------------------------------
+
+def cluster(command, timeout=600):
+    return subprocess.run(["bash", str(CLUSTER_SCRIPT), command], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    if not (os.environ.get("BESTBATCH_SLURM") == "1" or os.environ.get("CI")):
+        pytest.skip("stands up a SLURM cluster on this machine (root, apt-get): set BESTBATCH_SLURM=1 (CI runs it)")
+    was_up = cluster("status").returncode == 0
+    started = cluster("start")
+    assert started.returncode == 0, f"tests/slurm/cluster.sh start failed:\n{started.stdout}\n{started.stderr}"
+    yield
+    if not was_up:  # leave a cluster someone started by hand as it was
+        stopped = cluster("stop")
+        assert stopped.returncode == 0, stopped.stderr
+
+
+def slurm_config():
+    config = copy.deepcopy(TINY_CONFIG)
+    config.update(study="slurmtest", metrics=["lpips", "random"])
+    config["data"]["root"] = "results/slurmtest/data"
+    config["training"]["device"] = "auto"  # asks for GPUs; the node's GPU is fake, so the jobs fall back to CPU
+    return config
+
+
+def sacct(run_id):
+    fields = ["JobID", "Comment", "State", "ReqTRES", "AllocTRES", "Timelimit"]
+    out = subprocess.run(["sacct", "-X", "-n", "-P", "--name", run_id, "-o", ",".join(fields)],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    rows = [dict(zip(fields, line.split("|"))) for line in out.splitlines() if line.strip()]
+    for row in rows:
+        row["group"] = re.match(r"rule_(prepare|epochs_\w+?_\d+-\d+)_", row["Comment"]).group(1)
+        for key in ("ReqTRES", "AllocTRES"):
+            row[key] = dict(kv.split("=", 1) for kv in row[key].split(",") if kv)
+        h, m, s = map(int, row["Timelimit"].split(":"))
+        row["minutes"] = 60 * h + m + s / 60
+    return {row["group"]: row for row in rows}
+
+
+def mem_mb(tres):
+    value = tres["mem"]
+    return int(float(value[:-1]) * {"M": 1, "G": 1024}[value[-1]])
+
+
+@pytest.fixture(scope="module")
+def slurm_study(slurm_cluster, tmp_path_factory):
+    """The study through `snakemake --profile slurm` (2 epochs per job), and the same study run locally
+    alongside (the cluster jobs spend much of their time queued or polled, so this costs little)."""
+    config = slurm_config()
+    work, local = tmp_path_factory.mktemp("slurm"), tmp_path_factory.mktemp("local")
+    for folder in (work, local):
+        write_config(folder / "slurmtest.yaml", config)
+    with ThreadPoolExecutor(1) as pool:
+        local_run = pool.submit(run_snakemake, local, "--configfile", str(local / "slurmtest.yaml"), "--cores", "2",
+                                *[f"results/slurmtest/{m}/distances.h5" for m in config["metrics"]])
+        log = snakemake_in_repo("--profile", "slurm", "--configfile", str(work / "slurmtest.yaml"),
+                                "--directory", str(work), "--group-components", "epochs=2", "--retries", "0",
+                                "--default-resources", f"gpu_model='{GPU_TYPE}'",  # the profile's optional setting
+                                "--slurm-init-seconds-before-status-checks", "2", timeout=900)
+        local_run.result()
+    run_id = re.search(r"SLURM run ID: (\S+)", log).group(1)
+    return dict(work=work, local=local, log=log, jobs=planned_jobs(log), sacct=sacct(run_id), config=config)
+
+
+@pytest.mark.slurm
+def test_every_cluster_job_went_through_sbatch(slurm_study):
+    metrics = slurm_study["config"]["metrics"]
+    jobs = slurm_study["sacct"]
+    assert set(jobs) == {"prepare"} | {f"epochs_{m}_{r}" for m in metrics for r in ("1-2", "3-3")}
+    assert {row["State"] for row in jobs.values()} == {"COMPLETED"}
+    # Snakemake itself ran only the light local rules ...
+    assert {j["rule"] for j in slurm_study["jobs"] if j["group"] is None} == LOCAL_RULES
+    # ... and every other job ran inside a SLURM job (the plugin's logs, kept by the profile)
+    logs = list((slurm_study["work"] / ".snakemake" / "slurm_logs").rglob("*.log"))
+    assert len(logs) == len(jobs)
+    ran = Counter(re.findall(r"^localrule (\w+):$", "".join(p.read_text() for p in logs), re.M))
+    n = len(metrics)
+    assert ran == {"synthetic_dataset": 1, "verify_dataset": 1, "init_model": 1, "ordering": n,
+                   "train_epoch": 3 * n, "reduce_epoch": 3 * n}
+
+
+@pytest.mark.slurm
+def test_gpu_rules_asked_slurm_for_a_gpu(slurm_study):
+    for group, row in slurm_study["sacct"].items():
+        gpus = "1" if group.startswith("epochs_") else None  # prepare asked for --gpus=testgpu:0, i.e. none
+        for tres in ("ReqTRES", "AllocTRES"):
+            assert row[tres].get("gres/gpu") == row[tres].get(f"gres/gpu:{GPU_TYPE}") == gpus, row
+    gpu = {(j["rule"], j["wildcards"].get("metric")): j["resources"]["gpu"] for j in slurm_study["jobs"] if j["group"]}
+    assert gpu[("train_epoch", "lpips")] == gpu[("train_epoch", "random")] == gpu[("ordering", "lpips")] == 1
+    assert gpu[("ordering", "random")] == gpu[("reduce_epoch", "lpips")] == gpu[("init_model", None)] == 0
+    # the node's GPU is a /dev/null: the jobs said so and trained on the CPU
+    assert "device cpu" in (slurm_study["work"] / "logs/slurmtest/lpips/train_epoch_1.log").read_text()
+
+
+@pytest.mark.slurm
+def test_bundled_submission_requests_the_max_of_serial_jobs_not_the_sum(slurm_study):
+    """A group job asks for the widest step of its chain (train_epoch e+1 beside reduce_epoch e), and the
+    sum of the steps' runtimes; not for the sum of every member's memory and CPUs."""
+    res = {}
+    for j in slurm_study["jobs"]:
+        if j["group"]:
+            res[(j["rule"], j["wildcards"].get("metric"))] = j["resources"] | {"threads": 1}
+    for group, row in slurm_study["sacct"].items():
+        members = [j for j in slurm_study["jobs"] if j["group"] == group]
+        if group == "prepare":
+            steps = [[res[(j["rule"], None)]] for j in members]  # a chain: one after another
+        else:
+            metric, first, last = re.fullmatch(r"epochs_(\w+)_(\d+)-(\d+)", group).groups()
+            train, reduce = res[("train_epoch", metric)], res[("reduce_epoch", metric)]
+            steps = [[res[("ordering", metric)]]] if first == "1" else []
+            steps += [[train]] + [[train, reduce]] * (int(last) - int(first)) + [[reduce]]
+        widest = max(sum(r["mem_mb"] for r in step) for step in steps)
+        assert mem_mb(row["ReqTRES"]) == widest, (group, row["ReqTRES"], steps)
+        assert widest < sum(j["resources"]["mem_mb"] for j in members), group
+        assert int(row["ReqTRES"]["cpu"]) == max(sum(r["threads"] for r in step) for step in steps)
+        assert row["minutes"] == sum(max(r["runtime"] for r in step) for step in steps)
+
+
+@pytest.mark.slurm
+def test_cluster_outputs_equal_a_local_run(slurm_study):
+    for metric in slurm_study["config"]["metrics"]:
+        path = f"results/slurmtest/{metric}/distances.h5"
+        with h5py.File(slurm_study["work"] / path) as a, h5py.File(slurm_study["local"] / path) as b:
+            assert set(a) == set(b)
+            for name in a:
+                assert np.array_equal(a[name][:], b[name][:]), (metric, name)
+    assert (slurm_study["work"] / "results/slurmtest/index.html").exists()  # the whole study completed
