@@ -31,6 +31,20 @@ def cpu_seconds():
     return sum(r.ru_utime + r.ru_stime for r in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
 
 
+def measure(n, threads, device="cpu", metrics=None, pretrained=False):
+    """[(metric, wall seconds, CPU seconds)] of score_images + order_from_scores on n images."""
+    images = structured_images(n)
+    params = {"lpips": {"pretrained_backbone": pretrained}}
+    rows = []
+    for name in metrics or list(METRICS):
+        t0, c0 = time.perf_counter(), cpu_seconds()
+        scores = score_images(name, images, params.get(name, {}), threads=threads, device=device)
+        order = order_from_scores(scores)
+        rows.append((name, time.perf_counter() - t0, cpu_seconds() - c0))
+        assert np.array_equal(np.sort(order), np.arange(n))
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=50000)
@@ -40,20 +54,8 @@ def main():
     ap.add_argument("--metrics", nargs="+", default=list(METRICS))
     args = ap.parse_args()
 
-    t0 = time.perf_counter()
-    images = structured_images(args.n)
-    print(f"generated {images.shape} {images.dtype} in {time.perf_counter() - t0:.1f} s")
-    params = {"lpips": {"pretrained_backbone": args.pretrained}}
-
     load_before = os.getloadavg()[0]  # other jobs on the machine inflate wall time; say so
-    rows = []
-    for name in args.metrics:
-        t0, c0 = time.perf_counter(), cpu_seconds()
-        scores = score_images(name, images, params.get(name, {}), threads=args.threads, device=args.device)
-        order = order_from_scores(scores)
-        dt, cpu = time.perf_counter() - t0, cpu_seconds() - c0
-        assert np.array_equal(np.sort(order), np.arange(args.n))
-        rows.append((name, dt, cpu))
+    rows = measure(args.n, args.threads, args.device, args.metrics, args.pretrained)
 
     total = ("total", sum(r[1] for r in rows), sum(r[2] for r in rows))
     print(f"\n{'metric':<10} {'seconds':>8} {'images/s':>10} {'cpu s':>8}")
