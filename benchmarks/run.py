@@ -1,0 +1,100 @@
+"""The benchmark suite: every figure a ratio measured side by side in one run, in one table.
+
+    PYTHONPATH=src .venv/bin/python benchmarks/run.py [--quick] [--out benchmarks/results.md]
+
+Runs on the CPU by default and on CUDA when a GPU is present (DPN92 only there). Rows:
+  per-epoch job / plain training epoch   (small CNN, ResNet18; DPN92 on a GPU)      target <= 2.05 (GPU 2.1)
+  device data path / torchvision DataLoader, images per second                      target >= 1.5
+  reduction / raw sequential read of the same shard, MB/s                            target >= 0.7
+  orderings of 50,000 images, per metric and in total, seconds                       target <= 60 s
+  `snakemake -n` of config/config.yaml (the 5 x 150 paper DAG), seconds and per job  target <= 5 s
+"""
+import argparse
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import datapath  # noqa: E402
+import epoch  # noqa: E402
+import orderings  # noqa: E402
+
+
+def dry_run_seconds(repeats=3):
+    """Median wall time of `snakemake -n` on the paper config, and its job count."""
+    times, jobs = [], None
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as work:
+            t0 = time.perf_counter()
+            out = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(HERE.parent / "Snakefile"),
+                                  "--directory", work, "--configfile", str(HERE.parent / "config" / "config.yaml"),
+                                  "-n", "--quiet", "rules"], capture_output=True, text=True, check=True).stdout
+            times.append(time.perf_counter() - t0)
+        jobs = int(re.search(r"^total\s+(\d+)$", out, re.M).group(1))
+    return sorted(times)[len(times) // 2], jobs
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer repeats and images (a smoke run, not for the README)")
+    ap.add_argument("--out", default=str(HERE / "results.md"), help="markdown table (default benchmarks/results.md)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    repeats = 2 if a.quick else 5
+    u = platform.uname()
+    machine = (f"{u.system} {u.release} {u.machine}, {epoch.cpu_model()}, {os.cpu_count()} cores, torch "
+               f"{torch.__version__}, {a.threads} threads, device {device}"
+               + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""))
+    print(machine, flush=True)
+    rows = []  # (measure, value, target, met)
+
+    models = ["small_cnn", "resnet18"] + (["dpn92"] if device.type == "cuda" else [])
+    with tempfile.TemporaryDirectory(prefix="bestbatch-bench-") as tmp:
+        for name in models:
+            bs, k = epoch.DEFAULTS[name]
+            r = epoch.bench_model(name, bs, k, repeats, device, tmp, 1)
+            limit = 2.1 if device.type == "cuda" else 2.05
+            ratio = r["job"] / r["plain"]
+            rows.append((f"{name}: per-epoch job / plain epoch ({bs} x {k} batches; {r['plain']:.2f} s vs "
+                         f"{r['job']:.2f} s)", f"{ratio:.2f}x", f"<= {limit}", ratio <= limit))
+            red = r["red_warm"] / r["raw_warm"]
+            rows.append((f"{name}: reduction / raw read ({r['shard_mb']:.0f} MB shard; {r['red_warm']:.0f} vs "
+                         f"{r['raw_warm']:.0f} MB/s)", f"{red:.2f}x", ">= 0.7", red >= 0.7))
+            print(rows[-2], rows[-1], flush=True)
+    n_dp = 5000 if a.quick else 20000
+    dev, dl = datapath.measure(n_dp, 256, a.threads, device, repeats=repeats)
+    rows.append((f"data path / DataLoader ({a.threads} workers), {n_dp} images ({dev:,.0f} vs {dl:,.0f} img/s)",
+                 f"{dev / dl:.2f}x", ">= 1.5", dev / dl >= 1.5))
+    print(rows[-1], flush=True)
+    n_ord = 10000 if a.quick else 50000
+    ords = orderings.measure(n_ord, a.threads, str(device))
+    for name, secs, _ in ords:
+        rows.append((f"ordering {name}, {n_ord} images", f"{secs:.1f} s", "", None))
+    total = sum(s for _, s, _ in ords)
+    rows.append((f"all orderings, {n_ord} images (LPIPS with a random backbone: no weights offline)",
+                 f"{total:.1f} s", "<= 60 s", total <= 60 if n_ord == 50000 else None))
+    secs, jobs = dry_run_seconds(1 if a.quick else 3)
+    rows.append((f"snakemake -n, paper DAG ({jobs} jobs; {1000 * secs / jobs:.1f} ms per job)", f"{secs:.1f} s",
+                 "<= 5 s", secs <= 5))
+
+    load = os.getloadavg()[0]
+    lines = [f"Machine: {machine}. 1-minute load average at the end: {load:.2f}.", "",
+             "| measure | value | target | met |", "|---|---|---|---|"]
+    lines += [f"| {m} | {v} | {t} | {'' if ok is None else ('yes' if ok else 'no')} |" for m, v, t, ok in rows]
+    text = "\n".join(lines) + "\n"
+    print("\n" + text)
+    Path(a.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()
