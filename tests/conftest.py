@@ -29,6 +29,16 @@ def tiny_config():
     return copy.deepcopy(TINY_CONFIG)
 
 
+def tiny_config_with(path, value):
+    """TINY_CONFIG with the key at `path` (a tuple of keys) set to `value`."""
+    config = copy.deepcopy(TINY_CONFIG)
+    node = config
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return config
+
+
 def write_config(path, config):
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path

@@ -6,7 +6,7 @@ import yaml
 
 from bestbatch.config import (ConfigError, config_hash, lr_of_epoch, num_batches, phase_of_epoch, phases,
                               validate_config)
-from conftest import REPO, TINY_CONFIG
+from conftest import REPO, TINY_CONFIG, tiny_config_with
 
 
 def paper():
@@ -65,13 +65,8 @@ BAD = [
 
 @pytest.mark.parametrize("path,value,key,hint", BAD, ids=[b[2] + "=" + str(b[1]) for b in BAD])
 def test_bad_values_are_rejected_with_their_key(path, value, key, hint):
-    c = copy.deepcopy(TINY_CONFIG)
-    node = c
-    for p in path[:-1]:
-        node = node[p]
-    node[path[-1]] = value
     with pytest.raises(ConfigError) as err:
-        validate_config(c)
+        validate_config(tiny_config_with(path, value))
     assert str(err.value).startswith(key + ":"), str(err.value)
     assert hint in str(err.value)
 

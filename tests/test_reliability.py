@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bestbatch.config import ConfigError, validate_config
-from conftest import REPO, SNAKEMAKE, TINY_CONFIG, run_snakemake, write_config
+from conftest import REPO, SNAKEMAKE, TINY_CONFIG, run_snakemake, tiny_config_with, write_config
 
 TARGETS = ["results/tiny/random/distances.h5", "results/tiny/random/checkpoints/epoch_3.pt"]
 
@@ -161,12 +161,7 @@ def test_malformed_configs_are_refused_naming_the_key(leaf, value, extra):
     (("training", "lr_milestones"), [0], "training.lr_milestones"),
 ])
 def test_snakemake_refuses_bad_config_before_any_job(tmp_path, key, value, message):
-    config = copy.deepcopy(TINY_CONFIG)
-    node = config
-    for k in key[:-1]:
-        node = node[k]
-    node[key[-1]] = value
-    cfg = write_config(tmp_path / "bad.yaml", config)
+    cfg = write_config(tmp_path / "bad.yaml", tiny_config_with(key, value))
     proc = run_snakemake(tmp_path, "--configfile", str(cfg), "--cores", "1", check=False)
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
