@@ -1,7 +1,7 @@
 """What one per-epoch job of Algorithm 1 costs next to a plain training epoch, and its reduction next to a raw read.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/epoch.py [--models small_cnn resnet18] [--repeats 3]
-        [--threads 2] [--device cpu] [--out table.md]
+    PYTHONPATH=src .venv/bin/python benchmarks/epoch.py [--models small_cnn resnet18] [--repeats 5]
+        [--threads 2] [--device cpu] [--mallopt] [--out table.md]
 
 Per model, on the same initial weights and the same K fixed batches of random uint8 images (random
 labels), with the same device-side data path (make_batch):
@@ -16,12 +16,17 @@ snakemake passes on as OMP_NUM_THREADS=1). MB/s are the shard file's bytes over 
 so reduce/raw is a ratio of times. The "cold" columns repeat the pair after evicting only this
 shard from the page cache (posix_fadvise DONTNEED), which is what a reduction job on another node,
 or after the shard fell out of the cache, sees.
-Variants are interleaved, in a rotating order, and medians are reported.
+Variants are interleaved, in a rotating order, and medians are reported, with the ratio of the
+fastest runs ("best"), the minor page faults per batch, and the share of the machine's CPU that other
+processes took meanwhile ("others' CPU": on a shared machine, trust a row only when it is near 0%).
+--mallopt tunes glibc's malloc first (see its help): the fix for the job's page faults on CPU.
 """
 import argparse
 import copy
+import ctypes
 import os
 import platform
+import resource
 import statistics
 import tempfile
 import time
@@ -36,9 +41,9 @@ from bestbatch.augment import images_to_tensor, make_batch
 from bestbatch.distances import batch_distances, reduce_shard
 from bestbatch.models import build_model
 from bestbatch.shards import ShardWriter
-from bestbatch.training import make_optimizer, parameter_layout, pick_device, run_epoch, set_numerics
+from bestbatch.training import DTYPES, make_optimizer, parameter_layout, pick_device, run_epoch, set_numerics
 
-DEFAULTS = {"small_cnn": (256, 8), "resnet18": (64, 4), "dpn92": (32, 2)}  # (batch size, K batches)
+DEFAULTS = {"small_cnn": (256, 8), "resnet18": (64, 3), "dpn92": (32, 2)}  # (batch size, K batches)
 RAW_BLOCK = 16 << 20
 
 
@@ -62,7 +67,7 @@ def plain_epoch(net, optimizer, images, labels, order, epoch, t):
     net.train()
     for k in range(n_batches):
         idx = order[k * bs:(k + 1) * bs]
-        x = make_batch(images, idx, t["seed"], epoch, k, t["augment"], torch.float32)
+        x = make_batch(images, idx, t["seed"], epoch, k, t["augment"], DTYPES[t["dtype"]])
         y = labels[idx]
         optimizer.zero_grad(set_to_none=True)
         out = net(x)
@@ -94,6 +99,23 @@ def evict(path):
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(fd)
+
+
+def cpu_ticks():
+    """(busy ticks of the whole machine, ticks of this process), or None off Linux."""
+    try:
+        busy = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        own = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        return sum(busy) - busy[3] - busy[4], sum(busy), int(own[11]) + int(own[12])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def others_load(before, after):
+    """Share of the machine's CPU time that other processes used in between (0..1)."""
+    if before is None or after is None or after[1] == before[1]:
+        return float("nan")
+    return max(0.0, ((after[0] - before[0]) - (after[2] - before[2])) / (after[1] - before[1]))
 
 
 def cpu_model():
@@ -153,11 +175,15 @@ def bench_model(name, batch_size, n_batches, repeats, device, tmpdir, reduce_thr
     for fn in variants.values():  # warm-up: allocator, kernels, thread pools; also leaves a shard
         fn()
     times = {v: [] for v in variants}
-    finish = []
+    finish, others = [], []
+    faults = {v: [] for v in variants}
     names = list(variants)
     for r in range(repeats):
         for v in names[r % 3:] + names[:r % 3]:
+            before, f0 = cpu_ticks(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             dt, fin = variants[v]()
+            others.append(others_load(before, cpu_ticks()))
+            faults[v].append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / n_batches)
             times[v].append(dt)
             if fin is not None:
                 finish.append(fin)
@@ -195,22 +221,26 @@ def bench_model(name, batch_size, n_batches, repeats, device, tmpdir, reduce_thr
     return dict(model=name, batch=batch_size, k=n_batches, params=n_params, plain=med["plain"],
                 no_write=med["no_write"], job=med["job"], finish=statistics.median(finish),
                 shard_mb=file_bytes / 1e6, **mbs,
+                best_ratio=min(times["job"]) / min(times["plain"]), others=statistics.median(others),
+                faults={v: statistics.median(x) for v, x in faults.items()},
                 spread={v: (min(x), max(x)) for v, x in times.items()})
 
 
 COLUMNS = ["model", "batch x K", "params", "plain s", "job (no write) s", "job s", "of which finish s",
-           "job/plain", "no-write/plain", "write share", "shard MB", "reduce MB/s", "raw read MB/s", "reduce/raw",
-           "cold reduce MB/s", "cold raw MB/s", "cold reduce/raw"]
+           "job/plain", "job/plain (best)", "no-write/plain", "write share", "page faults/batch plain|job",
+           "shard MB", "reduce MB/s", "raw read MB/s", "reduce/raw", "cold reduce MB/s", "cold raw MB/s",
+           "cold reduce/raw", "others' CPU"]
 
 
 def table_rows(results):
     for r in results:
         yield [r["model"], f"{r['batch']} x {r['k']}", f"{r['params']:,}", f"{r['plain']:.2f}", f"{r['no_write']:.2f}",
-               f"{r['job']:.2f}", f"{r['finish']:.2f}", f"{r['job'] / r['plain']:.2f}",
+               f"{r['job']:.2f}", f"{r['finish']:.2f}", f"{r['job'] / r['plain']:.2f}", f"{r['best_ratio']:.2f}",
                f"{r['no_write'] / r['plain']:.2f}", f"{(r['job'] - r['no_write']) / r['job']:.0%}",
+               f"{r['faults']['plain']:.0f} | {r['faults']['job']:.0f}",
                f"{r['shard_mb']:.1f}", f"{r['red_warm']:.0f}", f"{r['raw_warm']:.0f}",
                f"{r['red_warm'] / r['raw_warm']:.2f}", f"{r['red_cold']:.0f}", f"{r['raw_cold']:.0f}",
-               f"{r['red_cold'] / r['raw_cold']:.2f}"]
+               f"{r['red_cold'] / r['raw_cold']:.2f}", f"{r['others']:.0%}"]
 
 
 def markdown(rows):
@@ -221,16 +251,24 @@ def markdown(rows):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=["small_cnn", "resnet18"])
-    ap.add_argument("--batches", type=int, help="K fixed batches per epoch (default per model: small_cnn 8, resnet18 4)")
+    ap.add_argument("--batches", type=int, help="K fixed batches per epoch (default: small_cnn 8, resnet18 3)")
     ap.add_argument("--batch-size", type=int, help="default per model: small_cnn 256, resnet18 64")
-    ap.add_argument("--repeats", type=int, default=4, help="timed repetitions of each variant (after one warm-up)")
+    ap.add_argument("--repeats", type=int, default=5, help="timed repetitions of each variant (after one warm-up)")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads for training")
     ap.add_argument("--reduce-threads", type=int, default=1, help="torch.set_num_threads for reduce_shard")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--tmpdir", help="where the shard is written (default: the system temp dir)")
     ap.add_argument("--out", help="also write the table as markdown to this file")
+    ap.add_argument("--mallopt", action="store_true",
+                    help="set glibc M_MMAP_THRESHOLD=32 MiB, M_TRIM_THRESHOLD=2 GiB first, so freed activations stay "
+                         "in the heap instead of being unmapped and page-faulted back in by the other net")
     args = ap.parse_args()
 
+    if args.mallopt:
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+        if not (libc.mallopt(M_MMAP_THRESHOLD, 32 << 20) and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)):
+            raise SystemExit("--mallopt: glibc mallopt refused")
     torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     set_numerics(device)
@@ -239,7 +277,8 @@ def main():
     header = [f"machine: {u.system} {u.release} {u.machine}, node {u.node}",
               f"cpu: {cpu_model()}, os.cpu_count()={os.cpu_count()}",
               f"torch {torch.__version__}, h5py {h5py.__version__}, numpy {np.__version__}, "
-              f"threads {torch.get_num_threads()} (reduction {args.reduce_threads}), device {device}{gpu}"]
+              f"threads {torch.get_num_threads()} (reduction {args.reduce_threads}), device {device}{gpu}"
+              + (", glibc mallopt(M_MMAP_THRESHOLD=32 MiB, M_TRIM_THRESHOLD=2 GiB)" if args.mallopt else "")]
     print("\n".join(header), flush=True)
 
     results = []
@@ -260,8 +299,10 @@ def main():
     for row in rows:
         print("  ".join(x.rjust(w) for x, w in zip(row, widths)))
     notes = (f"medians of {args.repeats} interleaved repetitions (reduction: {max(5, args.repeats)}); "
-             "targets: job/plain <= 2.1, reduce/raw >= 0.7 (warm); write share = (job - no-write) / job; "
-             "MB/s = shard file bytes / time")
+             "best = ratio of the fastest runs; targets: job/plain <= 2.1, reduce/raw >= 0.7 (warm); "
+             "write share = (job - no-write) / job; "
+             "MB/s = shard file bytes / time; others' CPU = median share of the machine's CPU that other "
+             "processes used during the training runs (timings are only clean when it is near 0%)")
     print("\n" + notes)
     if args.out:
         Path(args.out).write_text("\n\n".join(["\n".join(f"- {h}" for h in header), markdown(rows), notes]) + "\n")

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from bestbatch.training import keep_freed_memory
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import datapath  # noqa: E402
@@ -50,6 +52,8 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu":
+        keep_freed_memory()  # as the per-epoch job does on CPU
     repeats = 2 if a.quick else 5
     u = platform.uname()
     machine = (f"{u.system} {u.release} {u.machine}, {epoch.cpu_model()}, {os.cpu_count()} cores, torch "

@@ -6,9 +6,8 @@ equal batch sizes). Everything is accumulated in float64: a float32 norm over 11
 """
 import h5py
 import numpy as np
-import torch
 
-BLOCK = 1 << 20  # elements per block: float32 rows are read and widened a block at a time
+BLOCK = 1 << 17  # float64 buffers of 1 MiB stay in cache while all K rows pass
 
 
 def batch_distances(gradients):
@@ -21,30 +20,42 @@ def batch_distances(gradients):
                 cosine=g @ full / (norm * full_norm))
 
 
+def gradient_rows(f):
+    """(K, P) gradients as rows[k, lo:hi]: a zero-copy memmap if contiguous, else the h5py dataset."""
+    dset = f["gradients"]
+    offset = dset.id.get_offset()
+    if dset.chunks is None and offset is not None:
+        return np.memmap(f.filename, dtype=dset.dtype, mode="r", offset=offset, shape=dset.shape)
+    return dset
+
+
 def reduce_shard(path, progress=None):
-    """Stream a shard once, row by row, and return the distances, norms and cosines in float64.
+    """Stream a shard once and return the distances, norms and cosines, every sum in float64.
 
     The shard carries the float64 sum of its rows (kept during training), so g_bar is known before
-    the first row is read.
+    the first row is read. Parameter blocks run outside, rows inside: each block of g_bar is made once
+    and reused K times, and the float64 buffers stay in cache. progress(blocks_done) is called after each block.
     """
     with h5py.File(path, "r") as f:
-        dset = f["gradients"]
-        k_rows, n_params = dset.shape
-        full = torch.from_numpy(f["gradient_sum"][:] / k_rows)
-        full_norm = float(torch.linalg.vector_norm(full))
+        rows, total = gradient_rows(f), f["gradient_sum"]
+        k_rows, n_params = rows.shape
         dist2, norm2, dot = np.zeros(k_rows), np.zeros(k_rows), np.zeros(k_rows)
-        row = np.empty(n_params, dtype=dset.dtype)
-        row_t = torch.from_numpy(row)
-        for k in range(k_rows):
-            dset.read_direct(row, np.s_[k])
-            for lo in range(0, n_params, BLOCK):
-                g = row_t[lo:lo + BLOCK].to(torch.float64)
-                m = full[lo:lo + BLOCK]
-                d = g - m
-                dist2[k] += float(d.dot(d))
-                norm2[k] += float(g.dot(g))
-                dot[k] += float(g.dot(m))
+        full2 = 0.0
+        m_buf, g_buf, d_buf = np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK)
+        for block, lo in enumerate(range(0, n_params, BLOCK), 1):
+            hi = min(lo + BLOCK, n_params)
+            m, g, d = m_buf[:hi - lo], g_buf[:hi - lo], d_buf[:hi - lo]
+            total.read_direct(m, np.s_[lo:hi])
+            m /= k_rows
+            full2 += m @ m
+            for k in range(k_rows):
+                np.copyto(g, rows[k, lo:hi])  # float32 -> float64, exact
+                np.subtract(g, m, out=d)
+                dist2[k] += d @ d
+                norm2[k] += g @ g
+                dot[k] += g @ m
             if progress:
-                progress(k)
-    norm = np.sqrt(norm2)
+                progress(block)
+        del rows
+    norm, full_norm = np.sqrt(norm2), float(np.sqrt(full2))
     return dict(distance=np.sqrt(dist2), norm=norm, full_norm=full_norm, cosine=dot / (norm * full_norm))

@@ -4,7 +4,7 @@
 and all its jobs, like a pre-empted node — when the job reaches that point:
   batch:<epoch>:<k>           train_epoch, after batch k's gradient was queued (shard incomplete)
   after_checkpoint:<epoch>:0  train_epoch, checkpoint renamed into place, shard not yet
-  reduce:<epoch>:<k>          reduce_epoch, after reading row k of the shard
+  reduce:<epoch>:<b>          reduce_epoch, after parameter block b (1-based) of every row, before the output
 """
 import os
 import signal

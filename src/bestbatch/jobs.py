@@ -24,8 +24,8 @@ from .faults import kill_point
 from .models import build_model
 from .shards import ShardWriter, read_attrs
 from .logs import logged  # noqa: F401  (re-exported for the scripts)
-from .training import (device_description, evaluate, make_optimizer, parameter_layout, pick_device,
-                       run_epoch, set_numerics)
+from .training import (device_description, evaluate, keep_freed_memory, make_optimizer, parameter_layout,
+                       pick_device, run_epoch, set_numerics)
 
 log = logging.getLogger("bestbatch")
 
@@ -145,6 +145,8 @@ def train_epoch(config, metric, epoch, order_path, prev_checkpoint, out_checkpoi
     fix_threads(t["threads"], threads)
     device = pick_device(t["device"])
     set_numerics(device, allow_tf32=t["cuda_tf32"], deterministic=t["cuda_deterministic"])
+    if device.type == "cpu":
+        keep_freed_memory()
     log.info("metric %s, epoch %d, device %s", metric, epoch, device_description(device))
     dtype = torch.float64 if t["dtype"] == "float64" else torch.float32
 

@@ -1,8 +1,8 @@
 """HDF5 gradient shards: one epoch's K x P matrix of mini-batch gradients, written as it is computed.
 
 Rows are handed to a writer thread through a bounded queue, so flattening, the device-to-host copy
-and the disk write of batch k overlap with the compute of batch k+1. Chunks are row-aligned, so a
-row streams in and out without touching its neighbours.
+and the disk write of batch k overlap with the compute of batch k+1. The dataset is contiguous and row-major, so each
+row is one byte range that streams in and out without touching its neighbours.
 """
 import json
 import queue
@@ -13,13 +13,6 @@ import numpy as np
 import torch
 
 from .atomic import atomic_path
-
-CHUNK_BYTES = 4 << 20
-
-
-def chunk_shape(n_params, itemsize):
-    return (1, int(min(n_params, max(1, CHUNK_BYTES // itemsize))))
-
 
 class ShardWriter:
     """Write rows g_k of a (K, P) shard from a background thread; finish() renames it into place.
@@ -34,9 +27,8 @@ class ShardWriter:
         self.tmp = self._atomic.__enter__()
         self.file = h5py.File(self.tmp, "w")
         self.np_dtype = np.dtype(dtype)
-        self.dset = self.file.create_dataset(
-            "gradients", shape=(n_rows, n_params), dtype=self.np_dtype,
-            chunks=chunk_shape(n_params, self.np_dtype.itemsize))
+        # contiguous, unfiltered: row k is one byte range, streamed in by the writer and mapped by the reduction
+        self.dset = self.file.create_dataset("gradients", shape=(n_rows, n_params), dtype=self.np_dtype)
         self.dset.attrs["description"] = "row k: gradient of fixed batch k's mean cross-entropy loss at the epoch-start parameters"
         self.queue = queue.Queue(maxsize=depth)
         self.free = queue.Queue()
