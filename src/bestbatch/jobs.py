@@ -170,6 +170,7 @@ def train_epoch(config, metric, epoch, order_path, prev_checkpoint, out_checkpoi
     layout, n_params = parameter_layout(net)
     k_batches = len(order) // t["batch_size"]
     check_disk(out_shard, shard_bytes(k_batches, n_params, t["dtype"]))
+    batch_scores = scores[order[:k_batches * t["batch_size"]]].reshape(k_batches, -1)  # fixed batches' scores
     writer = ShardWriter(out_shard, k_batches, n_params, t["dtype"])
     try:
         def put(k, g):
@@ -186,9 +187,8 @@ def train_epoch(config, metric, epoch, order_path, prev_checkpoint, out_checkpoi
                  layout_name=np.array([n for n, _, _ in layout], dtype=h5py.string_dtype()),
                  layout_offset=np.array([o for _, _, o in layout], dtype=np.int64),
                  layout_shape=np.array([json.dumps(s) for _, s, _ in layout], dtype=h5py.string_dtype()),
-                 batch_score_min=scores[order[:k_batches * t["batch_size"]]].reshape(k_batches, -1).min(1),
-                 batch_score_mean=scores[order[:k_batches * t["batch_size"]]].reshape(k_batches, -1).mean(1),
-                 batch_score_max=scores[order[:k_batches * t["batch_size"]]].reshape(k_batches, -1).max(1)),
+                 batch_score_min=batch_scores.min(1), batch_score_mean=batch_scores.mean(1),
+                 batch_score_max=batch_scores.max(1)),
             dict(epoch=epoch, lr=lr, phase=phase_of_epoch(epoch, t["lr_milestones"]), metric=metric,
                  test_loss=test_loss, test_acc=test_acc, provenance=meta))
     except BaseException:
