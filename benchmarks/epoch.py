@@ -164,7 +164,8 @@ def bench_model(name, batch_size, n_batches, repeats, device, tmpdir, reduce_thr
         sync(device)
         t0 = time.perf_counter()
         writer = ShardWriter(shard, n_batches, n_params, t["dtype"])
-        stats = run_epoch(net, opt, images, labels, order, epoch, t, writer.put, progress=False)
+        stats = run_epoch(net, opt, images, labels, order, epoch, t, writer.put, progress=False,
+                          gradient_buffer=writer.buffer)
         t1 = time.perf_counter()
         writer.finish(dict(gradient_sum=stats["gradient_sum"], train_loss=stats["train_loss"],
                            train_acc=stats["train_acc"]), dict(epoch=epoch))

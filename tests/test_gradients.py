@@ -1,6 +1,8 @@
 """Algorithm 1 against a float64 brute-force reference, on tiny models with and without BatchNorm."""
 import copy
 
+import h5py
+
 import numpy as np
 import pytest
 import torch
@@ -53,7 +55,7 @@ def pipeline(net0, images, labels, order, t, epoch, tmp_path):
         rows.append(g.clone())
         writer.put(k, g)
 
-    stats = run_epoch(net, opt, images, labels, order, epoch, t, keep, progress=False)
+    stats = run_epoch(net, opt, images, labels, order, epoch, t, keep, progress=False, gradient_buffer=writer.buffer)
     writer.finish(dict(gradient_sum=stats["gradient_sum"]), dict(epoch=epoch))
     return torch.stack(rows).double().numpy(), reduce_shard(tmp_path / "shard.h5"), net
 
@@ -186,3 +188,75 @@ def test_same_seed_same_bits_other_seed_other_results(data, tmp_path):
         runs[name] = grads
     assert np.array_equal(runs["a"], runs["b"])
     assert not np.allclose(runs["a"], runs["c"])
+
+
+def test_reduction_is_exact_when_batches_nearly_agree(tmp_path):
+    """Late in training g_k ~ g_bar: ||g_k||^2 - 2 g_k.g_bar + ||g_bar||^2 would cancel to noise; ours must not."""
+    rng = np.random.default_rng(2)
+    base = rng.standard_normal(300_001) * 50
+    g = (base + 1e-3 * rng.standard_normal((4, base.size))).astype(np.float32)
+    writer = ShardWriter(tmp_path / "s.h5", 4, g.shape[1], "float32")
+    for k in range(4):
+        writer.put(k, torch.from_numpy(g[k]))
+    writer.finish(dict(gradient_sum=g.astype(np.float64).sum(0)), {})
+    want = batch_distances(g)
+    assert want["distance"].max() < 1e-4 * want["norm"].min()  # the hard case: distances far below the norms
+    np.testing.assert_allclose(reduce_shard(tmp_path / "s.h5")["distance"], want["distance"], rtol=1e-12)
+
+
+def test_reduction_reads_chunked_shards_too(tmp_path):
+    """A chunked or compressed shard (not memory-mappable) goes through h5py and gives the same distances."""
+    rng = np.random.default_rng(3)
+    g = rng.standard_normal((6, 1_100_003)).astype(np.float32)
+    with h5py.File(tmp_path / "c.h5", "w") as f:
+        f.create_dataset("gradients", data=g, chunks=(1, 65_536), compression="gzip", compression_opts=1)
+        f["gradient_sum"] = g.astype(np.float64).sum(0)
+    got, want = reduce_shard(tmp_path / "c.h5"), batch_distances(g)
+    for name in ("distance", "norm", "cosine"):
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-12)
+
+
+def test_reduction_names_the_batch_with_a_non_finite_gradient(tmp_path):
+    from bestbatch.distances import NonFiniteGradient
+    g = np.ones((4, 1000), dtype=np.float32)
+    g[2, 500] = np.nan
+    g[3, 7] = np.inf
+    writer = ShardWriter(tmp_path / "epoch_5.h5", 4, 1000, "float32")
+    for k in range(4):
+        writer.put(k, torch.from_numpy(g[k]))
+    writer.finish(dict(gradient_sum=g.astype(np.float64).sum(0)), {})
+    with pytest.raises(NonFiniteGradient, match=r"epoch_5.h5: the gradient of batch 2 .* \(2 of 4 batches do\)"):
+        reduce_shard(tmp_path / "epoch_5.h5")
+
+
+def test_shard_needs_its_gradient_sum(tmp_path):
+    writer = ShardWriter(tmp_path / "s.h5", 1, 10, "float32")
+    writer.put(0, torch.ones(10))
+    with pytest.raises(ValueError, match=r"gradient_sum of shape \(\), expected \(10,\)"):
+        writer.finish({}, {})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_writer_recycles_its_own_rows_only(tmp_path):
+    """Rows from writer.buffer() come back after they are written (at most depth + 2 exist); a caller's
+    own tensor is written but never handed out again."""
+    n, rows = 1000, 12
+    writer = ShardWriter(tmp_path / "s.h5", rows, n, "float32", depth=2)
+    mine = torch.full((n,), -1.0)
+    seen = set()
+    for k in range(rows):
+        if k == 5:
+            writer.put(k, mine)
+            continue
+        buf = writer.buffer(torch.device("cpu"), torch.float32, n)
+        assert buf.data_ptr() != mine.data_ptr()
+        seen.add(buf.data_ptr())
+        buf.fill_(k)
+        writer.put(k, buf)
+    writer.finish(dict(gradient_sum=np.zeros(n)), {})
+    assert len(seen) <= 4
+    assert torch.equal(mine, torch.full((n,), -1.0))
+    with h5py.File(tmp_path / "s.h5", "r") as f:
+        want = np.repeat(np.arange(rows, dtype=np.float32)[:, None], n, 1)
+        want[5] = -1
+        np.testing.assert_array_equal(f["gradients"][:], want)

@@ -177,7 +177,8 @@ def train_epoch(config, metric, epoch, order_path, prev_checkpoint, out_checkpoi
             writer.put(k, g)
             kill_point("batch", epoch, k)
 
-        stats = run_epoch(net, optimizer, images, labels, order, epoch, t, put, progress=progress)
+        stats = run_epoch(net, optimizer, images, labels, order, epoch, t, put, progress=progress,
+                          gradient_buffer=writer.buffer)
         test_loss, test_acc = evaluate(net, test_images, test_labels, t["dtype"])
         meta = dict(provenance(config, device), metric=metric, epoch=epoch)
         save_checkpoint(out_checkpoint, net, optimizer, epoch, meta)
