@@ -10,9 +10,9 @@ labels), with the same device-side data path (make_batch):
   job        run_epoch + ShardWriter(...).put + writer.finish (fsync, rename): train + compare + shard
   no-write   run_epoch with a no-op on_gradient: the shard write's share is job - no-write
 Then, on that shard: reduce_shard against a raw sequential read of the same file (plain Python
-readinto of 16 MiB blocks), both after a warm-up read so the file sits in the page cache, with
---reduce-threads torch threads (default 1: the workflow's reduce rule has `threads: 1`, which
-snakemake passes on as OMP_NUM_THREADS=1). MB/s are the shard file's bytes over the time for both,
+readinto of 16 MiB blocks), both after a warm-up read so the file sits in the page cache; both run on
+one thread (the reduction is one compiled single-threaded pass; the workflow's reduce rule has
+`threads: 1`). MB/s are the shard file's bytes over the time for both,
 so reduce/raw is a ratio of times. The "cold" columns repeat the pair after evicting only this
 shard from the page cache (posix_fadvise DONTNEED), which is what a reduction job on another node,
 or after the shard fell out of the cache, sees.
@@ -128,7 +128,7 @@ def cpu_model():
     return platform.processor() or "?"
 
 
-def bench_model(name, batch_size, n_batches, repeats, device, tmpdir, reduce_threads):
+def bench_model(name, batch_size, n_batches, repeats, device, tmpdir):
     t = training_config(batch_size)
     rng = np.random.default_rng(0)
     n = batch_size * n_batches
@@ -190,8 +190,6 @@ def bench_model(name, batch_size, n_batches, repeats, device, tmpdir, reduce_thr
                 finish.append(fin)
 
     # reduction vs raw read of the same shard, warm (page cache) and cold (evicted)
-    train_threads = torch.get_num_threads()
-    torch.set_num_threads(reduce_threads)
     with h5py.File(shard, "r") as f:
         grad_bytes = f["gradients"].size * f["gradients"].dtype.itemsize
         reference = batch_distances(f["gradients"][:]) if grad_bytes <= (1 << 30) else None
@@ -214,7 +212,6 @@ def bench_model(name, batch_size, n_batches, repeats, device, tmpdir, reduce_thr
                 else:
                     assert raw_read(shard) == file_bytes
                     raw[cache].append(time.perf_counter() - t0)
-    torch.set_num_threads(train_threads)
     mbs = {f"{v}_{c}": file_bytes / 1e6 / statistics.median(x[c]) for v, x in (("red", red), ("raw", raw))
            for c in ("warm", "cold")}
 
@@ -256,7 +253,6 @@ def main():
     ap.add_argument("--batch-size", type=int, help="default per model: small_cnn 256, resnet18 64")
     ap.add_argument("--repeats", type=int, default=5, help="timed repetitions of each variant (after one warm-up)")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads for training")
-    ap.add_argument("--reduce-threads", type=int, default=1, help="torch.set_num_threads for reduce_shard")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--tmpdir", help="where the shard is written (default: the system temp dir)")
     ap.add_argument("--out", help="also write the table as markdown to this file")
@@ -278,7 +274,7 @@ def main():
     header = [f"machine: {u.system} {u.release} {u.machine}, node {u.node}",
               f"cpu: {cpu_model()}, os.cpu_count()={os.cpu_count()}",
               f"torch {torch.__version__}, h5py {h5py.__version__}, numpy {np.__version__}, "
-              f"threads {torch.get_num_threads()} (reduction {args.reduce_threads}), device {device}{gpu}"
+              f"threads {torch.get_num_threads()} (reduction 1), device {device}{gpu}"
               + (", glibc mallopt(M_MMAP_THRESHOLD=32 MiB, M_TRIM_THRESHOLD=2 GiB)" if args.mallopt else "")]
     print("\n".join(header), flush=True)
 
@@ -288,7 +284,7 @@ def main():
             bs, k = DEFAULTS.get(name, (64, 4))
             bs, k = args.batch_size or bs, args.batches or k
             t0 = time.perf_counter()
-            r = bench_model(name, bs, k, args.repeats, device, tmpdir, args.reduce_threads)
+            r = bench_model(name, bs, k, args.repeats, device, tmpdir)
             spread = ", ".join(f"{v} {lo:.2f}-{hi:.2f}" for v, (lo, hi) in r["spread"].items())
             print(f"{name}: done in {time.perf_counter() - t0:.0f} s (min-max s: {spread})", flush=True)
             results.append(r)

@@ -66,7 +66,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="bestbatch-bench-") as tmp:
         for name in models:
             bs, k = epoch.DEFAULTS[name]
-            r = epoch.bench_model(name, bs, k, repeats, device, tmp, 1)
+            r = epoch.bench_model(name, bs, k, repeats, device, tmp)
             limit = 2.1 if device.type == "cuda" else 2.05
             ratio = r["job"] / r["plain"]
             rows.append((f"{name}: per-epoch job / plain epoch ({bs} x {k} batches; {r['plain']:.2f} s vs "

@@ -57,13 +57,37 @@ def _accumulate(g, m, sums):
     sums[2] += dot
 
 
-def mapped(f, name):
-    """Dataset `name` of an open shard as a zero-copy memmap if it is contiguous, else the h5py dataset."""
-    dset = f[name]
-    offset = dset.id.get_offset()
-    if dset.chunks is None and offset is not None:
-        return np.memmap(f.filename, dtype=dset.dtype, mode="r", offset=offset, shape=dset.shape)
-    return dset
+def _byte_ranges(path, names):
+    """(offset, shape, dtype) of each dataset if all are stored as one byte range, else None.
+
+    Uses h5py's low-level API: on a small shard the high-level File/Dataset objects cost as much as
+    reading the whole file."""
+    fid = h5py.h5f.open(str(path).encode(), h5py.h5f.ACC_RDONLY)
+    try:
+        places = []
+        for name in names:
+            dset = h5py.h5d.open(fid, name.encode())
+            if dset.get_create_plist().get_layout() != h5py.h5d.CONTIGUOUS or dset.get_offset() is None:
+                return None
+            places.append((dset.get_offset(), dset.shape, dset.dtype))
+        return places
+    finally:
+        fid.close()
+
+
+def _blocks(rows, total, k_rows, n_params, progress):
+    sums = np.zeros((k_rows, 3))  # per row: ||g_k - g_bar||^2, ||g_k||^2, g_k . g_bar
+    full2 = 0.0
+    m_buf = np.empty(min(BLOCK, n_params))
+    for block, lo in enumerate(range(0, n_params, BLOCK), 1):
+        hi = min(lo + BLOCK, n_params)
+        m = m_buf[:hi - lo]
+        full2 += _mean_block(total[lo:hi], k_rows, m)
+        for k in range(k_rows):
+            _accumulate(rows[k, lo:hi], m, sums[k])
+        if progress:
+            progress(block)
+    return sums, full2
 
 
 def reduce_shard(path, progress=None):
@@ -76,21 +100,18 @@ def reduce_shard(path, progress=None):
 
     Raises NonFiniteGradient naming the first batch (0-based, in the fixed order) with NaN or inf.
     """
-    with h5py.File(path, "r") as f:
-        rows, total = mapped(f, "gradients"), mapped(f, "gradient_sum")
+    places = _byte_ranges(path, ("gradients", "gradient_sum"))
+    if places is None:  # chunked or compressed: h5py decodes each block
+        with h5py.File(path, "r") as f:
+            k_rows, n_params = f["gradients"].shape
+            sums, full2 = _blocks(f["gradients"], f["gradient_sum"], k_rows, n_params, progress)
+    else:  # one byte range each: map the file once, no copies
+        whole = np.memmap(path, dtype=np.uint8, mode="r")  # unmapped when the last view is gone
+        rows, total = (whole[offset:offset + dtype.itemsize * int(np.prod(shape))].view(dtype).reshape(shape)
+                       for offset, shape, dtype in places)
         k_rows, n_params = rows.shape
-        sums = np.zeros((k_rows, 3))  # per row: ||g_k - g_bar||^2, ||g_k||^2, g_k . g_bar
-        full2 = 0.0
-        m_buf = np.empty(min(BLOCK, n_params))
-        for block, lo in enumerate(range(0, n_params, BLOCK), 1):
-            hi = min(lo + BLOCK, n_params)
-            m = m_buf[:hi - lo]
-            full2 += _mean_block(total[lo:hi], k_rows, m)
-            for k in range(k_rows):
-                _accumulate(rows[k, lo:hi], m, sums[k])
-            if progress:
-                progress(block)
-        del rows, total
+        sums, full2 = _blocks(rows, total, k_rows, n_params, progress)
+        del whole, rows, total
     dist2, norm2, dot = sums.T
     bad = np.flatnonzero(~np.isfinite(norm2))  # a sum of squared float32 values cannot overflow float64
     if bad.size:
