@@ -42,7 +42,7 @@ def test_defaults_are_filled():
     del c["training"]["momentum"], c["outputs"], c["orderings"]
     v = validate_config(c)
     assert v["training"]["momentum"] == 0.9
-    assert v["outputs"] == {"keep_shards": False, "keep_checkpoints": False}
+    assert v["outputs"] == {"keep_shards": False, "keep_checkpoints": False, "shard_io": "direct"}
     assert v["orderings"]["edges"]["sigma"] == 1.0 and v["orderings"]["lpips"]["pretrained_backbone"] is True
 
 
@@ -98,3 +98,10 @@ def test_config_hash_tracks_content():
     assert config_hash(a) == config_hash(b)
     b["training"]["seed"] = 1
     assert config_hash(a) != config_hash(b)
+
+
+def test_shard_io_is_named_when_wrong():
+    c = copy.deepcopy(TINY_CONFIG)
+    c["outputs"]["shard_io"] = "mmap"
+    with pytest.raises(ConfigError, match=r"outputs.shard_io: 'mmap' is not allowed; allowed values: direct, buffered"):
+        validate_config(c)

@@ -249,8 +249,8 @@ def test_writer_recycles_its_own_rows_only(tmp_path):
             writer.put(k, mine)
             continue
         buf = writer.buffer(torch.device("cpu"), torch.float32, n)
-        assert buf.data_ptr() != mine.data_ptr()
-        seen.add(buf.data_ptr())
+        assert buf.untyped_storage().data_ptr() != mine.untyped_storage().data_ptr()
+        seen.add(buf.untyped_storage().data_ptr())
         buf.fill_(k)
         writer.put(k, buf)
     writer.finish(dict(gradient_sum=np.zeros(n)), {})
@@ -260,3 +260,48 @@ def test_writer_recycles_its_own_rows_only(tmp_path):
         want = np.repeat(np.arange(rows, dtype=np.float32)[:, None], n, 1)
         want[5] = -1
         np.testing.assert_array_equal(f["gradients"][:], want)
+
+
+def _direct_io_works(directory):
+    import os
+    from bestbatch.shards import _open_direct
+    probe = directory / "probe"
+    probe.write_bytes(b"")
+    fd = _open_direct(probe)
+    probe.unlink()
+    if fd is None:
+        return False
+    os.close(fd)
+    return True
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_shard_bytes_are_exact_with_and_without_direct_io(tmp_path, direct):
+    """Rows at every 4 KiB phase (P is odd), recycled buffers, a caller's unaligned tensor and the float64
+    sum: whatever goes through O_DIRECT or the page cache, the file holds exactly the values."""
+    rng = np.random.default_rng(4)
+    k_rows, n = 7, 100_003
+    g = rng.standard_normal((k_rows, n)).astype(np.float32)
+    writer = ShardWriter(tmp_path / "s.h5", k_rows, n, "float32", depth=1, direct=direct)
+    for k in range(k_rows):
+        if k == 3:  # not from buffer(): a view one float off any alignment
+            writer.buffer(torch.device("cpu"), torch.float32, n)  # keeps buffer()'s row count in step
+            writer.put(k, torch.from_numpy(np.concatenate([[0], g[k]]).astype(np.float32))[1:])
+            continue
+        buf = writer.buffer(torch.device("cpu"), torch.float32, n)
+        buf.copy_(torch.from_numpy(g[k]))
+        writer.put(k, buf)
+    total = np.zeros(n)
+    np.add.reduce(g.astype(np.float64), axis=0, out=total)
+    writer.finish(dict(gradient_sum=total, train_loss=np.arange(k_rows)), dict(epoch=1))
+    if direct and _direct_io_works(tmp_path):
+        assert writer.direct_bytes >= (k_rows - 1) * (4 * n - 2 * 4096)  # all rows but the caller's
+    else:
+        assert writer.direct_bytes == 0
+    with h5py.File(tmp_path / "s.h5", "r") as f:
+        np.testing.assert_array_equal(f["gradients"][:], g)
+        np.testing.assert_array_equal(f["gradient_sum"][:], total)
+        np.testing.assert_array_equal(f["train_loss"][:], np.arange(k_rows))
+        assert f.attrs["epoch"] == 1
+    got, want = reduce_shard(tmp_path / "s.h5"), batch_distances(g)
+    np.testing.assert_allclose(got["distance"], want["distance"], rtol=1e-12)

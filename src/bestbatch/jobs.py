@@ -171,7 +171,7 @@ def train_epoch(config, metric, epoch, order_path, prev_checkpoint, out_checkpoi
     k_batches = len(order) // t["batch_size"]
     check_disk(out_shard, shard_bytes(k_batches, n_params, t["dtype"]))
     batch_scores = scores[order[:k_batches * t["batch_size"]]].reshape(k_batches, -1)  # fixed batches' scores
-    writer = ShardWriter(out_shard, k_batches, n_params, t["dtype"])
+    writer = ShardWriter(out_shard, k_batches, n_params, t["dtype"], direct=config["outputs"]["shard_io"] == "direct")
     try:
         def put(k, g):
             writer.put(k, g)

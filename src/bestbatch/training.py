@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from .augment import make_batch, normalize
 from .config import lr_of_epoch
+from .shards import aligned_host
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -109,7 +110,10 @@ def run_epoch(net, optimizer, images, labels, order, epoch, t, on_gradient, prog
     if gradient_buffer is None:
         reused = torch.empty(n_params, dtype=dtype, device=images.device)
         gradient_buffer = lambda device, dtype, numel: reused  # noqa: E731
-    grad_sum = torch.zeros(n_params, dtype=torch.float64, device=images.device)
+    if images.device.type == "cpu":  # 4 KiB-aligned, so a ShardWriter can write it with direct I/O
+        grad_sum = aligned_host(n_params * 8).view(torch.float64).zero_()
+    else:
+        grad_sum = torch.zeros(n_params, dtype=torch.float64, device=images.device)
     for k in tqdm(range(n_batches), desc=f"epoch {epoch}", unit="batch", disable=not progress, mininterval=2):
         idx = order[k * bs:(k + 1) * bs]
         x = make_batch(images, idx, t["seed"], epoch, k, t["augment"], dtype)
