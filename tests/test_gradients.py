@@ -152,8 +152,8 @@ def test_incomplete_shard_is_refused(tmp_path):
 def test_disk_check_refuses_with_the_numbers(tmp_path):
     from bestbatch.jobs import check_disk, shard_bytes
     need = shard_bytes(195, 34_236_634, "float32")
-    assert need == 195 * 34_236_634 * 4  # 26.7 GB per DPN92 epoch
-    with pytest.raises(OSError, match=r"needs 26.70 GB .* has 1.00 GB free"):
+    assert need == 195 * 34_236_634 * 4 + 34_236_634 * 8  # 27.0 GB per DPN92 epoch: the rows and their sum
+    with pytest.raises(OSError, match=r"needs 26.98 GB .* has 1.00 GB free"):
         check_disk(tmp_path / "shards" / "epoch_1.h5", need, free_bytes=10**9)
     check_disk(tmp_path / "shards" / "epoch_1.h5", need, free_bytes=10**11)
 

@@ -115,8 +115,8 @@ def load_checkpoint(path, device):
 
 
 def shard_bytes(k_batches, n_params, dtype):
-    """Size of one epoch's gradient shard: K x P values."""
-    return k_batches * n_params * np.dtype(dtype).itemsize
+    """Size of one epoch's gradient shard: K x P values plus their float64 sum (P values)."""
+    return (k_batches * np.dtype(dtype).itemsize + 8) * n_params
 
 
 def check_disk(path, need_bytes, free_bytes=None):
@@ -126,7 +126,7 @@ def check_disk(path, need_bytes, free_bytes=None):
     free = shutil.disk_usage(folder).free if free_bytes is None else free_bytes
     if need_bytes > free:
         raise OSError(f"not enough disk for the gradient shard {path}: it needs {need_bytes / 1e9:.2f} GB "
-                      f"(K batches x P parameters x bytes per value), {folder} has {free / 1e9:.2f} GB free; "
+                      f"(K batches x P parameters x bytes per value, plus P float64 for their sum), {folder} has {free / 1e9:.2f} GB free; "
                       f"free space there or put results/ on a larger disk")
     log.info("gradient shard: %.3f GB needed, %.1f GB free in %s", need_bytes / 1e9, free / 1e9, folder)
 
