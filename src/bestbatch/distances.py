@@ -96,7 +96,9 @@ def reduce_shard(path, progress=None):
     The shard carries the float64 sum of its rows (kept during training), so g_bar is known before
     the first row is read. Parameter blocks run outside, rows inside: each block of g_bar is made once
     and stays in cache while the K row blocks stream past it through one fused compiled pass (no
-    float64 copies of the rows). progress(blocks_done) is called after each block.
+    float64 copies of the rows). A contiguous shard is memory-mapped, so each byte is read once and
+    never copied; a chunked or compressed one is decoded block by block through h5py.
+    progress(blocks_done) is called after each block.
 
     Raises NonFiniteGradient naming the first batch (0-based, in the fixed order) with NaN or inf.
     """
