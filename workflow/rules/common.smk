@@ -95,7 +95,8 @@ TRAIN_MEM_MB = _mb(_base_mb(USES_GPU) + 3 * DATA_MB + N_PARAMS * (12 * VALUE_BYT
 TRAIN_RUNTIME = _minutes(
     ((2 * N_TRAIN + N_TEST / 3) * (GPU_MS if USES_GPU else CPU_MS * VALUE_BYTES / 4 / THREADS) / 1000
      + SHARD_MB / DISK_MB_PER_S) / 60)
-# reduce_epoch: one shard row, the float64 full gradient and gradient sum, float64 blocks
+# reduce_epoch: the shard is memory-mapped (clean page cache, reclaimable under the job's limit) and only a
+# 4 MiB block of g_bar is allocated; the request leaves room for a row's and the sum's worth of mapped pages
 REDUCE_MEM_MB = _mb(_base_mb(False) + N_PARAMS * (VALUE_BYTES + 16) / 1e6 + 100)
 REDUCE_RUNTIME = _minutes((SHARD_MB / DISK_MB_PER_S + K * N_PARAMS * 5e-9) / 60)
 # init_model: the model and its checkpoint
