@@ -2,7 +2,6 @@
 import copy
 
 import h5py
-
 import numpy as np
 import pytest
 import torch

@@ -75,7 +75,8 @@ def _byte_ranges(path, names):
         fid.close()
 
 
-def _blocks(rows, total, k_rows, n_params, progress):
+def _blocks(rows, total, progress):
+    k_rows, n_params = rows.shape
     sums = np.zeros((k_rows, 3))  # per row: ||g_k - g_bar||^2, ||g_k||^2, g_k . g_bar
     full2 = 0.0
     m_buf = np.empty(min(BLOCK, n_params))
@@ -105,19 +106,17 @@ def reduce_shard(path, progress=None):
     places = _byte_ranges(path, ("gradients", "gradient_sum"))
     if places is None:  # chunked or compressed: h5py decodes each block
         with h5py.File(path, "r") as f:
-            k_rows, n_params = f["gradients"].shape
-            sums, full2 = _blocks(f["gradients"], f["gradient_sum"], k_rows, n_params, progress)
+            sums, full2 = _blocks(f["gradients"], f["gradient_sum"], progress)
     else:  # one byte range each: map the file once, no copies
         whole = np.memmap(path, dtype=np.uint8, mode="r")  # unmapped when the last view is gone
         rows, total = (whole[offset:offset + dtype.itemsize * int(np.prod(shape))].view(dtype).reshape(shape)
                        for offset, shape, dtype in places)
-        k_rows, n_params = rows.shape
-        sums, full2 = _blocks(rows, total, k_rows, n_params, progress)
+        sums, full2 = _blocks(rows, total, progress)
         del whole, rows, total
     dist2, norm2, dot = sums.T
     bad = np.flatnonzero(~np.isfinite(norm2))  # a sum of squared float32 values cannot overflow float64
     if bad.size:
         raise NonFiniteGradient(f"{path}: the gradient of batch {int(bad[0])} (0-based, in the fixed order) "
-                                f"contains NaN or inf ({bad.size} of {k_rows} batches do)")
+                                f"contains NaN or inf ({bad.size} of {len(norm2)} batches do)")
     norm, full_norm = np.sqrt(norm2), float(np.sqrt(full2))
     return dict(distance=np.sqrt(dist2), norm=norm, full_norm=full_norm, cosine=dot / (norm * full_norm))

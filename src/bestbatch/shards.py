@@ -41,12 +41,20 @@ def flush_range(fd, offset, length):
         os.fdatasync(fd)
 
 
-def aligned_host(nbytes, phase=0, pinned=False):
-    """A uint8 host tensor of `nbytes` whose address is `phase` modulo ALIGN (a view into a slightly
-    larger allocation, which it keeps alive)."""
-    raw = torch.empty(nbytes + ALIGN, dtype=torch.uint8, pin_memory=pinned)
+def _raw_host(nbytes, pinned=False):
+    """A uint8 host allocation with room to place `nbytes` at any phase modulo ALIGN."""
+    return torch.empty(nbytes + ALIGN, dtype=torch.uint8, pin_memory=pinned)
+
+
+def _at_phase(raw, nbytes, phase):
+    """The `nbytes` of `raw` whose address is `phase` modulo ALIGN (a view, which keeps `raw` alive)."""
     offset = (phase - raw.data_ptr()) % ALIGN
     return raw[offset:offset + nbytes]
+
+
+def aligned_host(nbytes, phase=0, pinned=False):
+    """A uint8 host tensor of `nbytes` whose address is `phase` modulo ALIGN."""
+    return _at_phase(_raw_host(nbytes, pinned), nbytes, phase)
 
 
 def _pwrite_all(fd, data, offset):
@@ -164,10 +172,8 @@ class ShardWriter:
         try:
             raw = self.free.get_nowait()
         except queue.Empty:
-            raw = torch.empty(self.row_bytes + ALIGN, dtype=torch.uint8, pin_memory=pinned)
-        phase = (self.rows_offset + k * self.row_bytes) % ALIGN
-        offset = (phase - raw.data_ptr()) % ALIGN
-        row = raw[offset:offset + self.row_bytes].view(dtype)
+            raw = _raw_host(self.row_bytes, pinned)
+        row = _at_phase(raw, self.row_bytes, (self.rows_offset + k * self.row_bytes) % ALIGN).view(dtype)
         self._raw_of[row.data_ptr()] = raw
         return row
 
