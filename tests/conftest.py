@@ -7,21 +7,20 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bestbatch.config import load_schema, validate_config
+
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
-TINY_CONFIG = {
-    "study": "tiny",
-    "data": {"source": "synthetic", "root": "results/tiny/data", "synthetic": {"n_train": 320, "n_test": 100, "seed": 3}},
-    "model": {"name": "tiny_mlp_bn"},
-    "training": {"epochs": 3, "batch_size": 64, "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4,
-                 "lr_milestones": [1, 2], "lr_gamma": 0.1, "seed": 0, "augment": True, "dtype": "float32",
-                 "device": "cpu", "threads": 1},
-    "metrics": ["intensity", "color", "edges", "lpips", "random"],
-    "orderings": {"edges": {"sigma": 1.0}, "lpips": {"pretrained_backbone": False, "batch_size": 100, "seed": 0},
-                  "random": {"seed": 0}},
-    "outputs": {"keep_shards": False, "keep_checkpoints": False},
-}
+SCHEMA = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
+# The configs the tests run are files a user can run too (`--configfile .test/config/tiny.yaml`).
+TINY_CONFIG_FILE = REPO / ".test" / "config" / "tiny.yaml"
+TINY_CONFIG = yaml.safe_load(TINY_CONFIG_FILE.read_text())
+
+
+def validated(config):
+    """The config with its defaults, as the workflow checks it (bestbatch.config with the workflow's schema)."""
+    return validate_config(config, SCHEMA)
 
 
 @pytest.fixture

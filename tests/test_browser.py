@@ -17,6 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import browser  # noqa: E402
 
+from bestbatch.formats import Matrix  # noqa: E402
 from bestbatch.plots import (curves_figure, heatmap_figure, index_html, phase_rows, phase_summary,  # noqa: E402
                              row_zscore, write_figure)
 
@@ -36,12 +37,12 @@ def synthetic_matrix(seed=0):
     epoch = np.arange(1, E + 1)
     batch = np.arange(K)
     scale = 10.0 ** -np.repeat([0, 1, 2], 3)[:, None]  # the gradient scale drops with the lr, phase by phase
-    return dict(epoch=epoch, batch=batch,
-                distance=scale * rng.uniform(0.5, 30.0, (E, K)),
-                cosine=rng.uniform(-1.0, 1.0, (E, K)),
-                batch_score_min=0.5 * batch - 2.3 + rng.uniform(0, 0.01, K),
-                batch_score_mean=3.7 * batch + rng.uniform(0, 1, K),
-                batch_score_max=3351.1 * batch + rng.uniform(0, 1, K))  # > 1e4: .4g goes exponential
+    return Matrix(epoch=epoch, batch=batch,
+                  distance=scale * rng.uniform(0.5, 30.0, (E, K)),
+                  cosine=rng.uniform(-1.0, 1.0, (E, K)),
+                  batch_score_min=0.5 * batch - 2.3 + rng.uniform(0, 0.01, K),
+                  batch_score_mean=3.7 * batch + rng.uniform(0, 1, K),
+                  batch_score_max=3351.1 * batch + rng.uniform(0, 1, K))  # > 1e4: .4g goes exponential
 
 
 # --- how plotly.js prints numbers in a hovertemplate (d3-format), so the test can predict the label ------
@@ -131,8 +132,8 @@ def pages(tmp_path_factory):
         heatmaps[metric] = root / "plots" / f"heatmap_{metric}.html"
         write_figure(fig if metric == METRIC else heatmap_figure(metric, synthetic_matrix(1), PHASES), heatmaps[metric])
     rng = np.random.default_rng(2)
-    runs = {metric: dict(epoch=m["epoch"], train_loss=np.exp(-0.2 * m["epoch"])[:, None] * rng.uniform(1, 2, (E, K)),
-                         test_acc=np.linspace(0.2, 0.6, E) + rng.uniform(0, 0.05, E)) for metric in heatmaps}
+    runs = {metric: Matrix(epoch=m.epoch, train_loss=np.exp(-0.2 * m.epoch)[:, None] * rng.uniform(1, 2, (E, K)),
+                           test_acc=np.linspace(0.2, 0.6, E) + rng.uniform(0, 0.05, E)) for metric in heatmaps}
     curves = root / "plots" / "training_curves.html"
     write_figure(curves_figure(runs), curves)
     index = root / "index.html"
@@ -167,13 +168,13 @@ def test_heatmap_hover_shows_the_cell(br, pages):
     assert subplot == "x2y2"
     lines = br.hover(CELL["batch"], CELL["epoch"], subplot)
 
-    rows = dict((p, r) for p, *_, r in phase_rows(m["epoch"], PHASES))[CELL["phase"]]
-    row = int(np.flatnonzero(m["epoch"][rows] == CELL["epoch"])[0])  # in the panel
-    col = int(np.flatnonzero(m["batch"] == CELL["batch"])[0])
+    rows = dict((p, r) for p, *_, r in phase_rows(m.epoch, PHASES))[CELL["phase"]]
+    row = int(np.flatnonzero(m.epoch[rows] == CELL["epoch"])[0])  # in the panel
+    col = int(np.flatnonzero(m.batch == CELL["batch"])[0])
     r = rows[row]  # in the whole matrix
-    e, b = int(m["epoch"][r]), int(m["batch"][col])
-    d, c, z = m["distance"][r, col], m["cosine"][r, col], row_zscore(m["distance"])[r, col]
-    lo, mean, hi = m["batch_score_min"][col], m["batch_score_mean"][col], m["batch_score_max"][col]
+    e, b = int(m.epoch[r]), int(m.batch[col])
+    d, c, z = m.distance[r, col], m.cosine[r, col], row_zscore(m.distance)[r, col]
+    lo, mean, hi = m.batch_score_min[col], m.batch_score_mean[col], m.batch_score_max[col]
 
     text = "\n".join(lines)
     assert "epoch 5" in lines[0] and "batch 7" in lines[0], lines
@@ -200,18 +201,18 @@ def test_heatmap_hover_each_phase_panel(br, pages):
 def test_zscore_button_switches_to_per_epoch_zscores(br, pages):
     m = pages["m"]
     br.open(pages["heatmap"])
-    parts = phase_rows(m["epoch"], PHASES)
+    parts = phase_rows(m.epoch, PHASES)
     for i, (*_, rows) in enumerate(parts):
-        np.testing.assert_allclose(br.trace_z(i), m["distance"][rows], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(br.trace_z(i), m.distance[rows], rtol=0, atol=1e-12)
     br.click_button("z-score within epoch")
-    z = row_zscore(m["distance"])
+    z = row_zscore(m.distance)
     for i, (*_, rows) in enumerate(parts):
         got = br.trace_z(i)
         assert got.shape == (len(rows), K)
         np.testing.assert_allclose(got, z[rows], rtol=0, atol=1e-6)
     br.click_button("distance")
     for i, (*_, rows) in enumerate(parts):
-        np.testing.assert_allclose(br.trace_z(i), m["distance"][rows], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(br.trace_z(i), m.distance[rows], rtol=0, atol=1e-12)
     assert offline_urls(br.requested_urls()) == []
 
 

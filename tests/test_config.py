@@ -4,9 +4,9 @@ import copy
 import pytest
 import yaml
 
-from bestbatch.config import (ConfigError, config_hash, lr_of_epoch, num_batches, phase_of_epoch, phases,
-                              validate_config)
-from conftest import REPO, TINY_CONFIG, tiny_config_with
+from bestbatch.config import ConfigError, config_hash, fill_defaults, lr_of_epoch, num_batches, phase_of_epoch, phases
+from conftest import REPO, SCHEMA, TINY_CONFIG, tiny_config_with
+from conftest import validated as validate_config
 
 
 def paper():
@@ -18,14 +18,33 @@ def test_paper_config_is_the_paper():
     t = c["training"]
     assert c["model"]["name"] == "dpn92" and c["data"]["source"] == "cifar10"
     assert (t["epochs"], t["batch_size"], t["lr"], t["momentum"], t["weight_decay"]) == (150, 256, 0.1, 0.9, 5e-4)
-    assert num_batches(c) == 195
-    assert phases(c) == [(1, 1, 50, 0.1), (2, 51, 100, pytest.approx(0.01)), (3, 101, 150, pytest.approx(0.001))]
+    assert num_batches(50_000, t["batch_size"]) == 195
+    assert phases(t["epochs"], t["lr"], t["lr_milestones"], t["lr_gamma"]) == [
+        (1, 1, 50, 0.1), (2, 51, 100, pytest.approx(0.01)), (3, 101, 150, pytest.approx(0.001))]
     assert c["metrics"] == ["intensity", "color", "edges", "lpips", "random"]
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "config.yaml"])
-def test_shipped_configs_validate(name):
-    validate_config(yaml.safe_load((REPO / "config" / name).read_text()))
+SHIPPED = sorted((REPO / "config").glob("*.yaml")) + sorted((REPO / ".test" / "config").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_configs_validate(path):
+    validate_config(yaml.safe_load(path.read_text()))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_defaults_are_the_ones_snakemake_fills(path, tmp_path):
+    """The workflow lets snakemake.utils.validate fill the defaults; bestbatch.config fills the same."""
+    from snakemake.utils import validate
+
+    raw = yaml.safe_load(path.read_text())
+    raw.pop("outputs", None), raw.pop("orderings", None), raw["training"].pop("momentum", None)
+    by_snakemake = copy.deepcopy(raw)
+    schema_file = tmp_path / "schema.yaml"
+    schema_file.write_text(yaml.safe_dump(SCHEMA))
+    validate(by_snakemake, str(schema_file))
+    assert by_snakemake == fill_defaults(copy.deepcopy(raw), SCHEMA)
+    assert by_snakemake["outputs"]["shard_io"] == "direct" and by_snakemake["orderings"]["lpips"]["seed"] == 0
 
 
 def test_schedule_and_phases_follow_the_milestones():
@@ -34,7 +53,8 @@ def test_schedule_and_phases_follow_the_milestones():
     assert [phase_of_epoch(e, [3, 6]) for e in range(1, 10)] == [1, 1, 1, 2, 2, 2, 3, 3, 3]
     c = copy.deepcopy(TINY_CONFIG)
     c["training"].update(epochs=10, lr_milestones=[])
-    assert phases(validate_config(c)) == [(1, 1, 10, 0.05)]
+    t = validate_config(c)["training"]
+    assert phases(t["epochs"], t["lr"], t["lr_milestones"], t["lr_gamma"]) == [(1, 1, 10, 0.05)]
 
 
 def test_defaults_are_filled():
@@ -100,8 +120,57 @@ def test_config_hash_tracks_content():
     assert config_hash(a) != config_hash(b)
 
 
+@pytest.mark.parametrize("path,value", [(("training", "threads"), 2), (("training", "device"), "cuda"),
+                                        (("training", "lr"), 0.1), (("model", "name"), "small_cnn"),
+                                        (("data", "root"), "elsewhere"), (("data", "synthetic", "seed"), 4)])
+def test_config_hash_changes_with_every_key_that_can_change_a_result(path, value):
+    for metric in (None, "edges"):
+        assert config_hash(tiny_config_with(path, value), metric) != config_hash(TINY_CONFIG, metric), path
+
+
+@pytest.mark.parametrize("path,value", [(("outputs", "shard_io"), "buffered"), (("outputs", "keep_shards"), True),
+                                        (("outputs", "keep_checkpoints"), True), (("metrics",), ["edges"]),
+                                        (("study",), "another"), (("data", "download"), True)])
+def test_config_hash_ignores_keys_that_change_no_result(path, value):
+    """Turning an I/O knob (or adding a metric) never makes finished epochs look stale."""
+    for metric in (None, "edges", "random"):
+        assert config_hash(tiny_config_with(path, value), metric) == config_hash(TINY_CONFIG, metric), path
+
+
+def test_config_hash_of_a_metric_covers_its_own_ordering_only():
+    changed = tiny_config_with(("orderings", "edges", "sigma"), 2.0)
+    assert config_hash(changed, "edges") != config_hash(TINY_CONFIG, "edges")
+    assert config_hash(changed, "random") == config_hash(TINY_CONFIG, "random")
+    assert config_hash(changed) == config_hash(TINY_CONFIG)
+
+
+def test_metric_and_model_names_agree_between_registry_and_schema():
+    from bestbatch.metrics import METRICS
+    from bestbatch.models import MODELS
+
+    props = SCHEMA["properties"]
+    assert props["metrics"]["items"]["enum"] == list(METRICS)
+    assert set(props["orderings"]["properties"]) <= set(METRICS)
+    assert props["model"]["properties"]["name"]["enum"] == list(MODELS)
+
+
 def test_shard_io_is_named_when_wrong():
     c = copy.deepcopy(TINY_CONFIG)
     c["outputs"]["shard_io"] = "mmap"
     with pytest.raises(ConfigError, match=r"outputs.shard_io: 'mmap' is not allowed; allowed values: direct, buffered"):
         validate_config(c)
+
+
+def test_schema_has_no_stray_keys():
+    """A comma in an unquoted flow-style description would cut it short and leave a key with no value."""
+    def walk(node, path):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                assert value is not None, f"{'.'.join(path + [str(key)])}: no value (unquoted comma?)"
+                if key == "description":
+                    assert isinstance(value, str) and value.rstrip().endswith((".", ")")), path
+                walk(value, path + [str(key)])
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, path)
+    walk(SCHEMA, [])

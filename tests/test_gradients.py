@@ -9,16 +9,33 @@ import torch.nn.functional as F
 
 from bestbatch.augment import images_to_tensor, make_batch
 from bestbatch.distances import batch_distances, reduce_shard
+from bestbatch.formats import FORMAT_VERSION, SHARD, EpochRecords
 from bestbatch.models import build_model
 from bestbatch.shards import ShardWriter
-from bestbatch.training import make_optimizer, parameter_layout, run_epoch
+from bestbatch.training import DTYPES, make_optimizer, parameter_layout, run_epoch
 
 N, BS = 96, 16  # K = 6 fixed batches
 
 
 def schedule(dtype):
-    return dict(lr=0.1, lr_milestones=[], lr_gamma=0.1, momentum=0.9, weight_decay=5e-4, seed=7, augment=True,
-                batch_size=BS, dtype=dtype)
+    return dict(lr=0.1, momentum=0.9, weight_decay=5e-4, seed=7, augment=True, batch_size=BS, dtype=DTYPES[dtype])
+
+
+def records(k_rows, epoch=1, train_loss=None):
+    """An epoch's records with placeholder values, for shards written by hand."""
+    zeros = np.zeros(k_rows)
+    return EpochRecords(epoch=epoch, lr=0.1, phase=1, metric="test", test_loss=0.0, test_acc=0.0, provenance="{}",
+                        train_loss=zeros if train_loss is None else train_loss, train_acc=zeros,
+                        batch_score_min=zeros, batch_score_mean=zeros, batch_score_max=zeros)
+
+
+def write_shard(path, g, **kwargs):
+    """g (K, P) float32 written row by row as a shard, with its float64 sum."""
+    with ShardWriter(path, g.shape[0], g.shape[1], torch.float32, **kwargs) as writer:
+        for k in range(g.shape[0]):
+            writer.put(k, torch.from_numpy(g[k]))
+        writer.finish([("w", (g.shape[1],), 0)], records(g.shape[0]), gradient_sum=g.astype(np.float64).sum(0))
+    return writer
 
 
 @pytest.fixture(scope="module")
@@ -42,21 +59,33 @@ def reference_gradients(net0, images, labels, order, t, epoch):
     return np.stack(rows)
 
 
+class Keeping:
+    """A sink around the shard writer that also keeps a copy of every g_k."""
+
+    def __init__(self, writer):
+        self.writer, self.rows = writer, []
+
+    def row(self, k, device, dtype, numel):
+        return self.writer.row(k, device, dtype, numel)
+
+    def total(self, device, numel):
+        return self.writer.total(device, numel)
+
+    def put(self, k, g):
+        self.rows.append(g.clone())
+        self.writer.put(k, g)
+
+
 def pipeline(net0, images, labels, order, t, epoch, tmp_path):
-    dtype = torch.float64 if t["dtype"] == "float64" else torch.float32
-    net = copy.deepcopy(net0).to(dtype)
-    opt = make_optimizer(net, t, epoch)
-    _, n_params = parameter_layout(net)
-    rows = []
-    writer = ShardWriter(tmp_path / "shard.h5", N // BS, n_params, t["dtype"])
-
-    def keep(k, g):
-        rows.append(g.clone())
-        writer.put(k, g)
-
-    stats = run_epoch(net, opt, images, labels, order, epoch, t, keep, progress=False, gradient_buffer=writer.buffer)
-    writer.finish(dict(gradient_sum=stats["gradient_sum"]), dict(epoch=epoch))
-    return torch.stack(rows).double().numpy(), reduce_shard(tmp_path / "shard.h5"), net
+    net = copy.deepcopy(net0).to(t["dtype"])
+    opt = make_optimizer(net, t["lr"], t["momentum"], t["weight_decay"])
+    layout, n_params = parameter_layout(net)
+    with ShardWriter(tmp_path / "shard.h5", N // BS, n_params, t["dtype"]) as writer:
+        sink = Keeping(writer)
+        stats = run_epoch(net, opt, images, labels, order, epoch=epoch, batch_size=BS, seed=t["seed"],
+                          augment=t["augment"], dtype=t["dtype"], sink=sink, progress=False)
+        writer.finish(layout, records(N // BS, epoch, stats["train_loss"]))
+    return torch.stack(sink.rows).double().numpy(), reduce_shard(tmp_path / "shard.h5"), net
 
 
 def rel(a, b):
@@ -110,7 +139,7 @@ def test_net_normal_is_plain_training_and_compare_never_leaks(data, tmp_path):
     t = schedule("float32")
     _, _, trained = pipeline(net0, images, labels, order, t, 3, tmp_path)
     plain = copy.deepcopy(net0).train()
-    opt = make_optimizer(plain, t, 3)
+    opt = make_optimizer(plain, t["lr"], t["momentum"], t["weight_decay"])
     for k in range(N // BS):
         idx = order[k * BS:(k + 1) * BS]
         opt.zero_grad()
@@ -124,33 +153,39 @@ def test_reduction_streams_blocks_exactly(tmp_path):
     """Rows longer than one block, float32 on disk, against numpy in float64."""
     rng = np.random.default_rng(1)
     g = (rng.standard_normal((5, 2_500_001)) * rng.uniform(0.1, 10, (5, 1))).astype(np.float32)
-    writer = ShardWriter(tmp_path / "s.h5", 5, g.shape[1], "float32")
-    for k in range(5):
-        writer.put(k, torch.from_numpy(g[k]))
-    writer.finish(dict(gradient_sum=g.astype(np.float64).sum(0)), {})
+    write_shard(tmp_path / "s.h5", g)
     got, want = reduce_shard(tmp_path / "s.h5"), batch_distances(g)
     for name in ("distance", "norm", "cosine"):
         np.testing.assert_allclose(got[name], want[name], rtol=1e-12)
 
 
 def test_aborted_shard_leaves_nothing(tmp_path):
-    writer = ShardWriter(tmp_path / "s.h5", 3, 10, "float32")
-    writer.put(0, torch.ones(10))
-    writer.abort()
+    with pytest.raises(KeyboardInterrupt):
+        with ShardWriter(tmp_path / "s.h5", 3, 10, torch.float32) as writer:
+            writer.put(0, torch.ones(10))
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_shard_left_without_finish_leaves_nothing(tmp_path):
+    with pytest.raises(RuntimeError, match="closed without finish"):
+        with ShardWriter(tmp_path / "s.h5", 1, 10, torch.float32) as writer:
+            writer.put(0, torch.ones(10))
     assert list(tmp_path.iterdir()) == []
 
 
 def test_incomplete_shard_is_refused(tmp_path):
-    writer = ShardWriter(tmp_path / "s.h5", 3, 10, "float32")
-    writer.put(0, torch.ones(10))
     with pytest.raises(RuntimeError, match="1 of 3 rows"):
-        writer.finish({}, {})
+        with ShardWriter(tmp_path / "s.h5", 3, 10, torch.float32) as writer:
+            writer.put(0, torch.ones(10))
+            writer.finish([("w", (10,), 0)], records(3), gradient_sum=np.zeros(10))
     assert list(tmp_path.iterdir()) == []
 
 
 def test_disk_check_refuses_with_the_numbers(tmp_path):
-    from bestbatch.jobs import check_disk, shard_bytes
-    need = shard_bytes(195, 34_236_634, "float32")
+    from bestbatch.shards import shard_bytes
+    from bestbatch.steps.training import check_disk
+    need = shard_bytes(195, 34_236_634, torch.float32)
     assert need == 195 * 34_236_634 * 4 + 34_236_634 * 8  # 27.0 GB per DPN92 epoch: the rows and their sum
     with pytest.raises(OSError, match=r"needs 26.98 GB .* has 1.00 GB free"):
         check_disk(tmp_path / "shards" / "epoch_1.h5", need, free_bytes=10**9)
@@ -194,10 +229,7 @@ def test_reduction_is_exact_when_batches_nearly_agree(tmp_path):
     rng = np.random.default_rng(2)
     base = rng.standard_normal(300_001) * 50
     g = (base + 1e-3 * rng.standard_normal((4, base.size))).astype(np.float32)
-    writer = ShardWriter(tmp_path / "s.h5", 4, g.shape[1], "float32")
-    for k in range(4):
-        writer.put(k, torch.from_numpy(g[k]))
-    writer.finish(dict(gradient_sum=g.astype(np.float64).sum(0)), {})
+    write_shard(tmp_path / "s.h5", g)
     want = batch_distances(g)
     assert want["distance"].max() < 1e-4 * want["norm"].min()  # the hard case: distances far below the norms
     np.testing.assert_allclose(reduce_shard(tmp_path / "s.h5")["distance"], want["distance"], rtol=1e-12)
@@ -210,6 +242,7 @@ def test_reduction_reads_chunked_shards_too(tmp_path):
     with h5py.File(tmp_path / "c.h5", "w") as f:
         f.create_dataset("gradients", data=g, chunks=(1, 65_536), compression="gzip", compression_opts=1)
         f["gradient_sum"] = g.astype(np.float64).sum(0)
+        f.attrs["format"], f.attrs["format_version"] = SHARD, FORMAT_VERSION
     got, want = reduce_shard(tmp_path / "c.h5"), batch_distances(g)
     for name in ("distance", "norm", "cosine"):
         np.testing.assert_allclose(got[name], want[name], rtol=1e-12)
@@ -220,45 +253,61 @@ def test_reduction_names_the_batch_with_a_non_finite_gradient(tmp_path):
     g = np.ones((4, 1000), dtype=np.float32)
     g[2, 500] = np.nan
     g[3, 7] = np.inf
-    writer = ShardWriter(tmp_path / "epoch_5.h5", 4, 1000, "float32")
-    for k in range(4):
-        writer.put(k, torch.from_numpy(g[k]))
-    writer.finish(dict(gradient_sum=g.astype(np.float64).sum(0)), {})
+    write_shard(tmp_path / "epoch_5.h5", g)
     with pytest.raises(NonFiniteGradient, match=r"epoch_5.h5: the gradient of batch 2 .* \(2 of 4 batches do\)"):
         reduce_shard(tmp_path / "epoch_5.h5")
 
 
 def test_shard_needs_its_gradient_sum(tmp_path):
-    writer = ShardWriter(tmp_path / "s.h5", 1, 10, "float32")
-    writer.put(0, torch.ones(10))
-    with pytest.raises(ValueError, match=r"gradient_sum of shape \(\), expected \(10,\)"):
-        writer.finish({}, {})
+    with pytest.raises(ValueError, match=r"gradient_sum of shape \(3,\), expected \(10,\)"):
+        with ShardWriter(tmp_path / "s.h5", 1, 10, torch.float32) as writer:
+            writer.put(0, torch.ones(10))
+            writer.finish([("w", (10,), 0)], records(1), gradient_sum=np.zeros(3))
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_file_of_another_format_version_is_refused_naming_it(tmp_path):
+    from bestbatch.formats import FormatError, read_shard_records
+    g = np.ones((2, 10), dtype=np.float32)
+    write_shard(tmp_path / "epoch_1.h5", g)
+    with h5py.File(tmp_path / "epoch_1.h5", "r+") as f:
+        f.attrs["format_version"] = FORMAT_VERSION + 1
+    for read in (read_shard_records, reduce_shard):
+        with pytest.raises(FormatError, match=rf"epoch_1.h5: gradient shard format version {FORMAT_VERSION + 1}, "
+                                              rf"this bestbatch reads version {FORMAT_VERSION}; delete it"):
+            read(tmp_path / "epoch_1.h5")
+    with h5py.File(tmp_path / "epoch_1.h5", "r+") as f:
+        del f.attrs["format_version"]
+    with pytest.raises(FormatError, match="written by an older bestbatch"):
+        read_shard_records(tmp_path / "epoch_1.h5")
+
+
 def test_writer_recycles_its_own_rows_only(tmp_path):
-    """Rows from writer.buffer() come back after they are written (at most depth + 2 exist); a caller's
+    """Rows from writer.row() come back after they are written (at most depth + 2 exist); a caller's
     own tensor is written but never handed out again."""
     n, rows = 1000, 12
-    writer = ShardWriter(tmp_path / "s.h5", rows, n, "float32", depth=2)
-    mine = torch.full((n,), -1.0)
-    seen = set()
-    for k in range(rows):
-        if k == 5:
-            writer.put(k, mine)
-            continue
-        buf = writer.buffer(torch.device("cpu"), torch.float32, n)
-        assert buf.untyped_storage().data_ptr() != mine.untyped_storage().data_ptr()
-        seen.add(buf.untyped_storage().data_ptr())
-        buf.fill_(k)
-        writer.put(k, buf)
-    writer.finish(dict(gradient_sum=np.zeros(n)), {})
+    with ShardWriter(tmp_path / "s.h5", rows, n, torch.float32, depth=2) as writer:
+        _recycle(writer, rows, n, seen := set(), mine := torch.full((n,), -1.0))
+        writer.finish([("w", (n,), 0)], records(rows), gradient_sum=np.zeros(n))
     assert len(seen) <= 4
     assert torch.equal(mine, torch.full((n,), -1.0))
     with h5py.File(tmp_path / "s.h5", "r") as f:
         want = np.repeat(np.arange(rows, dtype=np.float32)[:, None], n, 1)
         want[5] = -1
         np.testing.assert_array_equal(f["gradients"][:], want)
+
+
+def _recycle(writer, rows, n, seen, mine):
+    """Rows 0..rows-1 filled with k from writer.row(), except row 5: the caller's own tensor `mine`."""
+    for k in range(rows):
+        if k == 5:
+            writer.put(k, mine)
+            continue
+        buf = writer.row(k, torch.device("cpu"), torch.float32, n)
+        assert buf.untyped_storage().data_ptr() != mine.untyped_storage().data_ptr()
+        seen.add(buf.untyped_storage().data_ptr())
+        buf.fill_(k)
+        writer.put(k, buf)
 
 
 def _direct_io_works(directory):
@@ -281,18 +330,17 @@ def test_shard_bytes_are_exact_with_and_without_direct_io(tmp_path, direct):
     rng = np.random.default_rng(4)
     k_rows, n = 7, 100_003
     g = rng.standard_normal((k_rows, n)).astype(np.float32)
-    writer = ShardWriter(tmp_path / "s.h5", k_rows, n, "float32", depth=1, direct=direct)
-    for k in range(k_rows):
-        if k == 3:  # not from buffer(): a view one float off any alignment
-            writer.buffer(torch.device("cpu"), torch.float32, n)  # keeps buffer()'s row count in step
-            writer.put(k, torch.from_numpy(np.concatenate([[0], g[k]]).astype(np.float32))[1:])
-            continue
-        buf = writer.buffer(torch.device("cpu"), torch.float32, n)
-        buf.copy_(torch.from_numpy(g[k]))
-        writer.put(k, buf)
     total = np.zeros(n)
     np.add.reduce(g.astype(np.float64), axis=0, out=total)
-    writer.finish(dict(gradient_sum=total, train_loss=np.arange(k_rows)), dict(epoch=1))
+    with ShardWriter(tmp_path / "s.h5", k_rows, n, torch.float32, depth=1, direct=direct) as writer:
+        for k in range(k_rows):
+            if k == 3:  # not from row(): a view one float off any alignment
+                writer.put(k, torch.from_numpy(np.concatenate([[0], g[k]]).astype(np.float32))[1:])
+                continue
+            buf = writer.row(k, torch.device("cpu"), torch.float32, n)
+            buf.copy_(torch.from_numpy(g[k]))
+            writer.put(k, buf)
+        writer.finish([("w", (n,), 0)], records(k_rows, train_loss=np.arange(k_rows)), gradient_sum=total)
     if direct and _direct_io_works(tmp_path):
         assert writer.direct_bytes >= (k_rows - 1) * (4 * n - 2 * 4096)  # all rows but the caller's
     else:

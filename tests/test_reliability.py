@@ -1,6 +1,8 @@
 """Kill anywhere and resume exactly; refuse bad input early, naming it; never take half a file as done."""
 import copy
+import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -12,8 +14,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bestbatch.config import ConfigError, validate_config
-from conftest import REPO, SNAKEMAKE, TINY_CONFIG, run_snakemake, tiny_config_with, write_config
+from bestbatch.config import ConfigError, config_hash
+from conftest import REPO, SNAKEMAKE, TINY_CONFIG, run_snakemake, tiny_config_with, validated, write_config
 
 TARGETS = ["results/tiny/random/distances.h5", "results/tiny/random/checkpoints/epoch_3.pt"]
 
@@ -78,27 +80,39 @@ def test_sigkill_then_same_command_resumes_bitwise(reference, kill_at, tmp_path)
     assert not list((epoch2 / "shards").glob(".tmp-*"))
 
 
+def training_params(config):
+    """The explicit values a train_epoch job gets, as workflow/rules/common.smk hands them over."""
+    t = config["training"]
+    keys = ("batch_size", "lr", "lr_milestones", "lr_gamma", "momentum", "weight_decay", "seed", "augment", "dtype",
+            "device", "threads", "cuda_tf32", "cuda_deterministic")
+    return dict(data_root=config["data"]["root"], model=config["model"]["name"], config_hash=config_hash(config),
+                **{key: t[key] for key in keys})
+
+
 def test_nonfinite_loss_stops_with_epoch_and_batch_and_keeps_previous_epoch(tmp_path):
-    from bestbatch import jobs
+    from bestbatch.steps.data import synthetic_dataset
+    from bestbatch.steps.orderings import make_ordering
+    from bestbatch.steps.training import init_model, train_epoch
     from bestbatch.training import NonFiniteError
-    config = validate_config(dict(copy.deepcopy(TINY_CONFIG), data=dict(TINY_CONFIG["data"], root=str(tmp_path / "d"))))
-    jobs.make_synthetic_dataset(config)
-    jobs.make_ordering(config, "random", tmp_path / "order.h5", progress=False)
-    jobs.init_checkpoint(config, tmp_path / "init.pt")
-    jobs.train_epoch(config, "random", 1, tmp_path / "order.h5", tmp_path / "init.pt", tmp_path / "e1.pt",
-                     tmp_path / "s1.h5", progress=False)
+    config = validated(dict(copy.deepcopy(TINY_CONFIG), data=dict(TINY_CONFIG["data"], root=str(tmp_path / "d"))))
+    synthetic_dataset(root=config["data"]["root"], **{k: config["data"]["synthetic"][k] for k in ("n_train", "n_test", "seed")})
+    make_ordering(tmp_path / "order.h5", data_root=config["data"]["root"], metric="random", params={}, threads=1,
+                  device="cpu", config_hash="test", progress=False)
+    init_model(tmp_path / "init.pt", model=config["model"]["name"], seed=0, dtype="float32", config_hash="test")
+    train_epoch(tmp_path / "order.h5", tmp_path / "init.pt", tmp_path / "e1.pt", tmp_path / "s1.h5", metric="random",
+                epoch=1, progress=False, **training_params(config))
     before = (tmp_path / "e1.pt").read_bytes()
     config["training"]["lr"] = 1e12  # diverges within the epoch
     with pytest.raises(NonFiniteError, match=r"non-finite training loss in epoch 2, batch \d"):
-        jobs.train_epoch(config, "random", 2, tmp_path / "order.h5", tmp_path / "e1.pt", tmp_path / "e2.pt",
-                         tmp_path / "s2.h5", progress=False)
+        train_epoch(tmp_path / "order.h5", tmp_path / "e1.pt", tmp_path / "e2.pt", tmp_path / "s2.h5",
+                    metric="random", epoch=2, progress=False, **training_params(config))
     assert not (tmp_path / "e2.pt").exists() and not (tmp_path / "s2.h5").exists()
     assert not list(tmp_path.glob(".tmp-*"))
     assert (tmp_path / "e1.pt").read_bytes() == before
 
 
 def test_unloadable_checkpoint_names_the_file(tmp_path):
-    from bestbatch.jobs import load_checkpoint
+    from bestbatch.formats import load_checkpoint
     bad = tmp_path / "epoch_4.pt"
     bad.write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(RuntimeError, match=r"checkpoint .*epoch_4.pt cannot be loaded .*delete it and rerun"):
@@ -107,7 +121,7 @@ def test_unloadable_checkpoint_names_the_file(tmp_path):
 
 def test_checkpoints_refuse_pickled_code(tmp_path):
     """Checkpoints load with weights_only=True: an object that would run code is refused."""
-    from bestbatch.jobs import load_checkpoint
+    from bestbatch.formats import load_checkpoint
     marker = tmp_path / "ran"
 
     class Evil:
@@ -133,8 +147,47 @@ BAD_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 0), st.floa
                        st.dictionaries(st.text(max_size=4), st.integers(), max_size=2))
 
 
+def _int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# An oracle written from the schema's descriptions, independent of it: is `value` valid at `leaf` of
+# TINY_CONFIG (320 images, batches of 64, milestones [1, 2])?
+VALID = {
+    ("study",): lambda v: isinstance(v, str) and re.fullmatch(r"[A-Za-z0-9_.-]+", v) is not None,
+    ("data", "source"): lambda v: v in ("cifar10", "synthetic"),
+    ("data", "root"): lambda v: isinstance(v, str) and len(v) > 0,
+    ("data", "synthetic", "n_train"): lambda v: _int(v) and v >= 64,
+    ("model", "name"): lambda v: v in ("dpn92", "dpn26", "resnet18", "small_cnn", "tiny_mlp", "tiny_mlp_bn"),
+    ("training", "epochs"): lambda v: _int(v) and v >= 3,
+    ("training", "batch_size"): lambda v: _int(v) and 1 <= v <= 320,
+    ("training", "lr"): lambda v: _num(v) and v > 0,
+    ("training", "momentum"): lambda v: _num(v) and 0 <= v <= 1,
+    ("training", "weight_decay"): lambda v: _num(v) and v >= 0,
+    ("training", "lr_milestones"): lambda v: v in ([], [1], [2], [1, 2]),
+    ("training", "lr_gamma"): lambda v: _num(v) and v > 0,
+    ("training", "seed"): lambda v: _int(v) and v >= 0,
+    ("training", "dtype"): lambda v: v in ("float32", "float64"),
+    ("training", "device"): lambda v: v in ("auto", "cpu", "cuda"),
+    ("training", "threads"): lambda v: _int(v) and v >= 1,
+    ("metrics",): lambda v: (isinstance(v, list) and len(v) > 0 and len(set(map(repr, v))) == len(v)
+                             and all(m in ("intensity", "color", "edges", "lpips", "random") for m in v)),
+    ("orderings", "edges", "sigma"): lambda v: _num(v) and v > 0,
+    ("orderings", "lpips", "pretrained_backbone"): lambda v: isinstance(v, bool),
+    ("outputs", "keep_shards"): lambda v: isinstance(v, bool),
+}
+LEAVES = list(VALID)
+GOOD_VALUES = st.one_of(st.sampled_from(["demo", "cifar10", "synthetic", "float64", "cuda", "edges", "resnet18"]),
+                        st.integers(0, 400), st.floats(0, 2), st.lists(st.sampled_from(["edges", "random"]), max_size=2),
+                        st.sampled_from([[1], [2], [2, 1], [1, 1]]), st.just(4.0), st.just(float("inf")))
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(leaf=st.sampled_from(LEAVES), value=BAD_VALUES, extra=st.booleans())
+@given(leaf=st.sampled_from(LEAVES), value=st.one_of(BAD_VALUES, GOOD_VALUES), extra=st.booleans())
 def test_malformed_configs_are_refused_naming_the_key(leaf, value, extra):
     config = copy.deepcopy(TINY_CONFIG)
     node = config
@@ -143,15 +196,17 @@ def test_malformed_configs_are_refused_naming_the_key(leaf, value, extra):
     node[leaf[-1]] = value
     if extra:
         node["surplus_key"] = 1
+    valid = VALID[leaf](value) and not extra
     try:
-        validate_config(config)
+        validated(config)
     except ConfigError as err:
         key = str(err).split(":")[0]
         assert key.split(".")[0] in config, str(err)
         assert key.startswith(".".join(leaf[:-1])), (leaf, str(err))
         assert "allowed" in str(err) or "required" in str(err) or "must be" in str(err), str(err)
+        assert not valid, (leaf, value, str(err))  # refused only where the value really is invalid
     else:  # accepted only where the value really is valid
-        assert not extra
+        assert valid, (leaf, value, extra)
 
 
 @pytest.mark.parametrize("key,value,message", [

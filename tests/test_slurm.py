@@ -107,10 +107,10 @@ def test_demo_fits_a_two_cpu_node(tmp_path):
 
 def test_model_cost_table_has_the_models_parameter_counts():
     from bestbatch.models import MODELS, build_model, parameter_count
-    table = dict(re.findall(r'^\s+"(\w+)": \(([\d_]+),', (REPO / "workflow/rules/common.smk").read_text(), re.M))
-    assert set(table) == set(MODELS)
-    for name, count in table.items():
-        assert parameter_count(build_model(name)) == int(count), name
+    from bestbatch.resources import MODEL_COST
+    assert set(MODEL_COST) == set(MODELS)
+    for name, (count, *_) in MODEL_COST.items():
+        assert parameter_count(build_model(name)) == count, name
 
 
 # --- a real cluster ---------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+from bestbatch.formats import load_checkpoint, state_digest
 from conftest import REPO, SNAKEMAKE, run_snakemake, write_config
 
 
@@ -81,11 +82,25 @@ def test_every_metric_starts_from_the_same_initialisation(tiny_study):
     """Metrics differ only by their order: with the same batches in epoch 1 they would train identically."""
     work, _, config = tiny_study
     r = work / "results" / "tiny"
-    first = {m: torch.load(r / m / "checkpoints" / "epoch_1.pt", weights_only=True)["model"] for m in config["metrics"]}
-    init = torch.load(r / "checkpoints" / "init.pt", weights_only=True)["model"]
-    assert init.keys() == first["intensity"].keys()
+    first = {m: load_checkpoint(r / m / "checkpoints" / "epoch_1.pt") for m in config["metrics"]}
+    init = load_checkpoint(r / "checkpoints" / "init.pt")
+    for metric, state in first.items():  # each metric's epoch 1 started from exactly init.pt's parameters
+        assert state.meta["start_params_sha256"] == state_digest(init.model), metric
+        assert state.meta["metric"] == metric and state.epoch == 1
+    assert first["edges"].meta["start_params_sha256"] != state_digest(first["edges"].model)  # it did train
     # different orders -> different parameters after one epoch
-    assert not torch.equal(first["intensity"]["fc1.weight"], first["random"]["fc1.weight"])
+    assert not torch.equal(first["intensity"].model["fc1.weight"], first["random"].model["fc1.weight"])
+
+
+@pytest.mark.slow
+def test_every_epoch_starts_where_the_previous_one_ended(tiny_study):
+    work, _, config = tiny_study
+    r = work / "results" / "tiny"
+    for metric in config["metrics"]:
+        for epoch in (2, 3):
+            before = load_checkpoint(r / metric / "checkpoints" / f"epoch_{epoch - 1}.pt")
+            after = load_checkpoint(r / metric / "checkpoints" / f"epoch_{epoch}.pt")
+            assert after.meta["start_params_sha256"] == state_digest(before.model), (metric, epoch)
 
 
 @pytest.mark.slow

@@ -1,35 +1,32 @@
-"""The study's configuration: schema validation, defaults, and what follows from it (schedule, phases)."""
+"""The study's configuration: checks that name the offending key, and what follows from the values
+(K, the learning-rate schedule, the phases, the hash of the keys that can change a result).
+
+The schema lives with the workflow (`workflow/schemas/config.schema.yaml`); the workflow finds it and
+passes it in, so this package never looks for files of its own and also works installed as a wheel.
+"""
 import copy
 import hashlib
 import json
+import math
+import re
 from pathlib import Path
 
 import jsonschema
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
-CIFAR10_TRAIN_SIZE = 50_000
+from .data import planned_sizes
 
 
 class ConfigError(ValueError):
     """A bad config value; the message starts with the dotted key."""
 
 
-def load_schema():
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+def load_schema(path):
+    return yaml.safe_load(Path(path).read_text())
 
 
 def _dotted(path):
     return ".".join(str(p) for p in path) or "<config>"
-
-
-def _fill_defaults(node, schema):
-    # jsonschema validates but never fills defaults; do it for the object properties we own
-    for key, sub in schema.get("properties", {}).items():
-        if key not in node and "default" in sub:
-            node[key] = copy.deepcopy(sub["default"])
-        if isinstance(node.get(key), dict):
-            _fill_defaults(node[key], sub)
 
 
 def _allowed(schema):
@@ -51,39 +48,68 @@ def _allowed(schema):
     return " ".join(map(str, words))
 
 
-def validate_config(config):
-    """Return the config with defaults filled in, or raise ConfigError naming the offending key."""
-    schema = load_schema()
-    validator = jsonschema.Draft202012Validator(schema)
+# An integer is meant where the schema says integer: 4.0 is refused, not silently taken as 4 (JSON
+# Schema itself counts integral floats as integers).
+_STRICT = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda checker, x: isinstance(x, int) and not isinstance(x, bool)))
+
+
+def _non_finite(node, path=()):
+    """The path and value of the first NaN or infinity in a config, or None."""
+    if isinstance(node, float) and not math.isfinite(node):
+        return path, node
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        found = _non_finite(value, path + (key,))
+        if found:
+            return found
+    return None
+
+
+def explain_invalid(config, schema):
+    """Raise ConfigError naming the dotted key and the allowed values if `config` breaks `schema`
+    (NaN and infinities are refused everywhere, and integral floats where an integer is meant)."""
+    found = _non_finite(config)
+    if found:
+        raise ConfigError(f"{_dotted(found[0])}: {found[1]} is not a finite number; allowed: finite numbers only")
+    validator = _STRICT(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
-    if errors:
-        e = errors[0]
-        path = list(e.absolute_path)
-        if e.validator == "additionalProperties":
-            extra = sorted(set(e.instance) - set(e.schema.get("properties", {})))
-            allowed = ", ".join(sorted(e.schema.get("properties", {})))
-            key = _dotted(path + extra[:1])
-            raise ConfigError(f"{key}: unknown key; allowed keys here: {allowed}")
-        if e.validator == "required":
-            missing = e.message.split("'")[1]
-            raise ConfigError(f"{_dotted(path + [missing])}: required key is missing")
-        if e.validator == "enum":
-            allowed = ", ".join(map(str, e.validator_value))
-            raise ConfigError(f"{_dotted(path)}: {e.instance!r} is not allowed; allowed values: {allowed}")
-        raise ConfigError(f"{_dotted(path)}: {e.message}; allowed: {_allowed(e.schema)}")
-    config = copy.deepcopy(config)
-    _fill_defaults(config, schema)
-    config.setdefault("orderings", {})
-    for metric in ("edges", "lpips", "random"):
-        config["orderings"].setdefault(metric, {})
-        _fill_defaults(config["orderings"][metric], schema["properties"]["orderings"]["properties"][metric])
-    config.setdefault("outputs", {})
-    _fill_defaults(config["outputs"], schema["properties"]["outputs"])
-    _check_semantics(config)
-    return config
+    if not errors:
+        return
+    e = errors[0]
+    path = list(e.absolute_path)
+    if e.validator == "additionalProperties":
+        extra = sorted(set(e.instance) - set(e.schema.get("properties", {})))
+        allowed = ", ".join(sorted(e.schema.get("properties", {})))
+        raise ConfigError(f"{_dotted(path + extra[:1])}: unknown key; allowed keys here: {allowed}")
+    if e.validator == "required":
+        missing = e.message.split("'")[1]
+        raise ConfigError(f"{_dotted(path + [missing])}: required key is missing")
+    if e.validator == "enum":
+        allowed = ", ".join(map(str, e.validator_value))
+        raise ConfigError(f"{_dotted(path)}: {e.instance!r} is not allowed; allowed values: {allowed}")
+    raise ConfigError(f"{_dotted(path)}: {e.message}; allowed: {_allowed(e.schema)}")
 
 
-def _check_semantics(config):
+def fill_defaults(node, schema):
+    """The schema's defaults, filled in place the way snakemake.utils.validate fills them: a missing
+    property with a default gets it, and every object property is descended into (tests check the
+    two agree)."""
+    for key, sub in schema.get("properties", {}).items():
+        if key not in node and "default" in sub:
+            node[key] = copy.deepcopy(sub["default"])
+        if isinstance(node.get(key), dict):
+            fill_defaults(node[key], sub)
+    return node
+
+
+def check_semantics(config):
+    """What a schema cannot say: a study name that is a plain folder name, milestones inside the run and
+    increasing, a batch that fits the data."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", config["study"]):
+        raise ConfigError(f"study: {config['study']!r} must be a folder name: letters, digits, '_', '.', '-'")
     t = config["training"]
     for m in t["lr_milestones"]:
         if not 1 <= m < t["epochs"]:
@@ -92,29 +118,30 @@ def _check_semantics(config):
                 f"(training.epochs is {t['epochs']})")
     if sorted(set(t["lr_milestones"])) != list(t["lr_milestones"]):
         raise ConfigError(f"training.lr_milestones: {t['lr_milestones']} must be strictly increasing")
-    d = config["data"]
-    if d["source"] == "synthetic":
-        if "synthetic" not in d:
-            raise ConfigError("data.synthetic: required when data.source is synthetic (n_train, n_test, seed)")
-        d["synthetic"].setdefault("seed", 0)
-        for key in ("n_train", "n_test"):
-            if key not in d["synthetic"]:
-                raise ConfigError(f"data.synthetic.{key}: required key is missing")
-    n_train = train_size(config)
+    n_train, _ = planned_sizes(config["data"]["source"], config["data"].get("synthetic"))
     if t["batch_size"] > n_train:
         raise ConfigError(
             f"training.batch_size: {t['batch_size']} is larger than the training set ({n_train} images); "
             f"allowed: 1 .. {n_train}")
 
 
-def train_size(config):
-    d = config["data"]
-    return d["synthetic"]["n_train"] if d["source"] == "synthetic" else CIFAR10_TRAIN_SIZE
+def validate_config(config, schema):
+    """Check `config` against `schema` and the semantic rules; return a copy with the defaults filled.
+
+    The workflow does the same in `workflow/rules/common.smk`, with Snakemake's own validator filling
+    the defaults; this function is for using the package without Snakemake (tests, benchmarks).
+    """
+    explain_invalid(config, schema)
+    config = fill_defaults(copy.deepcopy(config), schema)
+    check_semantics(config)
+    return config
 
 
-def num_batches(config):
+# --- what follows from the values --------------------------------------------------------------------
+
+def num_batches(n_images, batch_size):
     """K: the fixed batches of an epoch (the last partial batch is dropped, as in the paper)."""
-    return train_size(config) // config["training"]["batch_size"]
+    return n_images // batch_size
 
 
 def lr_of_epoch(epoch, lr, milestones, gamma):
@@ -127,14 +154,42 @@ def phase_of_epoch(epoch, milestones):
     return 1 + sum(epoch > m for m in milestones)
 
 
-def phases(config):
+def phases(epochs, lr, milestones, gamma):
     """[(phase, first_epoch, last_epoch, lr), ...] derived from the schedule, never hard-coded."""
-    t = config["training"]
-    bounds = [0] + list(t["lr_milestones"]) + [t["epochs"]]
-    return [(i + 1, bounds[i] + 1, bounds[i + 1], lr_of_epoch(bounds[i] + 1, t["lr"], t["lr_milestones"], t["lr_gamma"]))
+    bounds = [0] + list(milestones) + [epochs]
+    return [(i + 1, bounds[i] + 1, bounds[i + 1], lr_of_epoch(bounds[i] + 1, lr, milestones, gamma))
             for i in range(len(bounds) - 1)]
 
 
-def config_hash(config):
-    """Short stable hash of the config that produced an output."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+# --- which keys can change a result ------------------------------------------------------------------
+# config_hash is recorded in every output's provenance and handed to the jobs as a parameter, so a
+# change of one of these keys reruns the jobs it affects, and a change of any other key reruns none.
+RESULT_KEYS = {
+    "data": "the images: where they are read (a different folder may hold different data), how the "
+            "synthetic set is generated (data.download only decides how missing files are fetched)",
+    "model": "the network trained",
+    "training": "every value of the optimisation; training.threads too, since CPU kernels sum in a "
+                "thread-dependent order, and training.device and the cuda_* numerics likewise",
+    "orderings.<metric>": "the parameters of that metric's ordering (only for that metric's outputs)",
+}
+NOT_RESULT_KEYS = {
+    "study": "where outputs go, not what they hold",
+    "metrics": "which metrics run; each metric's results do not depend on the others",
+    "outputs": "what is kept on disk and how shards are written (keep_shards, keep_checkpoints, shard_io)",
+}
+IGNORED_DATA_KEYS = ("download",)
+
+
+def result_config(config, metric=None):
+    """The part of `config` that can change the results of `metric` (None: of no metric's ordering)."""
+    d = {key: copy.deepcopy(config[key]) for key in ("data", "model", "training")}
+    for key in IGNORED_DATA_KEYS:
+        d["data"].pop(key, None)
+    if metric is not None:
+        d["ordering"] = {"metric": metric, "params": copy.deepcopy(config.get("orderings", {}).get(metric, {}))}
+    return d
+
+
+def config_hash(config, metric=None):
+    """Short stable hash of the keys that can change `metric`'s results (see RESULT_KEYS)."""
+    return hashlib.sha256(json.dumps(result_config(config, metric), sort_keys=True).encode()).hexdigest()[:16]

@@ -7,9 +7,10 @@ each data row is 1024 red, 1024 green, 1024 blue bytes of a row-major 32x32 imag
 {'num_cases_per_batch': int, 'label_names': [str], 'num_vis': 3072}. Pickles are read with
 encoding="latin1" because the official files were written by Python 2.
 
-Trust: unpickling runs code, so every file goes through `restricted_load`, whose unpickler admits
-only the numpy globals that rebuild an array and refuses everything else. md5 is checked only where
-a file's batch_label claims the official release: official files must be intact, while generated or
+Trust: unpickling runs code, so every file is read with `_ArrayOnlyUnpickler`, which admits only the
+globals that rebuild a numpy array (plus `_codecs.encode`, with which protocol 2 pickles store bytes)
+and refuses every other global, naming it; `restricted_load` reads one file that way.
+md5 is checked only where a file's batch_label claims the official release: official files must be intact, while generated or
 user-built copies (their own batch_label) are accepted on structure alone and marked official=False.
 """
 import hashlib
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bestbatch.atomic import atomic_path
+from .atomic import atomic_path
 
 CIFAR_DIRNAME = "cifar-10-batches-py"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -39,6 +40,15 @@ OFFICIAL_MD5 = {
 }
 OFFICIAL_LABELS = {**{f: f"training batch {i} of 5" for i, f in enumerate(TRAIN_FILES, 1)},
                    TEST_FILE: "testing batch 1 of 1"}
+
+
+CIFAR10_SIZES = (50_000, 10_000)  # training and test images of the official release
+
+
+def planned_sizes(source, synthetic=None):
+    """(n_train, n_test) the workflow plans for before the data is read: the synthetic set's configured
+    sizes, or the official release's."""
+    return (synthetic["n_train"], synthetic["n_test"]) if source == "synthetic" else CIFAR10_SIZES
 
 
 class DatasetError(Exception):
@@ -102,7 +112,7 @@ def _loads(raw, path):
 
 
 def restricted_load(path):
-    """Unpickle one CIFAR-10 file with only numpy array reconstruction allowed."""
+    """Unpickle one CIFAR-10 file with `_ArrayOnlyUnpickler` (numpy arrays, lists, strings, numbers)."""
     path = Path(path)
     try:
         raw = path.read_bytes()

@@ -4,9 +4,10 @@ g_bar = (1/K) sum_k g_k is the full-batch gradient at the epoch-start parameters
 equal batch sizes). Everything is accumulated in float64: a float32 norm over 11M elements is off by
 ~4e-4 relative, which is the size of the differences between neighbouring batches late in training.
 """
-import h5py
 import numba
 import numpy as np
+
+from .formats import shard_rows
 
 # float32 row slices of 2 MiB and a float64 g_bar block of 4 MiB: g_bar stays in cache while all K rows pass
 BLOCK = 1 << 19
@@ -57,24 +58,6 @@ def _accumulate(g, m, sums):
     sums[2] += dot
 
 
-def _byte_ranges(path, names):
-    """(offset, shape, dtype) of each dataset if all are stored as one byte range, else None.
-
-    Uses h5py's low-level API: on a small shard the high-level File/Dataset objects cost as much as
-    reading the whole file."""
-    fid = h5py.h5f.open(str(path).encode(), h5py.h5f.ACC_RDONLY)
-    try:
-        places = []
-        for name in names:
-            dset = h5py.h5d.open(fid, name.encode())
-            if dset.get_create_plist().get_layout() != h5py.h5d.CONTIGUOUS or dset.get_offset() is None:
-                return None
-            places.append((dset.get_offset(), dset.shape, dset.dtype))
-        return places
-    finally:
-        fid.close()
-
-
 def _blocks(rows, total, progress):
     k_rows, n_params = rows.shape
     sums = np.zeros((k_rows, 3))  # per row: ||g_k - g_bar||^2, ||g_k||^2, g_k . g_bar
@@ -91,32 +74,31 @@ def _blocks(rows, total, progress):
     return sums, full2
 
 
-def reduce_shard(path, progress=None):
-    """Read a shard once and return the distances, norms and cosines, every sum in float64.
+def reduce_rows(rows, total, progress=None):
+    """Distances, norms and cosines of the K rows to their mean, every sum in float64.
 
-    The shard carries the float64 sum of its rows (kept during training), so g_bar is known before
-    the first row is read. Parameter blocks run outside, rows inside: each block of g_bar is made once
+    rows: (K, P) array-like of g_k (float32 or float64; a memory map or an h5py dataset reads block by
+    block); total: (P,) float64 sum of the rows (kept during training), so g_bar is known before the
+    first row is read. Parameter blocks run outside, rows inside: each block of g_bar is made once
     and stays in cache while the K row blocks stream past it through one fused compiled pass (no
-    float64 copies of the rows). A contiguous shard is memory-mapped, so each byte is read once and
-    never copied; a chunked or compressed one is decoded block by block through h5py.
-    progress(blocks_done) is called after each block.
+    float64 copies of the rows). progress(blocks_done) is called after each block.
 
     Raises NonFiniteGradient naming the first batch (0-based, in the fixed order) with NaN or inf.
     """
-    places = _byte_ranges(path, ("gradients", "gradient_sum"))
-    if places is None:  # chunked or compressed: h5py decodes each block
-        with h5py.File(path, "r") as f:
-            sums, full2 = _blocks(f["gradients"], f["gradient_sum"], progress)
-    else:  # one byte range each: map the file once, no copies
-        whole = np.memmap(path, dtype=np.uint8, mode="r")  # unmapped when the last view is gone
-        rows, total = (whole[offset:offset + dtype.itemsize * int(np.prod(shape))].view(dtype).reshape(shape)
-                       for offset, shape, dtype in places)
-        sums, full2 = _blocks(rows, total, progress)
-        del whole, rows, total
+    sums, full2 = _blocks(rows, total, progress)
     dist2, norm2, dot = sums.T
     bad = np.flatnonzero(~np.isfinite(norm2))  # a sum of squared float32 values cannot overflow float64
     if bad.size:
-        raise NonFiniteGradient(f"{path}: the gradient of batch {int(bad[0])} (0-based, in the fixed order) "
+        raise NonFiniteGradient(f"the gradient of batch {int(bad[0])} (0-based, in the fixed order) "
                                 f"contains NaN or inf ({bad.size} of {len(norm2)} batches do)")
     norm, full_norm = np.sqrt(norm2), float(np.sqrt(full2))
     return dict(distance=np.sqrt(dist2), norm=norm, full_norm=full_norm, cosine=dot / (norm * full_norm))
+
+
+def reduce_shard(path, progress=None):
+    """reduce_rows over a gradient shard, read once (memory-mapped where it is one byte range)."""
+    with shard_rows(path) as (rows, total):
+        try:
+            return reduce_rows(rows, total, progress)
+        except NonFiniteGradient as exc:
+            raise NonFiniteGradient(f"{path}: {exc}") from None

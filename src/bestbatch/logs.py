@@ -1,5 +1,6 @@
 """Every workflow step writes a log: this routes logging, prints and progress bars into it."""
 import contextlib
+import functools
 import logging
 import sys
 import traceback
@@ -46,3 +47,14 @@ def logged(log_path):
                 sys.stdout, sys.stderr = old
                 root.removeHandler(handler)
     return _ctx()
+
+
+def step(fn):
+    """A workflow step: called with `log=PATH`, everything it prints or logs (errors too) goes there."""
+    @functools.wraps(fn)
+    def run(*args, log=None, **kwargs):
+        if log is None:
+            return fn(*args, **kwargs)
+        with logged(log):
+            return fn(*args, **kwargs)
+    return run

@@ -6,6 +6,7 @@ broken by image index, so it is a pure function of (images, params).
 """
 import os
 import warnings
+from dataclasses import dataclass
 from concurrent.futures import ProcessPoolExecutor
 import multiprocessing as mp
 
@@ -17,14 +18,27 @@ class MetricError(Exception):
     """A metric cannot run as configured; the message names the problem and the fix."""
 
 
-METRICS = {}
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    score: object      # fn(images, params, threads, device, progress) -> scores
+    label: str         # what the score is, for axis titles and hover labels
+    cost_ms: tuple     # time per image on one CPU core and on a GPU, for the job's runtime request
+    uses_gpu: bool     # whether its job asks for the GPU when training does
 
 
-def register(name):
+METRICS = {}  # the registry: every metric's name lives here (and in the config schema's enum; a test checks)
+
+
+def register(name, label, cost_ms, uses_gpu=False):
     def wrap(fn):
-        METRICS[name] = fn
+        METRICS[name] = Metric(name, fn, label, tuple(cost_ms), uses_gpu)
         return fn
     return wrap
+
+
+def metric_label(name):
+    return METRICS[name].label if name in METRICS else name
 
 
 def score_images(name, images, params=None, threads=1, device="cpu", progress=False):
@@ -35,7 +49,7 @@ def score_images(name, images, params=None, threads=1, device="cpu", progress=Fa
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise MetricError(f"metric {name!r} needs uint8 RGB images shaped (N, H, W, 3), got "
                           f"{images.dtype} {images.shape}; pass CIFAR10.data-style arrays")
-    scores = np.asarray(METRICS[name](images, dict(params or {}), max(1, int(threads)), device, progress))
+    scores = np.asarray(METRICS[name].score(images, dict(params or {}), max(1, int(threads)), device, progress))
     if len(scores) != len(images) or not np.all(np.isfinite(scores)):
         raise MetricError(f"metric {name!r} returned scores shaped {scores.shape} for {len(images)} images, "
                           f"{np.sum(~np.isfinite(scores))} non-finite; fix the metric function to give one finite row per image")
@@ -55,13 +69,13 @@ def display_score(scores):
     return scores if scores.ndim == 1 else scores[:, 0]
 
 
-@register("intensity")
+@register("intensity", "pixel intensity sum", cost_ms=(0.01, 0.01))
 def intensity(images, params, threads, device, progress):
     """M1 = sum of all channels at all positions (3.2.1); int64 so 32*32*3*255 cannot overflow."""
     return images.reshape(len(images), -1).sum(axis=1, dtype=np.int64)
 
 
-@register("color")
+@register("color", "hue of the mean colour", cost_ms=(0.05, 0.05))
 def color(images, params, threads, device, progress):
     """(hue, saturation, value) of the mean RGB colour, sorted lexicographically (3.2.2).
 
@@ -81,7 +95,7 @@ def _canny_counts(images, sigma):
     return np.array([canny(g, sigma=sigma).sum() for g in gray], dtype=np.int64)
 
 
-@register("edges")
+@register("edges", "Canny edge pixels", cost_ms=(2.0, 2.0))
 def edges(images, params, threads, device, progress):
     """M3 = number of Canny edge pixels on the grayscale image (3.2.3); per-image, so chunks run in processes."""
     sigma = float(params.get("sigma", 1.0))
@@ -154,7 +168,7 @@ def lpips_to_reference(model, x, ref_feats):
     return sum(lin((f - r) ** 2).mean(dim=(2, 3))[:, 0] for lin, f, r in zip(model.lins, lpips_features(model, x), ref_feats))
 
 
-@register("lpips")
+@register("lpips", "LPIPS distance to the average image", cost_ms=(5.0, 0.2), uses_gpu=True)
 def lpips_distance(images, params, threads, device, progress):
     """LPIPS (AlexNet) distance of each image to the per-pixel average image of the set (3.2.4)."""
     import torch
@@ -173,7 +187,7 @@ def lpips_distance(images, params, threads, device, progress):
     return out
 
 
-@register("random")
+@register("random", "random key", cost_ms=(0.001, 0.001))
 def random_keys(images, params, threads, device, progress):
     """Seeded random keys: a random fixed order, the control the paper lacks."""
     return np.random.default_rng(params.get("seed", 0)).random(len(images))

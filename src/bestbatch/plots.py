@@ -5,18 +5,13 @@ Every page is one self-contained HTML file (plotly.js inlined) that opens offlin
 import html
 import json
 
-import h5py
 import numpy as np
-import yaml
 import plotly.graph_objects as go
 from plotly.colors import get_colorscale
 from plotly.subplots import make_subplots
 
-from .atomic import atomic_path, write_text
-from .config import phases as study_phases
-
-SCORE_NAMES = {"intensity": "pixel intensity sum", "color": "hue of the mean colour", "edges": "Canny edge pixels",
-               "lpips": "LPIPS distance to the average image", "random": "random key"}
+from .atomic import atomic_path
+from .metrics import metric_label
 
 
 def row_zscore(matrix):
@@ -47,29 +42,29 @@ def heatmap_figure(metric, m, phases):
 
     m: the gathered matrix file as a dict (epoch, batch, distance, cosine, batch_score_*).
     """
-    parts = phase_rows(m["epoch"], phases)
+    parts = phase_rows(m.epoch, phases)
     fig = make_subplots(rows=len(parts), cols=1, shared_xaxes=True, vertical_spacing=0.06 if len(parts) > 1 else 0,
                         subplot_titles=[f"phase {p}: epochs {a}-{b}, lr {lr:g}" for p, a, b, lr, _ in parts])
-    z_views = {"distance": m["distance"], "z-score within epoch": row_zscore(m["distance"]),
-               "rank within epoch": row_rank(m["distance"])}
-    k = len(m["batch"])
-    score = np.broadcast_to(np.stack([m["batch_score_min"], m["batch_score_mean"], m["batch_score_max"]], -1),
-                            (len(m["epoch"]), k, 3))
-    custom = np.concatenate([m["distance"][..., None], m["cosine"][..., None], z_views["z-score within epoch"][..., None],
+    z_views = {"distance": m.distance, "z-score within epoch": row_zscore(m.distance),
+               "rank within epoch": row_rank(m.distance)}
+    k = len(m.batch)
+    score = np.broadcast_to(np.stack([m.batch_score_min, m.batch_score_mean, m.batch_score_max], -1),
+                            (len(m.epoch), k, 3))
+    custom = np.concatenate([m.distance[..., None], m.cosine[..., None], z_views["z-score within epoch"][..., None],
                              score], -1)
     hover = ("epoch %{y}, batch %{x}<br>distance %{customdata[0]:.5g}<br>cosine to full gradient %{customdata[1]:.4f}"
-             "<br>z-score in epoch %{customdata[2]:.2f}<br>" + SCORE_NAMES.get(metric, metric) +
+             "<br>z-score in epoch %{customdata[2]:.2f}<br>" + metric_label(metric) +
              ": min %{customdata[3]:,.4~r}, mean %{customdata[4]:,.4~r}, max %{customdata[5]:,.4~r}<extra></extra>")
     n = len(parts)
     for i, (phase, first, last, lr, rows) in enumerate(parts):
         axis = "coloraxis" if i == 0 else f"coloraxis{i + 1}"
-        fig.add_trace(go.Heatmap(x=m["batch"], y=m["epoch"][rows], z=m["distance"][rows], customdata=custom[rows],
+        fig.add_trace(go.Heatmap(x=m.batch, y=m.epoch[rows], z=m.distance[rows], customdata=custom[rows],
                                  hovertemplate=hover, coloraxis=axis, name=f"phase {phase}"), row=i + 1, col=1)
         low, high = fig.layout[f"yaxis{i + 1 if i else ''}"].domain  # the colour bar spans its own panel
         fig.update_layout({axis: dict(colorscale=get_colorscale("Viridis"), colorbar=dict(
             title="distance", len=high - low, y=(low + high) / 2, yanchor="middle", x=1.02))})
         fig.update_yaxes(title_text="epoch", autorange="reversed", row=i + 1, col=1)
-    fig.update_xaxes(title_text=f"batch position in ascending {SCORE_NAMES.get(metric, metric)} order (low → high)",
+    fig.update_xaxes(title_text=f"batch position in ascending {metric_label(metric)} order (low → high)",
                      row=n, col=1)
     buttons = []
     for label, z in z_views.items():
@@ -98,9 +93,9 @@ def curves_figure(runs):
                                                         "test accuracy after the epoch"])
     for i, (metric, m) in enumerate(sorted(runs.items())):
         style = dict(legendgroup=metric, line=dict(color=f"hsl({int(360 * i / max(len(runs), 1))},60%,45%)"))
-        fig.add_trace(go.Scatter(x=m["epoch"], y=m["train_loss"].mean(1), name=metric, mode="lines+markers", **style),
+        fig.add_trace(go.Scatter(x=m.epoch, y=m.train_loss.mean(1), name=metric, mode="lines+markers", **style),
                       row=1, col=1)
-        fig.add_trace(go.Scatter(x=m["epoch"], y=m["test_acc"], name=metric, mode="lines+markers", showlegend=False,
+        fig.add_trace(go.Scatter(x=m.epoch, y=m.test_acc, name=metric, mode="lines+markers", showlegend=False,
                                  **style), row=1, col=2)
     fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(type="log", row=1, col=1)
@@ -112,15 +107,15 @@ def curves_figure(runs):
 def phase_summary(m, phases):
     """Per phase: where the closest batches sit and how distance follows the score (Spearman rho)."""
     out = []
-    k = len(m["batch"])
-    for phase, first, last, lr, rows in phase_rows(m["epoch"], phases):
-        z = row_zscore(m["distance"][rows]).mean(0)
+    k = len(m.batch)
+    for phase, first, last, lr, rows in phase_rows(m.epoch, phases):
+        z = row_zscore(m.distance[rows]).mean(0)
         best = int(np.argmin(z))
         pos = np.arange(k)
         rho = np.corrcoef(pos, z.argsort().argsort())[0, 1] if k > 1 else float("nan")
         out.append(dict(phase=phase, epochs=f"{first}-{last}", lr=lr, best_batch=best, best_quantile=best / max(k - 1, 1),
-                        spearman=float(rho), mean_distance=float(m["distance"][rows].mean()),
-                        mean_cosine=float(m["cosine"][rows].mean())))
+                        spearman=float(rho), mean_distance=float(m.distance[rows].mean()),
+                        mean_cosine=float(m.cosine[rows].mean())))
     return out
 
 
@@ -165,27 +160,5 @@ def write_figure(fig, path):
         fig.write_html(tmp, include_plotlyjs=True, full_html=True, config={"responsive": True})
 
 
-def load_matrix(path):
-    with h5py.File(path, "r") as f:
-        return {name: f[name][:] for name in f}
-
-
 def summary_json(summaries):
     return json.dumps(summaries, indent=2)
-
-
-# --- pages: the workflow's plot steps, from gathered matrix files to HTML ------------------------
-
-def heatmap_page(config, metric, matrix_path, out_html):
-    write_figure(heatmap_figure(metric, load_matrix(matrix_path), study_phases(config)), out_html)
-
-
-def curves_page(metrics, matrix_paths, out_html):
-    write_figure(curves_figure({m: load_matrix(p) for m, p in zip(metrics, matrix_paths)}), out_html)
-
-
-def index_page(config, raw_config, metrics, matrix_paths, out_html, out_summary, heatmap_links, curves_link):
-    summaries = {m: phase_summary(load_matrix(p), study_phases(config)) for m, p in zip(metrics, matrix_paths)}
-    write_text(out_summary, summary_json(summaries))
-    write_text(out_html, index_html(config["study"], yaml.safe_dump(raw_config, sort_keys=False), metrics, summaries,
-                                    heatmap_links, curves_link))

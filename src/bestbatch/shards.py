@@ -15,7 +15,6 @@ system refuses O_DIRECT, everything is written buffered and flushed row by row.
 import ctypes
 import ctypes.util
 import errno
-import json
 import os
 import queue
 import threading
@@ -24,7 +23,8 @@ import h5py
 import numpy as np
 import torch
 
-from .atomic import atomic_path
+from .atomic import commit, discard, temporary_name
+from .formats import SHARD_ROWS, SHARD_ROWS_DESCRIPTION, SHARD_SUM, SHARD_SUM_DESCRIPTION, finish_shard
 
 ALIGN = 4096  # O_DIRECT granularity: file offsets, lengths and memory addresses (the usual logical block size or less)
 
@@ -78,41 +78,64 @@ def _open_direct(path):
 
 
 class ShardWriter:
-    """Write rows g_k of a (K, P) shard from a background thread; finish() renames it into place.
+    """Write a (K, P) gradient shard from a background thread, as run_epoch's gradient sink.
 
-    `put(k, flat)` takes a flat gradient tensor on any device. On CUDA it is copied into a pinned
-    host buffer with a non-blocking copy and the writer thread waits for that copy's event, so the
-    compute stream never waits for the disk unless `depth` rows are already queued. `buffer()` hands
-    out the host rows to fill on the CPU (recycled once written, so no batch allocates a new one).
+        with ShardWriter(path, k, p, torch.float32) as shard:
+            stats = run_epoch(..., sink=shard)
+            shard.finish(layout, records)   # waits for the rows, writes the rest, renames into place
+
+    Leaving the block without finish() (an exception, a kill) leaves nothing under `path`.
+
+    The sink's side: `row(k, device, dtype, numel)` hands out the tensor g_k is computed into (on the
+    CPU a recycled host row placed for direct I/O; on CUDA one device row, reused every batch, since
+    put() copies it out in stream order); `total(device, numel)` the float64 running sum; `put(k, g)`
+    queues row k. On CUDA put() copies into a pinned host row with a non-blocking copy and the writer
+    thread waits for that copy's event, so the compute stream never waits for the disk unless `depth`
+    rows are already queued.
 
     direct=True writes with O_DIRECT where the file system allows it (see the module's docstring);
     `direct_bytes` counts the bytes that went that way.
     """
 
     def __init__(self, path, n_rows, n_params, dtype, depth=3, direct=True):
-        self._atomic = atomic_path(path)
-        self.tmp = self._atomic.__enter__()
-        self.file = h5py.File(self.tmp, "w", alignment_threshold=ALIGN, alignment_interval=ALIGN)
-        self.np_dtype = np.dtype(dtype)
-        self.dset = self._allocated("gradients", (n_rows, n_params), self.np_dtype)
-        self.dset.attrs["description"] = "row k: gradient of fixed batch k's mean cross-entropy loss at the epoch-start parameters"
-        self.sum = self._allocated("gradient_sum", (n_params,), np.dtype(np.float64))
-        self.sum.attrs["description"] = "float64 sum of the rows, kept during training"
-        self.file.flush()
+        self.path, self.n_rows, self.n_params = path, n_rows, n_params
+        self.dtype = dtype  # a torch.dtype
+        self.np_dtype = torch.empty((), dtype=dtype).numpy().dtype
         self.row_bytes = n_params * self.np_dtype.itemsize
+        self.depth, self.direct = depth, direct
+        self.tmp = None
+
+    # --- the context -------------------------------------------------------------------------------
+    def __enter__(self):
+        self.tmp = temporary_name(self.path)
+        self.file = h5py.File(self.tmp, "w", alignment_threshold=ALIGN, alignment_interval=ALIGN)
+        self.dset = self._allocated(SHARD_ROWS, (self.n_rows, self.n_params), self.np_dtype)
+        self.dset.attrs["description"] = SHARD_ROWS_DESCRIPTION
+        self.sum = self._allocated(SHARD_SUM, (self.n_params,), np.dtype(np.float64))
+        self.sum.attrs["description"] = SHARD_SUM_DESCRIPTION
+        self.file.flush()
         self.rows_offset, self.sum_offset = self.dset.id.get_offset(), self.sum.id.get_offset()
         self.plain_fd = os.open(self.tmp, os.O_WRONLY)
-        self.direct_fd = _open_direct(self.tmp) if direct else None
+        self.direct_fd = _open_direct(self.tmp) if self.direct else None
         self.direct_bytes = 0
-        self.queue = queue.Queue(maxsize=depth)
+        self.queue = queue.Queue(maxsize=self.depth)
         self.free = queue.Queue()  # raw host allocations (pinned on CUDA) the writer thread is done with
         self._raw_of = {}  # data_ptr of a row handed out -> its raw allocation, to recycle it
         self._device_row = None
-        self._handed = 0
-        self.n_rows, self.rows_written = n_rows, 0
+        self._total = None
+        self.rows_written = 0
         self.error = None
+        self.finished = False
         self.thread = threading.Thread(target=self._drain, name="shard-writer", daemon=True)
         self.thread.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if not self.finished:
+            self._abort()
+            if exc_type is None:
+                raise RuntimeError(f"shard {self.path}: closed without finish(); nothing was written")
+        return False
 
     def _allocated(self, name, shape, dtype):
         """A contiguous dataset whose file space exists now (so its offset is known) and is never
@@ -177,16 +200,23 @@ class ShardWriter:
         self._raw_of[row.data_ptr()] = raw
         return row
 
-    def buffer(self, device, dtype, numel):
-        """A flat tensor for the next row (run_epoch's gradient_buffer), handed out in row order. On the
-        CPU it is a recycled host row, placed for direct I/O; on CUDA one device row, reused every
-        batch, since put() copies it out in stream order."""
+    # --- the gradient sink -------------------------------------------------------------------------
+    def row(self, k, device, dtype, numel):
+        """The flat tensor g_k is computed into."""
         if device.type == "cuda":
             if self._device_row is None:
                 self._device_row = torch.empty(numel, dtype=dtype, device=device)
             return self._device_row
-        k, self._handed = self._handed, self._handed + 1
         return self._host_row(k, dtype, pinned=False)
+
+    def total(self, device, numel):
+        """The zeroed float64 running sum of the rows (on the CPU 4 KiB-aligned, so it goes out direct)."""
+        if self._total is None:
+            if device.type == "cpu":
+                self._total = aligned_host(numel * 8).view(torch.float64).zero_()
+            else:
+                self._total = torch.zeros(numel, dtype=torch.float64, device=device)
+        return self._total
 
     def put(self, k, flat):
         if self.error is not None:
@@ -200,34 +230,31 @@ class ShardWriter:
         else:
             self.queue.put((k, flat.detach(), None))
 
-    def finish(self, datasets, attrs):
-        """Wait for every row, write `gradient_sum` and the other datasets and attributes, and move the
-        file into place. `datasets` must hold `gradient_sum` (float64, one value per parameter)."""
-        datasets = dict(datasets)
+    # --- the end -------------------------------------------------------------------------------------
+    def finish(self, layout, records, gradient_sum=None):
+        """Wait for every row, write the rows' float64 sum (the one run_epoch accumulated in total(),
+        unless `gradient_sum` is given), the layout and the epoch's records, and move the file into place."""
         self.queue.put(None)
         self.thread.join()
         if self.error is not None:
-            self.abort()
             raise self.error
         if self.rows_written != self.n_rows:
-            self.abort()
             raise RuntimeError(f"shard {self.tmp}: {self.rows_written} of {self.n_rows} rows written")
-        total = np.asarray(datasets.pop("gradient_sum", np.nan), dtype=np.float64)
-        if total.shape != self.sum.shape:
-            problem = f"shard {self.tmp}: gradient_sum of shape {total.shape}, expected {self.sum.shape}"
-            self.abort()
-            raise ValueError(problem)
-        try:
-            self._write_at(np.ascontiguousarray(total), self.sum_offset)
-        except BaseException:
-            self.abort()
-            raise
-        for name, value in datasets.items():
-            self.file.create_dataset(name, data=value)
-        for name, value in attrs.items():
-            self.file.attrs[name] = value if isinstance(value, (int, float, str, np.ndarray)) else json.dumps(value)
+        if gradient_sum is None:
+            if self._total is None:
+                raise ValueError(f"shard {self.tmp}: no gradient_sum (run_epoch fills total(); or pass one)")
+            gradient_sum = self._total
+        if isinstance(gradient_sum, torch.Tensor) and gradient_sum.device.type != "cpu":
+            host = aligned_host(self.n_params * 8).view(torch.float64)
+            gradient_sum = host.copy_(gradient_sum)
+        total = np.asarray(gradient_sum.numpy() if isinstance(gradient_sum, torch.Tensor) else gradient_sum)
+        if total.shape != (self.n_params,):
+            raise ValueError(f"shard {self.tmp}: gradient_sum of shape {total.shape}, expected {(self.n_params,)}")
+        self._write_at(np.ascontiguousarray(total, dtype=np.float64), self.sum_offset)
+        finish_shard(self.file, layout, records)
         self._close()
-        self._atomic.__exit__(None, None, None)  # fsync (the page-cache parts; O_DIRECT data is on the device), rename
+        commit(self.tmp, self.path)  # fsync (the page-cache parts; O_DIRECT data is on the device), rename
+        self.finished = True
 
     def _close(self):
         self.file.close()
@@ -236,16 +263,18 @@ class ShardWriter:
                 os.close(fd)
         self.plain_fd = self.direct_fd = None
 
-    def abort(self):
+    def _abort(self):
         """Drop the half-written shard: nothing under the final name."""
         if self.thread.is_alive():
             self.queue.put(None)
             self.thread.join()
         if self.plain_fd is not None:
             self._close()
-        self._atomic.__exit__(RuntimeError, RuntimeError("aborted"), None)
+        discard(self.tmp)
 
 
-def read_attrs(path):
-    with h5py.File(path, "r") as f:
-        return {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+
+
+def shard_bytes(k_batches, n_params, dtype):
+    """Size of one epoch's gradient shard: K x P values of `dtype` (a torch dtype) plus their float64 sum."""
+    return (k_batches * dtype.itemsize + 8) * n_params

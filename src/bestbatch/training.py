@@ -18,10 +18,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .augment import make_batch, normalize
-from .config import lr_of_epoch
-from .shards import aligned_host
+from .config import num_batches
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+DTYPES = {"float32": torch.float32, "float64": torch.float64}  # the config's names (its only strings)
 
 
 class NonFiniteError(RuntimeError):
@@ -73,9 +72,8 @@ def parameter_layout(model):
     return layout, offset
 
 
-def make_optimizer(model, t, epoch):
-    return torch.optim.SGD(model.parameters(), lr=lr_of_epoch(epoch, t["lr"], t["lr_milestones"], t["lr_gamma"]),
-                           momentum=t["momentum"], weight_decay=t["weight_decay"])
+def make_optimizer(model, lr, momentum, weight_decay):
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
 def batch_gradient(net, x, y, out=None):
@@ -87,19 +85,39 @@ def batch_gradient(net, x, y, out=None):
     return (torch.cat(grads) if out is None else torch.cat(grads, out=out)), loss.detach()
 
 
-def run_epoch(net, optimizer, images, labels, order, epoch, t, on_gradient, progress=True, gradient_buffer=None):
+class KeepLast:
+    """The simplest gradient sink: one buffer reused every batch and a plain float64 sum; put() keeps
+    nothing (a sink that keeps rows must copy them, as ShardWriter does)."""
+
+    def __init__(self):
+        self.buffer = self.sum = None
+
+    def row(self, k, device, dtype, numel):
+        if self.buffer is None:
+            self.buffer = torch.empty(numel, dtype=dtype, device=device)
+        return self.buffer
+
+    def total(self, device, numel):
+        if self.sum is None:
+            self.sum = torch.zeros(numel, dtype=torch.float64, device=device)
+        return self.sum
+
+    def put(self, k, g):
+        pass
+
+
+def run_epoch(net, optimizer, images, labels, order, *, epoch, batch_size, seed, augment, dtype, sink,
+              progress=True):
     """Train `net` one epoch over the fixed batches of `order`, probing every batch's gradient.
 
-    images: (N, 3, H, W) uint8 on the device; labels: (N,) int64 on the device; order: (N,) int64.
-    on_gradient(k, g_k) receives each flat gradient (on the device) as soon as it exists. g_k is written
-    into gradient_buffer(device, dtype, numel) if given (a ShardWriter's recycled rows); otherwise into one
-    buffer reused every batch, so on_gradient must copy what it keeps. Either way no batch allocates a
-    fresh P-sized tensor (one of more than 32 MiB is a fresh mmap: ~11k page faults per ResNet18 batch).
-    Returns per-batch training loss and accuracy, and the float64 sum of the g_k.
+    images: (N, 3, H, W) uint8 on the device; labels: (N,) int64 on the device; order: (N,) int64;
+    dtype: the torch dtype of both nets. `sink` receives the gradients (see KeepLast and
+    shards.ShardWriter): g_k is computed into sink.row(k, device, dtype, P), added to the float64 sum
+    sink.total(device, P), and handed over with sink.put(k, g_k). No batch allocates a fresh P-sized
+    tensor (one of more than 32 MiB is a fresh mmap: ~11k page faults per ResNet18 batch).
+    Returns per-batch training loss and accuracy.
     """
-    dtype = DTYPES[t["dtype"]]
-    bs = t["batch_size"]
-    n_batches = len(order) // bs
+    n_batches = num_batches(len(order), batch_size)
     order = torch.as_tensor(order, device=images.device)
     net_compare = copy.deepcopy(net)  # frozen at the epoch-start parameters
     net.train()
@@ -107,16 +125,10 @@ def run_epoch(net, optimizer, images, labels, order, epoch, t, on_gradient, prog
     losses = torch.empty(n_batches, dtype=torch.float64, device=images.device)
     correct = torch.empty(n_batches, dtype=torch.float64, device=images.device)
     _, n_params = parameter_layout(net)
-    if gradient_buffer is None:
-        reused = torch.empty(n_params, dtype=dtype, device=images.device)
-        gradient_buffer = lambda device, dtype, numel: reused  # noqa: E731
-    if images.device.type == "cpu":  # 4 KiB-aligned, so a ShardWriter can write it with direct I/O
-        grad_sum = aligned_host(n_params * 8).view(torch.float64).zero_()
-    else:
-        grad_sum = torch.zeros(n_params, dtype=torch.float64, device=images.device)
+    grad_sum = sink.total(images.device, n_params)
     for k in tqdm(range(n_batches), desc=f"epoch {epoch}", unit="batch", disable=not progress, mininterval=2):
-        idx = order[k * bs:(k + 1) * bs]
-        x = make_batch(images, idx, t["seed"], epoch, k, t["augment"], dtype)
+        idx = order[k * batch_size:(k + 1) * batch_size]
+        x = make_batch(images, idx, seed, epoch, k, augment, dtype)
         y = labels[idx]
         # net_normal: the ordinary training step
         optimizer.zero_grad(set_to_none=True)
@@ -127,24 +139,24 @@ def run_epoch(net, optimizer, images, labels, order, epoch, t, on_gradient, prog
         losses[k] = loss.detach()
         correct[k] = (out.argmax(1) == y).sum()
         # net_compare: the gradient at the epoch-start parameters, on the same inputs
-        g, _ = batch_gradient(net_compare, x, y, out=gradient_buffer(images.device, dtype, n_params))
+        g, _ = batch_gradient(net_compare, x, y, out=sink.row(k, images.device, dtype, n_params))
         grad_sum.add_(g)  # float64 running sum: the reduction then reads the shard only once
         # (a NaN or inf in some g_k is caught by the reduction, which names the batch)
-        on_gradient(k, g)
-    losses, acc = losses.cpu().numpy(), correct.cpu().numpy() / bs
+        sink.put(k, g)
+    losses, acc = losses.cpu().numpy(), correct.cpu().numpy() / batch_size
     bad = np.flatnonzero(~np.isfinite(losses))
     if bad.size:
         raise NonFiniteError(f"non-finite training loss in epoch {epoch}, batch {int(bad[0])} (0-based, in the fixed order)")
-    return dict(train_loss=losses, train_acc=acc, gradient_sum=grad_sum.cpu().numpy())
+    return dict(train_loss=losses, train_acc=acc)
 
 
 @torch.no_grad()
 def evaluate(net, images, labels, dtype, batch_size=1000):
-    """Test loss and accuracy (eval mode, no augmentation)."""
+    """Test loss and accuracy (eval mode, no augmentation); dtype: the net's torch dtype."""
     net.eval()
     loss_sum, correct = 0.0, 0
     for i in range(0, len(labels), batch_size):
-        x = normalize(images[i:i + batch_size], DTYPES[dtype])
+        x = normalize(images[i:i + batch_size], dtype)
         out = net(x)
         loss_sum += F.cross_entropy(out, labels[i:i + batch_size], reduction="sum").item()
         correct += (out.argmax(1) == labels[i:i + batch_size]).sum().item()

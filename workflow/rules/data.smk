@@ -1,26 +1,29 @@
-SYNTHETIC = CONFIG["data"]["source"] == "synthetic"
-CIFAR_FILES = [f"{CONFIG['data']['root']}/cifar-10-batches-py/{name}"
-               for name in ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
-                            "test_batch", "batches.meta")]
+CIFAR_FILES = [
+    f"{DATA['root']}/{CIFAR_DIRNAME}/{name}" for name in (*TRAIN_FILES, TEST_FILE, META_FILE)
+]
+
 
 if SYNTHETIC:
 
     rule synthetic_dataset:
         output:
             CIFAR_FILES,
+        params:
+            root=DATA["root"],
+            n_train=DATA["synthetic"]["n_train"],
+            n_test=DATA["synthetic"]["n_test"],
+            seed=DATA["synthetic"]["seed"],
         log:
             f"{L}/synthetic_dataset.log",
         benchmark:
             f"{B}/synthetic_dataset.tsv"
         threads: 1
         resources:
-            mem_mb=DATA_JOB_MEM_MB,
-            runtime=MIN_RUNTIME,
-            gpu=0,
+            **COST["synthetic_dataset"],
         group:
             "prepare"
         conda:
-            "../../envs/torch.yaml"
+            "../../envs/analysis.yaml"
         script:
             "../scripts/synthetic_dataset.py"
 
@@ -30,15 +33,17 @@ rule verify_dataset:
         CIFAR_FILES if SYNTHETIC else [],
     output:
         f"{R}/dataset.json",
+    params:
+        root=DATA["root"],
+        download=DATA["download"],
+        batch_size=T["batch_size"],
     log:
         f"{L}/verify_dataset.log",
     benchmark:
         f"{B}/verify_dataset.tsv"
     threads: 1
     resources:
-        mem_mb=DATA_JOB_MEM_MB,
-        runtime=MIN_RUNTIME,
-        gpu=0,
+        **COST["verify_dataset"],
     group:
         "prepare"
     conda:

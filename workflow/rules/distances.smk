@@ -9,13 +9,11 @@ rule reduce_epoch:
         f"{B}/{{metric}}/reduce_epoch_{{epoch}}.tsv"
     threads: 1
     resources:
-        mem_mb=REDUCE_MEM_MB,
-        runtime=REDUCE_RUNTIME,
-        gpu=0,
+        **COST["reduce_epoch"],
     group:
         epochs_group
     conda:
-        "../../envs/torch.yaml"
+        "../../envs/analysis.yaml"
     script:
         "../scripts/reduce_epoch.py"
 
@@ -24,19 +22,26 @@ rule gather_distances:
     input:
         expand(f"{R}/{{{{metric}}}}/epochs/epoch_{{epoch}}.h5", epoch=range(1, EPOCHS + 1)),
     output:
-        h5=report(f"{R}/{{metric}}/distances.h5", caption="../report/matrix.rst", category="Matrices",
-                  labels={"metric": "{metric}", "format": "HDF5"}),
-        csv=report(f"{R}/{{metric}}/distances.csv", caption="../report/matrix.rst", category="Matrices",
-                   labels={"metric": "{metric}", "format": "CSV"}),
+        h5=report(
+            f"{R}/{{metric}}/distances.h5",
+            caption="../report/matrix.rst",
+            category="Matrices",
+            labels={"metric": "{metric}", "format": "HDF5"},
+        ),
+        csv=report(
+            f"{R}/{{metric}}/distances.csv",
+            caption="../report/matrix.rst",
+            category="Matrices",
+            labels={"metric": "{metric}", "format": "CSV"},
+        ),
     log:
         f"{L}/{{metric}}/gather_distances.log",
     benchmark:
         f"{B}/{{metric}}/gather_distances.tsv"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **LIGHT_JOB,
     conda:
-        "../../envs/torch.yaml"
+        "../../envs/analysis.yaml"
     script:
         "../scripts/gather_distances.py"

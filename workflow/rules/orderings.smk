@@ -3,15 +3,21 @@ rule ordering:
         f"{R}/dataset.json",
     output:
         f"{R}/orderings/{{metric}}.h5",
+    params:
+        data_root=DATA["root"],
+        params=lambda wildcards: config["orderings"].get(wildcards.metric, {}),
+        threads=T["threads"],
+        device=T["device"],
+        config_hash=result_hash,
     log:
         f"{L}/orderings/{{metric}}.log",
     benchmark:
         f"{B}/orderings/{{metric}}.tsv"
-    threads: CONFIG["training"]["threads"]
+    threads: T["threads"]
     resources:
-        mem_mb=ordering_mem_mb,
-        runtime=ordering_runtime,
-        gpu=lambda wc: ordering_gpu(wc.metric),
+        mem_mb=ordering_cost("mem_mb"),
+        runtime=ordering_cost("runtime"),
+        gpu=ordering_cost("gpu"),
     group:
         epochs_group
     conda:

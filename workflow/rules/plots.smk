@@ -8,16 +8,17 @@ rule heatmap:
             category="Heatmaps",
             labels={"metric": "{metric}"},
         ),
+    params:
+        phases=PHASES,
     log:
         f"{L}/plots/heatmap_{{metric}}.log",
     benchmark:
         f"{B}/plots/heatmap_{{metric}}.tsv"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **LIGHT_JOB,
     conda:
-        "../../envs/plots.yaml"
+        "../../envs/analysis.yaml"
     script:
         "../scripts/heatmap.py"
 
@@ -27,16 +28,17 @@ rule curves:
         expand(f"{R}/{{metric}}/distances.h5", metric=METRICS),
     output:
         report(f"{R}/plots/training_curves.html", caption="../report/curves.rst", category="Training"),
+    params:
+        metrics=METRICS,
     log:
         f"{L}/plots/curves.log",
     benchmark:
         f"{B}/plots/curves.tsv"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **LIGHT_JOB,
     conda:
-        "../../envs/plots.yaml"
+        "../../envs/analysis.yaml"
     script:
         "../scripts/curves.py"
 
@@ -49,6 +51,11 @@ rule index:
     output:
         html=report(f"{R}/index.html", caption="../report/index.rst", category="Study"),
         summary=f"{R}/summary.json",
+    params:
+        study=STUDY,
+        metrics=METRICS,
+        phases=PHASES,
+        config=config,
     log:
         f"{L}/plots/index.log",
     benchmark:
@@ -58,6 +65,6 @@ rule index:
         mem_mb=1000,
         runtime=5,
     conda:
-        "../../envs/plots.yaml"
+        "../../envs/analysis.yaml"
     script:
         "../scripts/index.py"

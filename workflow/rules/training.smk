@@ -3,15 +3,18 @@ rule init_model:
         f"{R}/dataset.json",
     output:
         f"{R}/checkpoints/init.pt",
+    params:
+        model=config["model"]["name"],
+        seed=T["seed"],
+        dtype=T["dtype"],
+        config_hash=config_hash(config),
     log:
         f"{L}/init_model.log",
     benchmark:
         f"{B}/init_model.tsv"
     threads: 1
     resources:
-        mem_mb=INIT_MEM_MB,
-        runtime=MIN_RUNTIME,
-        gpu=0,
+        **COST["init_model"],
     group:
         "prepare"
     conda:
@@ -20,23 +23,25 @@ rule init_model:
         "../scripts/init_model.py"
 
 
+# outputs.shard_io is not a param: how a shard is written changes no result, so it must not rerun epochs
 rule train_epoch:
     input:
         dataset=f"{R}/dataset.json",
         order=f"{R}/orderings/{{metric}}.h5",
         state=previous_checkpoint,
     output:
-        state=maybe_temp(f"{R}/{{metric}}/checkpoints/epoch_{{epoch}}.pt", CONFIG["outputs"]["keep_checkpoints"]),
-        shard=maybe_temp(f"{R}/{{metric}}/shards/epoch_{{epoch}}.h5", CONFIG["outputs"]["keep_shards"]),
+        state=maybe_temp(f"{R}/{{metric}}/checkpoints/epoch_{{epoch}}.pt", config["outputs"]["keep_checkpoints"]),
+        shard=maybe_temp(f"{R}/{{metric}}/shards/epoch_{{epoch}}.h5", config["outputs"]["keep_shards"]),
+    params:
+        **TRAINING_PARAMS,
+        config_hash=result_hash,
     log:
         f"{L}/{{metric}}/train_epoch_{{epoch}}.log",
     benchmark:
         f"{B}/{{metric}}/train_epoch_{{epoch}}.tsv"
-    threads: CONFIG["training"]["threads"]
+    threads: T["threads"]
     resources:
-        mem_mb=TRAIN_MEM_MB,
-        runtime=TRAIN_RUNTIME,
-        gpu=int(USES_GPU),
+        **COST["train_epoch"],
     group:
         epochs_group
     conda:

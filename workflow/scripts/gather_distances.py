@@ -3,7 +3,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
-from bestbatch.jobs import gather_metric, logged  # noqa: E402
+from bestbatch.steps.distances import gather_distances  # noqa: E402
 
-with logged(snakemake.log[0]):
-    gather_metric(snakemake.wildcards.metric, list(snakemake.input), snakemake.output.h5, snakemake.output.csv)
+gather_distances(list(snakemake.input), snakemake.output.h5, snakemake.output.csv, metric=snakemake.wildcards.metric,
+                 log=snakemake.log[0])

@@ -3,8 +3,6 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
-from bestbatch.config import validate_config  # noqa: E402
-from bestbatch.jobs import init_checkpoint, logged  # noqa: E402
+from bestbatch.steps.training import init_model  # noqa: E402
 
-with logged(snakemake.log[0]):
-    init_checkpoint(validate_config(snakemake.config), snakemake.output[0])
+init_model(snakemake.output[0], **snakemake.params, log=snakemake.log[0])

@@ -3,9 +3,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
-from bestbatch.config import validate_config  # noqa: E402
-from bestbatch.jobs import logged, make_ordering  # noqa: E402
+from bestbatch.steps.orderings import make_ordering  # noqa: E402
 
-with logged(snakemake.log[0]):
-    make_ordering(validate_config(snakemake.config), snakemake.wildcards.metric, snakemake.output[0],
-                  threads=snakemake.threads)
+make_ordering(snakemake.output[0], metric=snakemake.wildcards.metric, **snakemake.params,
+              granted_threads=snakemake.threads, log=snakemake.log[0])

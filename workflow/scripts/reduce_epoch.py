@@ -3,7 +3,6 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
-from bestbatch.jobs import logged, reduce_epoch  # noqa: E402
+from bestbatch.steps.distances import reduce_epoch  # noqa: E402
 
-with logged(snakemake.log[0]):
-    reduce_epoch(snakemake.input[0], snakemake.output[0])
+reduce_epoch(snakemake.input[0], snakemake.output[0], log=snakemake.log[0])

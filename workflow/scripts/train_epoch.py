@@ -3,10 +3,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
-from bestbatch.config import validate_config  # noqa: E402
-from bestbatch.jobs import logged, train_epoch  # noqa: E402
+from bestbatch.steps.training import train_epoch  # noqa: E402
 
-with logged(snakemake.log[0]):
-    train_epoch(validate_config(snakemake.config), snakemake.wildcards.metric, int(snakemake.wildcards.epoch),
-                snakemake.input.order, snakemake.input.state, snakemake.output.state, snakemake.output.shard,
-                threads=snakemake.threads)
+train_epoch(snakemake.input.order, snakemake.input.state, snakemake.output.state, snakemake.output.shard,
+            metric=snakemake.wildcards.metric, epoch=int(snakemake.wildcards.epoch), **snakemake.params,
+            shard_io=snakemake.config["outputs"]["shard_io"],  # read here, not a param: it changes no result
+            granted_threads=snakemake.threads, log=snakemake.log[0])

@@ -1,10 +1,19 @@
-"""Resuming after a kill: Snakemake's lock files outlive a SIGKILLed run and would block the rerun.
+"""Snakemake's concerns, not the science: stale locks after a kill, and fault injection for the tests.
 
+Resuming after a kill: Snakemake's lock files outlive a SIGKILLed run and would block the rerun.
 A lock is stale when no process on this host is a Snakemake run (or one of its jobs) in the same
 working directory. Runs on other hosts sharing the folder are invisible here: never start two runs
 of one study in the same directory.
+
+Fault injection for the resume tests: `BESTBATCH_KILL_AT="<point>:<epoch>:<step>"` (unset in normal
+runs) SIGKILLs the process group — Snakemake and all its jobs, like a pre-empted node — when the job
+reaches that point:
+  batch:<epoch>:<k>           train_epoch, after batch k's gradient was queued (shard incomplete)
+  after_checkpoint:<epoch>:0  train_epoch, checkpoint renamed into place, shard not yet
+  reduce:<epoch>:<b>          reduce_epoch, after parameter block b (1-based) of every row, before the output
 """
 import os
+import signal
 from pathlib import Path
 
 
@@ -47,3 +56,26 @@ def release_stale_locks(workdir="."):
     for f in files:
         f.unlink(missing_ok=True)
     return files
+
+
+def kill_point(point, epoch, step=0):
+    spec = os.environ.get("BESTBATCH_KILL_AT")
+    if spec and spec == f"{point}:{epoch}:{step}":
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+
+
+class KillableSink:
+    """A gradient sink that passes everything to `sink` and offers kill point batch:<epoch>:<k>."""
+
+    def __init__(self, sink, epoch):
+        self.sink, self.epoch = sink, epoch
+
+    def row(self, k, device, dtype, numel):
+        return self.sink.row(k, device, dtype, numel)
+
+    def total(self, device, numel):
+        return self.sink.total(device, numel)
+
+    def put(self, k, g):
+        self.sink.put(k, g)
+        kill_point("batch", self.epoch, k)

@@ -1,0 +1,385 @@
+"""Every file bestbatch writes and reads again: names, dtypes, attributes, and the format version.
+
+Each format has its writer and its reader here and nowhere else; every HDF5 file carries the
+attributes `format` (which of the formats below) and `format_version`, and a checkpoint the keys of
+the same names. A reader refuses a file of another format or version, naming it.
+
+Gradient shard `<metric>/shards/epoch_<e>.h5` (written by shards.ShardWriter, read by the reduction):
+    gradients        (K, P) float32|float64  row k: gradient of fixed batch k at the epoch-start
+                                             parameters; contiguous and row-major (one byte range a row)
+    gradient_sum     (P,) float64            the rows' sum, kept during training
+    layout_name, layout_offset, layout_shape (L,)  the flat vector's parameter tensors: name, first
+                                             index, shape as JSON
+    + the epoch's records (below)
+Per-epoch file `<metric>/epochs/epoch_<e>.h5` (the reduction of one shard, without the gradients):
+    distance, cosine, norm  (K,) float64     ||g_k - g_bar||, cos(g_k, g_bar), ||g_k||
+    attrs full_norm (||g_bar||), n_params (P)
+    + the epoch's records
+The epoch's records, in both:
+    train_loss, train_acc (K,) float64       net_normal's loss and accuracy on each batch
+    batch_score_min/mean/max (K,)            the ordering metric's range over each batch
+    attrs epoch, lr, phase, metric, test_loss, test_acc, provenance (JSON)
+Gathered matrix `<metric>/distances.h5`: datasets epoch (E,), batch (K,); distance, cosine, norm,
+    train_loss, train_acc (E, K) with `units`; full_norm, lr, phase, test_loss, test_acc (E,);
+    batch_score_min/mean/max (K,); attrs metric, provenance. `<metric>/distances.csv` is the same as a
+    tidy table (MATRIX_CSV_COLUMNS).
+Ordering `orderings/<metric>.h5`: order (N,) int64 (training indices by ascending score, ties by
+    index), scores (N,) or (N, c), display_score (N,) float64; attrs metric, params (JSON), provenance.
+Checkpoint `*.pt` (torch.save of a dict, loaded with weights_only=True): model (state dict),
+    optimizer (state dict or None), epoch, meta (JSON: provenance, and for an epoch its metric and
+    the digest of the parameters it started from), format, format_version.
+"""
+import hashlib
+import json
+import platform
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+
+import h5py
+import numpy as np
+
+from .atomic import atomic_path
+
+FORMAT_VERSION = 1
+SHARD, EPOCH, MATRIX, ORDERING, CHECKPOINT = ("gradient shard", "epoch distances", "distance matrix", "ordering",
+                                              "checkpoint")
+
+# the shard's two big datasets; the writer lays them out for direct I/O, the reduction maps them
+SHARD_ROWS, SHARD_SUM = "gradients", "gradient_sum"
+SHARD_ROWS_DESCRIPTION = "row k: gradient of fixed batch k's mean cross-entropy loss at the epoch-start parameters"
+SHARD_SUM_DESCRIPTION = "float64 sum of the rows, kept during training"
+DISTANCES = ("distance", "cosine", "norm")
+MATRIX_UNITS = {"distance": "L2 norm of g_k - g_bar, in loss units per parameter unit",
+                "cosine": "cosine similarity of g_k and g_bar", "norm": "L2 norm of g_k",
+                "train_loss": "net_normal's mean cross-entropy on the batch",
+                "train_acc": "net_normal's accuracy on the batch"}
+PER_EPOCH = ("full_norm", "lr", "phase", "test_loss", "test_acc")
+MATRIX_CSV_COLUMNS = ("metric", "epoch", "batch", "phase", "lr", "distance", "cosine", "norm", "full_norm",
+                      "train_loss", "score_min", "score_mean", "score_max")
+
+
+class FormatError(ValueError):
+    """A file is not what its reader expects (another format, another version, or not ours)."""
+
+
+def _stamp(attrs, kind):
+    attrs["format"] = kind
+    attrs["format_version"] = FORMAT_VERSION
+
+
+def _check(attrs, kind, path):
+    found, version = attrs.get("format"), attrs.get("format_version")
+    if found is None or version is None:
+        raise FormatError(f"{path}: no format/format_version attributes, so it was written by an older bestbatch "
+                          f"(this one reads {kind} format version {FORMAT_VERSION}); delete it and rerun snakemake "
+                          f"to recompute it")
+    found = found.decode() if isinstance(found, bytes) else str(found)
+    if found != kind:
+        raise FormatError(f"{path}: a bestbatch {found} file where a {kind} file is expected")
+    if int(version) != FORMAT_VERSION:
+        raise FormatError(f"{path}: {kind} format version {int(version)}, this bestbatch reads version "
+                          f"{FORMAT_VERSION}; delete it and rerun snakemake to recompute it with this version")
+
+
+def _attr(value):
+    """An HDF5 attribute value: numbers, strings and arrays as they are, anything else as JSON."""
+    return value if isinstance(value, (int, float, str, np.integer, np.floating, np.ndarray)) else json.dumps(value)
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def provenance(config_hash, device="cpu", **recorded):
+    """What produced an output: the hash of the result keys, the software versions, the device."""
+    versions = dict(python=platform.python_version(), numpy=np.__version__, h5py=h5py.__version__)
+    if "torch" in sys.modules:
+        versions["torch"] = sys.modules["torch"].__version__
+    return dict(recorded, config_hash=config_hash, device=device, **versions)
+
+
+# --- the epoch's records (shard and per-epoch file) --------------------------------------------------
+
+@dataclass
+class EpochRecords:
+    epoch: int
+    lr: float
+    phase: int
+    metric: str
+    test_loss: float
+    test_acc: float
+    provenance: str  # JSON
+    train_loss: np.ndarray
+    train_acc: np.ndarray
+    batch_score_min: np.ndarray
+    batch_score_mean: np.ndarray
+    batch_score_max: np.ndarray
+
+
+RECORD_DATASETS = ("train_loss", "train_acc", "batch_score_min", "batch_score_mean", "batch_score_max")
+RECORD_ATTRS = tuple(f.name for f in fields(EpochRecords) if f.name not in RECORD_DATASETS)
+
+
+def _write_records(f, records):
+    for name in RECORD_DATASETS:
+        f[name] = getattr(records, name)
+    for name in RECORD_ATTRS:
+        f.attrs[name] = _attr(getattr(records, name))
+
+
+def _read_records(f):
+    return EpochRecords(**{name: f[name][:] for name in RECORD_DATASETS},
+                        **{name: _plain(f.attrs[name]) for name in RECORD_ATTRS})
+
+
+# --- gradient shard ------------------------------------------------------------------------------------
+
+def finish_shard(f, layout, records):
+    """Everything of a shard but its rows and their sum: the parameter layout, the records, the stamp.
+
+    f: the open h5py.File the writer made; layout: [(name, shape, offset)] of the flat vector."""
+    f["layout_name"] = np.array([n for n, _, _ in layout], dtype=h5py.string_dtype())
+    f["layout_offset"] = np.array([o for _, _, o in layout], dtype=np.int64)
+    f["layout_shape"] = np.array([json.dumps(list(s)) for _, s, _ in layout], dtype=h5py.string_dtype())
+    _write_records(f, records)
+    _stamp(f.attrs, SHARD)
+
+
+def read_shard_records(path):
+    """(records, n_params) of a shard, without its rows."""
+    with h5py.File(path, "r") as f:
+        _check(f.attrs, SHARD, path)
+        return _read_records(f), int(f[SHARD_ROWS].shape[1])
+
+
+def read_shard_layout(path):
+    """[(name, shape, offset)] of the flat gradient vector."""
+    with h5py.File(path, "r") as f:
+        _check(f.attrs, SHARD, path)
+        return [(n.decode() if isinstance(n, bytes) else n, tuple(json.loads(s)), int(o))
+                for n, s, o in zip(f["layout_name"][:], f["layout_shape"][:], f["layout_offset"][:])]
+
+
+def _byte_ranges(path, names):
+    """(offset, shape, dtype) of each dataset if all are stored as one byte range, else None.
+
+    h5py's low-level API: on a small shard the high-level File/Dataset objects cost as much as reading
+    the whole file."""
+    fid = h5py.h5f.open(str(path).encode(), h5py.h5f.ACC_RDONLY)
+    try:
+        places = []
+        for name in names:
+            dset = h5py.h5d.open(fid, name.encode())
+            if dset.get_create_plist().get_layout() != h5py.h5d.CONTIGUOUS or dset.get_offset() is None:
+                return None
+            places.append((dset.get_offset(), dset.shape, dset.dtype))
+        return places
+    finally:
+        fid.close()
+
+
+def _check_file(path, kind):
+    fid = h5py.h5f.open(str(path).encode(), h5py.h5f.ACC_RDONLY)
+    try:
+        attrs = {}
+        for name in ("format", "format_version"):
+            if h5py.h5a.exists(fid, name.encode()):
+                attr = h5py.h5a.open(fid, name.encode())
+                value = np.empty(attr.shape, dtype=attr.dtype)
+                attr.read(value)
+                attrs[name] = value.item() if value.shape == () else value
+        _check(attrs, kind, path)
+    finally:
+        fid.close()
+
+
+@contextmanager
+def shard_rows(path):
+    """Yield (rows (K, P), gradient_sum (P,)) of a shard: memory-mapped views when each is one byte
+    range (no copy, each byte read once), else h5py datasets that decode block by block."""
+    _check_file(path, SHARD)
+    places = _byte_ranges(path, (SHARD_ROWS, SHARD_SUM))
+    if places is None:  # chunked or compressed
+        with h5py.File(path, "r") as f:
+            yield f[SHARD_ROWS], f[SHARD_SUM]
+        return
+    whole = np.memmap(path, dtype=np.uint8, mode="r")  # unmapped when the last view is gone
+    rows, total = (whole[offset:offset + dtype.itemsize * int(np.prod(shape))].view(dtype).reshape(shape)
+                   for offset, shape, dtype in places)
+    try:
+        yield rows, total
+    finally:
+        del whole, rows, total
+
+
+# --- per-epoch file ------------------------------------------------------------------------------------
+
+def write_epoch(path, distances, n_params, records):
+    """distances: dict of distance, cosine, norm (K,) and full_norm."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for name in DISTANCES:
+            f[name] = distances[name]
+        f.attrs["full_norm"] = distances["full_norm"]
+        f.attrs["n_params"] = n_params
+        _write_records(f, records)
+        _stamp(f.attrs, EPOCH)
+
+
+def read_epoch(path):
+    """(distances dict with full_norm, records) of one epoch."""
+    with h5py.File(path, "r") as f:
+        _check(f.attrs, EPOCH, path)
+        distances = {name: f[name][:] for name in DISTANCES}
+        distances["full_norm"] = _plain(f.attrs["full_norm"])
+        return distances, _read_records(f)
+
+
+# --- gathered matrix -----------------------------------------------------------------------------------
+
+def gather_matrix(epochs):
+    """A Matrix from [(distances, records)] of consecutive epochs, sorted by epoch."""
+    value = lambda d, r, name: d[name] if name in d else getattr(r, name)  # noqa: E731
+    stacked = {name: np.stack([value(d, r, name) for d, r in epochs]) for name in MATRIX_UNITS}
+    per_epoch = {name: np.array([value(d, r, name) for d, r in epochs]) for name in PER_EPOCH}
+    per_batch = {name: getattr(epochs[0][1], name) for name in RECORD_DATASETS if name.startswith("batch_score")}
+    return Matrix(epoch=np.array([int(r.epoch) for _, r in epochs]), batch=np.arange(stacked["distance"].shape[1]),
+                  **stacked, **per_epoch, **per_batch)
+
+
+def write_matrix(path, metric, m, provenance_json):
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f["epoch"], f["batch"] = m.epoch, m.batch
+        f["epoch"].attrs["description"] = "1-based epoch (rows)"
+        f["batch"].attrs["description"] = "0-based position of the batch in the metric's ascending order (columns)"
+        for name, unit in MATRIX_UNITS.items():
+            f[name] = getattr(m, name)
+            f[name].attrs["units"] = unit
+        for name in PER_EPOCH + ("batch_score_min", "batch_score_mean", "batch_score_max"):
+            f[name] = getattr(m, name)
+        f.attrs["metric"] = metric
+        f.attrs["provenance"] = provenance_json
+        _stamp(f.attrs, MATRIX)
+
+
+@dataclass
+class Matrix:
+    """A gathered matrix file in memory (see the module's docstring for what each array is)."""
+    epoch: np.ndarray
+    batch: np.ndarray = None
+    distance: np.ndarray = None
+    cosine: np.ndarray = None
+    norm: np.ndarray = None
+    train_loss: np.ndarray = None
+    train_acc: np.ndarray = None
+    full_norm: np.ndarray = None
+    lr: np.ndarray = None
+    phase: np.ndarray = None
+    test_loss: np.ndarray = None
+    test_acc: np.ndarray = None
+    batch_score_min: np.ndarray = None
+    batch_score_mean: np.ndarray = None
+    batch_score_max: np.ndarray = None
+
+
+def read_matrix(path):
+    """A gathered matrix file as a Matrix."""
+    with h5py.File(path, "r") as f:
+        _check(f.attrs, MATRIX, path)
+        return Matrix(**{field.name: f[field.name][:] for field in fields(Matrix)})
+
+
+def write_matrix_csv(path, metric, m):
+    """The gathered Matrix `m` as a tidy table, one row per (epoch, batch)."""
+    import pandas as pd
+
+    e, k = m.distance.shape
+    table = pd.DataFrame({
+        "metric": metric,
+        "epoch": np.repeat(m.epoch, k),
+        "batch": np.tile(np.arange(k), e),
+        "phase": np.repeat(m.phase, k),
+        "lr": np.repeat(m.lr, k),
+        "distance": m.distance.ravel(),
+        "cosine": m.cosine.ravel(),
+        "norm": m.norm.ravel(),
+        "full_norm": np.repeat(m.full_norm, k),
+        "train_loss": m.train_loss.ravel(),
+        "score_min": np.tile(m.batch_score_min, e),
+        "score_mean": np.tile(m.batch_score_mean, e),
+        "score_max": np.tile(m.batch_score_max, e),
+    }, columns=list(MATRIX_CSV_COLUMNS))
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.9g")
+    return table
+
+
+# --- ordering ------------------------------------------------------------------------------------------
+
+def write_ordering(path, metric, order, scores, display_score, params, provenance_json):
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f["order"] = order
+        f["order"].attrs["description"] = "training-set indices sorted by ascending score, ties broken by index"
+        f["scores"] = scores
+        f["display_score"] = display_score
+        f.attrs["metric"] = metric
+        f.attrs["params"] = json.dumps(params, sort_keys=True)
+        f.attrs["provenance"] = provenance_json
+        _stamp(f.attrs, ORDERING)
+
+
+def read_ordering(path):
+    """(order, display_score) of an ordering file."""
+    with h5py.File(path, "r") as f:
+        _check(f.attrs, ORDERING, path)
+        return f["order"][:], f["display_score"][:]
+
+
+def read_ordering_params(path):
+    with h5py.File(path, "r") as f:
+        _check(f.attrs, ORDERING, path)
+        return json.loads(f.attrs["params"])
+
+
+# --- checkpoint ----------------------------------------------------------------------------------------
+
+def save_checkpoint(path, model_state, optimizer_state, epoch, meta):
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(dict(model=model_state, optimizer=optimizer_state, epoch=epoch, meta=json.dumps(meta),
+                        format=CHECKPOINT, format_version=FORMAT_VERSION), tmp)
+
+
+@dataclass
+class Checkpoint:
+    model: dict       # state dict
+    optimizer: dict   # state dict, or None for the initialisation
+    epoch: int        # the last epoch trained (0: the initialisation)
+    meta: dict        # provenance; for an epoch also metric, epoch, start_params_sha256
+
+
+def load_checkpoint(path, device="cpu"):
+    """A Checkpoint (loaded with weights_only: a pickle that would run code is refused)."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:
+        raise RuntimeError(f"checkpoint {path} cannot be loaded ({type(exc).__name__}: {exc}); delete it and rerun "
+                           f"snakemake to recompute it from the previous epoch") from exc
+    if not isinstance(state, dict):
+        raise FormatError(f"{path}: a checkpoint holds a dict, this holds {type(state).__name__}")
+    _check(state, CHECKPOINT, path)
+    return Checkpoint(model=state["model"], optimizer=state["optimizer"], epoch=int(state["epoch"]),
+                      meta=json.loads(state["meta"]))
+
+
+def state_digest(state_dict):
+    """sha256 of a state dict's names, dtypes, shapes and bytes: the identity of a set of parameters."""
+    h = hashlib.sha256()
+    for name, tensor in state_dict.items():
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()

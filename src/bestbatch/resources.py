@@ -1,0 +1,103 @@
+"""What each job asks the scheduler for (threads aside): memory, runtime, GPU, from the study's sizes.
+
+Pure arithmetic on numbers the workflow knows before any job runs; `workflow/rules/common.smk`
+calls `job_resources` once and hands each rule its entry.
+"""
+from dataclasses import dataclass
+
+from .metrics import METRICS
+
+# Per model: the parameter count P (a test checks it against the models), and for one
+# forward+backward pass of one 32x32 image in float32 the activation memory (MB, measured on CPU,
+# torch 2.x) and the time on one CPU core (measured) and on one V100-class GPU without TF32
+# (estimated from the FLOPs).
+#                 P,          activations MB, CPU core-ms, GPU ms
+MODEL_COST = {
+    "dpn92": (34_236_634, 55.0, 2300.0, 4.0),
+    "dpn26": (11_574_842, 30.0, 1400.0, 2.0),
+    "resnet18": (11_173_962, 8.0, 240.0, 0.8),
+    "small_cnn": (98_970, 0.6, 10.0, 0.05),
+    "tiny_mlp": (954, 0.01, 0.5, 0.05),
+    "tiny_mlp_bn": (986, 0.01, 0.5, 0.05),
+}
+PYTHON_MB = 700  # python + torch + h5py imported, measured RSS of a demo job
+CUDA_MB = 2500  # host memory of the CUDA runtime, cuDNN and cuBLAS once loaded
+MIN_RUNTIME = 10  # minutes: start-up, imports, reading the data, writing the outputs
+DISK_MB_PER_S = 100  # a slow shared file system: shards are written and read once
+LIGHT_JOB = dict(mem_mb=2000, runtime=MIN_RUNTIME)  # gather, plots, index: seconds of work on small files
+
+
+@dataclass(frozen=True)
+class Study:
+    """The sizes a job's cost depends on."""
+    model: str
+    n_train: int
+    n_test: int
+    batch_size: int
+    value_bytes: int  # 4 (float32) or 8 (float64)
+    threads: int
+    gpu: bool  # whether training runs on a GPU
+
+
+def mem_mb(x):
+    """Memory request: 25% headroom, rounded up to 250 MB."""
+    return int(-(-1.25 * x // 250) * 250)
+
+
+def minutes(x):
+    """Runtime request: twice the estimate plus start-up, rounded up to 5 minutes."""
+    return int(-(-(MIN_RUNTIME + 2 * x) // 5) * 5)
+
+
+def _base_mb(gpu):
+    return PYTHON_MB + (CUDA_MB if gpu else 0)
+
+
+def model_cost(name):
+    if name not in MODEL_COST:
+        raise ValueError(f"model.name: no cost figures for model {name!r}; known: {', '.join(sorted(MODEL_COST))} "
+                         f"(add its parameter count, activation memory and time per image to "
+                         f"bestbatch.resources.MODEL_COST)")
+    return MODEL_COST[name]
+
+
+def job_resources(s):
+    """{rule: dict(mem_mb, runtime, gpu)}, and for `ordering` {metric: dict(...)}, for study sizes `s`."""
+    n_params, act_mb, cpu_ms, gpu_ms = model_cost(s.model)
+    k = s.n_train // s.batch_size
+    data_mb = (s.n_train + s.n_test) * 3 * 32 * 32 / 1e6  # the uint8 images
+    shard_mb = k * n_params * s.value_bytes / 1e6  # one epoch's K x P gradients
+    # train_epoch: two nets (trained and frozen), their gradients, the momentum, the flat g_k being
+    # copied plus the rows queued for the shard writer (depth 3), the checkpoint read and the one
+    # written, all of P values; the float64 running sum of the g_k; the data set (bytes, tensor,
+    # batch copies); and, on CPU, one batch of activations (one net at a time).
+    train_mem = mem_mb(_base_mb(s.gpu) + 3 * data_mb + n_params * (12 * s.value_bytes + 8) / 1e6
+                       + (0 if s.gpu else act_mb * s.batch_size * s.value_bytes / 4))
+    # two forward+backward passes per image (the trained net and the frozen one), the test set once
+    per_image_ms = gpu_ms if s.gpu else cpu_ms * s.value_bytes / 4 / s.threads
+    train_runtime = minutes(((2 * s.n_train + s.n_test / 3) * per_image_ms / 1000 + shard_mb / DISK_MB_PER_S) / 60)
+    # reduce_epoch: the shard is memory-mapped (clean page cache, reclaimable under the job's limit) and
+    # only a 4 MiB block of g_bar is allocated; the request leaves room for a row's and the sum's worth
+    # of mapped pages
+    reduce = dict(mem_mb=mem_mb(_base_mb(False) + n_params * (s.value_bytes + 16) / 1e6 + 100),
+                  runtime=minutes((shard_mb / DISK_MB_PER_S + k * n_params * 5e-9) / 60), gpu=0)
+    # ordering: per image, ms on one CPU core / on the GPU; memory up to 12 bytes per image byte
+    # (float64 greyscale or mean image, per-worker chunks)
+    ordering = {}
+    for name, metric in METRICS.items():
+        on_gpu = s.gpu and metric.uses_gpu
+        per_image = metric.cost_ms[1] if on_gpu else metric.cost_ms[0] / s.threads
+        ordering[name] = dict(mem_mb=mem_mb(_base_mb(on_gpu) + 12 * data_mb),
+                              runtime=minutes(s.n_train * per_image / 1000 / 60), gpu=int(on_gpu))
+    data_job = dict(mem_mb=mem_mb(_base_mb(False) + 4 * data_mb), runtime=MIN_RUNTIME, gpu=0)
+    return {
+        "train_epoch": dict(mem_mb=train_mem, runtime=train_runtime, gpu=int(s.gpu)),
+        "reduce_epoch": reduce,
+        # init_model: the model and its checkpoint
+        "init_model": dict(mem_mb=mem_mb(_base_mb(False) + 3 * n_params * s.value_bytes / 1e6), runtime=MIN_RUNTIME,
+                           gpu=0),
+        # synthetic_dataset, verify_dataset: the images as bytes, arrays and pickles
+        "synthetic_dataset": data_job,
+        "verify_dataset": data_job,
+        "ordering": ordering,
+    }

@@ -1,0 +1,33 @@
+"""Rules of distances.smk: one epoch's distances from its shard, and a metric's epochs gathered."""
+import logging
+
+from ..distances import reduce_shard
+from ..formats import gather_matrix, read_epoch, read_shard_records, write_epoch, write_matrix, write_matrix_csv
+from ..logs import step
+from ..workflow_support import kill_point
+
+log = logging.getLogger("bestbatch")
+
+
+@step
+def reduce_epoch(shard_path, out_path):
+    """The epoch's distances (one read of its shard) plus its small records, without the gradients."""
+    records, n_params = read_shard_records(shard_path)
+    result = reduce_shard(shard_path, progress=lambda block: kill_point("reduce", records.epoch, block))
+    write_epoch(out_path, result, n_params, records)
+    log.info("epoch %d: %d batches, %d parameters", records.epoch, len(records.train_loss), n_params)
+    return result
+
+
+@step
+def gather_distances(epoch_paths, out_h5, out_csv, *, metric):
+    """Stack a metric's per-epoch distances into one E x K matrix file and a tidy CSV."""
+    epochs = sorted((read_epoch(path) for path in epoch_paths), key=lambda e: int(e[1].epoch))
+    numbers = [int(r.epoch) for _, r in epochs]
+    if len(set(numbers)) != len(numbers) or any(str(r.metric) != metric for _, r in epochs):
+        raise ValueError(f"gather {metric}: epochs {numbers} / metrics do not form one chain")
+    m = gather_matrix(epochs)
+    write_matrix(out_h5, metric, m, epochs[-1][1].provenance)
+    table = write_matrix_csv(out_csv, metric, m)
+    log.info("%s: %d epochs x %d batches", metric, *m.distance.shape)
+    return table

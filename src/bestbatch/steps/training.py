@@ -1,0 +1,101 @@
+"""Rules of training.smk: the shared initialisation, and one (metric, epoch) job of Algorithm 1."""
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import torch
+
+from ..augment import images_to_tensor
+from ..config import lr_of_epoch, num_batches, phase_of_epoch
+from ..data import load_cifar10
+from ..formats import EpochRecords, load_checkpoint, provenance, read_ordering, save_checkpoint, state_digest
+from ..logs import step
+from ..models import build_model
+from ..shards import ShardWriter, shard_bytes
+from ..training import (DTYPES, device_description, evaluate, keep_freed_memory, make_optimizer, parameter_layout,
+                        pick_device, run_epoch, set_numerics)
+from ..workflow_support import KillableSink, kill_point
+from .orderings import fix_threads
+
+log = logging.getLogger("bestbatch")
+
+
+def check_disk(path, need_bytes, free_bytes=None):
+    """Refuse to start an epoch whose shard the disk cannot hold, with the numbers."""
+    folder = Path(path).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free if free_bytes is None else free_bytes
+    if need_bytes > free:
+        raise OSError(f"not enough disk for the gradient shard {path}: it needs {need_bytes / 1e9:.2f} GB "
+                      f"(K batches x P parameters x bytes per value, plus P float64 for their sum), {folder} has "
+                      f"{free / 1e9:.2f} GB free; free space there or put results/ on a larger disk")
+    log.info("gradient shard: %.3f GB needed, %.1f GB free in %s", need_bytes / 1e9, free / 1e9, folder)
+
+
+@step
+def init_model(out_path, *, model, seed, dtype, config_hash):
+    """Epoch 0: the seeded initialisation every metric starts from."""
+    net = build_model(model, seed=seed).to(DTYPES[dtype])
+    save_checkpoint(out_path, net.state_dict(), None, 0, provenance(config_hash, seed=seed, dtype=dtype))
+
+
+@step
+def train_epoch(order_path, start_checkpoint, out_checkpoint, out_shard, *, data_root, metric, epoch, model,
+                batch_size, lr, lr_milestones, lr_gamma, momentum, weight_decay, seed, augment, dtype, device,
+                threads, cuda_tf32, cuda_deterministic, config_hash, shard_io="direct", granted_threads=None,
+                progress=True):
+    """One (metric, epoch) job of Algorithm 1: a checkpoint and a gradient shard.
+
+    dtype is the config's name ("float32" or "float64"); from here on it is a torch dtype."""
+    fix_threads(threads, granted_threads)
+    dev = pick_device(device)
+    set_numerics(dev, allow_tf32=cuda_tf32, deterministic=cuda_deterministic)
+    if dev.type == "cpu":
+        keep_freed_memory()
+    log.info("metric %s, epoch %d, device %s", metric, epoch, device_description(dev))
+    torch_dtype = DTYPES[dtype]
+
+    ds = load_cifar10(data_root)
+    images, labels = images_to_tensor(ds.train_images, dev), torch.as_tensor(ds.train_labels, device=dev)
+    test_images, test_labels = images_to_tensor(ds.test_images, dev), torch.as_tensor(ds.test_labels, device=dev)
+    order, scores = read_ordering(order_path)
+
+    state = load_checkpoint(start_checkpoint, dev)
+    if state.epoch != epoch - 1:
+        raise RuntimeError(f"{start_checkpoint} holds epoch {state['epoch']}, expected epoch {epoch - 1}")
+    net = build_model(model).to(device=dev, dtype=torch_dtype)
+    net.load_state_dict(state.model)
+    epoch_lr = lr_of_epoch(epoch, lr, lr_milestones, lr_gamma)
+    optimizer = make_optimizer(net, epoch_lr, momentum, weight_decay)
+    if state.optimizer is not None:
+        optimizer.load_state_dict(state.optimizer)
+    for group in optimizer.param_groups:
+        group["lr"] = epoch_lr  # the step schedule, applied at epoch boundaries
+
+    layout, n_params = parameter_layout(net)
+    k_batches = num_batches(len(order), batch_size)
+    check_disk(out_shard, shard_bytes(k_batches, n_params, torch_dtype))
+    batch_scores = scores[order[:k_batches * batch_size]].reshape(k_batches, -1)  # the fixed batches' scores
+    meta = dict(provenance(config_hash, device_description(dev), seed=seed, dtype=dtype, cuda_tf32=cuda_tf32,
+                           cuda_deterministic=cuda_deterministic),
+                metric=metric, epoch=epoch, start_params_sha256=state_digest(state.model))
+    try:
+        with ShardWriter(out_shard, k_batches, n_params, torch_dtype, direct=shard_io == "direct") as shard:
+            stats = run_epoch(net, optimizer, images, labels, order, epoch=epoch, batch_size=batch_size, seed=seed,
+                              augment=augment, dtype=torch_dtype, sink=KillableSink(shard, epoch), progress=progress)
+            test_loss, test_acc = evaluate(net, test_images, test_labels, torch_dtype)
+            save_checkpoint(out_checkpoint, net.state_dict(), optimizer.state_dict(), epoch, meta)
+            kill_point("after_checkpoint", epoch)
+            records = EpochRecords(
+                epoch=epoch, lr=epoch_lr, phase=phase_of_epoch(epoch, lr_milestones), metric=metric,
+                test_loss=test_loss, test_acc=test_acc, provenance=json.dumps(meta), **stats,
+                batch_score_min=batch_scores.min(1), batch_score_mean=batch_scores.mean(1),
+                batch_score_max=batch_scores.max(1))
+            shard.finish(layout, records)
+    except BaseException:
+        Path(out_checkpoint).unlink(missing_ok=True)  # no checkpoint without its shard
+        raise
+    log.info("epoch %d: train loss %.4f, train acc %.4f, test acc %.4f, lr %g", epoch,
+             float(records.train_loss.mean()), float(records.train_acc.mean()), test_acc, epoch_lr)
+    return records
