@@ -7,8 +7,8 @@ Per model, on the same initial weights and the same K fixed batches of random ui
 labels), with the same device-side data path (make_batch):
   plain      the kuangliu/pytorch-cifar step (forward, cross-entropy, backward, SGD momentum 0.9,
              wd 5e-4); loss and hits kept on the device like run_epoch, so only the algorithm differs
-  job        run_epoch + ShardWriter(...).put + writer.finish (fsync, rename): train + compare + shard
-  no-write   run_epoch with a no-op on_gradient: the shard write's share is job - no-write
+  job        run_epoch into a ShardWriter sink + shard.finish (fsync, rename): train + compare + shard
+  no-write   run_epoch into a KeepLast sink (keeps nothing): the shard write's share is job - no-write
 Then, on that shard: reduce_shard against a raw sequential read of the same file (plain Python
 readinto of 16 MiB blocks), both after a warm-up read so the file sits in the page cache; both run on
 one thread (the reduction is one compiled single-threaded pass; the workflow's reduce rule has
@@ -24,6 +24,7 @@ processes took meanwhile ("others' CPU": on a shared machine, trust a row only w
 import argparse
 import copy
 import ctypes
+import json
 import os
 import platform
 import resource
@@ -39,17 +40,33 @@ import torch.nn.functional as F
 
 from bestbatch.augment import images_to_tensor, make_batch
 from bestbatch.distances import batch_distances, reduce_shard
+from bestbatch.formats import EpochRecords, provenance, shard_rows
 from bestbatch.models import build_model
 from bestbatch.shards import ShardWriter
-from bestbatch.training import DTYPES, make_optimizer, parameter_layout, pick_device, run_epoch, set_numerics
+from bestbatch.training import (DTYPES, KeepLast, make_optimizer, parameter_layout, pick_device, run_epoch,
+                                set_numerics)
 
 DEFAULTS = {"small_cnn": (256, 8), "resnet18": (64, 3), "dpn92": (32, 2)}  # (batch size, K batches)
 RAW_BLOCK = 16 << 20
 
 
 def training_config(batch_size):
-    return dict(batch_size=batch_size, seed=0, augment=True, dtype="float32", lr=0.1, lr_milestones=[],
-                lr_gamma=0.1, momentum=0.9, weight_decay=5e-4)
+    """The paper's settings for one first-phase epoch; dtype is a torch dtype (the config's "float32")."""
+    return dict(batch_size=batch_size, seed=0, augment=True, dtype=DTYPES["float32"], lr=0.1, momentum=0.9,
+                weight_decay=5e-4)
+
+
+def epoch_args(t, epoch):
+    """run_epoch's keyword arguments for epoch `epoch` of training config `t`."""
+    return dict(epoch=epoch, batch_size=t["batch_size"], seed=t["seed"], augment=t["augment"], dtype=t["dtype"])
+
+
+def epoch_records(t, epoch, stats, n_batches, meta):
+    """The records a shard carries; no test pass and no ordering here (the scores are zeros)."""
+    zeros = np.zeros(n_batches)
+    return EpochRecords(epoch=epoch, lr=t["lr"], phase=1, metric="benchmark", test_loss=float("nan"),
+                        test_acc=float("nan"), provenance=meta, **stats, batch_score_min=zeros,
+                        batch_score_mean=zeros, batch_score_max=zeros)
 
 
 def sync(device):
@@ -67,7 +84,7 @@ def plain_epoch(net, optimizer, images, labels, order, epoch, t):
     net.train()
     for k in range(n_batches):
         idx = order[k * bs:(k + 1) * bs]
-        x = make_batch(images, idx, t["seed"], epoch, k, t["augment"], DTYPES[t["dtype"]])
+        x = make_batch(images, idx, t["seed"], epoch, k, t["augment"], t["dtype"])
         y = labels[idx]
         optimizer.zero_grad(set_to_none=True)
         out = net(x)
@@ -135,14 +152,15 @@ def bench_model(name, batch_size, n_batches, repeats, device, tmpdir):
     images = images_to_tensor(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), device)
     labels = torch.as_tensor(rng.integers(0, 10, n), device=device)
     order = rng.permutation(n)
-    base = build_model(name, seed=0).to(device)
-    _, n_params = parameter_layout(base)
+    base = build_model(name, seed=0).to(device=device, dtype=t["dtype"])
+    layout, n_params = parameter_layout(base)
     shard = Path(tmpdir) / f"{name}_epoch_1.h5"
     epoch = 1
+    meta = json.dumps(provenance("benchmark", str(device), model=name))
 
     def fresh():
         net = copy.deepcopy(base)
-        return net, make_optimizer(net, t, epoch)
+        return net, make_optimizer(net, t["lr"], t["momentum"], t["weight_decay"])
 
     def plain():
         net, opt = fresh()
@@ -156,19 +174,17 @@ def bench_model(name, batch_size, n_batches, repeats, device, tmpdir):
         net, opt = fresh()
         sync(device)
         t0 = time.perf_counter()
-        run_epoch(net, opt, images, labels, order, epoch, t, lambda k, g: None, progress=False)
+        run_epoch(net, opt, images, labels, order, **epoch_args(t, epoch), sink=KeepLast(), progress=False)
         return time.perf_counter() - t0, None
 
     def job():
         net, opt = fresh()
         sync(device)
         t0 = time.perf_counter()
-        writer = ShardWriter(shard, n_batches, n_params, t["dtype"])
-        stats = run_epoch(net, opt, images, labels, order, epoch, t, writer.put, progress=False,
-                          gradient_buffer=writer.buffer)
-        t1 = time.perf_counter()
-        writer.finish(dict(gradient_sum=stats["gradient_sum"], train_loss=stats["train_loss"],
-                           train_acc=stats["train_acc"]), dict(epoch=epoch))
+        with ShardWriter(shard, n_batches, n_params, t["dtype"]) as writer:
+            stats = run_epoch(net, opt, images, labels, order, **epoch_args(t, epoch), sink=writer, progress=False)
+            t1 = time.perf_counter()
+            writer.finish(layout, epoch_records(t, epoch, stats, n_batches, meta))  # the sum run_epoch kept
         t2 = time.perf_counter()
         return t2 - t0, t2 - t1
 
@@ -190,9 +206,9 @@ def bench_model(name, batch_size, n_batches, repeats, device, tmpdir):
                 finish.append(fin)
 
     # reduction vs raw read of the same shard, warm (page cache) and cold (evicted)
-    with h5py.File(shard, "r") as f:
-        grad_bytes = f["gradients"].size * f["gradients"].dtype.itemsize
-        reference = batch_distances(f["gradients"][:]) if grad_bytes <= (1 << 30) else None
+    with shard_rows(shard) as (rows, _):
+        grad_bytes = rows.size * rows.dtype.itemsize
+        reference = batch_distances(rows[:]) if grad_bytes <= (1 << 30) else None
     file_bytes = shard.stat().st_size
     result = reduce_shard(shard)  # warm-up, and a check against the float64 brute force
     raw_read(shard)
