@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from bestbatch.augment import images_to_tensor, make_batch
+from bestbatch.config import num_batches
 from bestbatch.distances import batch_distances, reduce_shard
 from bestbatch.formats import EpochRecords, provenance, shard_rows
 from bestbatch.models import build_model
@@ -77,7 +78,7 @@ def sync(device):
 def plain_epoch(net, optimizer, images, labels, order, epoch, t):
     """The kuangliu/pytorch-cifar training loop over the same fixed batches."""
     bs = t["batch_size"]
-    n_batches = len(order) // bs
+    n_batches = num_batches(len(order), bs)
     order = torch.as_tensor(order, device=images.device)
     losses = torch.empty(n_batches, dtype=torch.float64, device=images.device)
     correct = torch.empty(n_batches, dtype=torch.float64, device=images.device)

@@ -5,6 +5,7 @@ calls `job_resources` once and hands each rule its entry.
 """
 from dataclasses import dataclass
 
+from .config import num_batches
 from .metrics import METRICS
 
 # Per model: the parameter count P (a test checks it against the models), and for one
@@ -64,7 +65,7 @@ def model_cost(name):
 def job_resources(s):
     """{rule: dict(mem_mb, runtime, gpu)}, and for `ordering` {metric: dict(...)}, for study sizes `s`."""
     n_params, act_mb, cpu_ms, gpu_ms = model_cost(s.model)
-    k = s.n_train // s.batch_size
+    k = num_batches(s.n_train, s.batch_size)
     data_mb = (s.n_train + s.n_test) * 3 * 32 * 32 / 1e6  # the uint8 images
     shard_mb = k * n_params * s.value_bytes / 1e6  # one epoch's K x P gradients
     # train_epoch: two nets (trained and frozen), their gradients, the momentum, the flat g_k being
