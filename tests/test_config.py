@@ -130,7 +130,8 @@ def test_config_hash_changes_with_every_key_that_can_change_a_result(path, value
 
 @pytest.mark.parametrize("path,value", [(("outputs", "shard_io"), "buffered"), (("outputs", "keep_shards"), True),
                                         (("outputs", "keep_checkpoints"), True), (("metrics",), ["edges"]),
-                                        (("study",), "another"), (("data", "download"), True)])
+                                        (("study",), "another"), (("data", "download"), True),
+                                        (("data", "verify"), "strict")])
 def test_config_hash_ignores_keys_that_change_no_result(path, value):
     """Turning an I/O knob (or adding a metric) never makes finished epochs look stale."""
     for metric in (None, "edges", "random"):

@@ -85,7 +85,8 @@ def training_params(config):
     t = config["training"]
     keys = ("batch_size", "lr", "lr_milestones", "lr_gamma", "momentum", "weight_decay", "seed", "augment", "dtype",
             "device", "threads", "cuda_tf32", "cuda_deterministic")
-    return dict(data_root=config["data"]["root"], model=config["model"]["name"], config_hash=config_hash(config),
+    return dict(data_root=config["data"]["root"], data_format="cifar10", model=config["model"]["name"], num_classes=10,
+                config_hash=config_hash(config),
                 **{key: t[key] for key in keys})
 
 
@@ -96,9 +97,10 @@ def test_nonfinite_loss_stops_with_epoch_and_batch_and_keeps_previous_epoch(tmp_
     from bestbatch.training import NonFiniteError
     config = validated(dict(copy.deepcopy(TINY_CONFIG), data=dict(TINY_CONFIG["data"], root=str(tmp_path / "d"))))
     synthetic_dataset(root=config["data"]["root"], **{k: config["data"]["synthetic"][k] for k in ("n_train", "n_test", "seed")})
-    make_ordering(tmp_path / "order.h5", data_root=config["data"]["root"], metric="random", params={}, threads=1,
+    make_ordering(tmp_path / "order.h5", data_root=config["data"]["root"], data_format="cifar10", metric="random", params={}, threads=1,
                   device="cpu", config_hash="test", progress=False)
-    init_model(tmp_path / "init.pt", model=config["model"]["name"], seed=0, dtype="float32", config_hash="test")
+    init_model(tmp_path / "init.pt", model=config["model"]["name"], num_classes=10, seed=0, dtype="float32",
+               config_hash="test")
     train_epoch(tmp_path / "order.h5", tmp_path / "init.pt", tmp_path / "e1.pt", tmp_path / "s1.h5", metric="random",
                 epoch=1, progress=False, **training_params(config))
     before = (tmp_path / "e1.pt").read_bytes()
@@ -159,12 +161,12 @@ def _num(v):
 # TINY_CONFIG (320 images, batches of 64, milestones [1, 2])?
 VALID = {
     ("study",): lambda v: isinstance(v, str) and re.fullmatch(r"[A-Za-z0-9_.-]+", v) is not None,
-    ("data", "source"): lambda v: v in ("cifar10", "synthetic"),
+    ("data", "source"): lambda v: v in ("cifar10", "cifar100", "synthetic"),
     ("data", "root"): lambda v: isinstance(v, str) and len(v) > 0,
     ("data", "synthetic", "n_train"): lambda v: _int(v) and v >= 64,
     ("model", "name"): lambda v: v in ("dpn92", "dpn26", "resnet18", "small_cnn", "tiny_mlp", "tiny_mlp_bn"),
     ("training", "epochs"): lambda v: _int(v) and v >= 3,
-    ("training", "batch_size"): lambda v: _int(v) and 1 <= v <= 320,
+    ("training", "batch_size"): lambda v: _int(v) and 1 <= v <= 160,  # at least two batches
     ("training", "lr"): lambda v: _num(v) and v > 0,
     ("training", "momentum"): lambda v: _num(v) and 0 <= v <= 1,
     ("training", "weight_decay"): lambda v: _num(v) and v >= 0,
@@ -211,9 +213,12 @@ def test_malformed_configs_are_refused_naming_the_key(leaf, value, extra):
 
 @pytest.mark.parametrize("key,value,message", [
     (("model", "name"), "vgg16", "model.name: 'vgg16' is not allowed; allowed values: dpn92"),
-    (("training", "batch_size"), 5000, "training.batch_size: 5000 is larger than the training set (320 images)"),
+    (("training", "batch_size"), 5000, "training.batch_size: 5000 is larger than the training set (320 training images)"),
     (("metrics",), ["intensity", "hue"], "metrics.1: 'hue' is not allowed; allowed values: intensity, color"),
     (("training", "lr_milestones"), [0], "training.lr_milestones"),
+    (("training", "batch_size"), 320, "training.batch_size: 320 leaves one batch per epoch"),
+    (("training", "lr"), float("inf"), "training.lr: inf is not a finite number"),
+    (("training", "epochs"), 4.0, "training.epochs: 4.0 is not of type 'integer'"),
 ])
 def test_snakemake_refuses_bad_config_before_any_job(tmp_path, key, value, message):
     cfg = write_config(tmp_path / "bad.yaml", tiny_config_with(key, value))
@@ -232,3 +237,17 @@ def test_missing_data_root_is_refused_with_what_to_put_where(tmp_path):
     assert proc.returncode != 0
     assert "cifar-10-batches-py" in out and "cifar-10-python.tar.gz" in out
     assert not list((tmp_path / "results").rglob("*.h5"))
+
+
+def test_dataset_check_refuses_data_that_changed_since_planning(tmp_path):
+    """The DAG is sized from the files when Snakemake starts; a set that changed since is named with both numbers."""
+    from bestbatch.data import DatasetError, make_synthetic, write_dataset
+    from bestbatch.steps.data import verify_dataset
+    write_dataset(tmp_path / "d", *make_synthetic(300, 40, seed=1))
+    with pytest.raises(DatasetError, match=r"holds 300 training images, but the workflow was planned for 1024 training"):
+        verify_dataset(tmp_path / "dataset.json", root=tmp_path / "d", source="cifar10", download=False, verify="auto",
+                       batch_size=64, n_train=1024, n_test=40, n_classes=10)
+    with pytest.raises(DatasetError, match=r"training.batch_size: 200 leaves one batch per epoch \(300 training images"):
+        verify_dataset(tmp_path / "dataset.json", root=tmp_path / "d", source="cifar10", download=False, verify="auto",
+                       batch_size=200, n_train=300, n_test=40, n_classes=10)
+    assert not (tmp_path / "dataset.json").exists()

@@ -119,7 +119,7 @@ def test_gpu_training_asks_for_a_gpu_and_cpu_training_does_not():
 def test_cpu_training_memory_grows_with_the_batch_size(model):
     """On CPU one batch of activations is held: the request grows with the batch (and covers it); on a GPU the
     activations live in GPU memory and the host request does not depend on the batch size."""
-    _, act_mb, _, _ = model_cost(model)
+    _, _, act_mb, _, _ = model_cost(model)
     for vb, n_train in itertools.product(VALUE_BYTES, N_TRAIN):
         cpu = [job_resources(study(model=model, n_train=n_train, value_bytes=vb, batch_size=b, gpu=False))
                ["train_epoch"]["mem_mb"] for b in BATCH_SIZES]

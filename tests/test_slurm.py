@@ -107,10 +107,11 @@ def test_demo_fits_a_two_cpu_node(tmp_path):
 
 def test_model_cost_table_has_the_models_parameter_counts():
     from bestbatch.models import MODELS, build_model, parameter_count
-    from bestbatch.resources import MODEL_COST
+    from bestbatch.resources import MODEL_COST, model_params
     assert set(MODEL_COST) == set(MODELS)
-    for name, (count, *_) in MODEL_COST.items():
-        assert parameter_count(build_model(name)) == count, name
+    for name in MODEL_COST:
+        for n_classes in (10, 100, 7):
+            assert parameter_count(build_model(name, num_classes=n_classes)) == model_params(name, n_classes), name
 
 
 # --- a real cluster ---------------------------------------------------------------------------------

@@ -39,7 +39,8 @@ def test_steps_that_do_not_train_run_without_torch(tmp_path):
         from bestbatch.steps.distances import gather_distances
         from bestbatch.steps.plots import curves_page, heatmap_page, index_page
         synthetic_dataset(root="data", n_train=200, n_test=50, seed=1)
-        verify_dataset("dataset.json", root="data", download=False, batch_size=50)
+        verify_dataset("dataset.json", root="data", source="cifar10", download=False, verify="auto", batch_size=50,
+                       n_train=200, n_test=50, n_classes=10)
         k, rng = 4, np.random.default_rng(0)
         paths = []
         for epoch in (1, 2):

@@ -138,3 +138,67 @@ def test_report_builds(tiny_study):
     work, cfg, _ = tiny_study
     run_snakemake(work, "--configfile", str(cfg), "--report", "report.zip")
     assert (work / "report.zip").stat().st_size > 1_000_000
+
+
+# --- data sets sized from their files -------------------------------------------------------------
+
+def planned_resources(dry_run_stdout):
+    """{rule: {resource: int}} of the jobs a dry run (-n) announces (the last job of each rule wins)."""
+    out, rule = {}, None
+    for line in dry_run_stdout.splitlines():
+        if m := re.match(r"^\s*(?:local)?rule (\w+):$", line):
+            rule = m.group(1)
+        elif rule and (m := re.match(r"^\s+resources: (.*)$", line)):
+            out[rule] = {k: int(v) for k, v in (kv.split("=", 1) for kv in m.group(1).split(", "))
+                         if re.fullmatch(r"-?\d+", v)}
+    return out
+
+
+@pytest.mark.slow
+def test_a_copy_of_cifar10_with_official_labels_runs_sized_from_its_files(tmp_path):
+    """1,024 images in CIFAR-10's format that keep the official batch labels: no md5 is demanded, and
+    dataset.json, K and every resource request follow the 1,024 images, not the official 50,000."""
+    from bestbatch.data import make_synthetic, write_dataset
+    from bestbatch.resources import Study, job_resources
+    from conftest import TINY_CONFIG
+
+    write_dataset(tmp_path / "copy", *make_synthetic(1024, 200, seed=5), official_labels=True)
+    config = dict(TINY_CONFIG, data={"source": "cifar10", "root": str(tmp_path / "copy")}, metrics=["edges", "random"])
+    cfg = write_config(tmp_path / "copy.yaml", config)
+    plan = planned_resources(run_snakemake(tmp_path, "--configfile", str(cfg), "-n", "-p").stdout)
+    t = config["training"]
+    want = job_resources(Study(model="tiny_mlp_bn", n_train=1024, n_test=200, batch_size=64, value_bytes=4,
+                               threads=t["threads"], gpu=False))
+    official = job_resources(Study(model="tiny_mlp_bn", n_train=50_000, n_test=10_000, batch_size=64, value_bytes=4,
+                                   threads=t["threads"], gpu=False))
+    for rule in ("train_epoch", "verify_dataset", "reduce_epoch"):
+        assert {k: plan[rule][k] for k in ("mem_mb", "runtime")} == {k: want[rule][k] for k in ("mem_mb", "runtime")}
+    assert plan["train_epoch"]["mem_mb"] < official["train_epoch"]["mem_mb"]  # the check can tell them apart
+    run_snakemake(tmp_path, "--configfile", str(cfg), "--cores", "2")
+    summary = yaml.safe_load((tmp_path / "results/tiny/dataset.json").read_text())
+    assert (summary["n_train"], summary["n_test"], summary["num_batches"], summary["dropped_images"]) == (1024, 200, 16, 0)
+    assert summary["official"] is False and summary["n_classes"] == 10
+    with h5py.File(tmp_path / "results/tiny/edges/distances.h5", "r") as f:
+        assert f["distance"].shape == (3, 16)
+    log = (tmp_path / "logs/tiny/verify_dataset.log").read_text()
+    assert "not the official release" in log
+
+
+@pytest.mark.slow
+def test_a_cifar100_format_set_runs_with_a_100_way_output_layer(tmp_path):
+    from conftest import TINY_CONFIG
+
+    data = dict(TINY_CONFIG["data"], synthetic=dict(TINY_CONFIG["data"]["synthetic"], format="cifar100"))
+    config = dict(TINY_CONFIG, data=data, metrics=["color", "random"])
+    cfg = write_config(tmp_path / "c100.yaml", config)
+    run_snakemake(tmp_path, "--configfile", str(cfg), "--cores", "2")
+    r = tmp_path / "results" / "tiny"
+    assert sorted(p.name for p in (r / "data" / "cifar-100-python").iterdir()) == ["meta", "test", "train"]
+    summary = yaml.safe_load((r / "dataset.json").read_text())
+    assert summary["n_classes"] == 100 and summary["source"] == "cifar100" and summary["num_batches"] == 5
+    init = load_checkpoint(r / "checkpoints" / "init.pt")
+    last = [v for k, v in init.model.items() if k.endswith("weight")][-1]
+    assert last.shape[0] == 100
+    with h5py.File(r / "color" / "distances.h5", "r") as f:
+        assert f["distance"].shape == (3, 5) and np.all(f["distance"][:] > 0)
+    assert (r / "index.html").exists()

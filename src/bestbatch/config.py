@@ -105,9 +105,10 @@ def fill_defaults(node, schema):
     return node
 
 
-def check_semantics(config):
+def check_semantics(config, n_train=None):
     """What a schema cannot say: a study name that is a plain folder name, milestones inside the run and
-    increasing, a batch that fits the data."""
+    increasing, at least two batches per epoch (n_train: the training images the workflow plans for;
+    None: as bestbatch.data.planned_sizes finds them)."""
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", config["study"]):
         raise ConfigError(f"study: {config['study']!r} must be a folder name: letters, digits, '_', '.', '-'")
     t = config["training"]
@@ -118,11 +119,19 @@ def check_semantics(config):
                 f"(training.epochs is {t['epochs']})")
     if sorted(set(t["lr_milestones"])) != list(t["lr_milestones"]):
         raise ConfigError(f"training.lr_milestones: {t['lr_milestones']} must be strictly increasing")
-    n_train, _ = planned_sizes(config["data"]["source"], config["data"].get("synthetic"))
-    if t["batch_size"] > n_train:
-        raise ConfigError(
-            f"training.batch_size: {t['batch_size']} is larger than the training set ({n_train} images); "
-            f"allowed: 1 .. {n_train}")
+    if n_train is None:
+        n_train, *_ = planned_sizes(config["data"]["source"], config["data"]["root"], config["data"].get("synthetic"))
+    check_batch_size(t["batch_size"], n_train)
+
+
+def check_batch_size(batch_size, n_train, where=""):
+    """At least two fixed batches: with one, its gradient is the full gradient and every distance is 0."""
+    if batch_size > n_train // 2:
+        what = (f"is larger than the training set ({n_train} training images{where})" if batch_size > n_train else
+                f"leaves one batch per epoch ({n_train} training images{where}), and one batch's gradient is the "
+                f"full gradient: every distance would be 0")
+        raise ConfigError(f"training.batch_size: {batch_size} {what}; allowed: 1 .. {n_train // 2}, so that an "
+                          f"epoch has at least two batches")
 
 
 def validate_config(config, schema):
@@ -166,7 +175,7 @@ def phases(epochs, lr, milestones, gamma):
 # change of one of these keys reruns the jobs it affects, and a change of any other key reruns none.
 RESULT_KEYS = {
     "data": "the images: where they are read (a different folder may hold different data), how the "
-            "synthetic set is generated (data.download only decides how missing files are fetched)",
+            "synthetic set is generated (data.download and data.verify only decide how files are fetched and checked)",
     "model": "the network trained",
     "training": "every value of the optimisation; training.threads too, since CPU kernels sum in a "
                 "thread-dependent order, and training.device and the cuda_* numerics likewise",
@@ -177,7 +186,7 @@ NOT_RESULT_KEYS = {
     "metrics": "which metrics run; each metric's results do not depend on the others",
     "outputs": "what is kept on disk and how shards are written (keep_shards, keep_checkpoints, shard_io)",
 }
-IGNORED_DATA_KEYS = ("download",)
+IGNORED_DATA_KEYS = ("download", "verify")
 
 
 def result_config(config, metric=None):

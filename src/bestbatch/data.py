@@ -23,32 +23,63 @@ import numpy as np
 
 from .atomic import atomic_path
 
-CIFAR_DIRNAME = "cifar-10-batches-py"
-TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
-TEST_FILE = "test_batch"
-META_FILE = "batches.meta"
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
-# md5 of the official files, as in torchvision.datasets.CIFAR10.train_list/test_list/meta (a test keeps them equal)
-OFFICIAL_MD5 = {
-    "data_batch_1": "c99cafc152244af753f735de768cd75f",
-    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
-    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
-    "data_batch_4": "634d18415352ddfa80567beed471001a",
-    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
-    "test_batch": "40351d587109b95175f43aff81a1287e",
-    "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
-}
-OFFICIAL_LABELS = {**{f: f"training batch {i} of 5" for i, f in enumerate(TRAIN_FILES, 1)},
-                   TEST_FILE: "testing batch 1 of 1"}
 
 
-CIFAR10_SIZES = (50_000, 10_000)  # training and test images of the official release
+@dataclass(frozen=True)
+class Layout:
+    """One python-version format: its folder, files, keys, and what the official release holds."""
+    source: str                # the config's name for it
+    dirname: str               # the folder under data.root
+    archive: str               # the official tarball
+    train_files: tuple
+    test_file: str
+    meta_file: str
+    label_key: str             # a batch's labels
+    names_key: str             # the meta file's class names
+    sizes: tuple               # (training, test) images of the official release
+    official_labels: dict      # file -> the official batch_label
+    official: dict             # file -> (size in bytes or None where not known, md5)
+
+    @property
+    def files(self):
+        return (*self.train_files, self.test_file, self.meta_file)
 
 
-def planned_sizes(source, synthetic=None):
-    """(n_train, n_test) the workflow plans for before the data is read: the synthetic set's configured
-    sizes, or the official release's."""
-    return (synthetic["n_train"], synthetic["n_test"]) if source == "synthetic" else CIFAR10_SIZES
+# md5 of the official files as in torchvision.datasets.CIFAR10/CIFAR100 (a test keeps them equal); sizes
+# as the official archives extract them
+CIFAR10 = Layout(
+    source="cifar10", dirname="cifar-10-batches-py", archive="cifar-10-python.tar.gz",
+    train_files=tuple(f"data_batch_{i}" for i in range(1, 6)), test_file="test_batch", meta_file="batches.meta",
+    label_key="labels", names_key="label_names", sizes=(50_000, 10_000),
+    official_labels={**{f"data_batch_{i}": f"training batch {i} of 5" for i in range(1, 6)},
+                     "test_batch": "testing batch 1 of 1"},
+    official={"data_batch_1": (31_035_704, "c99cafc152244af753f735de768cd75f"),
+              "data_batch_2": (31_035_320, "d4bba439e000b95fd0a9bffe97cbabec"),
+              "data_batch_3": (31_035_999, "54ebc095f3ab1f0389bbae665268c751"),
+              "data_batch_4": (31_035_696, "634d18415352ddfa80567beed471001a"),
+              "data_batch_5": (31_035_623, "482c414d41f54cd18b22e5b47cb7c3cb"),
+              "test_batch": (31_035_526, "40351d587109b95175f43aff81a1287e"),
+              "batches.meta": (158, "5ff9c542aee3614f3951f8cda6e48888")})
+CIFAR100 = Layout(
+    source="cifar100", dirname="cifar-100-python", archive="cifar-100-python.tar.gz",
+    train_files=("train",), test_file="test", meta_file="meta",
+    label_key="fine_labels", names_key="fine_label_names", sizes=(50_000, 10_000),
+    official_labels={"train": "training batch 1 of 1", "test": "testing batch 1 of 1"},
+    official={"train": (155_249_918, "16019d7e3df5f24257cddd939b257f8d"),
+              "test": (None, "f0ef6b0ae62326f3e7ffdfab6717acfc"),
+              "meta": (1_473, "7973b15100ade9c7d40fb424638fde48")})
+LAYOUTS = {layout.source: layout for layout in (CIFAR10, CIFAR100)}
+VERIFY = ("auto", "strict", "off")
+
+# CIFAR-10's names, kept for the callers that only know CIFAR-10
+CIFAR_DIRNAME, TRAIN_FILES, TEST_FILE, META_FILE = (CIFAR10.dirname, CIFAR10.train_files, CIFAR10.test_file,
+                                                    CIFAR10.meta_file)
+
+
+def layout_of(source, synthetic=None):
+    """The on-disk format of `data.source` (a synthetic set is written in `data.synthetic.format`)."""
+    return LAYOUTS[(synthetic or {}).get("format", "cifar10") if source == "synthetic" else source]
 
 
 class DatasetError(Exception):
@@ -62,13 +93,13 @@ class Dataset:
     test_images: np.ndarray   # (M, 32, 32, 3) uint8
     test_labels: np.ndarray   # (M,) int64
     classes: tuple
-    official: bool            # every file claims the official release and its md5 matched
+    official: bool            # every file is the official release's, byte for byte (md5 checked)
     files: tuple = ()         # ((name, size_bytes, md5), ...) of the files read, for provenance
 
 
-def _how_to_get(root, or_download=True):
-    return (f"download cifar-10-python.tar.gz from {CIFAR_URL} and extract it so that "
-            f"{Path(root) / CIFAR_DIRNAME / TRAIN_FILES[0]} exists" + (", or set data.download: true" * or_download))
+def _how_to_get(root, layout=CIFAR10, or_download=True):
+    return (f"download {layout.archive} from {CIFAR_URL} and extract it so that "
+            f"{Path(root) / layout.dirname / layout.files[0]} exists" + (", or set data.download: true" * or_download))
 
 
 # ---------------------------------------------------------------------------------------- reading
@@ -125,78 +156,158 @@ def _require_keys(d, keys, path):
     missing = [k for k in keys if k not in d]
     if missing:
         raise DatasetError(f"{path}: missing key(s) {missing} (has {sorted(map(str, d))}); "
-                           f"not a CIFAR-10 python-version file.")
+                           f"not a CIFAR python-version file.")
 
 
-def _check_batch(d, path, n_classes):
+def _class_names(meta, layout, path):
+    _require_keys(meta, (layout.names_key,), path)
+    names = meta[layout.names_key]
+    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(c, (str, bytes)) for c in names):
+        raise DatasetError(f"{path}: {layout.names_key!r} must be a non-empty list of class names, found "
+                           f"{type(names).__name__}.")
+    return tuple(c.decode("latin1") if isinstance(c, bytes) else c for c in names)
+
+
+def _check_batch(d, path, n_classes, label_key="labels"):
     """Validated (images HWC uint8, labels int64) of one batch dict."""
-    _require_keys(d, ("data", "labels"), path)
+    _require_keys(d, ("data", label_key), path)
     data = d["data"]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         what = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
         raise DatasetError(f"{path}: 'data' must be a uint8 array of shape (n, 3072), found {what}.")
-    labels = np.asarray(d["labels"])
+    raw = d[label_key]
+    if not isinstance(raw, (list, tuple, np.ndarray)) or any(isinstance(y, bool) for y in raw):
+        raise DatasetError(f"{path}: {label_key!r} must be a list of ints, found {type(raw).__name__}.")
+    try:
+        labels = np.asarray(raw)
+    except (ValueError, TypeError, OverflowError):
+        labels = np.asarray(raw, dtype=object)  # ragged or odd items: refused just below
     if labels.size == 0:
         labels = labels.astype(np.int64)
     if labels.ndim != 1 or labels.dtype.kind not in "iu":
-        raise DatasetError(f"{path}: 'labels' must be a list of ints, found {labels.dtype} of shape {labels.shape}.")
+        raise DatasetError(f"{path}: {label_key!r} must be a list of ints, found {labels.dtype} of shape {labels.shape}.")
     if len(labels) != len(data):
         raise DatasetError(f"{path}: {len(labels)} labels for {len(data)} images.")
     if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
-        raise DatasetError(f"{path}: labels span [{labels.min()}, {labels.max()}] but batches.meta "
+        raise DatasetError(f"{path}: labels span [{labels.min()}, {labels.max()}] but the meta file "
                            f"names {n_classes} classes, so they must lie in [0, {n_classes}).")
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels.astype(np.int64)
 
 
-def _download(root):
+def _download(root, layout):
     try:
-        from torchvision.datasets import CIFAR10
+        from torchvision.datasets import CIFAR10 as Official10, CIFAR100 as Official100
+        official = Official100 if layout is CIFAR100 else Official10
         for train in (True, False):
-            CIFAR10(str(root), train=train, download=True)
+            official(str(root), train=train, download=True)
     except Exception as e:  # URLError, socket errors, RuntimeError from a bad archive
-        raise DatasetError(f"could not download CIFAR-10 into {Path(root) / CIFAR_DIRNAME} "
+        raise DatasetError(f"could not download {layout.archive} into {Path(root) / layout.dirname} "
                            f"({type(e).__name__}: {e}); this machine is probably offline. On a machine "
-                           f"with internet, {_how_to_get(root, False)}, then copy that "
+                           f"with internet, {_how_to_get(root, layout, False)}, then copy that "
                            f"directory here.") from e
 
 
-def load_cifar10(root, download=False):
-    """Read `<root>/cifar-10-batches-py` (official or generated) into a validated Dataset."""
+def _is_official(layout, name, size, md5, verify, path, root):
+    """Whether a file is the official release's, byte for byte; refuses a damaged official file.
+
+    auto: md5 is demanded only of a file with an official name and the official size (a copy, a subset or
+    a re-pickled set is read as it is); strict: every file must be the official one; off: no md5 at all.
+    """
+    official_size, official_md5 = layout.official[name]
+    if verify == "off":
+        return False
+    size_text = f"{official_size:,} bytes" if official_size is not None else "size not known here"
+    fix = f"re-download {layout.archive} from {CIFAR_URL} and re-extract it into {Path(root)}"
+    if verify == "strict":
+        if md5 != official_md5:
+            raise DatasetError(f"{path}: data.verify is strict and this is not the official file: compared md5 "
+                               f"{md5} ({size:,} bytes) with the official {official_md5} ({size_text}); {fix}, or set "
+                               f"data.verify: auto to read copies.")
+        return True
+    if official_size is not None and size == official_size:
+        if md5 != official_md5:
+            raise DatasetError(f"{path}: has the official file's name and size ({size:,} bytes) but not its md5 "
+                               f"({md5}, the official file's is {official_md5}): a damaged copy of the official "
+                               f"release; {fix} (or set data.verify: off to read it as it is).")
+        return True
+    return md5 == official_md5
+
+
+def load_dataset(root, source="cifar10", download=False, verify="auto", log=None):
+    """Read `<root>/<layout folder>` (official, a copy, or generated) into a validated Dataset.
+
+    source: cifar10 or cifar100 (the file layout); verify: auto, strict or off (see _is_official)."""
+    layout = LAYOUTS[source]
     root = Path(root)
-    folder = root / CIFAR_DIRNAME
+    folder = root / layout.dirname
     if download and not folder.is_dir():
-        _download(root)
-    for name in (*TRAIN_FILES, TEST_FILE, META_FILE):
+        _download(root, layout)
+    for name in layout.files:
         if not (folder / name).is_file():
             hint = (f"; delete {folder} to download it again" if download and folder.is_dir() else "")
-            raise DatasetError(f"missing {folder / name}: {_how_to_get(root)}{hint}.")
+            raise DatasetError(f"missing {folder / name}: {_how_to_get(root, layout)}{hint}.")
 
     def read(name):
-        raw = (folder / name).read_bytes()
-        return _loads(raw, folder / name), (name, len(raw), hashlib.md5(raw).hexdigest())
+        try:
+            raw = (folder / name).read_bytes()
+        except OSError as e:
+            raise DatasetError(f"{folder / name}: cannot read ({e}).") from e
+        info = (name, len(raw), hashlib.md5(raw).hexdigest())
+        return _loads(raw, folder / name), info, _is_official(layout, *info, verify, folder / name, root)
 
-    meta, meta_file = read(META_FILE)
-    _require_keys(meta, ("label_names",), folder / META_FILE)
-    classes = tuple(str(c) for c in meta["label_names"])
-    parts, files, claims = {}, [], []
-    for name in (*TRAIN_FILES, TEST_FILE):
-        d, info = read(name)
-        claims.append(d.get("batch_label") == OFFICIAL_LABELS[name])
-        if claims[-1] and info[2] != OFFICIAL_MD5[name]:
-            raise DatasetError(f"{folder / name}: corrupt copy of the official file (batch_label "
-                               f"{d['batch_label']!r} but md5 {info[2]} != {OFFICIAL_MD5[name]}); "
-                               f"re-download cifar-10-python.tar.gz from {CIFAR_URL} and re-extract it.")
-        parts[name] = _check_batch(d, folder / name, len(classes))
+    meta, meta_file, meta_official = read(layout.meta_file)
+    classes = _class_names(meta, layout, folder / layout.meta_file)
+    parts, files, official = {}, [], [meta_official]
+    for name in (*layout.train_files, layout.test_file):
+        d, info, is_official = read(name)
+        parts[name] = _check_batch(d, folder / name, len(classes), layout.label_key)
         files.append(info)
-    official = all(claims)
-    if official and meta_file[2] != OFFICIAL_MD5[META_FILE]:
-        raise DatasetError(f"{folder / META_FILE}: corrupt copy of the official file (md5 {meta_file[2]} "
-                           f"!= {OFFICIAL_MD5[META_FILE]}); re-download and re-extract it from {CIFAR_URL}.")
-    train = [parts[f] for f in TRAIN_FILES]
+        official.append(is_official)
+    if not all(official) and log is not None:
+        copies = [f[0] for f, o in zip([meta_file] + files, official) if not o]
+        log.info("%s: not the official release (%s differ from the official files, data.verify: %s): read as a "
+                 "copy, on its structure alone", folder, ", ".join(copies), verify)
+    train = [parts[f] for f in layout.train_files]
+    test = parts[layout.test_file]
     return Dataset(np.ascontiguousarray(np.concatenate([x for x, _ in train])),
                    np.concatenate([y for _, y in train]),
-                   np.ascontiguousarray(parts[TEST_FILE][0]), parts[TEST_FILE][1],
-                   classes, official, tuple(files + [meta_file]))
+                   np.ascontiguousarray(test[0]), test[1], classes, all(official), tuple(files + [meta_file]))
+
+
+def load_cifar10(root, download=False, verify="auto"):
+    """load_dataset for CIFAR-10's layout."""
+    return load_dataset(root, "cifar10", download, verify)
+
+
+def measure_sizes(root, source="cifar10"):
+    """(n_train, n_test, n_classes) of the data set under `root`, read from its files (labels and class
+    names only are kept), or None if a file is missing or unreadable (the dataset check then says why)."""
+    layout = LAYOUTS[source]
+    folder = Path(root) / layout.dirname
+    try:
+        classes = _class_names(restricted_load(folder / layout.meta_file), layout, folder / layout.meta_file)
+        count = {}
+        for name in (*layout.train_files, layout.test_file):
+            d = restricted_load(folder / name)
+            _require_keys(d, (layout.label_key,), folder / name)
+            count[name] = len(d[layout.label_key])
+    except (DatasetError, TypeError):
+        return None
+    return sum(count[f] for f in layout.train_files), count[layout.test_file], len(classes)
+
+
+def planned_sizes(source, root, synthetic=None):
+    """(n_train, n_test, n_classes, how) that the workflow plans for before the data is checked:
+    a synthetic set's configured sizes, else what the files under `root` hold, else (files not there
+    yet) the official release's. The dataset check compares them with what it reads."""
+    layout = layout_of(source, synthetic)
+    n_classes_official = 100 if layout is CIFAR100 else 10
+    if source == "synthetic":
+        return synthetic["n_train"], synthetic["n_test"], n_classes_official, "data.synthetic in the config"
+    measured = measure_sizes(root, source)
+    if measured is not None:
+        return (*measured, f"read from the files under {Path(root) / layout.dirname} when Snakemake started")
+    return (*layout.sizes, n_classes_official, f"the official {layout.archive} (its files are not under {root} yet)")
 
 
 def dataset_summary(ds):
@@ -205,7 +316,7 @@ def dataset_summary(ds):
         return hashlib.md5(np.ascontiguousarray(a).data).hexdigest()
     k = len(ds.classes)
     return {
-        "official": bool(ds.official), "classes": list(ds.classes),
+        "official": bool(ds.official), "classes": list(ds.classes), "n_classes": k,
         "n_train": int(len(ds.train_labels)), "n_test": int(len(ds.test_labels)),
         "image_shape": list(ds.train_images.shape[1:]),
         "train_class_counts": np.bincount(ds.train_labels, minlength=k).tolist(),
@@ -227,34 +338,51 @@ def _check_split(images, labels, n_classes, what):
     return images, labels.astype(np.int64)
 
 
-def _dump(path, obj):
+def _dump(path, obj, protocol=2):
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        pickle.dump(obj, f, protocol=2)  # protocol 2, like the official files, readable by any Python
+        pickle.dump(obj, f, protocol=protocol)  # protocol 2, like the official files, readable by any Python
 
 
-def write_cifar10(root, train_images, train_labels, test_images, test_labels, classes,
-                  source="bestbatch synthetic"):
-    """Write arrays as torchvision's CIFAR-10 python version; returns the written paths."""
-    if not source.strip():
-        raise ValueError("source must be non-empty so the batch_label never claims the official release")
+def write_dataset(root, train_images, train_labels, test_images, test_labels, classes, source="cifar10",
+                  label="bestbatch synthetic", official_labels=False, protocol=2):
+    """Write arrays in a python-version layout (`source`: cifar10 or cifar100); returns the written paths.
+
+    Each batch_label names `label` (so it never claims the official release), unless official_labels:
+    then the files carry the official batch labels, like a subset or re-pickled copy of the release."""
+    if not label.strip():
+        raise ValueError("label must be non-empty so the batch_label never claims the official release")
+    layout = LAYOUTS[source]
     classes = [str(c) for c in classes]
     train_images, train_labels = _check_split(train_images, train_labels, len(classes), "train")
     test_images, test_labels = _check_split(test_images, test_labels, len(classes), "test")
-    folder = Path(root) / CIFAR_DIRNAME
+    folder = Path(root) / layout.dirname
     folder.mkdir(parents=True, exist_ok=True)
     rows = lambda x: x.transpose(0, 3, 1, 2).reshape(len(x), 3072)  # HWC -> 1024 R, 1024 G, 1024 B
-    splits = np.array_split(np.arange(len(train_labels)), len(TRAIN_FILES))
-    batches = [(name, f"{source} training batch {i} of 5", idx)
-               for i, (name, idx) in enumerate(zip(TRAIN_FILES, splits), 1)]
+    splits = np.array_split(np.arange(len(train_labels)), len(layout.train_files))
+    n_train_files = len(layout.train_files)
+    batches = [(name, f"training batch {i} of {n_train_files}", idx)
+               for i, (name, idx) in enumerate(zip(layout.train_files, splits), 1)]
     paths, start = [], 0
-    for name, label, idx in batches + [(TEST_FILE, f"{source} testing batch 1 of 1", None)]:
+    for name, batch_label, idx in batches + [(layout.test_file, "testing batch 1 of 1", None)]:
         x, y = (train_images[idx], train_labels[idx]) if idx is not None else (test_images, test_labels)
-        _dump(folder / name, {"batch_label": label, "labels": y.tolist(), "data": np.ascontiguousarray(rows(x)),
-                              "filenames": [f"synthetic_{start + j + 1:05d}.png" for j in range(len(y))]})
+        d = {"batch_label": batch_label if official_labels else f"{label} {batch_label}", layout.label_key: y.tolist(),
+             "data": np.ascontiguousarray(rows(x)), "filenames": [f"synthetic_{start + j + 1:05d}.png" for j in range(len(y))]}
+        if layout is CIFAR100:
+            d["coarse_labels"] = (y // 5).tolist()  # CIFAR-100's 20 superclasses of 5 classes each
+        _dump(folder / name, d, protocol)
         paths.append(folder / name)
         start += len(y)
-    _dump(folder / META_FILE, {"num_cases_per_batch": len(splits[0]), "label_names": classes, "num_vis": 3072})
-    return paths + [folder / META_FILE]
+    if layout is CIFAR100:
+        meta = {"fine_label_names": classes, "coarse_label_names": [f"group_{i}" for i in range((len(classes) + 4) // 5)]}
+    else:
+        meta = {"num_cases_per_batch": len(splits[0]), "label_names": classes, "num_vis": 3072}
+    _dump(folder / layout.meta_file, meta, protocol)
+    return paths + [folder / layout.meta_file]
+
+
+def write_cifar10(root, train_images, train_labels, test_images, test_labels, classes, source="bestbatch synthetic"):
+    """write_dataset in CIFAR-10's layout, each batch_label naming `source`."""
+    return write_dataset(root, train_images, train_labels, test_images, test_labels, classes, "cifar10", label=source)
 
 
 # -------------------------------------------------------------------------------------- synthetic

@@ -8,18 +8,19 @@ from dataclasses import dataclass
 from .config import num_batches
 from .metrics import METRICS
 
-# Per model: the parameter count P (a test checks it against the models), and for one
+# Per model: the parameter count P with 10 classes and the width of the classifier's input (each
+# further class adds width + 1 parameters; a test checks both against the models), and for one
 # forward+backward pass of one 32x32 image in float32 the activation memory (MB, measured on CPU,
 # torch 2.x) and the time on one CPU core (measured) and on one V100-class GPU without TF32
 # (estimated from the FLOPs).
-#                 P,          activations MB, CPU core-ms, GPU ms
+#                 P (10 classes), classifier width, activations MB, CPU core-ms, GPU ms
 MODEL_COST = {
-    "dpn92": (34_236_634, 55.0, 2300.0, 4.0),
-    "dpn26": (11_574_842, 30.0, 1400.0, 2.0),
-    "resnet18": (11_173_962, 8.0, 240.0, 0.8),
-    "small_cnn": (98_970, 0.6, 10.0, 0.05),
-    "tiny_mlp": (954, 0.01, 0.5, 0.05),
-    "tiny_mlp_bn": (986, 0.01, 0.5, 0.05),
+    "dpn92": (34_236_634, 2560, 55.0, 2300.0, 4.0),
+    "dpn26": (11_574_842, 2432, 30.0, 1400.0, 2.0),
+    "resnet18": (11_173_962, 512, 8.0, 240.0, 0.8),
+    "small_cnn": (98_970, 128, 0.6, 10.0, 0.05),
+    "tiny_mlp": (954, 16, 0.01, 0.5, 0.05),
+    "tiny_mlp_bn": (986, 16, 0.01, 0.5, 0.05),
 }
 PYTHON_MB = 700  # python + torch + h5py imported, measured RSS of a demo job
 CUDA_MB = 2500  # host memory of the CUDA runtime, cuDNN and cuBLAS once loaded
@@ -38,6 +39,7 @@ class Study:
     value_bytes: int  # 4 (float32) or 8 (float64)
     threads: int
     gpu: bool  # whether training runs on a GPU
+    n_classes: int = 10
 
 
 def mem_mb(x):
@@ -62,9 +64,16 @@ def model_cost(name):
     return MODEL_COST[name]
 
 
+def model_params(name, n_classes=10):
+    """P, the parameter count of model `name` with an `n_classes`-way output layer."""
+    p10, width, *_ = model_cost(name)
+    return p10 + (n_classes - 10) * (width + 1)
+
+
 def job_resources(s):
     """{rule: dict(mem_mb, runtime, gpu)}, and for `ordering` {metric: dict(...)}, for study sizes `s`."""
-    n_params, act_mb, cpu_ms, gpu_ms = model_cost(s.model)
+    _, _, act_mb, cpu_ms, gpu_ms = model_cost(s.model)
+    n_params = model_params(s.model, s.n_classes)
     k = num_batches(s.n_train, s.batch_size)
     data_mb = (s.n_train + s.n_test) * 3 * 32 * 32 / 1e6  # the uint8 images
     shard_mb = k * n_params * s.value_bytes / 1e6  # one epoch's K x P gradients

@@ -5,9 +5,8 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from snakemake.utils import validate
 
-from bestbatch.config import (ConfigError, check_semantics, config_hash, explain_invalid, load_schema, num_batches,
-                              phases)
-from bestbatch.data import CIFAR_DIRNAME, META_FILE, TEST_FILE, TRAIN_FILES, planned_sizes
+from bestbatch.config import ConfigError, check_semantics, config_hash, explain_invalid, load_schema, phases
+from bestbatch.data import layout_of, planned_sizes
 from bestbatch.resources import LIGHT_JOB, Study, job_resources
 from bestbatch.workflow_support import release_stale_locks
 
@@ -17,7 +16,12 @@ SCHEMA = "../schemas/config.schema.yaml"
 try:
     explain_invalid(config, load_schema(workflow.source_path(SCHEMA)))
     validate(config, SCHEMA)
-    check_semantics(config)
+    # The data set's sizes before it is checked: a synthetic set's from the config, else read from its files
+    # (or, while they are not there, the official release's); verify_dataset refuses a mismatch.
+    N_TRAIN, N_TEST, N_CLASSES, SIZES_FROM = planned_sizes(
+        config["data"]["source"], config["data"]["root"], config["data"].get("synthetic")
+    )
+    check_semantics(config, N_TRAIN)
 except ConfigError as exc:
     raise WorkflowError(f"invalid config: {exc}") from None
 
@@ -35,8 +39,7 @@ T = config["training"]
 EPOCHS = T["epochs"]
 USES_GPU = T["device"] != "cpu"
 SYNTHETIC = DATA["source"] == "synthetic"
-N_TRAIN, N_TEST = planned_sizes(DATA["source"], DATA.get("synthetic"))
-K = num_batches(N_TRAIN, T["batch_size"])
+LAYOUT = layout_of(DATA["source"], DATA.get("synthetic"))
 PHASES = phases(EPOCHS, T["lr"], T["lr_milestones"], T["lr_gamma"])
 
 
@@ -62,9 +65,11 @@ def result_hash(wildcards):
     return config_hash(config, wildcards.metric)
 
 
+DATA_PARAMS = dict(data_root=DATA["root"], data_format=LAYOUT.source)
 TRAINING_PARAMS = dict(
-    data_root=DATA["root"],
+    **DATA_PARAMS,
     model=config["model"]["name"],
+    num_classes=N_CLASSES,
     **{key: T[key] for key in ("batch_size", "lr", "lr_milestones", "lr_gamma", "momentum", "weight_decay", "seed",
                                "augment", "dtype", "device", "threads", "cuda_tf32", "cuda_deterministic")},
 )
@@ -73,7 +78,7 @@ TRAINING_PARAMS = dict(
 # --- what a job costs, sized from the config (bestbatch.resources) ---------------------------------
 COST = job_resources(Study(model=config["model"]["name"], n_train=N_TRAIN, n_test=N_TEST,
                            batch_size=T["batch_size"], value_bytes=8 if T["dtype"] == "float64" else 4,
-                           threads=T["threads"], gpu=USES_GPU))
+                           threads=T["threads"], gpu=USES_GPU, n_classes=N_CLASSES))
 
 
 def ordering_cost(key):

@@ -1,18 +1,17 @@
-CIFAR_FILES = [
-    f"{DATA['root']}/{CIFAR_DIRNAME}/{name}" for name in (*TRAIN_FILES, TEST_FILE, META_FILE)
-]
+DATA_FILES = [f"{DATA['root']}/{LAYOUT.dirname}/{name}" for name in LAYOUT.files]
 
 
 if SYNTHETIC:
 
     rule synthetic_dataset:
         output:
-            CIFAR_FILES,
+            DATA_FILES,
         params:
             root=DATA["root"],
             n_train=DATA["synthetic"]["n_train"],
             n_test=DATA["synthetic"]["n_test"],
             seed=DATA["synthetic"]["seed"],
+            format=DATA["synthetic"]["format"],
         log:
             f"{L}/synthetic_dataset.log",
         benchmark:
@@ -30,13 +29,18 @@ if SYNTHETIC:
 
 rule verify_dataset:
     input:
-        CIFAR_FILES if SYNTHETIC else [],
+        DATA_FILES if SYNTHETIC else [],
     output:
         f"{R}/dataset.json",
     params:
         root=DATA["root"],
+        source=LAYOUT.source,
         download=DATA["download"],
+        verify=DATA["verify"],
         batch_size=T["batch_size"],
+        n_train=N_TRAIN,
+        n_test=N_TEST,
+        n_classes=N_CLASSES,
     log:
         f"{L}/verify_dataset.log",
     benchmark:

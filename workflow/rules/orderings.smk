@@ -4,7 +4,7 @@ rule ordering:
     output:
         f"{R}/orderings/{{metric}}.h5",
     params:
-        data_root=DATA["root"],
+        **DATA_PARAMS,
         params=lambda wildcards: config["orderings"].get(wildcards.metric, {}),
         threads=T["threads"],
         device=T["device"],

@@ -5,6 +5,7 @@ rule init_model:
         f"{R}/checkpoints/init.pt",
     params:
         model=config["model"]["name"],
+        num_classes=N_CLASSES,
         seed=T["seed"],
         dtype=T["dtype"],
         config_hash=config_hash(config),

@@ -3,30 +3,45 @@ import json
 import logging
 
 from ..atomic import write_text
-from ..config import num_batches
-from ..data import DatasetError, dataset_summary, load_cifar10, make_synthetic, write_cifar10
+from ..config import ConfigError, check_batch_size, num_batches
+from ..data import DatasetError, dataset_summary, load_dataset, make_synthetic, write_dataset
 from ..logs import step
 
 log = logging.getLogger("bestbatch")
 
 
 @step
-def synthetic_dataset(*, root, n_train, n_test, seed):
-    """Generate the synthetic data set in CIFAR-10's on-disk format under `root`."""
-    paths = write_cifar10(root, *make_synthetic(n_train, n_test, seed))
-    log.info("wrote %d train and %d test images to %s", n_train, n_test, root)
+def synthetic_dataset(*, root, n_train, n_test, seed, format="cifar10"):
+    """Generate the synthetic data set under `root` in the layout `format` (cifar10: 10 classes,
+    cifar100: 100 classes)."""
+    n_classes = 100 if format == "cifar100" else 10
+    paths = write_dataset(root, *make_synthetic(n_train, n_test, seed, n_classes), source=format)
+    log.info("wrote %d train and %d test images of %d classes to %s (%s layout)", n_train, n_test, n_classes, root,
+             format)
     return paths
 
 
 @step
-def verify_dataset(out_json, *, root, download, batch_size):
-    """Read the data set once, check it, and record what it holds and how it is cut into batches."""
-    ds = load_cifar10(root, download=download)
-    n = len(ds.train_labels)
-    if n < batch_size:
-        raise DatasetError(f"{root}: {n} training images, fewer than training.batch_size={batch_size}")
+def verify_dataset(out_json, *, root, source, download, verify, batch_size, n_train, n_test, n_classes):
+    """Read the data set once, check it against the sizes the workflow planned for (n_train, n_test,
+    n_classes), and record what it holds and how it is cut into batches."""
+    ds = load_dataset(root, source, download=download, verify=verify, log=log)
+    found = dict(n_train=len(ds.train_labels), n_test=len(ds.test_labels), n_classes=len(ds.classes))
+    what = dict(n_train="training images", n_test="test images", n_classes="classes")
+    for key, planned in dict(n_train=n_train, n_test=n_test, n_classes=n_classes).items():
+        if found[key] != planned:
+            raise DatasetError(f"{root}: the data set holds {found[key]} {what[key]}, but the workflow was planned "
+                               f"for {planned} {what[key]} (the sizes it found when Snakemake started); the files "
+                               f"changed since: run snakemake again so that it plans for the data on disk")
+    n = found["n_train"]
+    try:
+        check_batch_size(batch_size, n, where=f" in {root}")
+    except ConfigError as exc:
+        raise DatasetError(str(exc)) from None
     k = num_batches(n, batch_size)
-    summary = dict(dataset_summary(ds), batch_size=batch_size, num_batches=k, dropped_images=n - k * batch_size)
+    summary = dict(dataset_summary(ds), source=source, batch_size=batch_size, num_batches=k,
+                   dropped_images=n - k * batch_size)
     write_text(out_json, json.dumps(summary, indent=2))
-    log.info("%d training images: %d batches of %d, %d dropped", n, k, batch_size, n - k * batch_size)
+    log.info("%d training images, %d classes: %d batches of %d, %d dropped", n, found["n_classes"], k, batch_size,
+             n - k * batch_size)
     return summary

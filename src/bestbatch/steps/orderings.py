@@ -3,7 +3,7 @@ import json
 import logging
 
 from .. import metrics
-from ..data import load_cifar10
+from ..data import load_dataset
 from ..formats import provenance, write_ordering
 from ..logs import step
 
@@ -22,7 +22,7 @@ def fix_threads(configured, granted):
 
 
 @step
-def make_ordering(out_path, *, data_root, metric, params, threads, device, config_hash, granted_threads=None,
+def make_ordering(out_path, *, data_root, data_format, metric, params, threads, device, config_hash, granted_threads=None,
                   progress=True):
     """params: the metric's `orderings.<metric>` settings; device: training.device (only lpips uses it)."""
     import torch
@@ -30,7 +30,7 @@ def make_ordering(out_path, *, data_root, metric, params, threads, device, confi
     from ..training import device_description, pick_device
 
     fix_threads(threads, granted_threads)
-    ds = load_cifar10(data_root)
+    ds = load_dataset(data_root, data_format)
     dev = pick_device(device) if metrics.METRICS[metric].uses_gpu else torch.device("cpu")
     log.info("ordering %s of %d images on %s", metric, len(ds.train_labels), dev)
     scores = metrics.score_images(metric, ds.train_images, params, threads=threads, device=str(dev), progress=progress)

@@ -8,7 +8,7 @@ import torch
 
 from ..augment import images_to_tensor
 from ..config import lr_of_epoch, num_batches, phase_of_epoch
-from ..data import load_cifar10
+from ..data import load_dataset
 from ..formats import EpochRecords, load_checkpoint, provenance, read_ordering, save_checkpoint, state_digest
 from ..logs import step
 from ..models import build_model
@@ -34,15 +34,15 @@ def check_disk(path, need_bytes, free_bytes=None):
 
 
 @step
-def init_model(out_path, *, model, seed, dtype, config_hash):
+def init_model(out_path, *, model, num_classes, seed, dtype, config_hash):
     """Epoch 0: the seeded initialisation every metric starts from."""
-    net = build_model(model, seed=seed).to(DTYPES[dtype])
+    net = build_model(model, num_classes=num_classes, seed=seed).to(DTYPES[dtype])
     save_checkpoint(out_path, net.state_dict(), None, 0, provenance(config_hash, seed=seed, dtype=dtype))
 
 
 @step
-def train_epoch(order_path, start_checkpoint, out_checkpoint, out_shard, *, data_root, metric, epoch, model,
-                batch_size, lr, lr_milestones, lr_gamma, momentum, weight_decay, seed, augment, dtype, device,
+def train_epoch(order_path, start_checkpoint, out_checkpoint, out_shard, *, data_root, data_format, metric, epoch,
+                model, num_classes, batch_size, lr, lr_milestones, lr_gamma, momentum, weight_decay, seed, augment, dtype, device,
                 threads, cuda_tf32, cuda_deterministic, config_hash, shard_io="direct", granted_threads=None,
                 progress=True):
     """One (metric, epoch) job of Algorithm 1: a checkpoint and a gradient shard.
@@ -56,7 +56,7 @@ def train_epoch(order_path, start_checkpoint, out_checkpoint, out_shard, *, data
     log.info("metric %s, epoch %d, device %s", metric, epoch, device_description(dev))
     torch_dtype = DTYPES[dtype]
 
-    ds = load_cifar10(data_root)
+    ds = load_dataset(data_root, data_format)
     images, labels = images_to_tensor(ds.train_images, dev), torch.as_tensor(ds.train_labels, device=dev)
     test_images, test_labels = images_to_tensor(ds.test_images, dev), torch.as_tensor(ds.test_labels, device=dev)
     order, scores = read_ordering(order_path)
@@ -64,7 +64,7 @@ def train_epoch(order_path, start_checkpoint, out_checkpoint, out_shard, *, data
     state = load_checkpoint(start_checkpoint, dev)
     if state.epoch != epoch - 1:
         raise RuntimeError(f"{start_checkpoint} holds epoch {state['epoch']}, expected epoch {epoch - 1}")
-    net = build_model(model).to(device=dev, dtype=torch_dtype)
+    net = build_model(model, num_classes=num_classes).to(device=dev, dtype=torch_dtype)
     net.load_state_dict(state.model)
     epoch_lr = lr_of_epoch(epoch, lr, lr_milestones, lr_gamma)
     optimizer = make_optimizer(net, epoch_lr, momentum, weight_decay)
