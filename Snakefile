@@ -17,6 +17,7 @@ include: "workflow/rules/orderings.smk"
 include: "workflow/rules/training.smk"
 include: "workflow/rules/distances.smk"
 include: "workflow/rules/plots.smk"
+include: "workflow/rules/analysis.smk"
 
 
 # Seconds of work each: run them where Snakemake runs, never through a cluster queue.
@@ -25,18 +26,21 @@ localrules:
     gather_distances,
     heatmap,
     curves,
+    claims,
     index,
 
 
 rule all:
     input:
         f"{R}/index.html",
-        expand(f"{R}/{{metric}}/distances.csv", metric=METRICS),
-        expand(f"{R}/{{metric}}/checkpoints/epoch_{EPOCHS}.pt", metric=METRICS),
+        f"{R}/claims.csv",
+        runs(f"{RUN}/{{metric}}/distances.csv"),
+        runs(f"{RUN}/{{metric}}/checkpoints/epoch_{EPOCHS}.pt"),
     default_target: True
 
 
-# One metric alone, e.g. `snakemake --cores all study_intensity`: no job of another metric runs.
+# One metric alone, e.g. `snakemake --cores all study_intensity`: every model and seed of that metric, and
+# no job of another metric.
 for _metric in METRICS:
 
     rule:
@@ -44,6 +48,6 @@ for _metric in METRICS:
             f"study_{_metric}"
         localrule: True
         input:
-            f"{R}/plots/heatmap_{_metric}.html",
-            f"{R}/{_metric}/distances.csv",
-            f"{R}/{_metric}/checkpoints/epoch_{EPOCHS}.pt",
+            runs(f"{RUN}/plots/heatmap_{{metric}}.html", metric=_metric),
+            runs(f"{RUN}/{{metric}}/distances.csv", metric=_metric),
+            runs(f"{RUN}/{{metric}}/checkpoints/epoch_{EPOCHS}.pt", metric=_metric),

@@ -2,6 +2,7 @@
 
     PYTHONPATH=src .venv/bin/python benchmarks/epoch.py [--models small_cnn resnet18] [--repeats 5]
         [--threads 2] [--device cpu] [--mallopt] [--out table.md]
+    PYTHONPATH=src .venv/bin/python benchmarks/epoch.py --reduce-only [--models small_cnn resnet18] [--batches 3]
 
 Per model, on the same initial weights and the same K fixed batches of random uint8 images (random
 labels), with the same device-side data path (make_batch):
@@ -20,6 +21,9 @@ Variants are interleaved, in a rotating order, and medians are reported, with th
 fastest runs ("best"), the minor page faults per batch, and the share of the machine's CPU that other
 processes took meanwhile ("others' CPU": on a shared machine, trust a row only when it is near 0%).
 --mallopt tunes glibc's malloc first (see its help): the fix for the job's page faults on CPU.
+The reduction is reduce_shard as the workflow runs it: with the distance of every parameter tensor of the
+shard's layout (checked against the float64 brute force, per tensor too). --reduce-only measures that
+row alone, on a shard of random rows in the model's layout written by ShardWriter, without training.
 """
 import argparse
 import copy
@@ -206,15 +210,31 @@ def bench_model(name, batch_size, n_batches, repeats, device, tmpdir):
             if fin is not None:
                 finish.append(fin)
 
-    # reduction vs raw read of the same shard, warm (page cache) and cold (evicted)
+    mbs = bench_reduction(shard, repeats, layout)
+    med = {v: statistics.median(x) for v, x in times.items()}
+    return dict(model=name, batch=batch_size, k=n_batches, params=n_params, plain=med["plain"],
+                no_write=med["no_write"], job=med["job"], finish=statistics.median(finish),
+                **mbs,
+                best_ratio=min(times["job"]) / min(times["plain"]), others=statistics.median(others),
+                faults={v: statistics.median(x) for v, x in faults.items()},
+                spread={v: (min(x), max(x)) for v, x in times.items()})
+
+
+def bench_reduction(shard, repeats, layout):
+    """reduce_shard (per parameter tensor of `layout`, as the workflow runs it) against a raw read of the
+    same shard, warm (page cache) and cold (evicted): MB/s of the shard file, medians, interleaved."""
+    offsets = [offset for _, _, offset in layout]
     with shard_rows(shard) as (rows, _):
         grad_bytes = rows.size * rows.dtype.itemsize
-        reference = batch_distances(rows[:]) if grad_bytes <= (1 << 30) else None
+        reference = batch_distances(rows[:], offsets) if grad_bytes <= (1 << 30) else None
     file_bytes = shard.stat().st_size
-    result = reduce_shard(shard)  # warm-up, and a check against the float64 brute force
+    result = reduce_shard(shard)  # warm-up, and a check against the float64 brute force, per tensor too
     raw_read(shard)
+    assert result["layer_distance"].shape == (len(result["distance"]), len(layout))
+    assert list(result["layer_name"]) == [name for name, _, _ in layout]
     if reference is not None:
         np.testing.assert_allclose(result["distance"], reference["distance"], rtol=1e-9)
+        np.testing.assert_allclose(result["layer_distance"], reference["layer_distance"], rtol=1e-9, atol=0)
     red = {"warm": [], "cold": []}
     raw = {"warm": [], "cold": []}
     for r in range(max(5, repeats)):
@@ -229,16 +249,43 @@ def bench_model(name, batch_size, n_batches, repeats, device, tmpdir):
                 else:
                     assert raw_read(shard) == file_bytes
                     raw[cache].append(time.perf_counter() - t0)
-    mbs = {f"{v}_{c}": file_bytes / 1e6 / statistics.median(x[c]) for v, x in (("red", red), ("raw", raw))
+    out = {f"{v}_{c}": file_bytes / 1e6 / statistics.median(x[c]) for v, x in (("red", red), ("raw", raw))
            for c in ("warm", "cold")}
+    return dict(out, shard_mb=file_bytes / 1e6, tensors=len(layout),
+                best_red_ratio=min(raw["warm"]) / min(red["warm"]))
 
-    med = {v: statistics.median(x) for v, x in times.items()}
-    return dict(model=name, batch=batch_size, k=n_batches, params=n_params, plain=med["plain"],
-                no_write=med["no_write"], job=med["job"], finish=statistics.median(finish),
-                shard_mb=file_bytes / 1e6, **mbs,
-                best_ratio=min(times["job"]) / min(times["plain"]), others=statistics.median(others),
-                faults={v: statistics.median(x) for v, x in faults.items()},
-                spread={v: (min(x), max(x)) for v, x in times.items()})
+
+def reduce_only(name, batch_size, n_batches, repeats, tmpdir):
+    """The reduction row alone, without training: a shard of K random float32 rows laid out as the model's
+    parameter tensors, written by ShardWriter as an epoch job writes it, then bench_reduction."""
+    layout, n_params = parameter_layout(build_model(name, seed=0))
+    shard = Path(tmpdir) / f"{name}_reduce.h5"
+    rng = np.random.default_rng(0)
+    with ShardWriter(shard, n_batches, n_params, torch.float32) as writer:
+        total = np.zeros(n_params)
+        for k in range(n_batches):
+            row = writer.row(k, torch.device("cpu"), torch.float32, n_params)
+            row.copy_(torch.from_numpy(rng.standard_normal(n_params, dtype=np.float32)))
+            total += row.numpy()
+            writer.put(k, row)
+        t = training_config(batch_size)
+        stats = dict(train_loss=np.zeros(n_batches), train_acc=np.zeros(n_batches))
+        writer.finish(layout, epoch_records(t, 1, stats, n_batches, "{}"), gradient_sum=total)
+    before = cpu_ticks()
+    r = bench_reduction(shard, repeats, layout)
+    return dict(r, model=name, batch=batch_size, k=n_batches, params=n_params, others=others_load(before, cpu_ticks()))
+
+
+REDUCE_COLUMNS = ["model", "batch x K", "params", "tensors", "shard MB", "reduce MB/s", "raw read MB/s", "reduce/raw",
+                  "reduce/raw (best)", "cold reduce MB/s", "cold raw MB/s", "cold reduce/raw", "others' CPU"]
+
+
+def reduce_rows_table(results):
+    for r in results:
+        yield [r["model"], f"{r['batch']} x {r['k']}", f"{r['params']:,}", str(r["tensors"]), f"{r['shard_mb']:.1f}",
+               f"{r['red_warm']:.0f}", f"{r['raw_warm']:.0f}", f"{r['red_warm'] / r['raw_warm']:.2f}",
+               f"{r['best_red_ratio']:.2f}", f"{r['red_cold']:.0f}", f"{r['raw_cold']:.0f}",
+               f"{r['red_cold'] / r['raw_cold']:.2f}", f"{r['others']:.0%}"]
 
 
 COLUMNS = ["model", "batch x K", "params", "plain s", "job (no write) s", "job s", "of which finish s",
@@ -258,8 +305,8 @@ def table_rows(results):
                f"{r['red_cold'] / r['raw_cold']:.2f}", f"{r['others']:.0%}"]
 
 
-def markdown(rows):
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+def markdown(rows, columns=COLUMNS):
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
@@ -273,6 +320,8 @@ def main():
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--tmpdir", help="where the shard is written (default: the system temp dir)")
     ap.add_argument("--out", help="also write the table as markdown to this file")
+    ap.add_argument("--reduce-only", action="store_true",
+                    help="only the reduction row: a shard of random rows in the model's parameter layout, no training")
     ap.add_argument("--mallopt", action="store_true",
                     help="set glibc M_MMAP_THRESHOLD=32 MiB, M_TRIM_THRESHOLD=2 GiB first, so freed activations stay "
                          "in the heap instead of being unmapped and page-faulted back in by the other net")
@@ -296,30 +345,41 @@ def main():
     print("\n".join(header), flush=True)
 
     results = []
+    columns, table = (REDUCE_COLUMNS, reduce_rows_table) if args.reduce_only else (COLUMNS, table_rows)
     with tempfile.TemporaryDirectory(dir=args.tmpdir, prefix="bestbatch-epoch-") as tmpdir:
         for name in args.models:
             bs, k = DEFAULTS.get(name, (64, 4))
             bs, k = args.batch_size or bs, args.batches or k
             t0 = time.perf_counter()
-            r = bench_model(name, bs, k, args.repeats, device, tmpdir)
-            spread = ", ".join(f"{v} {lo:.2f}-{hi:.2f}" for v, (lo, hi) in r["spread"].items())
-            print(f"{name}: done in {time.perf_counter() - t0:.0f} s (min-max s: {spread})", flush=True)
+            if args.reduce_only:
+                r = reduce_only(name, bs, k, args.repeats, tmpdir)
+                print(f"{name}: done in {time.perf_counter() - t0:.0f} s", flush=True)
+            else:
+                r = bench_model(name, bs, k, args.repeats, device, tmpdir)
+                spread = ", ".join(f"{v} {lo:.2f}-{hi:.2f}" for v, (lo, hi) in r["spread"].items())
+                print(f"{name}: done in {time.perf_counter() - t0:.0f} s (min-max s: {spread})", flush=True)
             results.append(r)
 
-    rows = list(table_rows(results))
-    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(COLUMNS)]
+    rows = list(table(results))
+    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(columns)]
     print()
-    print("  ".join(c.rjust(w) for c, w in zip(COLUMNS, widths)))
+    print("  ".join(c.rjust(w) for c, w in zip(columns, widths)))
     for row in rows:
         print("  ".join(x.rjust(w) for x, w in zip(row, widths)))
-    notes = (f"medians of {args.repeats} interleaved repetitions (reduction: {max(5, args.repeats)}); "
-             "best = ratio of the fastest runs; targets: job/plain <= 2.1, reduce/raw >= 0.7 (warm); "
-             "write share = (job - no-write) / job; "
-             "MB/s = shard file bytes / time; others' CPU = median share of the machine's CPU that other "
-             "processes used during the training runs (timings are only clean when it is near 0%)")
+    if args.reduce_only:
+        notes = (f"reduction only: medians of {max(5, args.repeats)} interleaved runs each; reduce = reduce_shard with "
+                 "the per-tensor distances; best = ratio of the fastest runs; target reduce/raw >= 0.7 (warm); "
+                 "others' CPU = share of the machine's CPU other processes used meanwhile")
+    else:
+        notes = (f"medians of {args.repeats} interleaved repetitions (reduction: {max(5, args.repeats)}); "
+                 "best = ratio of the fastest runs; targets: job/plain <= 2.1, reduce/raw >= 0.7 (warm); "
+                 "write share = (job - no-write) / job; "
+                 "MB/s = shard file bytes / time; others' CPU = median share of the machine's CPU that other "
+                 "processes used during the training runs (timings are only clean when it is near 0%)")
     print("\n" + notes)
     if args.out:
-        Path(args.out).write_text("\n\n".join(["\n".join(f"- {h}" for h in header), markdown(rows), notes]) + "\n")
+        Path(args.out).write_text("\n\n".join(["\n".join(f"- {h}" for h in header), markdown(rows, columns), notes])
+                                  + "\n")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ def tiny_config_with(path, value):
     config = copy.deepcopy(TINY_CONFIG)
     node = config
     for key in path[:-1]:
-        node = node[key]
+        node = node.setdefault(key, {})
     node[path[-1]] = value
     return config
 

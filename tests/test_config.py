@@ -16,7 +16,7 @@ def paper():
 def test_paper_config_is_the_paper():
     c = validate_config(paper())
     t = c["training"]
-    assert c["model"]["name"] == "dpn92" and c["data"]["source"] == "cifar10"
+    assert c["models"] == ["dpn92"] and c["seeds"] == [0] and c["data"]["source"] == "cifar10"
     assert (t["epochs"], t["batch_size"], t["lr"], t["momentum"], t["weight_decay"]) == (150, 256, 0.1, 0.9, 5e-4)
     assert num_batches(50_000, t["batch_size"]) == 195
     assert phases(t["epochs"], t["lr"], t["lr_milestones"], t["lr_gamma"]) == [
@@ -67,7 +67,9 @@ def test_defaults_are_filled():
 
 
 BAD = [
-    (("model", "name"), "vgg", "model.name", "dpn92"),
+    (("models",), ["vgg"], "models.0", "dpn92"),
+    (("seeds",), [0, 0], "seeds", "non-unique"),
+    (("seeds",), [], "seeds", "non-empty"),
     (("metrics",), ["intensity", "sharpness"], "metrics.1", "intensity"),
     (("training", "epochs"), 0, "training.epochs", "minimum"),
     (("training", "batch_size"), 100_000, "training.batch_size", "larger than the training set"),
@@ -116,12 +118,14 @@ def test_missing_required_key_is_named():
 def test_config_hash_tracks_content():
     a, b = copy.deepcopy(TINY_CONFIG), copy.deepcopy(TINY_CONFIG)
     assert config_hash(a) == config_hash(b)
-    b["training"]["seed"] = 1
+    b["training"]["lr"] = 0.2
     assert config_hash(a) != config_hash(b)
+    assert config_hash(a, "edges", "tiny_mlp_bn", 0) != config_hash(a, "edges", "tiny_mlp_bn", 1)
+    assert config_hash(a, "edges", "tiny_mlp_bn", 0) != config_hash(a, "edges", "small_cnn", 0)
 
 
 @pytest.mark.parametrize("path,value", [(("training", "threads"), 2), (("training", "device"), "cuda"),
-                                        (("training", "lr"), 0.1), (("model", "name"), "small_cnn"),
+                                        (("training", "lr"), 0.1), (("training", "augment"), False),
                                         (("data", "root"), "elsewhere"), (("data", "synthetic", "seed"), 4)])
 def test_config_hash_changes_with_every_key_that_can_change_a_result(path, value):
     for metric in (None, "edges"):
@@ -131,7 +135,8 @@ def test_config_hash_changes_with_every_key_that_can_change_a_result(path, value
 @pytest.mark.parametrize("path,value", [(("outputs", "shard_io"), "buffered"), (("outputs", "keep_shards"), True),
                                         (("outputs", "keep_checkpoints"), True), (("metrics",), ["edges"]),
                                         (("study",), "another"), (("data", "download"), True),
-                                        (("data", "verify"), "strict")])
+                                        (("data", "verify"), "strict"), (("models",), ["tiny_mlp_bn", "dpn92"]),
+                                        (("seeds",), [0, 1, 2]), (("analysis", "alpha"), 0.01)])
 def test_config_hash_ignores_keys_that_change_no_result(path, value):
     """Turning an I/O knob (or adding a metric) never makes finished epochs look stale."""
     for metric in (None, "edges", "random"):
@@ -152,7 +157,7 @@ def test_metric_and_model_names_agree_between_registry_and_schema():
     props = SCHEMA["properties"]
     assert props["metrics"]["items"]["enum"] == list(METRICS)
     assert set(props["orderings"]["properties"]) <= set(METRICS)
-    assert props["model"]["properties"]["name"]["enum"] == list(MODELS)
+    assert props["models"]["items"]["enum"] == list(MODELS)
 
 
 def test_shard_io_is_named_when_wrong():
@@ -175,3 +180,12 @@ def test_schema_has_no_stray_keys():
             for item in node:
                 walk(item, path)
     walk(SCHEMA, [])
+
+
+def test_an_ordering_is_rerun_only_for_what_changes_it():
+    from bestbatch.config import ordering_hash
+    base = ordering_hash(TINY_CONFIG, "edges")
+    assert ordering_hash(tiny_config_with(("training", "lr"), 0.2), "edges") == base  # training the net: no
+    assert ordering_hash(tiny_config_with(("training", "threads"), 2), "edges") != base  # CPU sums: yes
+    assert ordering_hash(tiny_config_with(("orderings", "edges", "sigma"), 2.0), "edges") != base
+    assert ordering_hash(TINY_CONFIG, "random", 0) != ordering_hash(TINY_CONFIG, "random", 1)  # one null per seed

@@ -22,5 +22,5 @@ def test_seeded_initialisation_is_reproducible():
 
 
 def test_unknown_model_names_the_allowed_ones():
-    with pytest.raises(ValueError, match="model.name: unknown model 'vgg'; allowed: .*dpn92"):
+    with pytest.raises(ValueError, match="models: unknown model 'vgg'; allowed: .*dpn92"):
         build_model("vgg")

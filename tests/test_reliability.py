@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from bestbatch.config import ConfigError, config_hash
 from conftest import REPO, SNAKEMAKE, TINY_CONFIG, run_snakemake, tiny_config_with, validated, write_config
 
-TARGETS = ["results/tiny/random/distances.h5", "results/tiny/random/checkpoints/epoch_3.pt"]
+RUN = "results/tiny/tiny_mlp_bn/seed_0"
+TARGETS = [f"{RUN}/random/distances.h5", f"{RUN}/random/checkpoints/epoch_3.pt"]
 
 
 def killable_run(workdir, cfg, kill_at=None):
@@ -56,13 +57,13 @@ def reference(tmp_path_factory):
 def test_sigkill_then_same_command_resumes_bitwise(reference, kill_at, tmp_path):
     ref_dir, cfg = reference
     # the data, orderings and initialisation are shared; the chain from epoch 1 on is recomputed
-    for part in ("data", "dataset.json", "orderings", "checkpoints"):
+    for part in ("data", "dataset.json", "orderings", "tiny_mlp_bn/seed_0/checkpoints"):
         src = ref_dir / "results" / "tiny" / part
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / "results" / "tiny" / part)
     killed = killable_run(tmp_path, cfg, kill_at)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert not (tmp_path / TARGETS[0]).exists()
-    epoch2 = tmp_path / "results/tiny/random"
+    epoch2 = tmp_path / RUN / "random"
     if kill_at.startswith("batch"):
         assert not (epoch2 / "shards/epoch_2.h5").exists() and not (epoch2 / "checkpoints/epoch_2.pt").exists()
         assert list((epoch2 / "shards").glob(".tmp-*"))  # the half-written shard sits under a temporary name
@@ -83,9 +84,9 @@ def test_sigkill_then_same_command_resumes_bitwise(reference, kill_at, tmp_path)
 def training_params(config):
     """The explicit values a train_epoch job gets, as workflow/rules/common.smk hands them over."""
     t = config["training"]
-    keys = ("batch_size", "lr", "lr_milestones", "lr_gamma", "momentum", "weight_decay", "seed", "augment", "dtype",
+    keys = ("batch_size", "lr", "lr_milestones", "lr_gamma", "momentum", "weight_decay", "augment", "dtype",
             "device", "threads", "cuda_tf32", "cuda_deterministic")
-    return dict(data_root=config["data"]["root"], data_format="cifar10", model=config["model"]["name"], num_classes=10,
+    return dict(data_root=config["data"]["root"], data_format="cifar10", model=config["models"][0], num_classes=10, seed=0,
                 config_hash=config_hash(config),
                 **{key: t[key] for key in keys})
 
@@ -99,7 +100,7 @@ def test_nonfinite_loss_stops_with_epoch_and_batch_and_keeps_previous_epoch(tmp_
     synthetic_dataset(root=config["data"]["root"], **{k: config["data"]["synthetic"][k] for k in ("n_train", "n_test", "seed")})
     make_ordering(tmp_path / "order.h5", data_root=config["data"]["root"], data_format="cifar10", metric="random", params={}, threads=1,
                   device="cpu", config_hash="test", progress=False)
-    init_model(tmp_path / "init.pt", model=config["model"]["name"], num_classes=10, seed=0, dtype="float32",
+    init_model(tmp_path / "init.pt", model=config["models"][0], num_classes=10, seed=0, dtype="float32",
                config_hash="test")
     train_epoch(tmp_path / "order.h5", tmp_path / "init.pt", tmp_path / "e1.pt", tmp_path / "s1.h5", metric="random",
                 epoch=1, progress=False, **training_params(config))
@@ -138,10 +139,10 @@ def test_checkpoints_refuse_pickled_code(tmp_path):
 
 # --- malformed configs --------------------------------------------------------------------------
 
-LEAVES = [("study",), ("data", "source"), ("data", "root"), ("data", "synthetic", "n_train"), ("model", "name"),
+LEAVES = [("study",), ("data", "source"), ("data", "root"), ("data", "synthetic", "n_train"), ("models",), ("seeds",),
           ("training", "epochs"), ("training", "batch_size"), ("training", "lr"), ("training", "momentum"),
           ("training", "weight_decay"), ("training", "lr_milestones"), ("training", "lr_gamma"),
-          ("training", "seed"), ("training", "dtype"), ("training", "device"), ("training", "threads"),
+          ("training", "dtype"), ("training", "device"), ("training", "threads"),
           ("metrics",), ("orderings", "edges", "sigma"), ("orderings", "lpips", "pretrained_backbone"),
           ("outputs", "keep_shards")]
 BAD_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 0), st.floats(allow_nan=True),
@@ -164,7 +165,10 @@ VALID = {
     ("data", "source"): lambda v: v in ("cifar10", "cifar100", "synthetic"),
     ("data", "root"): lambda v: isinstance(v, str) and len(v) > 0,
     ("data", "synthetic", "n_train"): lambda v: _int(v) and v >= 64,
-    ("model", "name"): lambda v: v in ("dpn92", "dpn26", "resnet18", "small_cnn", "tiny_mlp", "tiny_mlp_bn"),
+    ("models",): lambda v: (isinstance(v, list) and len(v) > 0 and len(set(map(repr, v))) == len(v)
+                            and all(m in ("dpn92", "dpn26", "resnet18", "small_cnn", "tiny_mlp", "tiny_mlp_bn") for m in v)),
+    ("seeds",): lambda v: (isinstance(v, list) and len(v) > 0 and all(_int(x) and x >= 0 for x in v)
+                           and len(set(v)) == len(v)),
     ("training", "epochs"): lambda v: _int(v) and v >= 3,
     ("training", "batch_size"): lambda v: _int(v) and 1 <= v <= 160,  # at least two batches
     ("training", "lr"): lambda v: _num(v) and v > 0,
@@ -172,7 +176,6 @@ VALID = {
     ("training", "weight_decay"): lambda v: _num(v) and v >= 0,
     ("training", "lr_milestones"): lambda v: v in ([], [1], [2], [1, 2]),
     ("training", "lr_gamma"): lambda v: _num(v) and v > 0,
-    ("training", "seed"): lambda v: _int(v) and v >= 0,
     ("training", "dtype"): lambda v: v in ("float32", "float64"),
     ("training", "device"): lambda v: v in ("auto", "cpu", "cuda"),
     ("training", "threads"): lambda v: _int(v) and v >= 1,
@@ -185,7 +188,8 @@ VALID = {
 LEAVES = list(VALID)
 GOOD_VALUES = st.one_of(st.sampled_from(["demo", "cifar10", "synthetic", "float64", "cuda", "edges", "resnet18"]),
                         st.integers(0, 400), st.floats(0, 2), st.lists(st.sampled_from(["edges", "random"]), max_size=2),
-                        st.sampled_from([[1], [2], [2, 1], [1, 1]]), st.just(4.0), st.just(float("inf")))
+                        st.sampled_from([[1], [2], [2, 1], [1, 1]]), st.just(4.0), st.just(float("inf")),
+                        st.sampled_from([["small_cnn"], ["resnet18", "tiny_mlp"], [0, 1], [3], [0, 0], ["dpn92", 1]]))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -212,7 +216,7 @@ def test_malformed_configs_are_refused_naming_the_key(leaf, value, extra):
 
 
 @pytest.mark.parametrize("key,value,message", [
-    (("model", "name"), "vgg16", "model.name: 'vgg16' is not allowed; allowed values: dpn92"),
+    (("models",), ["vgg16"], "models.0: 'vgg16' is not allowed; allowed values: dpn92"),
     (("training", "batch_size"), 5000, "training.batch_size: 5000 is larger than the training set (320 training images)"),
     (("metrics",), ["intensity", "hue"], "metrics.1: 'hue' is not allowed; allowed values: intensity, color"),
     (("training", "lr_milestones"), [0], "training.lr_milestones"),

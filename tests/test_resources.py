@@ -155,7 +155,7 @@ def test_unknown_model_raises_naming_the_key_and_the_model():
     with pytest.raises(ValueError) as exc:
         job_resources(study(model="resnet1001"))
     message = str(exc.value)
-    assert "model.name" in message and "resnet1001" in message, message
+    assert "models" in message and "resnet1001" in message, message
     with pytest.raises(ValueError, match=r"model\.name.*'resnet1001'"):
         model_cost("resnet1001")
 

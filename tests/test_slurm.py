@@ -23,9 +23,10 @@ from conftest import REPO, SNAKEMAKE, TINY_CONFIG, run_snakemake, write_config
 CLUSTER_SCRIPT = REPO / "tests" / "slurm" / "cluster.sh"
 PROFILE = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
 EPOCHS_PER_JOB = int(dict(item.split("=") for item in PROFILE["group-components"])["epochs"])
-LOCAL_RULES = {"all", "gather_distances", "heatmap", "curves", "index"}
+LOCAL_RULES = {"all", "gather_distances", "heatmap", "curves", "claims", "index"}
 GPU_RULES = {"train_epoch"}  # and ordering for lpips
-GPU_TYPE = "testgpu"  # the GPU model of the test cluster's node (tests/slurm/cluster.sh)
+GPU_TYPE = "testgpu"
+GROUP = re.compile(r"epochs_(\w+)_seed(\d+)_(\w+?)_(\d+)-(\d+)")  # epochs_<model>_seed<s>_<metric>_<first>-<last>  # the GPU model of the test cluster's node (tests/slurm/cluster.sh)
 
 
 def snakemake_in_repo(*args, timeout=900):
@@ -74,14 +75,16 @@ def test_profile_slurm_works_as_typed_and_bundles_the_paper_epochs(paper_plan):
             groups.setdefault(job["group"], []).append(job)
     epoch_groups = {g: jobs for g, jobs in groups.items() if g.startswith("epochs_")}
     assert len(epoch_groups) == 5 * 150 // EPOCHS_PER_JOB == 75
-    assert set(groups) == set(epoch_groups) | {"prepare"}
+    assert set(groups) == set(epoch_groups) | {"prepare", "orderings"}
     assert sorted(j["rule"] for j in groups["prepare"]) == ["init_model", "verify_dataset"]
+    assert Counter(j["rule"] for j in groups["orderings"]) == {"ordering": 4, "seeded_ordering": 1}
     for name, jobs in epoch_groups.items():
-        metric, first, last = re.fullmatch(r"epochs_(\w+)_(\d+)-(\d+)", name).groups()
+        model, seed, metric, first, last = GROUP.fullmatch(name).groups()
         counts = Counter(j["rule"] for j in jobs)
-        assert counts["train_epoch"] == counts["reduce_epoch"] == EPOCHS_PER_JOB == int(last) - int(first) + 1
-        assert counts["ordering"] == (first == "1")  # the ordering rides with its metric's first epochs
+        assert counts == {"train_epoch": EPOCHS_PER_JOB, "reduce_epoch": EPOCHS_PER_JOB}
+        assert EPOCHS_PER_JOB == int(last) - int(first) + 1
         assert {j["wildcards"]["metric"] for j in jobs} == {metric}
+        assert {(j["wildcards"]["model"], j["wildcards"]["seed"]) for j in jobs} == {(model, seed)}
         assert {int(j["wildcards"]["epoch"]) for j in jobs if "epoch" in j["wildcards"]} == set(range(int(first), int(last) + 1))
     # nothing else is submitted: what is not in a group runs where Snakemake runs
     assert {j["rule"] for j in paper_plan if j["group"] is None} == LOCAL_RULES
@@ -135,7 +138,7 @@ def slurm_cluster():
 
 def slurm_config():
     config = copy.deepcopy(TINY_CONFIG)
-    config.update(study="slurmtest", metrics=["lpips", "random"])
+    config.update(study="slurmtest", metrics=["lpips", "random"], seeds=[0, 1])
     config["data"]["root"] = "results/slurmtest/data"
     config["training"]["device"] = "auto"  # asks for GPUs; the node's GPU is fake, so the jobs fall back to CPU
     return config
@@ -147,7 +150,7 @@ def sacct(run_id):
                          capture_output=True, text=True, check=True, timeout=60).stdout
     rows = [dict(zip(fields, line.split("|"))) for line in out.splitlines() if line.strip()]
     for row in rows:
-        row["group"] = re.match(r"rule_(prepare|epochs_\w+?_\d+-\d+)_", row["Comment"]).group(1)
+        row["group"] = re.match(r"rule_(prepare|orderings|epochs_\w+?_\d+-\d+)_", row["Comment"]).group(1)
         for key in ("ReqTRES", "AllocTRES"):
             row[key] = dict(kv.split("=", 1) for kv in row[key].split(",") if kv)
         h, m, s = map(int, row["Timelimit"].split(":"))
@@ -170,7 +173,8 @@ def slurm_study(slurm_cluster, tmp_path_factory):
         write_config(folder / "slurmtest.yaml", config)
     with ThreadPoolExecutor(1) as pool:
         local_run = pool.submit(run_snakemake, local, "--configfile", str(local / "slurmtest.yaml"), "--cores", "2",
-                                *[f"results/slurmtest/{m}/distances.h5" for m in config["metrics"]])
+                                *[f"results/slurmtest/tiny_mlp_bn/seed_{s}/{m}/distances.h5" for m in config["metrics"]
+                                  for s in config["seeds"]])
         log = snakemake_in_repo("--profile", "slurm", "--configfile", str(work / "slurmtest.yaml"),
                                 "--directory", str(work), "--group-components", "epochs=2", "--retries", "0",
                                 "--default-resources", f"gpu_model='{GPU_TYPE}'",  # the profile's optional setting
@@ -182,9 +186,10 @@ def slurm_study(slurm_cluster, tmp_path_factory):
 
 @pytest.mark.slurm
 def test_every_cluster_job_went_through_sbatch(slurm_study):
-    metrics = slurm_study["config"]["metrics"]
+    metrics, seeds = slurm_study["config"]["metrics"], slurm_study["config"]["seeds"]
     jobs = slurm_study["sacct"]
-    assert set(jobs) == {"prepare"} | {f"epochs_{m}_{r}" for m in metrics for r in ("1-2", "3-3")}
+    assert set(jobs) == {"prepare", "orderings"} | {f"epochs_tiny_mlp_bn_seed{s}_{m}_{r}" for m in metrics for s in seeds
+                                                    for r in ("1-2", "3-3")}
     assert {row["State"] for row in jobs.values()} == {"COMPLETED"}
     # Snakemake itself ran only the light local rules ...
     assert {j["rule"] for j in slurm_study["jobs"] if j["group"] is None} == LOCAL_RULES
@@ -192,22 +197,23 @@ def test_every_cluster_job_went_through_sbatch(slurm_study):
     logs = list((slurm_study["work"] / ".snakemake" / "slurm_logs").rglob("*.log"))
     assert len(logs) == len(jobs)
     ran = Counter(re.findall(r"^localrule (\w+):$", "".join(p.read_text() for p in logs), re.M))
-    n = len(metrics)
-    assert ran == {"synthetic_dataset": 1, "verify_dataset": 1, "init_model": 1, "ordering": n,
-                   "train_epoch": 3 * n, "reduce_epoch": 3 * n}
+    n, s = len(metrics), len(seeds)
+    assert ran == {"synthetic_dataset": 1, "verify_dataset": 1, "init_model": s, "ordering": 1, "seeded_ordering": s,
+                   "train_epoch": 3 * n * s, "reduce_epoch": 3 * n * s}
 
 
 @pytest.mark.slurm
 def test_gpu_rules_asked_slurm_for_a_gpu(slurm_study):
     for group, row in slurm_study["sacct"].items():
-        gpus = "1" if group.startswith("epochs_") else None  # prepare asked for --gpus=testgpu:0, i.e. none
+        gpus = None if group == "prepare" else "1"  # prepare asked for --gpus=testgpu:0, i.e. none; lpips a GPU
         for tres in ("ReqTRES", "AllocTRES"):
             assert row[tres].get("gres/gpu") == row[tres].get(f"gres/gpu:{GPU_TYPE}") == gpus, row
     gpu = {(j["rule"], j["wildcards"].get("metric")): j["resources"]["gpu"] for j in slurm_study["jobs"] if j["group"]}
     assert gpu[("train_epoch", "lpips")] == gpu[("train_epoch", "random")] == gpu[("ordering", "lpips")] == 1
-    assert gpu[("ordering", "random")] == gpu[("reduce_epoch", "lpips")] == gpu[("init_model", None)] == 0
+    assert gpu[("seeded_ordering", "random")] == gpu[("reduce_epoch", "lpips")] == gpu[("init_model", None)] == 0
     # the node's GPU is a /dev/null: the jobs said so and trained on the CPU
-    assert "device cpu" in (slurm_study["work"] / "logs/slurmtest/lpips/train_epoch_1.log").read_text()
+    log = slurm_study["work"] / "logs/slurmtest/tiny_mlp_bn/seed_1/lpips/train_epoch_1.log"
+    assert "device cpu" in log.read_text()
 
 
 @pytest.mark.slurm
@@ -220,13 +226,16 @@ def test_bundled_submission_requests_the_max_of_serial_jobs_not_the_sum(slurm_st
             res[(j["rule"], j["wildcards"].get("metric"))] = j["resources"] | {"threads": 1}
     for group, row in slurm_study["sacct"].items():
         members = [j for j in slurm_study["jobs"] if j["group"] == group]
-        if group == "prepare":
-            steps = [[res[(j["rule"], None)]] for j in members]  # a chain: one after another
+        if group == "orderings":
+            continue  # independent jobs, side by side
+        if group == "prepare":  # a chain: the data set, its check, then the initialisations side by side
+            n = Counter(j["rule"] for j in members)
+            steps = [[res[(rule, None)]] for rule in ("synthetic_dataset", "verify_dataset") if n[rule]]
+            steps.append([res[("init_model", None)]] * n["init_model"])
         else:
-            metric, first, last = re.fullmatch(r"epochs_(\w+)_(\d+)-(\d+)", group).groups()
+            _, _, metric, first, last = GROUP.fullmatch(group).groups()
             train, reduce = res[("train_epoch", metric)], res[("reduce_epoch", metric)]
-            steps = [[res[("ordering", metric)]]] if first == "1" else []
-            steps += [[train]] + [[train, reduce]] * (int(last) - int(first)) + [[reduce]]
+            steps = [[train]] + [[train, reduce]] * (int(last) - int(first)) + [[reduce]]
         widest = max(sum(r["mem_mb"] for r in step) for step in steps)
         assert mem_mb(row["ReqTRES"]) == widest, (group, row["ReqTRES"], steps)
         assert widest < sum(j["resources"]["mem_mb"] for j in members), group
@@ -236,8 +245,8 @@ def test_bundled_submission_requests_the_max_of_serial_jobs_not_the_sum(slurm_st
 
 @pytest.mark.slurm
 def test_cluster_outputs_equal_a_local_run(slurm_study):
-    for metric in slurm_study["config"]["metrics"]:
-        path = f"results/slurmtest/{metric}/distances.h5"
+    for metric, seed in [(m, s) for m in slurm_study["config"]["metrics"] for s in slurm_study["config"]["seeds"]]:
+        path = f"results/slurmtest/tiny_mlp_bn/seed_{seed}/{metric}/distances.h5"
         with h5py.File(slurm_study["work"] / path) as a, h5py.File(slurm_study["local"] / path) as b:
             assert set(a) == set(b)
             for name in a:

@@ -10,7 +10,7 @@ import pytest
 from conftest import REPO
 
 SCRIPTS = sorted((REPO / "workflow" / "scripts").glob("*.py"))
-NO_TORCH_STEPS = ("bestbatch.steps.data", "bestbatch.steps.distances", "bestbatch.steps.plots")
+NO_TORCH_STEPS = ("bestbatch.steps.data", "bestbatch.steps.distances", "bestbatch.steps.plots", "bestbatch.steps.analysis")
 
 BLOCK_TORCH = """
 import importlib.abc, sys
@@ -56,6 +56,9 @@ def test_steps_that_do_not_train_run_without_torch(tmp_path):
         curves_page(["m.h5"], "plots/curves.html", metrics=["edges"])
         index_page(["m.h5"], ["plots/heatmap_edges.html"], "plots/curves.html", "index.html", "summary.json",
                    study="s", metrics=["edges"], phases=phases, config={{"study": "s"}})
+        from bestbatch.steps.analysis import evaluate_claims
+        evaluate_claims(["m.h5"], "claims.csv", "statistics.csv", "claims.html", runs=[["tiny", 0]], metrics=["edges"],
+                        phases=phases, alpha=0.05, permutations=99, seed=0)
         print(json.load(open("dataset.json"))["num_batches"], sorted(m for m in sys.modules if m.startswith("torch")))
     """, tmp_path)
     assert out.split()[0] == "4" and "[]" in out
@@ -65,7 +68,8 @@ def test_steps_that_do_not_train_run_without_torch(tmp_path):
 def test_modules_of_the_steps_without_training_import_no_torch(tmp_path):
     run_without_torch("""
         import importlib
-        for name in ("bestbatch.steps.data", "bestbatch.steps.distances", "bestbatch.steps.plots", "bestbatch.formats",
+        for name in ("bestbatch.steps.data", "bestbatch.steps.distances", "bestbatch.steps.plots",
+                     "bestbatch.steps.analysis", "bestbatch.stats", "bestbatch.report", "bestbatch.formats",
                      "bestbatch.config", "bestbatch.resources", "bestbatch.workflow_support", "bestbatch.metrics"):
             importlib.import_module(name)
     """, tmp_path)
@@ -108,8 +112,7 @@ def test_every_rule_script_goes_with_its_stage():
 FORMAT_NAMES = ("gradients", "gradient_sum", "layout_name", "layout_offset", "layout_shape", "train_loss", "train_acc",
                 "batch_score_min", "batch_score_mean", "batch_score_max", "full_norm", "test_loss", "test_acc",
                 "display_score", "scores", "order", "n_params", "provenance", "format_version")
-INDEXED_NAMES = ("distance", "cosine", "norm", "epoch", "batch", "phase", "metric", "model", "optimizer", "meta",
-                 "params")
+INDEXED_NAMES = ("distance", "cosine", "norm", "epoch", "batch", "optimizer", "meta")  # not row keys elsewhere
 
 
 def test_format_names_live_in_formats_only():

@@ -19,22 +19,41 @@ def job_counts(dry_run_stdout):
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
 
 
+PAPER = "results/paper/dpn92/seed_0"
+TINY = "tiny_mlp_bn/seed_{seed}"
+
+
 def test_paper_dag_dry_runs_with_chained_per_epoch_jobs(tmp_path):
     out = run_snakemake(tmp_path, "--configfile", str(REPO / "config" / "config.yaml"), "-n", "--quiet", "rules").stdout
     counts = job_counts(out)
     assert counts["train_epoch"] == 5 * 150
     assert counts["reduce_epoch"] == 5 * 150
-    assert counts["ordering"] == 5 and counts["gather_distances"] == 5 and counts["heatmap"] == 5
-    assert counts["init_model"] == 1 and counts["index"] == 1
+    assert counts["ordering"] + counts["seeded_ordering"] == 5 and counts["gather_distances"] == 5
+    assert counts["heatmap"] == 5 and counts["curves"] == 1
+    assert counts["init_model"] == 1 and counts["index"] == 1 and counts["claims"] == 1
+
+
+def test_a_grid_of_models_and_seeds_multiplies_the_runs(tmp_path):
+    """models x seeds are wildcards of one study: 2 models x 3 seeds x 5 metrics x 150 epochs."""
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config.update(models=["dpn92", "resnet18"], seeds=[0, 1, 2])
+    cfg = write_config(tmp_path / "grid.yaml", config)
+    counts = job_counts(run_snakemake(tmp_path, "--configfile", str(cfg), "-n", "--quiet", "rules").stdout)
+    assert counts["train_epoch"] == counts["reduce_epoch"] == 2 * 3 * 5 * 150
+    assert counts["init_model"] == 6 and counts["curves"] == 6 and counts["heatmap"] == 30
+    # one ordering per metric for the data set, the random control once per seed
+    assert counts["ordering"] == 4 and counts["seeded_ordering"] == 3
+    assert counts["claims"] == 1 and counts["index"] == 1
 
 
 def test_paper_dag_chains_epochs_per_metric(tmp_path):
-    """Epoch e of a metric needs epoch e-1 of the same metric; epoch 1 needs the shared initialisation."""
+    """Epoch e of a run needs epoch e-1 of the same run; epoch 1 needs the run's seeded initialisation."""
     out = run_snakemake(tmp_path, "--configfile", str(REPO / "config" / "config.yaml"), "-n", "-p",
-                        "results/paper/color/checkpoints/epoch_3.pt").stdout
+                        f"{PAPER}/color/checkpoints/epoch_3.pt").stdout
     counts = job_counts(out)
     assert counts["train_epoch"] == 3 and "ordering" in counts and counts.get("reduce_epoch", 0) == 0
-    assert "results/paper/color/checkpoints/epoch_2.pt" in out and "results/paper/checkpoints/init.pt" in out
+    assert f"{PAPER}/color/checkpoints/epoch_2.pt" in out and f"{PAPER}/checkpoints/init.pt" in out
+    assert "results/paper/orderings/color.h5" in out
     assert "intensity" not in out
 
 
@@ -58,32 +77,50 @@ def test_tiny_study_produces_every_output(tiny_study):
     work, _, config = tiny_study
     r = work / "results" / "tiny"
     k = 320 // 64
-    for metric in config["metrics"]:
-        with h5py.File(r / metric / "distances.h5", "r") as f:
-            assert f["distance"].shape == (3, k) and list(f["epoch"][:]) == [1, 2, 3]
-            assert np.all(f["distance"][:] > 0) and np.all(np.abs(f["cosine"][:]) <= 1)
-            assert list(f["phase"][:]) == [1, 2, 3]
-            np.testing.assert_allclose(f["lr"][:], [0.05, 0.005, 0.0005])
-        table = pd.read_csv(r / metric / "distances.csv")
-        assert len(table) == 3 * k and set(table.metric) == {metric}
-        assert list(table.columns[:8]) == ["metric", "epoch", "batch", "phase", "lr", "distance", "cosine", "norm"]
-        assert not (r / metric / "shards").exists() or not any((r / metric / "shards").iterdir())  # temp() shards
-        with h5py.File(r / "orderings" / f"{metric}.h5", "r") as f:
+    assert config["seeds"] == [0, 1]
+    for seed in config["seeds"]:
+        run = r / TINY.format(seed=seed)
+        for metric in config["metrics"]:
+            with h5py.File(run / metric / "distances.h5", "r") as f:
+                assert f["distance"].shape == (3, k) and list(f["epoch"][:]) == [1, 2, 3]
+                assert np.all(f["distance"][:] > 0) and np.all(np.abs(f["cosine"][:]) <= 1)
+                assert list(f["phase"][:]) == [1, 2, 3]
+                np.testing.assert_allclose(f["lr"][:], [0.05, 0.005, 0.0005])
+            table = pd.read_csv(run / metric / "distances.csv")
+            assert len(table) == 3 * k and set(table.metric) == {metric}
+            assert list(table.columns[:8]) == ["metric", "epoch", "batch", "phase", "lr", "distance", "cosine", "norm"]
+            assert not (run / metric / "shards").exists() or not any((run / metric / "shards").iterdir())  # temp()
+            assert (run / "plots" / f"heatmap_{metric}.html").stat().st_size > 1_000_000  # plotly.js inlined
+            log = work / "logs" / "tiny" / TINY.format(seed=seed) / metric / "train_epoch_2.log"
+            assert log.read_text().count("epoch 2")
+        assert (run / "plots" / "training_curves.html").exists()
+    for name in ("intensity", "color", "edges", "lpips", "random_seed_0", "random_seed_1"):
+        with h5py.File(r / "orderings" / f"{name}.h5", "r") as f:
             assert sorted(f["order"][:]) == list(range(320))
-        assert (r / "plots" / f"heatmap_{metric}.html").stat().st_size > 1_000_000  # plotly.js inlined
-        assert (work / "logs" / "tiny" / metric / "train_epoch_2.log").read_text().count("epoch 2")
-    assert (r / "index.html").exists() and (r / "plots" / "training_curves.html").exists()
+    with h5py.File(r / "orderings" / "random_seed_0.h5") as a, h5py.File(r / "orderings" / "random_seed_1.h5") as b:
+        assert not np.array_equal(a["order"][:], b["order"][:])  # each seed has its own null
+    assert (r / "index.html").exists() and (r / "claims.html").exists() and (r / "claims.csv").exists()
     with h5py.File(r / "orderings" / "lpips.h5", "r") as f:
         assert '"pretrained_backbone": false' in f.attrs["params"]
+
+
+@pytest.mark.slow
+def test_seeds_are_replicates(tiny_study):
+    """Another seed: another initialisation and other augmentation, the same data and (non-random) orders."""
+    work, _, _ = tiny_study
+    r = work / "results" / "tiny"
+    a, b = (load_checkpoint(r / TINY.format(seed=s) / "checkpoints" / "init.pt") for s in (0, 1))
+    assert a.meta["seed"] == 0 and b.meta["seed"] == 1
+    assert not torch.equal(a.model["fc1.weight"], b.model["fc1.weight"])
 
 
 @pytest.mark.slow
 def test_every_metric_starts_from_the_same_initialisation(tiny_study):
     """Metrics differ only by their order: with the same batches in epoch 1 they would train identically."""
     work, _, config = tiny_study
-    r = work / "results" / "tiny"
-    first = {m: load_checkpoint(r / m / "checkpoints" / "epoch_1.pt") for m in config["metrics"]}
-    init = load_checkpoint(r / "checkpoints" / "init.pt")
+    run = work / "results" / "tiny" / TINY.format(seed=0)
+    first = {m: load_checkpoint(run / m / "checkpoints" / "epoch_1.pt") for m in config["metrics"]}
+    init = load_checkpoint(run / "checkpoints" / "init.pt")
     for metric, state in first.items():  # each metric's epoch 1 started from exactly init.pt's parameters
         assert state.meta["start_params_sha256"] == state_digest(init.model), metric
         assert state.meta["metric"] == metric and state.epoch == 1
@@ -95,12 +132,13 @@ def test_every_metric_starts_from_the_same_initialisation(tiny_study):
 @pytest.mark.slow
 def test_every_epoch_starts_where_the_previous_one_ended(tiny_study):
     work, _, config = tiny_study
-    r = work / "results" / "tiny"
-    for metric in config["metrics"]:
-        for epoch in (2, 3):
-            before = load_checkpoint(r / metric / "checkpoints" / f"epoch_{epoch - 1}.pt")
-            after = load_checkpoint(r / metric / "checkpoints" / f"epoch_{epoch}.pt")
-            assert after.meta["start_params_sha256"] == state_digest(before.model), (metric, epoch)
+    for seed in config["seeds"]:
+        run = work / "results" / "tiny" / TINY.format(seed=seed)
+        for metric in config["metrics"]:
+            for epoch in (2, 3):
+                before = load_checkpoint(run / metric / "checkpoints" / f"epoch_{epoch - 1}.pt")
+                after = load_checkpoint(run / metric / "checkpoints" / f"epoch_{epoch}.pt")
+                assert after.meta["start_params_sha256"] == state_digest(before.model), (seed, metric, epoch)
 
 
 @pytest.mark.slow
@@ -109,7 +147,7 @@ def test_one_metric_reruns_alone(tiny_study):
     proc = run_snakemake(work, "--configfile", str(cfg), "-n", "--forcerun", "ordering", "--", "study_edges")
     planned = set(re.findall(r"metric=(\w+)", proc.stdout))
     assert planned == {"edges"}, proc.stdout[-3000:]
-    assert job_counts(proc.stdout)["train_epoch"] == 3
+    assert job_counts(proc.stdout)["train_epoch"] == 3 * len(config["seeds"])
 
 
 @pytest.mark.slow
@@ -119,16 +157,16 @@ def test_epochs_in_one_go_equal_epochs_one_invocation_at_a_time(tiny_study, tmp_
     config = dict(config, metrics=["edges"])
     cfg = write_config(tmp_path / "tiny.yaml", config)
     shutil.copytree(work / "results" / "tiny" / "data", tmp_path / "results" / "tiny" / "data")
+    run = f"results/tiny/{TINY.format(seed=1)}/edges"
     for epoch in (1, 2, 3):
-        run_snakemake(tmp_path, "--configfile", str(cfg), "--cores", "1",
-                      f"results/tiny/edges/epochs/epoch_{epoch}.h5")
+        run_snakemake(tmp_path, "--configfile", str(cfg), "--cores", "1", f"{run}/epochs/epoch_{epoch}.h5")
     for epoch in (1, 2, 3):
-        a = torch.load(work / "results/tiny/edges/checkpoints" / f"epoch_{epoch}.pt", weights_only=True)
-        b = torch.load(tmp_path / "results/tiny/edges/checkpoints" / f"epoch_{epoch}.pt", weights_only=True)
+        a = torch.load(work / run / "checkpoints" / f"epoch_{epoch}.pt", weights_only=True)
+        b = torch.load(tmp_path / run / "checkpoints" / f"epoch_{epoch}.pt", weights_only=True)
         for name in a["model"]:
             assert torch.equal(a["model"][name], b["model"][name]), (epoch, name)
-        with h5py.File(work / f"results/tiny/edges/epochs/epoch_{epoch}.h5") as f, \
-                h5py.File(tmp_path / f"results/tiny/edges/epochs/epoch_{epoch}.h5") as g:
+        with h5py.File(work / run / "epochs" / f"epoch_{epoch}.h5") as f, \
+                h5py.File(tmp_path / run / "epochs" / f"epoch_{epoch}.h5") as g:
             for name in ("distance", "cosine", "norm", "train_loss"):
                 assert np.array_equal(f[name][:], g[name][:]), (epoch, name)
 
@@ -163,7 +201,8 @@ def test_a_copy_of_cifar10_with_official_labels_runs_sized_from_its_files(tmp_pa
     from conftest import TINY_CONFIG
 
     write_dataset(tmp_path / "copy", *make_synthetic(1024, 200, seed=5), official_labels=True)
-    config = dict(TINY_CONFIG, data={"source": "cifar10", "root": str(tmp_path / "copy")}, metrics=["edges", "random"])
+    config = dict(TINY_CONFIG, data={"source": "cifar10", "root": str(tmp_path / "copy")}, metrics=["edges", "random"],
+                  seeds=[0])
     cfg = write_config(tmp_path / "copy.yaml", config)
     plan = planned_resources(run_snakemake(tmp_path, "--configfile", str(cfg), "-n", "-p").stdout)
     t = config["training"]
@@ -178,7 +217,7 @@ def test_a_copy_of_cifar10_with_official_labels_runs_sized_from_its_files(tmp_pa
     summary = yaml.safe_load((tmp_path / "results/tiny/dataset.json").read_text())
     assert (summary["n_train"], summary["n_test"], summary["num_batches"], summary["dropped_images"]) == (1024, 200, 16, 0)
     assert summary["official"] is False and summary["n_classes"] == 10
-    with h5py.File(tmp_path / "results/tiny/edges/distances.h5", "r") as f:
+    with h5py.File(tmp_path / "results/tiny/tiny_mlp_bn/seed_0/edges/distances.h5", "r") as f:
         assert f["distance"].shape == (3, 16)
     log = (tmp_path / "logs/tiny/verify_dataset.log").read_text()
     assert "not the official release" in log
@@ -189,16 +228,16 @@ def test_a_cifar100_format_set_runs_with_a_100_way_output_layer(tmp_path):
     from conftest import TINY_CONFIG
 
     data = dict(TINY_CONFIG["data"], synthetic=dict(TINY_CONFIG["data"]["synthetic"], format="cifar100"))
-    config = dict(TINY_CONFIG, data=data, metrics=["color", "random"])
+    config = dict(TINY_CONFIG, data=data, metrics=["color", "random"], seeds=[0])
     cfg = write_config(tmp_path / "c100.yaml", config)
     run_snakemake(tmp_path, "--configfile", str(cfg), "--cores", "2")
     r = tmp_path / "results" / "tiny"
     assert sorted(p.name for p in (r / "data" / "cifar-100-python").iterdir()) == ["meta", "test", "train"]
     summary = yaml.safe_load((r / "dataset.json").read_text())
     assert summary["n_classes"] == 100 and summary["source"] == "cifar100" and summary["num_batches"] == 5
-    init = load_checkpoint(r / "checkpoints" / "init.pt")
+    init = load_checkpoint(r / "tiny_mlp_bn" / "seed_0" / "checkpoints" / "init.pt")
     last = [v for k, v in init.model.items() if k.endswith("weight")][-1]
     assert last.shape[0] == 100
-    with h5py.File(r / "color" / "distances.h5", "r") as f:
+    with h5py.File(r / "tiny_mlp_bn" / "seed_0" / "color" / "distances.h5", "r") as f:
         assert f["distance"].shape == (3, 5) and np.all(f["distance"][:] > 0)
     assert (r / "index.html").exists()

@@ -176,29 +176,42 @@ def phases(epochs, lr, milestones, gamma):
 RESULT_KEYS = {
     "data": "the images: where they are read (a different folder may hold different data), how the "
             "synthetic set is generated (data.download and data.verify only decide how files are fetched and checked)",
-    "model": "the network trained",
     "training": "every value of the optimisation; training.threads too, since CPU kernels sum in a "
                 "thread-dependent order, and training.device and the cuda_* numerics likewise",
+    "<model>, <seed>": "the run's own network and seed (one entry of models and of seeds)",
     "orderings.<metric>": "the parameters of that metric's ordering (only for that metric's outputs)",
 }
+# An ordering depends on less: the data, its metric's parameters, the threads and device that compute it
+# (CPU sums depend on the thread count; LPIPS runs on the GPU when training does), and for a seeded
+# metric (the random control) the run's seed.
+ORDERING_TRAINING_KEYS = ("threads", "device")
 NOT_RESULT_KEYS = {
     "study": "where outputs go, not what they hold",
-    "metrics": "which metrics run; each metric's results do not depend on the others",
+    "models, seeds, metrics": "which runs exist; each run's results depend on its own model, seed and metric only",
     "outputs": "what is kept on disk and how shards are written (keep_shards, keep_checkpoints, shard_io)",
 }
 IGNORED_DATA_KEYS = ("download", "verify")
 
 
-def result_config(config, metric=None):
-    """The part of `config` that can change the results of `metric` (None: of no metric's ordering)."""
-    d = {key: copy.deepcopy(config[key]) for key in ("data", "model", "training")}
+def result_config(config, metric=None, model=None, seed=None):
+    """The part of `config` that can change the results of run (model, seed) with `metric`'s ordering
+    (None: the part that does not depend on it)."""
+    d = {key: copy.deepcopy(config[key]) for key in ("data", "training")}
     for key in IGNORED_DATA_KEYS:
         d["data"].pop(key, None)
+    d["run"] = {"model": model, "seed": seed}
     if metric is not None:
         d["ordering"] = {"metric": metric, "params": copy.deepcopy(config.get("orderings", {}).get(metric, {}))}
     return d
 
 
-def config_hash(config, metric=None):
-    """Short stable hash of the keys that can change `metric`'s results (see RESULT_KEYS)."""
-    return hashlib.sha256(json.dumps(result_config(config, metric), sort_keys=True).encode()).hexdigest()[:16]
+def ordering_hash(config, metric, seed=None):
+    """Short stable hash of the keys that can change `metric`'s ordering (for a seeded metric, of `seed`)."""
+    d = result_config(config, metric, None, seed)
+    d["training"] = {key: d["training"][key] for key in ORDERING_TRAINING_KEYS if key in d["training"]}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def config_hash(config, metric=None, model=None, seed=None):
+    """Short stable hash of the keys that can change the results of (model, seed, metric) (see RESULT_KEYS)."""
+    return hashlib.sha256(json.dumps(result_config(config, metric, model, seed), sort_keys=True).encode()).hexdigest()[:16]

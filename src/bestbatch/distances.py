@@ -1,8 +1,11 @@
-"""Distances of mini-batch gradients to the full gradient: D[e, k] = ||g_k - g_bar||_2.
+"""Distances of mini-batch gradients to the full gradient: D[e, k] = ||g_k - g_bar||_2, per tensor too.
 
 g_bar = (1/K) sum_k g_k is the full-batch gradient at the epoch-start parameters (paper, eq. 3 with
 equal batch sizes). Everything is accumulated in float64: a float32 norm over 11M elements is off by
 ~4e-4 relative, which is the size of the differences between neighbouring batches late in training.
+
+The per-epoch statistics of the same numbers (`noise_scale`, `gradient_diversity`) are small pure
+functions at the end.
 """
 import numba
 import numpy as np
@@ -18,14 +21,30 @@ class NonFiniteGradient(ValueError):
     """A gradient row holds NaN or inf: there is no distance to compute."""
 
 
-def batch_distances(gradients):
-    """Brute-force reference on a (K, P) array, all in float64."""
+def layer_bounds(layer_offsets, n_params):
+    """[o_0 = 0, o_1, ..., o_{L-1}, P]: tensor l is the flat slice [bounds[l], bounds[l + 1]).
+
+    layer_offsets: each tensor's first index in the flat vector, in order (the shard's layout_offset);
+    None: the whole vector as one tensor."""
+    offsets = np.zeros(1, np.int64) if layer_offsets is None else np.asarray(layer_offsets, dtype=np.int64)
+    if offsets.ndim != 1 or offsets.size == 0 or offsets[0] != 0 or np.any(np.diff(offsets) < 0) \
+            or offsets[-1] > n_params:
+        raise ValueError(f"layer offsets must start at 0 and increase up to the {n_params} parameters, "
+                         f"got {offsets[:5].tolist()}{' ...' if offsets.size > 5 else ''} ({offsets.size} tensors)")
+    return np.append(offsets, np.int64(n_params))
+
+
+def batch_distances(gradients, layer_offsets=None):
+    """Brute-force reference on a (K, P) array, all in float64; layer_distance (K, L) per tensor."""
     g = np.asarray(gradients, dtype=np.float64)
     full = g.mean(0)
     norm = np.linalg.norm(g, axis=1)
     full_norm = np.linalg.norm(full)
-    return dict(distance=np.linalg.norm(g - full, axis=1), norm=norm, full_norm=full_norm,
-                cosine=g @ full / (norm * full_norm))
+    diff = g - full
+    bounds = layer_bounds(layer_offsets, g.shape[1])
+    layer = np.stack([np.linalg.norm(diff[:, a:b], axis=1) for a, b in zip(bounds[:-1], bounds[1:])], 1)
+    return dict(distance=np.linalg.norm(diff, axis=1), norm=norm, full_norm=full_norm,
+                cosine=g @ full / (norm * full_norm), layer_distance=layer)
 
 
 @numba.njit(nogil=True, cache=True, fastmath=FASTMATH)
@@ -40,12 +59,8 @@ def _mean_block(total, k_rows, m):
 
 
 @numba.njit(nogil=True, cache=True, fastmath=FASTMATH)
-def _accumulate(g, m, sums):
-    """One pass over a row block: sums += (||g - m||^2, ||g||^2, g . m).
-
-    g (float32 or float64) is widened to float64 exactly and every sum is float64; only the order of
-    the additions is left to the compiler (SIMD partial sums, as in any BLAS dot product).
-    """
+def _segment(g, m):
+    """(||g - m||^2, ||g||^2, g . m) of one contiguous slice, g widened to float64 exactly."""
     dist2 = norm2 = dot = 0.0
     for i in range(g.shape[0]):
         x = np.float64(g[i])
@@ -53,52 +68,112 @@ def _accumulate(g, m, sums):
         dist2 += d * d
         norm2 += x * x
         dot += x * m[i]
+    return dist2, norm2, dot
+
+
+@numba.njit(nogil=True, cache=True, fastmath=FASTMATH)
+def _accumulate(g, m, starts, layers, sums, layer_sums):
+    """One pass over a row block: sums += (||g - m||^2, ||g||^2, g . m), and per tensor
+    layer_sums[layers[s]] += ||g - m||^2 over segment s = [starts[s], starts[s + 1]) of the block.
+
+    Every sum is float64; only the order of the additions within a segment is left to the compiler
+    (SIMD partial sums, as in any BLAS dot product). The block's distance is the sum of its segments'
+    sums, so sum_l layer_sums[l] equals sums[0] to float64 rounding. (Each segment goes through
+    _segment as a slice: a loop over range(starts[s], starts[s + 1]) here does not vectorise.)
+    """
+    dist2 = norm2 = dot = 0.0
+    for s in range(layers.shape[0]):
+        a, b = starts[s], starts[s + 1]
+        d2, n2, gm = _segment(g[a:b], m[a:b])
+        layer_sums[layers[s]] += d2
+        dist2 += d2
+        norm2 += n2
+        dot += gm
     sums[0] += dist2
     sums[1] += norm2
     sums[2] += dot
 
 
-def _blocks(rows, total, progress):
+def _segments(bounds, lo, hi):
+    """The tensors cut into block [lo, hi): (starts relative to lo (S + 1,), tensor of each segment (S,))."""
+    inner = bounds[(bounds > lo) & (bounds < hi)]
+    starts = np.concatenate([[lo], inner, [hi]]).astype(np.int64)
+    layers = np.searchsorted(bounds, starts[:-1], side="right").astype(np.int64) - 1  # empty tensors get no segment
+    return starts - lo, layers
+
+
+def _blocks(rows, total, bounds, progress):
     k_rows, n_params = rows.shape
     sums = np.zeros((k_rows, 3))  # per row: ||g_k - g_bar||^2, ||g_k||^2, g_k . g_bar
+    layer_sums = np.zeros((k_rows, len(bounds) - 1))  # per row and tensor: ||g_k - g_bar||^2
     full2 = 0.0
     m_buf = np.empty(min(BLOCK, n_params))
     for block, lo in enumerate(range(0, n_params, BLOCK), 1):
         hi = min(lo + BLOCK, n_params)
         m = m_buf[:hi - lo]
         full2 += _mean_block(total[lo:hi], k_rows, m)
+        starts, layers = _segments(bounds, lo, hi)
         for k in range(k_rows):
-            _accumulate(rows[k, lo:hi], m, sums[k])
+            _accumulate(rows[k, lo:hi], m, starts, layers, sums[k], layer_sums[k])
         if progress:
             progress(block)
-    return sums, full2
+    return sums, layer_sums, full2
 
 
-def reduce_rows(rows, total, progress=None):
-    """Distances, norms and cosines of the K rows to their mean, every sum in float64.
+def reduce_rows(rows, total, progress=None, layer_offsets=None):
+    """Distances, norms and cosines of the K rows to their mean, and each tensor's share, in float64.
 
     rows: (K, P) array-like of g_k (float32 or float64; a memory map or an h5py dataset reads block by
     block); total: (P,) float64 sum of the rows (kept during training), so g_bar is known before the
     first row is read. Parameter blocks run outside, rows inside: each block of g_bar is made once
     and stays in cache while the K row blocks stream past it through one fused compiled pass (no
-    float64 copies of the rows). progress(blocks_done) is called after each block.
+    float64 copies of the rows); the tensor boundaries inside a block cut that pass into segments.
+    layer_offsets: each parameter tensor's first index (None: one tensor). progress(blocks_done) is
+    called after each block.
 
+    Returns distance, norm, cosine (K,), full_norm, and layer_distance (K, L): ||g_k - g_bar|| over
+    tensor l's slice alone, so that sum_l layer_distance[k, l]^2 = distance[k]^2.
     Raises NonFiniteGradient naming the first batch (0-based, in the fixed order) with NaN or inf.
     """
-    sums, full2 = _blocks(rows, total, progress)
+    bounds = layer_bounds(layer_offsets, rows.shape[1])
+    sums, layer_sums, full2 = _blocks(rows, total, bounds, progress)
     dist2, norm2, dot = sums.T
     bad = np.flatnonzero(~np.isfinite(norm2))  # a sum of squared float32 values cannot overflow float64
     if bad.size:
         raise NonFiniteGradient(f"the gradient of batch {int(bad[0])} (0-based, in the fixed order) "
                                 f"contains NaN or inf ({bad.size} of {len(norm2)} batches do)")
     norm, full_norm = np.sqrt(norm2), float(np.sqrt(full2))
-    return dict(distance=np.sqrt(dist2), norm=norm, full_norm=full_norm, cosine=dot / (norm * full_norm))
+    return dict(distance=np.sqrt(dist2), norm=norm, full_norm=full_norm, cosine=dot / (norm * full_norm),
+                layer_distance=np.sqrt(layer_sums))
 
 
 def reduce_shard(path, progress=None):
-    """reduce_rows over a gradient shard, read once (memory-mapped where it is one byte range)."""
-    with shard_rows(path) as (rows, total):
+    """reduce_rows over a gradient shard, read once (memory-mapped where it is one byte range), per
+    parameter tensor of the shard's layout (formats.read_shard_layout; its names and offsets are read
+    in the same open as the rows' places); the result also holds layer_name (L,)."""
+    with shard_rows(path, tensors=True) as (rows, total, (names, offsets)):
         try:
-            return reduce_rows(rows, total, progress)
+            result = reduce_rows(rows, total, progress, layer_offsets=offsets)
         except NonFiniteGradient as exc:
             raise NonFiniteGradient(f"{path}: {exc}") from None
+    return dict(result, layer_name=names)
+
+
+# --- per-epoch statistics of the distances -------------------------------------------------------------
+
+def noise_scale(distance, full_norm, batch_size):
+    """B_simple = B * mean_k ||g_k - g_bar||^2 / ||g_bar||^2 (McCandlish et al. 2018), in examples.
+
+    distance (..., K), full_norm (...,): one value per epoch. B * ||g_k - g_bar||^2 estimates the trace
+    of the per-example gradient covariance, so B_simple is the batch size at which the gradient noise
+    equals the signal."""
+    distance = np.asarray(distance, dtype=np.float64)
+    return batch_size * np.mean(distance ** 2, axis=-1) / np.asarray(full_norm, dtype=np.float64) ** 2
+
+
+def gradient_diversity(norm, full_norm):
+    """sum_k ||g_k||^2 / ||sum_k g_k||^2 (Yin et al. 2018), dimensionless, from 1/K (all g_k equal) up.
+
+    norm (..., K), full_norm (...,): sum_k g_k = K g_bar, so the denominator is (K ||g_bar||)^2."""
+    norm = np.asarray(norm, dtype=np.float64)
+    return np.sum(norm ** 2, axis=-1) / (norm.shape[-1] * np.asarray(full_norm, dtype=np.float64)) ** 2

@@ -13,6 +13,9 @@ Gradient shard `<metric>/shards/epoch_<e>.h5` (written by shards.ShardWriter, re
     + the epoch's records (below)
 Per-epoch file `<metric>/epochs/epoch_<e>.h5` (the reduction of one shard, without the gradients):
     distance, cosine, norm  (K,) float64     ||g_k - g_bar||, cos(g_k, g_bar), ||g_k||
+    layer_distance (K, L) float64            ||g_k - g_bar|| over parameter tensor l's slice alone, in
+                                             the shard's layout order: sum_l layer_distance^2 = distance^2
+    layer_name     (L,) str                  the tensors' names (layout_name)
     attrs full_norm (||g_bar||), n_params (P)
     + the epoch's records
 The epoch's records, in both:
@@ -21,8 +24,15 @@ The epoch's records, in both:
     attrs epoch, lr, phase, metric, test_loss, test_acc, provenance (JSON)
 Gathered matrix `<metric>/distances.h5`: datasets epoch (E,), batch (K,); distance, cosine, norm,
     train_loss, train_acc (E, K) with `units`; full_norm, lr, phase, test_loss, test_acc (E,);
-    batch_score_min/mean/max (K,); attrs metric, provenance. `<metric>/distances.csv` is the same as a
-    tidy table (MATRIX_CSV_COLUMNS).
+    batch_score_min/mean/max (K,); attrs metric, provenance, and:
+    layer_distance (E, K, L) float64         the epochs' layer_distance, with `units`
+    layer_name     (L,) str                  the parameter tensors, in network (layout) order
+    noise_scale    (E,) float64, `units`     B_simple = B * mean_k ||g_k - g_bar||^2 / ||g_bar||^2 (McCandlish
+                                             et al. 2018), in examples; NaN where B was not given
+    gradient_diversity (E,) float64, `units` sum_k ||g_k||^2 / ||sum_k g_k||^2 (Yin et al. 2018),
+                                             dimensionless, 1/K when every g_k is equal
+    attr batch_size                          B, images per fixed batch (absent when not given)
+    `<metric>/distances.csv` is the distance matrix as a tidy table (MATRIX_CSV_COLUMNS).
 Ordering `orderings/<metric>.h5`: order (N,) int64 (training indices by ascending score, ties by
     index), scores (N,) or (N, c), display_score (N,) float64; attrs metric, params (JSON), provenance.
 Checkpoint `*.pt` (torch.save of a dict, loaded with weights_only=True): model (state dict),
@@ -31,6 +41,7 @@ Checkpoint `*.pt` (torch.save of a dict, loaded with weights_only=True): model (
 """
 import hashlib
 import json
+import mmap
 import platform
 import sys
 from contextlib import contextmanager
@@ -49,12 +60,17 @@ SHARD, EPOCH, MATRIX, ORDERING, CHECKPOINT = ("gradient shard", "epoch distances
 SHARD_ROWS, SHARD_SUM = "gradients", "gradient_sum"
 SHARD_ROWS_DESCRIPTION = "row k: gradient of fixed batch k's mean cross-entropy loss at the epoch-start parameters"
 SHARD_SUM_DESCRIPTION = "float64 sum of the rows, kept during training"
+LAYOUT = ("layout_name", "layout_shape", "layout_offset")  # the shard's parameter tensors
 DISTANCES = ("distance", "cosine", "norm")
 MATRIX_UNITS = {"distance": "L2 norm of g_k - g_bar, in loss units per parameter unit",
                 "cosine": "cosine similarity of g_k and g_bar", "norm": "L2 norm of g_k",
                 "train_loss": "net_normal's mean cross-entropy on the batch",
                 "train_acc": "net_normal's accuracy on the batch"}
+LAYER_UNITS = "L2 norm of the parameter tensor's slice of g_k - g_bar, in loss units per parameter unit"
+GRADIENT_STATISTICS = {"noise_scale": "examples: B * mean_k ||g_k - g_bar||^2 / ||g_bar||^2 (B_simple)",
+                       "gradient_diversity": "dimensionless: sum_k ||g_k||^2 / ||sum_k g_k||^2"}
 PER_EPOCH = ("full_norm", "lr", "phase", "test_loss", "test_acc")
+WHOLE_VECTOR = "(all parameters)"  # the one tensor of a distances dict that has no layer_distance
 MATRIX_CSV_COLUMNS = ("metric", "epoch", "batch", "phase", "lr", "distance", "cosine", "norm", "full_norm",
                       "train_loss", "score_min", "score_mean", "score_max")
 
@@ -139,9 +155,10 @@ def finish_shard(f, layout, records):
     """Everything of a shard but its rows and their sum: the parameter layout, the records, the stamp.
 
     f: the open h5py.File the writer made; layout: [(name, shape, offset)] of the flat vector."""
-    f["layout_name"] = np.array([n for n, _, _ in layout], dtype=h5py.string_dtype())
-    f["layout_offset"] = np.array([o for _, _, o in layout], dtype=np.int64)
-    f["layout_shape"] = np.array([json.dumps(list(s)) for _, s, _ in layout], dtype=h5py.string_dtype())
+    names, shapes, offsets = LAYOUT
+    f[names] = np.array([n for n, _, _ in layout], dtype=h5py.string_dtype())
+    f[offsets] = np.array([o for _, _, o in layout], dtype=np.int64)
+    f[shapes] = np.array([json.dumps(list(s)) for _, s, _ in layout], dtype=h5py.string_dtype())
     _write_records(f, records)
     _stamp(f.attrs, SHARD)
 
@@ -153,73 +170,126 @@ def read_shard_records(path):
         return _read_records(f), int(f[SHARD_ROWS].shape[1])
 
 
+def _open_low(path):
+    """h5py's low-level API: on a small shard the high-level File/Dataset objects cost as much as reading
+    the whole file, so the reduction's reads of the shard's small parts go this way, in one open."""
+    return h5py.h5f.open(str(path).encode(), h5py.h5f.ACC_RDONLY)
+
+
+def _check_low(fid, kind, path):
+    attrs = {}
+    for name in ("format", "format_version"):
+        try:
+            attr = h5py.h5a.open(fid, name.encode())
+        except KeyError:
+            continue
+        value = np.empty(attr.shape, dtype=attr.dtype)
+        attr.read(value)
+        attrs[name] = value.item() if value.shape == () else value
+    _check(attrs, kind, path)
+
+
+def _small_low(fid, name, path):
+    try:
+        dset = h5py.h5d.open(fid, name.encode())
+    except KeyError:
+        raise FormatError(f"{path}: a gradient shard without its parameter layout ({', '.join(LAYOUT)})") from None
+    value = np.empty(dset.shape, dtype=dset.dtype)
+    dset.read(h5py.h5s.ALL, h5py.h5s.ALL, value)
+    return value
+
+
+def _tensors_low(fid, path):
+    """(names [str], first indices (L,) int64) of the parameter tensors of an open shard."""
+    names, _, offsets = LAYOUT
+    return ([n.decode() if isinstance(n, bytes) else str(n) for n in _small_low(fid, names, path)],
+            _small_low(fid, offsets, path).astype(np.int64))
+
+
+def _layout_low(fid, path):
+    """[(name, shape, offset)] from the layout datasets of an open shard."""
+    names, offsets = _tensors_low(fid, path)
+    shapes = _small_low(fid, LAYOUT[1], path)
+    return [(n, tuple(json.loads(s)), int(o)) for n, s, o in zip(names, shapes, offsets)]
+
+
 def read_shard_layout(path):
-    """[(name, shape, offset)] of the flat gradient vector."""
-    with h5py.File(path, "r") as f:
-        _check(f.attrs, SHARD, path)
-        return [(n.decode() if isinstance(n, bytes) else n, tuple(json.loads(s)), int(o))
-                for n, s, o in zip(f["layout_name"][:], f["layout_shape"][:], f["layout_offset"][:])]
-
-
-def _byte_ranges(path, names):
-    """(offset, shape, dtype) of each dataset if all are stored as one byte range, else None.
-
-    h5py's low-level API: on a small shard the high-level File/Dataset objects cost as much as reading
-    the whole file."""
-    fid = h5py.h5f.open(str(path).encode(), h5py.h5f.ACC_RDONLY)
+    """[(name, shape, offset)] of the flat gradient vector: its parameter tensors in network order."""
+    fid = _open_low(path)
     try:
-        places = []
-        for name in names:
-            dset = h5py.h5d.open(fid, name.encode())
-            if dset.get_create_plist().get_layout() != h5py.h5d.CONTIGUOUS or dset.get_offset() is None:
-                return None
-            places.append((dset.get_offset(), dset.shape, dset.dtype))
-        return places
+        _check_low(fid, SHARD, path)
+        return _layout_low(fid, path)
     finally:
         fid.close()
 
 
-def _check_file(path, kind):
-    fid = h5py.h5f.open(str(path).encode(), h5py.h5f.ACC_RDONLY)
-    try:
-        attrs = {}
-        for name in ("format", "format_version"):
-            if h5py.h5a.exists(fid, name.encode()):
-                attr = h5py.h5a.open(fid, name.encode())
-                value = np.empty(attr.shape, dtype=attr.dtype)
-                attr.read(value)
-                attrs[name] = value.item() if value.shape == () else value
-        _check(attrs, kind, path)
-    finally:
-        fid.close()
+def _byte_ranges_low(fid, names):
+    """(offset, shape, dtype) of each dataset if all are stored as one byte range, else None."""
+    places = []
+    for name in names:
+        dset = h5py.h5d.open(fid, name.encode())
+        if dset.get_create_plist().get_layout() != h5py.h5d.CONTIGUOUS or dset.get_offset() is None:
+            return None
+        places.append((dset.get_offset(), dset.shape, dset.dtype))
+    return places
 
 
 @contextmanager
-def shard_rows(path):
-    """Yield (rows (K, P), gradient_sum (P,)) of a shard: memory-mapped views when each is one byte
-    range (no copy, each byte read once), else h5py datasets that decode block by block."""
-    _check_file(path, SHARD)
-    places = _byte_ranges(path, (SHARD_ROWS, SHARD_SUM))
+def shard_rows(path, tensors=False):
+    """Yield (rows (K, P), gradient_sum (P,)) of a shard: memory-mapped views when each is one byte range
+    (no copy, each byte read once), else h5py datasets that decode block by block. With `tensors`, a
+    third item: (names, first indices (L,) int64) of its parameter tensors (read_shard_layout without
+    the shapes), read in the same open of the file."""
+    fid = _open_low(path)
+    try:
+        _check_low(fid, SHARD, path)
+        places = _byte_ranges_low(fid, (SHARD_ROWS, SHARD_SUM))
+        extra = (_tensors_low(fid, path),) if tensors else ()
+    finally:
+        fid.close()
     if places is None:  # chunked or compressed
         with h5py.File(path, "r") as f:
-            yield f[SHARD_ROWS], f[SHARD_SUM]
+            yield (f[SHARD_ROWS], f[SHARD_SUM], *extra)
         return
-    whole = np.memmap(path, dtype=np.uint8, mode="r")  # unmapped when the last view is gone
+    with open(path, "rb") as f:
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    # plain ndarray views (np.memmap's subclass costs on every slice); unmapped when the last view is gone
+    whole = np.frombuffer(mapped, dtype=np.uint8)
+    del mapped
     rows, total = (whole[offset:offset + dtype.itemsize * int(np.prod(shape))].view(dtype).reshape(shape)
                    for offset, shape, dtype in places)
     try:
-        yield rows, total
+        yield (rows, total, *extra)
     finally:
         del whole, rows, total
 
 
 # --- per-epoch file ------------------------------------------------------------------------------------
 
+def _names(values):
+    return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values], dtype=object)
+
+
+def _layers(distances):
+    """(layer_distance (K, L), layer_name (L,)) of a distances dict; without them, the whole vector as one."""
+    if "layer_distance" not in distances:
+        return np.asarray(distances["distance"], dtype=np.float64)[:, None], _names([WHOLE_VECTOR])
+    layer, names = np.asarray(distances["layer_distance"], dtype=np.float64), _names(distances["layer_name"])
+    if layer.ndim != 2 or layer.shape != (len(distances["distance"]), len(names)):
+        raise ValueError(f"layer_distance of shape {layer.shape} for {len(distances['distance'])} batches and "
+                         f"{len(names)} layer names")
+    return layer, names
+
+
 def write_epoch(path, distances, n_params, records):
-    """distances: dict of distance, cosine, norm (K,) and full_norm."""
+    """distances: dict of distance, cosine, norm (K,), full_norm, and layer_distance (K, L) with
+    layer_name (L,) (without them: one layer, the whole vector)."""
+    layer, names = _layers(distances)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         for name in DISTANCES:
             f[name] = distances[name]
+        f["layer_distance"] = layer
+        f["layer_name"] = names.astype(h5py.string_dtype())
         f.attrs["full_norm"] = distances["full_norm"]
         f.attrs["n_params"] = n_params
         _write_records(f, records)
@@ -227,10 +297,11 @@ def write_epoch(path, distances, n_params, records):
 
 
 def read_epoch(path):
-    """(distances dict with full_norm, records) of one epoch."""
+    """(distances dict with full_norm, layer_distance and layer_name, records) of one epoch."""
     with h5py.File(path, "r") as f:
         _check(f.attrs, EPOCH, path)
-        distances = {name: f[name][:] for name in DISTANCES}
+        distances = {name: f[name][:] for name in DISTANCES + ("layer_distance",)}
+        distances["layer_name"] = _names(f["layer_name"][:])
         distances["full_norm"] = _plain(f.attrs["full_norm"])
         return distances, _read_records(f)
 
@@ -238,16 +309,26 @@ def read_epoch(path):
 # --- gathered matrix -----------------------------------------------------------------------------------
 
 def gather_matrix(epochs):
-    """A Matrix from [(distances, records)] of consecutive epochs, sorted by epoch."""
+    """A Matrix from [(distances, records)] of consecutive epochs, sorted by epoch (noise_scale,
+    gradient_diversity and batch_size are left for the caller to fill in)."""
     value = lambda d, r, name: d[name] if name in d else getattr(r, name)  # noqa: E731
     stacked = {name: np.stack([value(d, r, name) for d, r in epochs]) for name in MATRIX_UNITS}
     per_epoch = {name: np.array([value(d, r, name) for d, r in epochs]) for name in PER_EPOCH}
     per_batch = {name: getattr(epochs[0][1], name) for name in RECORD_DATASETS if name.startswith("batch_score")}
+    layers = [_layers(d) for d, _ in epochs]
+    names = layers[0][1]
+    for (d, r), (_, other) in zip(epochs, layers):
+        if list(other) != list(names):
+            raise ValueError(f"epoch {int(r.epoch)} has parameter tensors {list(other)[:3]}... ({len(other)}), "
+                             f"epoch {int(epochs[0][1].epoch)} {list(names)[:3]}... ({len(names)}): not one network")
     return Matrix(epoch=np.array([int(r.epoch) for _, r in epochs]), batch=np.arange(stacked["distance"].shape[1]),
-                  **stacked, **per_epoch, **per_batch)
+                  **stacked, **per_epoch, **per_batch, layer_distance=np.stack([layer for layer, _ in layers]),
+                  layer_name=names)
 
 
 def write_matrix(path, metric, m, provenance_json):
+    """m: a Matrix; noise_scale and gradient_diversity None are written as NaN, batch_size None not at all."""
+    e = len(m.epoch)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f["epoch"], f["batch"] = m.epoch, m.batch
         f["epoch"].attrs["description"] = "1-based epoch (rows)"
@@ -257,6 +338,15 @@ def write_matrix(path, metric, m, provenance_json):
             f[name].attrs["units"] = unit
         for name in PER_EPOCH + ("batch_score_min", "batch_score_mean", "batch_score_max"):
             f[name] = getattr(m, name)
+        f["layer_distance"] = m.layer_distance
+        f["layer_distance"].attrs["units"] = LAYER_UNITS
+        f["layer_name"] = _names(m.layer_name).astype(h5py.string_dtype())
+        for name, unit in GRADIENT_STATISTICS.items():
+            value = getattr(m, name)
+            f[name] = np.full(e, np.nan) if value is None else np.asarray(value, dtype=np.float64)
+            f[name].attrs["units"] = unit
+        if m.batch_size is not None:
+            f.attrs["batch_size"] = int(m.batch_size)
         f.attrs["metric"] = metric
         f.attrs["provenance"] = provenance_json
         _stamp(f.attrs, MATRIX)
@@ -280,13 +370,24 @@ class Matrix:
     batch_score_min: np.ndarray = None
     batch_score_mean: np.ndarray = None
     batch_score_max: np.ndarray = None
+    layer_distance: np.ndarray = None      # (E, K, L)
+    layer_name: np.ndarray = None          # (L,) str
+    noise_scale: np.ndarray = None         # (E,)
+    gradient_diversity: np.ndarray = None  # (E,)
+    batch_size: int = None                 # an attribute of the file
+
+
+MATRIX_ATTRS = ("batch_size",)
 
 
 def read_matrix(path):
     """A gathered matrix file as a Matrix."""
     with h5py.File(path, "r") as f:
         _check(f.attrs, MATRIX, path)
-        return Matrix(**{field.name: f[field.name][:] for field in fields(Matrix)})
+        arrays = {field.name: f[field.name][:] for field in fields(Matrix) if field.name not in MATRIX_ATTRS}
+        arrays["layer_name"] = _names(arrays["layer_name"])
+        size = f.attrs.get("batch_size")
+        return Matrix(**arrays, batch_size=None if size is None else int(size))
 
 
 def write_matrix_csv(path, metric, m):

@@ -25,14 +25,15 @@ class Metric:
     label: str         # what the score is, for axis titles and hover labels
     cost_ms: tuple     # time per image on one CPU core and on a GPU, for the job's runtime request
     uses_gpu: bool     # whether its job asks for the GPU when training does
+    seeded: bool       # one ordering per run seed (params get `run_seed`), not one per data set
 
 
 METRICS = {}  # the registry: every metric's name lives here (and in the config schema's enum; a test checks)
 
 
-def register(name, label, cost_ms, uses_gpu=False):
+def register(name, label, cost_ms, uses_gpu=False, seeded=False):
     def wrap(fn):
-        METRICS[name] = Metric(name, fn, label, tuple(cost_ms), uses_gpu)
+        METRICS[name] = Metric(name, fn, label, tuple(cost_ms), uses_gpu, seeded)
         return fn
     return wrap
 
@@ -187,7 +188,8 @@ def lpips_distance(images, params, threads, device, progress):
     return out
 
 
-@register("random", "random key", cost_ms=(0.001, 0.001))
+@register("random", "random key", cost_ms=(0.001, 0.001), seeded=True)
 def random_keys(images, params, threads, device, progress):
-    """Seeded random keys: a random fixed order, the control the paper lacks."""
-    return np.random.default_rng(params.get("seed", 0)).random(len(images))
+    """Seeded random keys: a random fixed order, the control the paper lacks; one per run seed
+    (`run_seed`, mixed with the ordering's own `seed`), so each seed has its own null."""
+    return np.random.default_rng([params.get("seed", 0), params.get("run_seed", 0)]).random(len(images))

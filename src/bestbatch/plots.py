@@ -87,20 +87,74 @@ def heatmap_figure(metric, m, phases):
     return fig
 
 
+def _per_epoch(m, name):
+    """A per-epoch series of the matrix, NaN where the file has none (plotly leaves NaN points out)."""
+    value = getattr(m, name)
+    return np.full(len(m.epoch), np.nan) if value is None else np.asarray(value, dtype=float)
+
+
+CURVE_PANELS = ("training loss (mean over the epoch's batches)", "test accuracy after the epoch",
+                "gradient noise scale B<sub>simple</sub> = B · mean<sub>k</sub> ‖g<sub>k</sub> − ḡ‖² / ‖ḡ‖² "
+                "(examples)", "gradient diversity Σ<sub>k</sub> ‖g<sub>k</sub>‖² / ‖Σ<sub>k</sub> g<sub>k</sub>‖²")
+
+
 def curves_figure(runs):
-    """Training loss and test accuracy per epoch, one line per metric's fixed order."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=["training loss (mean over the epoch's batches)",
-                                                        "test accuracy after the epoch"])
+    """Per epoch, one line per metric's fixed order: training loss and test accuracy, and beside them the
+    gradient noise scale B_simple (McCandlish et al. 2018) and the gradient diversity (Yin et al. 2018)
+    of the epoch's K batch gradients, both on log scales."""
+    fig = make_subplots(rows=2, cols=2, subplot_titles=CURVE_PANELS, vertical_spacing=0.14, horizontal_spacing=0.08)
     for i, (metric, m) in enumerate(sorted(runs.items())):
-        style = dict(legendgroup=metric, line=dict(color=f"hsl({int(360 * i / max(len(runs), 1))},60%,45%)"))
-        fig.add_trace(go.Scatter(x=m.epoch, y=m.train_loss.mean(1), name=metric, mode="lines+markers", **style),
-                      row=1, col=1)
-        fig.add_trace(go.Scatter(x=m.epoch, y=m.test_acc, name=metric, mode="lines+markers", showlegend=False,
-                                 **style), row=1, col=2)
+        style = dict(legendgroup=metric, mode="lines+markers",
+                     line=dict(color=f"hsl({int(360 * i / max(len(runs), 1))},60%,45%)"))
+        series = [(m.train_loss.mean(1), "%{y:.4g}"), (m.test_acc, "%{y:.4f}"),
+                  (_per_epoch(m, "noise_scale"), "%{y:.4g} examples"), (_per_epoch(m, "gradient_diversity"), "%{y:.4g}")]
+        for j, (y, value) in enumerate(series):
+            fig.add_trace(go.Scatter(x=m.epoch, y=y, name=metric, showlegend=j == 0, **style,
+                                     hovertemplate=f"{metric}, epoch %{{x}}: {value}<extra></extra>"),
+                          row=j // 2 + 1, col=j % 2 + 1)
     fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(type="log", row=1, col=1)
     fig.update_yaxes(range=[0, 1], row=1, col=2)
-    fig.update_layout(template="plotly_white", height=450, title="What each fixed order does to learning")
+    fig.update_yaxes(type="log", title_text="examples", row=2, col=1)
+    fig.update_yaxes(type="log", row=2, col=2)
+    fig.update_layout(template="plotly_white", height=850, title="What each fixed order does to learning")
+    return fig
+
+
+def layer_shares(m, rows):
+    """Per parameter tensor, its mean share of ||g_k - g_bar||^2 over the epochs `rows` and all batches:
+    mean over (e, k) of layer_distance^2 / distance^2 (each (e, k) sums to 1 over the tensors)."""
+    d2 = m.distance[rows][..., None] ** 2
+    share = np.divide(m.layer_distance[rows] ** 2, d2, out=np.full(m.layer_distance[rows].shape, np.nan), where=d2 > 0)
+    with np.errstate(invalid="ignore"):
+        return np.nanmean(share.reshape(-1, share.shape[-1]), 0)
+
+
+def layers_figure(metric, m, phases):
+    """Which parameter tensors carry the distance in each phase: a heatmap of tensors (rows, in network
+    order) by training phase (columns); a cell is the tensor's mean share of ||g_k - g_bar||^2."""
+    parts = phase_rows(m.epoch, phases)
+    names = [str(n) for n in m.layer_name]
+    share = np.stack([layer_shares(m, rows) for *_, rows in parts], 1)  # (L, phases)
+    mean_layer = np.stack([m.layer_distance[rows].mean((0, 1)) for *_, rows in parts], 1)
+    labels = [f"phase {p}" for p, *_ in parts]
+    epochs = np.array([[f"{a}-{b}" for _, a, b, _, _ in parts]] * len(names))
+    lrs = np.array([[lr for *_, lr, _ in parts]] * len(names))
+    custom = np.stack([epochs, np.char.mod("%.4g", lrs), np.char.mod("%.5g", mean_layer)], -1)
+    fig = go.Figure(go.Heatmap(
+        x=labels, y=names, z=share, customdata=custom, colorscale=get_colorscale("Viridis"), zmin=0,
+        colorbar=dict(title="share of ‖g<sub>k</sub> − ḡ‖²", tickformat=".0%"), name="share",
+        hovertemplate="%{y}<br>%{x}: epochs %{customdata[0]}, lr %{customdata[1]}<br>share of ‖g_k − ḡ‖² "
+                      "%{z:.2%}<br>mean ‖g_k − ḡ‖ over the tensor %{customdata[2]}<extra></extra>"))
+    height = max(450, 160 + 18 * len(names))
+    fig.update_yaxes(autorange="reversed", title_text="parameter tensor (network order)", automargin=True,
+                     type="category")
+    fig.update_xaxes(title_text="training phase", side="top", type="category")
+    fig.update_layout(template="plotly_white", height=height, margin=dict(t=140),
+                      title=dict(text=f"{metric}: which parameter tensors carry the distance of the mini-batch "
+                                      f"gradients to the full gradient<br><sup>mean over the phase's epochs and "
+                                      f"batches of ‖g_k − ḡ‖² over the tensor / ‖g_k − ḡ‖²; each column sums "
+                                      f"to 100%</sup>", x=0, xref="paper"))
     return fig
 
 
@@ -119,8 +173,10 @@ def phase_summary(m, phases):
     return out
 
 
-def index_html(study, config_yaml, metrics, summaries, heatmap_links, curves_link):
-    """The study's front page: links, what the numbers mean, and the config that produced them."""
+def index_html(study, config_yaml, metrics, summaries, heatmap_links, curves_link, layers_links=None):
+    """The study's front page: links, what the numbers mean, and the config that produced them.
+
+    layers_links: {metric: link to its per-layer page}, listed when given."""
     rows = []
     for metric in metrics:
         for s in summaries[metric]:
@@ -129,6 +185,10 @@ def index_html(study, config_yaml, metrics, summaries, heatmap_links, curves_lin
                         f"<td>{s['mean_cosine']:.3f}</td><td>{s['best_batch']} ({100 * s['best_quantile']:.0f}%)</td>"
                         f"<td>{s['spearman']:+.2f}</td></tr>")
     links = "".join(f"<li><a href='{html.escape(heatmap_links[m])}'>{html.escape(m)}</a></li>" for m in metrics)
+    layers = "" if not layers_links else (
+        "<h2>Per parameter tensor</h2><p>Which layers carry the distance ||g<sub>k</sub> &minus; g&#772;||, phase by "
+        "phase:</p><ul>" + "".join(f"<li><a href='{html.escape(layers_links[m])}'>{html.escape(m)}</a></li>"
+                                   for m in metrics if m in layers_links) + "</ul>")
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>bestbatch: {html.escape(study)}</title>
 <style>body{{font-family:sans-serif;max-width:70em;margin:2em auto;line-height:1.4}}
@@ -141,7 +201,9 @@ every epoch the gradient g<sub>k</sub> of each batch at the epoch-start paramete
 full gradient. A heatmap cell is the distance ||g<sub>k</sub> &minus; g&#772;||<sub>2</sub>: dark (low) cells are the
 batches whose gradient is closest to the full gradient.</p>
 <h2>Heatmaps</h2><ul>{links}</ul>
-<p><a href="{html.escape(curves_link)}">Training curves</a>: loss and test accuracy per epoch for every order.</p>
+<p><a href="{html.escape(curves_link)}">Training curves</a>: loss and test accuracy per epoch for every order, with the
+gradient noise scale and gradient diversity of each epoch's batch gradients.</p>
+{layers}
 <h2>Summary by training phase</h2>
 <p>Closest batch: the batch position with the lowest mean z-scored distance in the phase (in % of the order, low
 &rarr; high score). Spearman &rho;: rank correlation of batch position with that distance; positive means batches of

@@ -58,7 +58,7 @@ def _base_mb(gpu):
 
 def model_cost(name):
     if name not in MODEL_COST:
-        raise ValueError(f"model.name: no cost figures for model {name!r}; known: {', '.join(sorted(MODEL_COST))} "
+        raise ValueError(f"models: no cost figures for model {name!r}; known: {', '.join(sorted(MODEL_COST))} "
                          f"(add its parameter count, activation memory and time per image to "
                          f"bestbatch.resources.MODEL_COST)")
     return MODEL_COST[name]

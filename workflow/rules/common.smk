@@ -5,8 +5,10 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from snakemake.utils import validate
 
-from bestbatch.config import ConfigError, check_semantics, config_hash, explain_invalid, load_schema, phases
+from bestbatch.config import (ConfigError, check_semantics, config_hash, explain_invalid, load_schema, ordering_hash,
+                              phases)
 from bestbatch.data import layout_of, planned_sizes
+from bestbatch import metrics as metric_registry
 from bestbatch.resources import LIGHT_JOB, Study, job_resources
 from bestbatch.workflow_support import release_stale_locks
 
@@ -34,6 +36,8 @@ R = f"results/{STUDY}"
 L = f"logs/{STUDY}"
 B = f"results/{STUDY}/benchmarks"
 METRICS = config["metrics"]
+MODELS = config["models"]
+SEEDS = config["seeds"]
 DATA = config["data"]
 T = config["training"]
 EPOCHS = T["epochs"]
@@ -41,18 +45,35 @@ USES_GPU = T["device"] != "cpu"
 SYNTHETIC = DATA["source"] == "synthetic"
 LAYOUT = layout_of(DATA["source"], DATA.get("synthetic"))
 PHASES = phases(EPOCHS, T["lr"], T["lr_milestones"], T["lr_gamma"])
+# One run: a model, a seed, a metric's fixed order. Its outputs live under RUN/<metric>/.
+RUN = f"{R}/{{model}}/seed_{{seed}}"
 
 
 wildcard_constraints:
+    model="|".join(MODELS),
+    seed="|".join(str(s) for s in SEEDS),
     metric="|".join(METRICS),
     epoch=r"[1-9][0-9]*",
 
 
+def runs(pattern, **fixed):
+    """`pattern` expanded over every model and seed (and metric, if it names one), as `rule all` wants them."""
+    return expand(pattern, **{"model": MODELS, "seed": SEEDS, "metric": METRICS, **fixed}, allow_missing=True)
+
+
 def previous_checkpoint(wildcards):
     epoch = int(wildcards.epoch)
+    run = f"{R}/{wildcards.model}/seed_{wildcards.seed}"
     if epoch == 1:
-        return f"{R}/checkpoints/init.pt"
-    return f"{R}/{wildcards.metric}/checkpoints/epoch_{epoch - 1}.pt"
+        return f"{run}/checkpoints/init.pt"
+    return f"{run}/{wildcards.metric}/checkpoints/epoch_{epoch - 1}.pt"
+
+
+def ordering_file(wildcards):
+    """A metric's ordering: one per data set, or one per seed for a seeded metric (the random control)."""
+    if metric_registry.METRICS[wildcards.metric].seeded:
+        return f"{R}/orderings/{wildcards.metric}_seed_{wildcards.seed}.h5"
+    return f"{R}/orderings/{wildcards.metric}.h5"
 
 
 def maybe_temp(path, keep):
@@ -61,34 +82,40 @@ def maybe_temp(path, keep):
 
 # --- what the steps are told: every value a job needs, as params (a change reruns exactly the jobs it
 # affects; config_hash covers the keys that can change a result, see bestbatch.config.RESULT_KEYS) ------
-def result_hash(wildcards):
-    return config_hash(config, wildcards.metric)
+def run_hash(wildcards):
+    return config_hash(config, getattr(wildcards, "metric", None), wildcards.model, int(wildcards.seed))
 
 
 DATA_PARAMS = dict(data_root=DATA["root"], data_format=LAYOUT.source)
 TRAINING_PARAMS = dict(
     **DATA_PARAMS,
-    model=config["model"]["name"],
     num_classes=N_CLASSES,
-    **{key: T[key] for key in ("batch_size", "lr", "lr_milestones", "lr_gamma", "momentum", "weight_decay", "seed",
+    **{key: T[key] for key in ("batch_size", "lr", "lr_milestones", "lr_gamma", "momentum", "weight_decay",
                                "augment", "dtype", "device", "threads", "cuda_tf32", "cuda_deterministic")},
 )
 
 
-# --- what a job costs, sized from the config (bestbatch.resources) ---------------------------------
-COST = job_resources(Study(model=config["model"]["name"], n_train=N_TRAIN, n_test=N_TEST,
-                           batch_size=T["batch_size"], value_bytes=8 if T["dtype"] == "float64" else 4,
-                           threads=T["threads"], gpu=USES_GPU, n_classes=N_CLASSES))
+# --- what a job costs, sized from the config and the data (bestbatch.resources) -------------------
+COST = {
+    model: job_resources(Study(model=model, n_train=N_TRAIN, n_test=N_TEST, batch_size=T["batch_size"],
+                               value_bytes=8 if T["dtype"] == "float64" else 4, threads=T["threads"],
+                               gpu=USES_GPU, n_classes=N_CLASSES))
+    for model in MODELS
+}
+DATA_COST = COST[MODELS[0]]  # the data jobs do not depend on the model
 
 
-def ordering_cost(key):
-    return lambda wildcards: COST["ordering"][wildcards.metric][key]
+def cost(rule, key):
+    """A rule's request for one resource, per model (and per metric for the orderings)."""
+    if rule == "ordering":
+        return lambda wildcards: max(COST[m]["ordering"][wildcards.metric][key] for m in MODELS)
+    return lambda wildcards: COST[wildcards.model][rule][key]
 
 
 # --- job groups: fewer cluster submissions (ignored when Snakemake runs the jobs itself) ---------
-# `--group-components epochs=N` (profiles/slurm sets it) puts N consecutive epochs of one metric,
-# train_epoch and reduce_epoch, into one cluster job; the first bundle also carries the metric's
-# ordering. The data set and the initial model are one job, "prepare". Without the setting, N = 1.
+# `--group-components epochs=N` (profiles/slurm sets it) puts N consecutive epochs of one run (model,
+# seed, metric), train_epoch and reduce_epoch, into one cluster job. The data set and the initial models
+# are one job, "prepare"; the orderings another, "orderings". Without the setting, N = 1.
 def epochs_per_job():
     # read when the jobs are made: Snakemake sets the group settings after parsing the Snakefile
     settings = getattr(workflow, "group_settings", None)
@@ -96,10 +123,10 @@ def epochs_per_job():
     return max(1, int(n))
 
 
-def epochs_group_name(metric, epoch):
+def epochs_group_name(model, seed, metric, epoch):
     n = epochs_per_job()
     first = (int(epoch) - 1) // n * n + 1
-    return f"epochs_{metric}_{first}-{min(first + n - 1, EPOCHS)}"
+    return f"epochs_{model}_seed{seed}_{metric}_{first}-{min(first + n - 1, EPOCHS)}"
 
 
 def epochs_group(wildcards):
@@ -107,4 +134,4 @@ def epochs_group(wildcards):
         # inside a cluster job, which does not see the setting: its jobs stay one group, so they run
         # as one step and overlap (reduce_epoch e beside train_epoch e+1) as the request assumed
         return "epochs"
-    return epochs_group_name(wildcards.metric, getattr(wildcards, "epoch", 1))
+    return epochs_group_name(wildcards.model, wildcards.seed, wildcards.metric, wildcards.epoch)

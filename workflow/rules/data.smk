@@ -18,7 +18,7 @@ if SYNTHETIC:
             f"{B}/synthetic_dataset.tsv"
         threads: 1
         resources:
-            **COST["synthetic_dataset"],
+            **DATA_COST["synthetic_dataset"],
         group:
             "prepare"
         conda:
@@ -47,7 +47,7 @@ rule verify_dataset:
         f"{B}/verify_dataset.tsv"
     threads: 1
     resources:
-        **COST["verify_dataset"],
+        **DATA_COST["verify_dataset"],
     group:
         "prepare"
     conda:

@@ -1,15 +1,17 @@
 rule reduce_epoch:
     input:
-        f"{R}/{{metric}}/shards/epoch_{{epoch}}.h5",
+        f"{RUN}/{{metric}}/shards/epoch_{{epoch}}.h5",
     output:
-        f"{R}/{{metric}}/epochs/epoch_{{epoch}}.h5",
+        f"{RUN}/{{metric}}/epochs/epoch_{{epoch}}.h5",
     log:
-        f"{L}/{{metric}}/reduce_epoch_{{epoch}}.log",
+        f"{L}/{{model}}/seed_{{seed}}/{{metric}}/reduce_epoch_{{epoch}}.log",
     benchmark:
-        f"{B}/{{metric}}/reduce_epoch_{{epoch}}.tsv"
+        f"{B}/{{model}}/seed_{{seed}}/{{metric}}/reduce_epoch_{{epoch}}.tsv"
     threads: 1
     resources:
-        **COST["reduce_epoch"],
+        mem_mb=cost("reduce_epoch", "mem_mb"),
+        runtime=cost("reduce_epoch", "runtime"),
+        gpu=0,
     group:
         epochs_group
     conda:
@@ -20,24 +22,24 @@ rule reduce_epoch:
 
 rule gather_distances:
     input:
-        expand(f"{R}/{{{{metric}}}}/epochs/epoch_{{epoch}}.h5", epoch=range(1, EPOCHS + 1)),
+        expand(f"{RUN}/{{metric}}/epochs/epoch_{{epoch}}.h5", epoch=range(1, EPOCHS + 1), allow_missing=True),
     output:
         h5=report(
-            f"{R}/{{metric}}/distances.h5",
+            f"{RUN}/{{metric}}/distances.h5",
             caption="../report/matrix.rst",
             category="Matrices",
-            labels={"metric": "{metric}", "format": "HDF5"},
+            labels={"model": "{model}", "seed": "{seed}", "metric": "{metric}", "format": "HDF5"},
         ),
         csv=report(
-            f"{R}/{{metric}}/distances.csv",
+            f"{RUN}/{{metric}}/distances.csv",
             caption="../report/matrix.rst",
             category="Matrices",
-            labels={"metric": "{metric}", "format": "CSV"},
+            labels={"model": "{model}", "seed": "{seed}", "metric": "{metric}", "format": "CSV"},
         ),
     log:
-        f"{L}/{{metric}}/gather_distances.log",
+        f"{L}/{{model}}/seed_{{seed}}/{{metric}}/gather_distances.log",
     benchmark:
-        f"{B}/{{metric}}/gather_distances.tsv"
+        f"{B}/{{model}}/seed_{{seed}}/{{metric}}/gather_distances.tsv"
     threads: 1
     resources:
         **LIGHT_JOB,

@@ -1,26 +1,68 @@
-rule ordering:
-    input:
-        f"{R}/dataset.json",
-    output:
-        f"{R}/orderings/{{metric}}.h5",
-    params:
-        **DATA_PARAMS,
-        params=lambda wildcards: config["orderings"].get(wildcards.metric, {}),
-        threads=T["threads"],
-        device=T["device"],
-        config_hash=result_hash,
-    log:
-        f"{L}/orderings/{{metric}}.log",
-    benchmark:
-        f"{B}/orderings/{{metric}}.tsv"
-    threads: T["threads"]
-    resources:
-        mem_mb=ordering_cost("mem_mb"),
-        runtime=ordering_cost("runtime"),
-        gpu=ordering_cost("gpu"),
-    group:
-        epochs_group
-    conda:
-        "../../envs/torch.yaml"
-    script:
-        "../scripts/ordering.py"
+UNSEEDED_METRICS = [m for m in METRICS if not metric_registry.METRICS[m].seeded]
+SEEDED_METRICS = [m for m in METRICS if metric_registry.METRICS[m].seeded]
+
+
+if UNSEEDED_METRICS:
+
+    # One ordering per metric for the whole study: it depends on the images, not on a run.
+    rule ordering:
+        input:
+            f"{R}/dataset.json",
+        output:
+            f"{R}/orderings/{{metric}}.h5",
+        wildcard_constraints:
+            metric="|".join(UNSEEDED_METRICS),
+        params:
+            **DATA_PARAMS,
+            params=lambda wildcards: config["orderings"].get(wildcards.metric, {}),
+            threads=T["threads"],
+            device=T["device"],
+            config_hash=lambda wildcards: ordering_hash(config, wildcards.metric),
+        log:
+            f"{L}/orderings/{{metric}}.log",
+        benchmark:
+            f"{B}/orderings/{{metric}}.tsv"
+        threads: T["threads"]
+        resources:
+            mem_mb=cost("ordering", "mem_mb"),
+            runtime=cost("ordering", "runtime"),
+            gpu=cost("ordering", "gpu"),
+        group:
+            "orderings"
+        conda:
+            "../../envs/torch.yaml"
+        script:
+            "../scripts/ordering.py"
+
+
+if SEEDED_METRICS:
+
+    # The random control: one ordering per seed, so each seed has its own null.
+    rule seeded_ordering:
+        input:
+            f"{R}/dataset.json",
+        output:
+            f"{R}/orderings/{{metric}}_seed_{{seed}}.h5",
+        wildcard_constraints:
+            metric="|".join(SEEDED_METRICS),
+        params:
+            **DATA_PARAMS,
+            params=lambda wildcards: dict(config["orderings"].get(wildcards.metric, {}), run_seed=int(wildcards.seed)),
+            threads=T["threads"],
+            device=T["device"],
+            config_hash=lambda wildcards: ordering_hash(config, wildcards.metric, int(wildcards.seed)),
+        log:
+            f"{L}/orderings/{{metric}}_seed_{{seed}}.log",
+        benchmark:
+            f"{B}/orderings/{{metric}}_seed_{{seed}}.tsv"
+        threads: T["threads"]
+        resources:
+            mem_mb=cost("ordering", "mem_mb"),
+            runtime=cost("ordering", "runtime"),
+            gpu=cost("ordering", "gpu"),
+        group:
+            "orderings"
+        conda:
+            "../../envs/torch.yaml"
+        script:
+            "../scripts/ordering.py"

@@ -1,19 +1,20 @@
 rule heatmap:
     input:
-        f"{R}/{{metric}}/distances.h5",
+        f"{RUN}/{{metric}}/distances.h5",
     output:
         report(
-            f"{R}/plots/heatmap_{{metric}}.html",
+            f"{RUN}/plots/heatmap_{{metric}}.html",
             caption="../report/heatmap.rst",
             category="Heatmaps",
-            labels={"metric": "{metric}"},
+            subcategory="{model}, seed {seed}",
+            labels={"model": "{model}", "seed": "{seed}", "metric": "{metric}"},
         ),
     params:
         phases=PHASES,
     log:
-        f"{L}/plots/heatmap_{{metric}}.log",
+        f"{L}/{{model}}/seed_{{seed}}/plots/heatmap_{{metric}}.log",
     benchmark:
-        f"{B}/plots/heatmap_{{metric}}.tsv"
+        f"{B}/{{model}}/seed_{{seed}}/plots/heatmap_{{metric}}.tsv"
     threads: 1
     resources:
         **LIGHT_JOB,
@@ -25,15 +26,20 @@ rule heatmap:
 
 rule curves:
     input:
-        expand(f"{R}/{{metric}}/distances.h5", metric=METRICS),
+        expand(f"{RUN}/{{metric}}/distances.h5", metric=METRICS, allow_missing=True),
     output:
-        report(f"{R}/plots/training_curves.html", caption="../report/curves.rst", category="Training"),
+        report(
+            f"{RUN}/plots/training_curves.html",
+            caption="../report/curves.rst",
+            category="Training",
+            labels={"model": "{model}", "seed": "{seed}"},
+        ),
     params:
         metrics=METRICS,
     log:
-        f"{L}/plots/curves.log",
+        f"{L}/{{model}}/seed_{{seed}}/plots/curves.log",
     benchmark:
-        f"{B}/plots/curves.tsv"
+        f"{B}/{{model}}/seed_{{seed}}/plots/curves.tsv"
     threads: 1
     resources:
         **LIGHT_JOB,
@@ -41,30 +47,3 @@ rule curves:
         "../../envs/analysis.yaml"
     script:
         "../scripts/curves.py"
-
-
-rule index:
-    input:
-        matrices=expand(f"{R}/{{metric}}/distances.h5", metric=METRICS),
-        heatmaps=expand(f"{R}/plots/heatmap_{{metric}}.html", metric=METRICS),
-        curves=f"{R}/plots/training_curves.html",
-    output:
-        html=report(f"{R}/index.html", caption="../report/index.rst", category="Study"),
-        summary=f"{R}/summary.json",
-    params:
-        study=STUDY,
-        metrics=METRICS,
-        phases=PHASES,
-        config=config,
-    log:
-        f"{L}/plots/index.log",
-    benchmark:
-        f"{B}/plots/index.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=5,
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/index.py"

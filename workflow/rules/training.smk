@@ -2,20 +2,22 @@ rule init_model:
     input:
         f"{R}/dataset.json",
     output:
-        f"{R}/checkpoints/init.pt",
+        f"{RUN}/checkpoints/init.pt",
     params:
-        model=config["model"]["name"],
+        model=lambda wildcards: wildcards.model,
         num_classes=N_CLASSES,
-        seed=T["seed"],
+        seed=lambda wildcards: int(wildcards.seed),
         dtype=T["dtype"],
-        config_hash=config_hash(config),
+        config_hash=run_hash,
     log:
-        f"{L}/init_model.log",
+        f"{L}/{{model}}/seed_{{seed}}/init_model.log",
     benchmark:
-        f"{B}/init_model.tsv"
+        f"{B}/{{model}}/seed_{{seed}}/init_model.tsv"
     threads: 1
     resources:
-        **COST["init_model"],
+        mem_mb=cost("init_model", "mem_mb"),
+        runtime=cost("init_model", "runtime"),
+        gpu=0,
     group:
         "prepare"
     conda:
@@ -28,21 +30,25 @@ rule init_model:
 rule train_epoch:
     input:
         dataset=f"{R}/dataset.json",
-        order=f"{R}/orderings/{{metric}}.h5",
+        order=ordering_file,
         state=previous_checkpoint,
     output:
-        state=maybe_temp(f"{R}/{{metric}}/checkpoints/epoch_{{epoch}}.pt", config["outputs"]["keep_checkpoints"]),
-        shard=maybe_temp(f"{R}/{{metric}}/shards/epoch_{{epoch}}.h5", config["outputs"]["keep_shards"]),
+        state=maybe_temp(f"{RUN}/{{metric}}/checkpoints/epoch_{{epoch}}.pt", config["outputs"]["keep_checkpoints"]),
+        shard=maybe_temp(f"{RUN}/{{metric}}/shards/epoch_{{epoch}}.h5", config["outputs"]["keep_shards"]),
     params:
         **TRAINING_PARAMS,
-        config_hash=result_hash,
+        model=lambda wildcards: wildcards.model,
+        seed=lambda wildcards: int(wildcards.seed),
+        config_hash=run_hash,
     log:
-        f"{L}/{{metric}}/train_epoch_{{epoch}}.log",
+        f"{L}/{{model}}/seed_{{seed}}/{{metric}}/train_epoch_{{epoch}}.log",
     benchmark:
-        f"{B}/{{metric}}/train_epoch_{{epoch}}.tsv"
+        f"{B}/{{model}}/seed_{{seed}}/{{metric}}/train_epoch_{{epoch}}.tsv"
     threads: T["threads"]
     resources:
-        **COST["train_epoch"],
+        mem_mb=cost("train_epoch", "mem_mb"),
+        runtime=cost("train_epoch", "runtime"),
+        gpu=int(USES_GPU),
     group:
         epochs_group
     conda:

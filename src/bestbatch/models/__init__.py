@@ -18,7 +18,7 @@ MODELS = {
 def build_model(name, num_classes=10, seed=None):
     """A freshly initialised model; with a seed, the initialisation is the same on every machine."""
     if name not in MODELS:
-        raise ValueError(f"model.name: unknown model {name!r}; allowed: {', '.join(sorted(MODELS))}")
+        raise ValueError(f"models: unknown model {name!r}; allowed: {', '.join(sorted(MODELS))}")
     if seed is None:
         return MODELS[name](num_classes=num_classes)
     with torch.random.fork_rng(devices=[]):

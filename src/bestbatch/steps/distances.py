@@ -1,7 +1,8 @@
 """Rules of distances.smk: one epoch's distances from its shard, and a metric's epochs gathered."""
 import logging
+from dataclasses import replace
 
-from ..distances import reduce_shard
+from ..distances import gradient_diversity, noise_scale, reduce_shard
 from ..formats import gather_matrix, read_epoch, read_shard_records, write_epoch, write_matrix, write_matrix_csv
 from ..logs import step
 from ..workflow_support import kill_point
@@ -11,7 +12,8 @@ log = logging.getLogger("bestbatch")
 
 @step
 def reduce_epoch(shard_path, out_path):
-    """The epoch's distances (one read of its shard) plus its small records, without the gradients."""
+    """The epoch's distances, per parameter tensor too (one read of its shard), plus its small records,
+    without the gradients."""
     records, n_params = read_shard_records(shard_path)
     result = reduce_shard(shard_path, progress=lambda block: kill_point("reduce", records.epoch, block))
     write_epoch(out_path, result, n_params, records)
@@ -20,14 +22,22 @@ def reduce_epoch(shard_path, out_path):
 
 
 @step
-def gather_distances(epoch_paths, out_h5, out_csv, *, metric):
-    """Stack a metric's per-epoch distances into one E x K matrix file and a tidy CSV."""
+def gather_distances(epoch_paths, out_h5, out_csv, *, metric, batch_size=None):
+    """Stack a metric's per-epoch distances into one E x K (x L tensors) matrix file and a tidy CSV, with
+    each epoch's gradient noise scale B_simple and gradient diversity.
+
+    batch_size: B, the images per fixed batch (the B of B_simple); None leaves noise_scale NaN."""
     epochs = sorted((read_epoch(path) for path in epoch_paths), key=lambda e: int(e[1].epoch))
     numbers = [int(r.epoch) for _, r in epochs]
     if len(set(numbers)) != len(numbers) or any(str(r.metric) != metric for _, r in epochs):
         raise ValueError(f"gather {metric}: epochs {numbers} / metrics do not form one chain")
     m = gather_matrix(epochs)
+    if batch_size is None:
+        log.warning("%s: no batch_size given, so the gradient noise scale is left NaN", metric)
+    m = replace(m, batch_size=batch_size,
+                noise_scale=None if batch_size is None else noise_scale(m.distance, m.full_norm, batch_size),
+                gradient_diversity=gradient_diversity(m.norm, m.full_norm))
     write_matrix(out_h5, metric, m, epochs[-1][1].provenance)
     table = write_matrix_csv(out_csv, metric, m)
-    log.info("%s: %d epochs x %d batches", metric, *m.distance.shape)
+    log.info("%s: %d epochs x %d batches x %d parameter tensors", metric, *m.layer_distance.shape)
     return table

@@ -1,0 +1,64 @@
+"""Rules of analysis.smk: what spans the runs of a study — its front page and the claims, tested."""
+import json
+import logging
+import os
+import warnings
+
+import pandas as pd
+import yaml
+
+from .. import stats
+from ..atomic import atomic_path, write_text
+from ..formats import read_matrix
+from ..logs import step
+from ..plots import phase_summary
+from ..report import claims_html, index_html, profile_figure
+
+log = logging.getLogger("bestbatch")
+
+
+@step
+def study_index(matrix_paths, heatmap_paths, curves_paths, claims_html, out_html, out_summary, *, study, runs,
+                metrics, phases, config):
+    """The study's front page. runs: [[model, seed]]; matrix_paths and heatmap_paths: one per (run, metric)
+    in that order; curves_paths: one per run."""
+    here = os.path.dirname(out_html)
+    rel = lambda path: os.path.relpath(path, here)  # noqa: E731
+    runs = [(model, int(seed)) for model, seed in runs]
+    keys = [(model, seed, metric) for model, seed in runs for metric in metrics]
+    summaries = {key: phase_summary(read_matrix(path), phases) for key, path in zip(keys, matrix_paths)}
+    links = {run: dict(curves=rel(curves), heatmaps={}) for run, curves in zip(runs, curves_paths)}
+    for (model, seed, metric), path in zip(keys, heatmap_paths):
+        links[model, seed]["heatmaps"][metric] = rel(path)
+    write_text(out_summary, json.dumps([dict(model=m, seed=s, metric=x, phases=summaries[m, s, x]) for m, s, x in keys],
+                                       indent=2))
+    write_text(out_html, index_html(study, yaml.safe_dump(config, sort_keys=False), runs, summaries, links,
+                                    rel(claims_html)))
+
+
+@step
+def evaluate_claims(matrix_paths, out_csv, out_statistics, out_html, *, runs, metrics, phases, alpha, permutations,
+                seed):
+    """The paper's claims tested over the seeds (bestbatch.stats): claims.csv (claims, controls, one summary
+    per model and claim), statistics.csv (every row, profiles and associations too) and the claims page."""
+    runs = [(model, int(s)) for model, s in runs]
+    matrices = {}
+    for (model, s, metric), path in zip([(m, s, x) for m, s in runs for x in metrics], matrix_paths):
+        m = read_matrix(path)
+        matrices.setdefault((model, metric), []).append(stats.SeedRun(m.distance, m.epoch, m.batch_score_mean))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rows = stats.analyse_study(matrices, phases, metrics, n_perm=permutations, alpha=alpha, seed=seed)
+    notes = [str(w.message) for w in caught]
+    for note in notes:
+        log.warning("%s", note)
+    table = pd.DataFrame(rows)
+    with atomic_path(out_statistics) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+    with atomic_path(out_csv) as tmp:
+        table[table["kind"].isin(["claim", "control", "summary"])].to_csv(tmp, index=False, float_format="%.6g")
+    n_seeds = sorted({len(v) for v in matrices.values()})
+    write_text(out_html, claims_html(rows, profile_figure(rows, phases), n_seeds, alpha, permutations, notes))
+    verdicts = table[table["kind"] == "summary"]["verdict"].value_counts().to_dict()
+    log.info("%d rows; claim verdicts per model: %s", len(rows), verdicts)
+    return rows

@@ -1,0 +1,290 @@
+"""bestbatch.stats: units against hand-computed values, and the null calibrated on simulated studies.
+
+The calibration tests are the proof that the statistics are right: on studies where batch position has no
+effect but batches persist across epochs (as real ones do), a test at alpha = 0.05 must reject about 5% of
+the time. Each simulation loop is seeded, so a result is the same on every run.
+"""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from bestbatch import stats as st
+from conftest import REPO
+
+ALPHA = 0.05
+PHASES = [(1, 1, 3, 0.1), (2, 4, 6, 0.01), (3, 7, 9, 0.001)]
+METRICS = ["intensity", "color", "edges", "lpips", "random"]
+
+
+# --- units --------------------------------------------------------------------------------------------
+
+def test_zscore_rows_and_batch_profile_by_hand():
+    D = np.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0], [30.0, 10.0, 20.0]])
+    z = st.zscore_rows(D)
+    c = 1 / np.sqrt(2 / 3)  # population std of (1, 2, 3) is sqrt(2/3)
+    np.testing.assert_allclose(z, [[-c, 0, c], [0, 0, 0], [c, -c, 0]])
+    np.testing.assert_allclose(st.batch_profile(D), [0, -c / 3, c / 3])
+    # each epoch's scale and offset are divided out
+    np.testing.assert_allclose(st.zscore_rows(D * [[1e-3], [7.0], [42.0]] + [[5], [1], [-2]]), z, atol=1e-12)
+
+
+def test_regions_by_hand():
+    names = lambda region, K: np.flatnonzero(st.region_mask(region, K)).tolist()
+    assert names("upper_quartile", 10) == [8, 9]                      # q = 0.8, 0.9 (0.7 is not >= 0.75)
+    assert names("upper_quartile", 20) == list(range(15, 20))         # q = 0.75 exactly is in
+    assert names("middle_80", 10) == list(range(1, 9))                # q = 0.1 in, q = 0.9 out
+    assert names("middle_80", 20) == list(range(2, 18))
+    assert names("outside_middle_80", 20) == [0, 1, 18, 19]
+    assert names("extremes_10", 20) == [0, 1, 18, 19]
+    K = 195                                                           # the paper's batches
+    assert [st.region_mask(r, K).sum() for r in ("upper_quartile", "middle_80", "extremes_10")] == [48, 156, 39]
+    np.testing.assert_array_equal(st.region_mask("outside_middle_80", K), ~st.region_mask("middle_80", K))
+    with pytest.raises(ValueError):
+        st.region_mask("top_half", 10)
+
+
+def test_position_bins_by_hand():
+    assert st.position_bins(10, 4).tolist() == [0, 0, 0, 1, 1, 2, 2, 2, 3, 3]
+    assert st.position_bins(10, 10).tolist() == list(range(10))
+    counts = np.bincount(st.position_bins(32, 10))
+    assert counts.sum() == 32 and set(counts) == {3, 4}
+    assert np.all(np.diff(st.position_bins(195, 10)) >= 0)
+    with pytest.raises(ValueError):
+        st.position_bins(3, 4)
+
+
+def test_positional_profile_seed_t_interval_by_hand():
+    # seed 1: z = (-a, -b, b, a) every epoch, seed 2: (-a, b, -b, a); a = 3/sqrt(5), b = 1/sqrt(5)
+    a, b = 3 / np.sqrt(5), 1 / np.sqrt(5)
+    D1 = np.array([[0.0, 1, 2, 3], [0, 10, 20, 30]])
+    D2 = np.array([[0.0, 2, 1, 3]])
+    est = st.positional_profile([D1, D2], 2)
+    per_seed = np.array([[-(a + b) / 2, (a + b) / 2], [-(a - b) / 2, (a - b) / 2]])
+    half = sps.t.ppf(0.975, 1) * per_seed.std(0, ddof=1) / np.sqrt(2)
+    np.testing.assert_allclose(est.mean, per_seed.mean(0))
+    np.testing.assert_allclose(est.lo, per_seed.mean(0) - half)
+    np.testing.assert_allclose(est.hi, per_seed.mean(0) + half)
+    assert est.n_seeds == 2 and "t-interval over 2 seeds" in est.method
+    c = st.contrast_estimate([D1, D2], [False, False, True, True])
+    assert c.mean == pytest.approx(((a + b) + (a - b)) / 2)
+
+
+def test_one_seed_profile_uses_the_epoch_bootstrap_and_says_it_understates_uncertainty():
+    runs = st.simulate_study(np.random.default_rng(0), n_seeds=1, epochs=10, K=32)
+    est = st.positional_profile([runs[0].distance], 10, rng=1)
+    assert est.n_seeds == 1
+    assert est.method.startswith("epoch bootstrap (one seed)") and "understates uncertainty" in est.method
+    assert np.all(est.lo <= est.mean) and np.all(est.mean <= est.hi)
+    again = st.positional_profile(runs[0].distance, 10, rng=1)   # a lone (E, K) array is one seed
+    np.testing.assert_array_equal(est.lo, again.lo)
+
+
+def test_spearman_matches_scipy_with_ties_and_is_nan_for_constants():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        x = rng.integers(0, 6, 25).astype(float)    # many ties
+        y = rng.normal(size=25).round(1)
+        assert st.spearman(x, y) == pytest.approx(sps.spearmanr(x, y).statistic, abs=1e-12)
+    Y = rng.normal(size=(7, 25))
+    np.testing.assert_allclose(st.spearman(np.arange(25), Y), [sps.spearmanr(np.arange(25), y).statistic for y in Y])
+    assert np.isnan(st.spearman(np.ones(5), np.arange(5)))
+    assert st.spearman([1, 2, 3], [30, 20, 10]) == pytest.approx(-1)
+
+
+def test_holm_against_a_hand_computed_example():
+    # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 -> 0.02, 0.03, 0.06, 0.04 -> running max 0.06
+    np.testing.assert_allclose(st.holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
+    np.testing.assert_allclose(st.holm([0.5, 0.6]), [1.0, 1.0])                  # capped at 1
+    np.testing.assert_allclose(st.holm([0.01, np.nan, 0.02]), [0.02, np.nan, 0.02])  # nan is not a test
+    p = np.random.default_rng(0).uniform(size=50) ** 3
+    adj = st.holm(p)
+    assert np.all(adj >= p) and np.all(adj <= 1) and np.all(np.diff(adj[np.argsort(p)]) >= 0)
+
+
+def test_permutation_p_by_hand():
+    null = [-3.0, 1.0, 2.0, -1.5]
+    assert st.permutation_p(2.0, null) == pytest.approx(3 / 5)                 # |-3|, |2| >= 2
+    assert st.permutation_p(2.0, null, "less") == pytest.approx(5 / 5)
+    assert st.permutation_p(2.0, null, "greater") == pytest.approx(2 / 5)
+    assert np.isnan(st.permutation_p(np.nan, null))
+
+
+def test_the_permutation_keeps_each_batch_whole():
+    Ds = [r.distance for r in st.simulate_study(np.random.default_rng(1), 3, 6, 12)]
+    P = st.seed_profiles(Ds)
+    shared = st.permuted_profiles(Ds, 50, 0, "shared")
+    per_seed = st.permuted_profiles(Ds, 50, 0, "per_seed")
+    naive = st.permuted_profiles(Ds, 50, 0, "per_epoch")
+    assert shared.shape == per_seed.shape == naive.shape == (50, 3, 12)
+    # shared and per_seed relabel whole batches (every epoch alike): each row is a permutation of the profile
+    np.testing.assert_allclose(np.sort(shared, -1), np.broadcast_to(np.sort(P, -1), shared.shape))
+    np.testing.assert_allclose(np.sort(per_seed, -1), np.broadcast_to(np.sort(P, -1), per_seed.shape))
+    # shared: one relabelling for all seeds
+    for r in range(50):
+        perm = np.abs(shared[r, 0][:, None] - P[0][None, :]).argmin(1)
+        np.testing.assert_allclose(shared[r], P[:, perm])
+    # per_epoch relabels each epoch on its own: the permuted profiles are no longer the batches' profiles
+    assert not np.allclose(np.sort(naive, -1), np.broadcast_to(np.sort(P, -1), naive.shape))
+
+
+def test_verdict_and_sentence():
+    assert st.verdict(-0.3, 0.01, "closer") == "supported"
+    assert st.verdict(0.3, 0.01, "closer") == "contradicted"
+    assert st.verdict(0.3, 0.01, "farther") == "supported"
+    assert st.verdict(-0.3, 0.05, "closer") == "inconclusive"      # p must be below alpha
+    assert st.verdict(np.nan, 0.01, "closer") == "inconclusive"
+    assert (st.sentence(1, "intensity", "upper_quartile", -0.31, -0.50, -0.12, 0.004, "supported", 3) ==
+            "In phase 1 the upper-quartile batches of intensity are 0.31 SD closer to the full gradient than the "
+            "rest (95% CI 0.12 to 0.50 over 3 seeds, Holm-adjusted p = 0.004): supported.")
+    s = st.sentence(2, "edges", "extremes_10", 0.2, -0.1, 0.5, 0.3, "inconclusive", 1)
+    assert "0.20 SD farther from the full gradient than the middle 80%" in s and "understates" in s
+    assert st.sentence(1, "random", "upper_quartile", 0.1, -0.2, 0.4, 0.9, "control", 3, control=True).endswith(
+        "it shows how large such a pattern is by chance).")
+
+
+def test_the_module_does_not_import_torch():
+    code = "import sys, bestbatch.stats; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(REPO / "src")})
+    assert out.stdout.strip() == "False"
+
+
+# --- calibration: the proof that the null is right ----------------------------------------------------
+
+def _null_rejections(n_studies, schemes, shared=0.0, seed=0, n_perm=500):
+    """Share of pure-null studies (3 seeds, 10 epochs, 32 batches, persistence 0.8) each test rejects at ALPHA."""
+    rng = np.random.default_rng(seed)
+    contrast = st.contrast(st.region_mask("upper_quartile", 32))
+    hits = {(scheme, name): 0 for scheme in schemes for name in ("contrast", "rho")}
+    for _ in range(n_studies):
+        Ds = [r.distance for r in st.simulate_study(rng, 3, 10, 32, persistence=0.8, shared=shared)]
+        P = st.seed_profiles(Ds)
+        for scheme in schemes:
+            null = st.permuted_profiles(Ds, n_perm, rng, scheme)
+            hits[scheme, "contrast"] += st.permutation_p(contrast(P), contrast(null)) < ALPHA
+            hits[scheme, "rho"] += st.permutation_p(st.position_rho(P), st.position_rho(null)) < ALPHA
+    return {key: n / n_studies for key, n in hits.items()}
+
+
+def test_null_is_calibrated_and_the_naive_per_epoch_null_is_not():
+    rate = _null_rejections(400, ["shared"])
+    assert 0.02 <= rate["shared", "contrast"] <= 0.08, rate
+    assert 0.02 <= rate["shared", "rho"] <= 0.08, rate
+    naive = _null_rejections(200, ["per_epoch"], seed=1)
+    # relabelling every epoch on its own forgets that a close batch stays close: far too many rejections
+    assert naive["per_epoch", "contrast"] > 0.2, naive
+    print("null rejection rates", rate, "naive", naive)
+
+
+def test_with_batches_shared_by_the_seeds_only_the_shared_relabelling_is_calibrated():
+    # a deterministic ordering puts the same images in batch k of every seed: part of each batch's
+    # persistent effect is common to the seeds, and relabelling each seed on its own under-disperses the null
+    rate = _null_rejections(300, ["shared", "per_seed"], shared=0.7, seed=2)
+    assert 0.02 <= rate["shared", "contrast"] <= 0.08, rate
+    assert rate["per_seed", "contrast"] > 0.12, rate
+    print("shared batches", rate)
+
+
+def test_seed_interval_covers_and_the_one_seed_bootstrap_does_not():
+    rng = np.random.default_rng(4)
+    mask = st.region_mask("upper_quartile", 32)
+    cover3 = cover1 = 0
+    n = 400
+    for _ in range(n):
+        Ds = [r.distance for r in st.simulate_study(rng, 3, 10, 32)]
+        est = st.contrast_estimate(Ds, mask)                  # the true contrast is 0
+        cover3 += est.lo <= 0 <= est.hi
+        one = st.contrast_estimate(Ds[:1], mask, rng=rng, n_boot=500)
+        cover1 += one.lo <= 0 <= one.hi
+    assert 0.92 <= cover3 / n <= 0.98
+    assert cover1 / n < 0.6            # what the one-seed method's warning says
+    print("coverage of 95% intervals: 3 seeds", cover3 / n, "one seed, epoch bootstrap", cover1 / n)
+
+
+# --- power --------------------------------------------------------------------------------------------
+
+def _verdicts(effect, n_sims=50, K=96, seed=5):
+    rng = np.random.default_rng(seed)
+    mask = st.region_mask("upper_quartile", K)
+    out, effects = [], []
+    for _ in range(n_sims):
+        Ds = [r.distance for r in st.simulate_study(rng, 3, 10, K, effect=effect, region="upper_quartile")]
+        test = st.permutation_test(Ds, st.contrast(mask), n_perm=500, rng=rng)
+        out.append(st.verdict(test.statistic, test.p, "closer"))
+        effects.append(test.statistic)
+    return out, float(np.mean(effects))
+
+
+def test_a_planted_effect_is_found_and_its_opposite_contradicts_the_claim():
+    closer, mean_effect = _verdicts(-0.5)
+    assert closer.count("supported") / len(closer) >= 0.8, closer
+    assert closer.count("contradicted") == 0
+    assert mean_effect == pytest.approx(-0.5 / np.sqrt(1 + 0.25 * 0.75 * 0.25), abs=0.08)  # z shrinks it slightly
+    farther, _ = _verdicts(+0.5, seed=6)
+    assert farther.count("contradicted") / len(farther) >= 0.8, farther
+    assert farther.count("supported") == 0
+    print("power at 0.5 SD, 3 seeds, 96 batches: supported", closer.count("supported") / len(closer),
+          "contradicted (opposite effect)", farther.count("contradicted") / len(farther))
+
+
+# --- a whole study ------------------------------------------------------------------------------------
+
+def _study(models=("small_cnn", "resnet18"), K=32, seed=0):
+    rng = np.random.default_rng(seed)
+    early = np.arange(1, 10) <= 3
+    return {(model, metric): st.simulate_study(rng, 3, 9, K, region="upper_quartile", effect_epochs=early,
+                                               effect=-1.5 if (model, metric) == ("small_cnn", "intensity") else 0.0)
+            for model in models for metric in METRICS}
+
+
+def test_analyse_study_end_to_end():
+    rows = st.analyse_study(_study(), PHASES, METRICS, n_perm=4999, seed=0)
+    kind = lambda k: [r for r in rows if r["kind"] == k]
+    expected_claims = {(c.id, metric, phase) for c in st.PAPER_CLAIMS for metric in c.metrics for phase in c.phases}
+    assert len(expected_claims) == 12
+    for model in ("small_cnn", "resnet18"):
+        got = [(r["claim"], r["metric"], r["phase"]) for r in kind("claim") if r["model"] == model]
+        assert sorted(got) == sorted(expected_claims)
+        controls = [r for r in kind("control") if r["model"] == model]
+        assert sorted((r["claim"], r["phase"]) for r in controls) == sorted(
+            (c.id, phase) for c in st.PAPER_CLAIMS for phase in c.phases)
+        assert all(r["metric"] == "random" and r["control"] and r["verdict"] == "control"
+                   and "control" in r["sentence"] for r in controls)
+        assert len([r for r in kind("association") if r["model"] == model]) == 5 * 3 * 2
+        assert len([r for r in kind("profile") if r["model"] == model]) == 5 * 3 * (10 + 4)
+    tested = kind("claim") + kind("control") + kind("association")
+    np.testing.assert_allclose([r["p_holm"] for r in tested], st.holm([r["p"] for r in tested]))
+    assert all(r["p_holm"] >= r["p"] for r in tested)
+    assert {r["verdict"] for r in kind("claim")} <= set(st.VERDICTS)
+    for r in kind("claim"):
+        assert r["verdict"] == st.verdict(r["effect"], r["p_holm"], r["expected"])
+        assert r["sentence"].endswith(f": {r['verdict']}.") and r["n_seeds"] == 3 and "3 seeds" in r["method"]
+        assert r["ci_lo"] <= r["effect"] <= r["ci_hi"]
+    for r in kind("summary"):
+        verdicts = [c["verdict"] for c in kind("claim") if c["model"] == r["model"] and c["claim"] == r["claim"]]
+        want = ("supported" if all(v == "supported" for v in verdicts) else
+                "contradicted" if "contradicted" in verdicts else "inconclusive")
+        assert r["verdict"] == want
+    assert len(kind("summary")) == 2 * len(st.PAPER_CLAIMS)
+    planted = [r for r in kind("claim") if (r["model"], r["metric"], r["phase"]) == ("small_cnn", "intensity", 1)]
+    assert planted[0]["verdict"] == "supported", planted[0]["sentence"]
+
+
+def test_analyse_study_is_deterministic_and_order_free():
+    matrices = _study(models=("small_cnn",), K=16, seed=1)
+    kwargs = dict(n_perm=299, seed=7)
+    with pytest.warns(UserWarning, match="nothing can be significant"):
+        a = st.analyse_study(matrices, PHASES, METRICS, **kwargs)
+        b = st.analyse_study(dict(reversed(matrices.items())), PHASES, METRICS, **kwargs)
+        c = st.analyse_study(matrices, PHASES, METRICS, n_perm=299, seed=8)
+    key = lambda r: (r["kind"], r["claim"] or "", r["metric"] or "", r["phase"] or 0, r["statistic"] or "",
+                     r["bin"] or 0)
+    for ra, rb in zip(sorted(a, key=key), sorted(b, key=key)):
+        assert ra.keys() == rb.keys()
+        for field in ra:
+            va, vb = ra[field], rb[field]
+            assert va == vb or (isinstance(va, float) and np.isnan(va) and np.isnan(vb)), (field, va, vb)
+    assert [r["p"] for r in a if r["kind"] == "claim"] != [r["p"] for r in c if r["kind"] == "claim"]

@@ -1,0 +1,59 @@
+# What spans the runs of a study: the claims of the paper tested over the seeds, and the front page.
+RUN_LIST = [[model, seed] for model in MODELS for seed in SEEDS]
+ALL_MATRICES = [f"{R}/{model}/seed_{seed}/{metric}/distances.h5" for model, seed in RUN_LIST for metric in METRICS]
+
+
+rule claims:
+    input:
+        ALL_MATRICES,
+    output:
+        csv=report(f"{R}/claims.csv", caption="../report/claims.rst", category="Study"),
+        statistics=f"{R}/statistics.csv",
+        html=report(f"{R}/claims.html", caption="../report/claims.rst", category="Study"),
+    params:
+        runs=RUN_LIST,
+        metrics=METRICS,
+        phases=PHASES,
+        alpha=config["analysis"]["alpha"],
+        permutations=config["analysis"]["permutations"],
+        seed=config["analysis"]["seed"],
+    log:
+        f"{L}/claims.log",
+    benchmark:
+        f"{B}/claims.tsv"
+    threads: 1
+    resources:
+        **LIGHT_JOB,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/claims.py"
+
+
+rule index:
+    input:
+        matrices=ALL_MATRICES,
+        heatmaps=[f"{R}/{model}/seed_{seed}/plots/heatmap_{metric}.html" for model, seed in RUN_LIST for metric in METRICS],
+        curves=[f"{R}/{model}/seed_{seed}/plots/training_curves.html" for model, seed in RUN_LIST],
+        claims=f"{R}/claims.html",
+    output:
+        html=report(f"{R}/index.html", caption="../report/index.rst", category="Study"),
+        summary=f"{R}/summary.json",
+    params:
+        study=STUDY,
+        runs=RUN_LIST,
+        metrics=METRICS,
+        phases=PHASES,
+        config=config,
+    log:
+        f"{L}/index.log",
+    benchmark:
+        f"{B}/index.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/index.py"
