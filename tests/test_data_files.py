@@ -7,10 +7,13 @@ a payload that asks the unpickler to run code. The property: either the arrays c
 (harmless changes), or DatasetError names the damaged file; never another exception, and the code never
 runs (its marker file never appears). `measure_sizes` never raises.
 """
+import importlib
 import io
 import itertools
+import os
 import pickle
 import struct
+import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -21,7 +24,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bestbatch.data import LAYOUTS, DatasetError, load_dataset, make_synthetic, measure_sizes, restricted_load, write_dataset
+from bestbatch.data import (LAYOUTS, DatasetError, load_dataset, make_synthetic, measure_sizes, restricted_load,
+                            write_dataset)
 
 N_CLASSES = {"cifar10": 10, "cifar100": 100}
 SETS = {"cifar10": make_synthetic(12, 5, seed=1),  # 3, 3, 2, 2, 2 images in the five training files
@@ -129,6 +133,7 @@ def payload(kind, marker):
     if kind == "builtins.__import__":  # importing this module creates the marker
         name = f"bestbatch_evil_{next(_module_names)}"
         (Path(marker).parent / f"{name}.py").write_text(f"open({m!r}, 'w').close()\n")
+        importlib.invalidate_caches()
         return _Call(_Global("builtins", "__import__"), name), "builtins.__import__"
     if kind == "getattr(__import__('os'), 'system')":
         imp = _Call(_Global("builtins", "__import__"), "os")
@@ -197,7 +202,8 @@ def cases(draw):
     if kind == "truncate":
         detail = (draw(st.integers(0, len(raw) - 1)),)
     elif kind == "extra_keys":
-        keys = st.one_of(st.text(min_size=1, max_size=8), st.integers(), st.binary(max_size=6)).filter(lambda k: k not in obj)
+        keys = st.one_of(st.text(min_size=1, max_size=8), st.integers(), st.binary(max_size=6))
+        keys = keys.filter(lambda k: k not in obj)
         detail = tuple(draw(st.dictionaries(keys, _VALUES, min_size=1, max_size=3)).items())
     elif kind == "missing_key":
         detail = (draw(st.sampled_from(sorted(obj))),)
@@ -210,8 +216,10 @@ def cases(draw):
     elif kind == "bytes_keys":
         detail = (draw(st.sampled_from(["all"] + sorted(obj))), draw(st.integers(2, 5)))
     elif kind == "code":
-        places = ["whole", "extra key"] + (["names", "a name"] if meta else ["data", "labels", "a label", "batch_label"])
-        detail = (draw(st.sampled_from(PAYLOADS)), draw(st.sampled_from(places)), draw(st.sampled_from([0, 2, 4, 5])))
+        places = ["whole", "extra key"] + (["names", "a name"] if meta else
+                                           ["data", "labels", "a label", "batch_label"])
+        detail = (draw(st.sampled_from(PAYLOADS)), draw(st.sampled_from(places)),  # payload, where, protocol
+                  draw(st.sampled_from([0, 2, 4, 5])))
     elif kind == "names":
         detail = (draw(st.sampled_from(_NAMES_BAD + _NAMES_OK)),)
     elif kind == "data_shape":
@@ -383,7 +391,7 @@ def check(case, base):
         assert not marker.exists(), f"{case}: the pickle ran code"
 
 
-@settings(max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1500, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=cases())
 def test_any_damage_is_read_back_or_refused_naming_the_file(case, tmp_path_factory):
     with tempfile.TemporaryDirectory(dir=tmp_path_factory.getbasetemp()) as base:
@@ -430,9 +438,14 @@ def test_python2_pickles_are_read(tmp_path, source, protocol):
         check(Case(source, name, "python2", (protocol, True)), tmp_path / name)
 
 
-@pytest.mark.parametrize("labels", ["0-d array", "set", "huge ints", "str"])
+@pytest.mark.parametrize("labels", ["0-d array", "set", "huge ints", "str", "2-D array", "bool array"])
 def test_labels_of_the_wrong_type_are_refused(tmp_path, labels):
     check(Case("cifar10", "data_batch_2", "labels_type", (labels,)), tmp_path)
+
+
+def test_numpy_bool_among_int_labels_is_refused(tmp_path):
+    """A Python bool label is refused; a numpy bool among ints must be too (np.asarray would make it 1)."""
+    check(Case("cifar10", "data_batch_2", "label_items", (0, np.True_)), tmp_path)
 
 
 @pytest.mark.parametrize("source, n_train, n_test", [("cifar10", 3, 2), ("cifar100", 10, 0)])
@@ -444,3 +457,29 @@ def test_empty_split_round_trip(tmp_path, source, n_train, n_test):
     ds = load_dataset(tmp_path, source)
     assert np.array_equal(ds.train_labels, arrays[1]) and np.array_equal(ds.test_images, arrays[2])
     assert measure_sizes(tmp_path, source) == (n_train, n_test, N_CLASSES[source])
+
+
+def test_tiny_file_claiming_millions_of_images_is_refused(tmp_path):
+    """numpy.ndarray called with zero strides: ~150 bytes that describe 2*10**7 images (61 GB once copied).
+    Loaded in a child process whose address space is capped at 4 GiB, so a failure cannot exhaust memory."""
+    folder = tmp_path / LAYOUTS["cifar10"].dirname
+    folder.mkdir()
+    for name, (_, raw) in ORIGINAL["cifar10"].items():
+        (folder / name).write_bytes(raw)
+    ndarray, n = _Global("numpy", "ndarray"), 2 * 10 ** 7
+    batch = folder / "data_batch_1"
+    batch.write_bytes(dumps({"data": _Call(ndarray, (n, 3072), "u1", b"\0", 0, (0, 0)),
+                             "labels": _Call(ndarray, (n,), "<i8", b"\0" * 8, 0, (0,))}, protocol=4))
+    assert batch.stat().st_size < 200
+    code = ("import resource, sys\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (4 * 1024 ** 3, resource.RLIM_INFINITY))\n"
+            "from bestbatch.data import DatasetError, load_dataset\n"
+            "try:\n    load_dataset(sys.argv[1])\n"
+            "except DatasetError as e:\n    print('DatasetError', e)\n"
+            "except BaseException as e:\n    print('OTHER', type(e).__name__, e)\n"
+            "else:\n    print('LOADED')\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "OMP_NUM_THREADS": "1",
+           "OPENBLAS_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.stdout.startswith("DatasetError") and str(batch) in proc.stdout, proc.stdout + proc.stderr

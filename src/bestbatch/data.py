@@ -103,11 +103,46 @@ def _how_to_get(root, layout=CIFAR10, or_download=True):
 
 
 # ---------------------------------------------------------------------------------------- reading
+class _NdarrayType:
+    """Stands for numpy.ndarray in a pickle: allowed only as _reconstruct's first argument. Called directly,
+    ndarray(shape, dtype, buffer, offset, strides) would build an array of any size from a few bytes."""
+
+    def __call__(self, *args, **kwargs):
+        raise pickle.UnpicklingError("numpy.ndarray is called directly (only numpy's own _reconstruct may build "
+                                     "an array)")
+
+
+_NDARRAY = _NdarrayType()
+
+
+def _reconstruct(subtype, shape, dtype):
+    """numpy's _reconstruct for plain arrays only; the array's bytes arrive in its __setstate__, which
+    numpy checks against the shape."""
+    from numpy._core import multiarray
+
+    if subtype is not _NDARRAY:
+        raise pickle.UnpicklingError(f"_reconstruct of {subtype!r}: only numpy.ndarray is allowed")
+    return multiarray._reconstruct(np.ndarray, shape, dtype)
+
+
+def _bytes(*args):
+    """bytes() as protocol-2 pickles use it (b'' is pickled as a call with no arguments); never bytes(n),
+    which would allocate n zero bytes."""
+    if not args:
+        return b""
+    if isinstance(args[0], str) and len(args) == 2 and isinstance(args[1], str):
+        return bytes(args[0], args[1])
+    if isinstance(args[0], bytes) and len(args) == 1:
+        return bytes(args[0])
+    raise pickle.UnpicklingError(f"bytes{tuple(type(a).__name__ for a in args)}: only bytes(str, encoding) is allowed")
+
+
 def _allowed_globals():
     from numpy._core import multiarray, numeric
-    arrays = {"_reconstruct": multiarray._reconstruct, "scalar": multiarray.scalar}
-    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+    arrays = {"_reconstruct": _reconstruct, "scalar": multiarray.scalar}
+    allowed = {("numpy", "ndarray"): _NDARRAY, ("numpy", "dtype"): np.dtype,
                ("_codecs", "encode"): __import__("_codecs").encode,  # protocol 2 stores bytes as latin1 text
+               ("__builtin__", "bytes"): _bytes, ("builtins", "bytes"): _bytes,  # ... and b'' as bytes()
                ("numpy._core.numeric", "_frombuffer"): numeric._frombuffer,  # protocol 5 arrays
                ("numpy.core.numeric", "_frombuffer"): numeric._frombuffer}
     for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):  # numpy 1 wrote numpy.core, numpy 2 numpy._core
@@ -122,7 +157,7 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
 
     def find_class(self, module, name):
         if (module, name) not in self.allowed:
-            raise DatasetError(f"{self.path}: refused to unpickle global {module}.{name}; a CIFAR-10 "
+            raise DatasetError(f"{self.path}: refused to unpickle global {module}.{name}; a CIFAR "
                                f"batch holds only lists, strings and numpy arrays. Do not use this file; "
                                f"re-create it from a trusted source.")
         return self.allowed[module, name]
@@ -134,11 +169,11 @@ def _loads(raw, path):
     except DatasetError:
         raise
     except Exception as e:  # EOFError, UnpicklingError, ValueError ...: all mean a damaged file
-        raise DatasetError(f"{path}: not a readable CIFAR-10 pickle, truncated or corrupt "
+        raise DatasetError(f"{path}: not a readable CIFAR pickle, truncated or corrupt "
                            f"({type(e).__name__}: {e}); re-download/re-extract or regenerate it.") from e
     if not isinstance(obj, dict):
         raise DatasetError(f"{path}: expected a pickled dict, found {type(obj).__name__}; "
-                           f"this is not a CIFAR-10 python-version file.")
+                           f"this is not a CIFAR python-version file.")
     return obj
 
 
@@ -176,8 +211,10 @@ def _check_batch(d, path, n_classes, label_key="labels"):
         what = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
         raise DatasetError(f"{path}: 'data' must be a uint8 array of shape (n, 3072), found {what}.")
     raw = d[label_key]
-    if not isinstance(raw, (list, tuple, np.ndarray)) or any(isinstance(y, bool) for y in raw):
-        raise DatasetError(f"{path}: {label_key!r} must be a list of ints, found {type(raw).__name__}.")
+    if (not isinstance(raw, (list, tuple, np.ndarray)) or (isinstance(raw, np.ndarray) and raw.ndim != 1)
+            or (not isinstance(raw, np.ndarray) and any(isinstance(y, (bool, np.bool_)) for y in raw))):
+        raise DatasetError(f"{path}: {label_key!r} must be a list of ints, found {type(raw).__name__}"
+                           f"{' of shape ' + str(raw.shape) if isinstance(raw, np.ndarray) else ''}.")
     try:
         labels = np.asarray(raw)
     except (ValueError, TypeError, OverflowError):
