@@ -213,8 +213,7 @@ def bench_model(name, batch_size, n_batches, repeats, device, tmpdir):
     mbs = bench_reduction(shard, repeats, layout)
     med = {v: statistics.median(x) for v, x in times.items()}
     return dict(model=name, batch=batch_size, k=n_batches, params=n_params, plain=med["plain"],
-                no_write=med["no_write"], job=med["job"], finish=statistics.median(finish),
-                **mbs,
+                no_write=med["no_write"], job=med["job"], finish=statistics.median(finish), **mbs,
                 best_ratio=min(times["job"]) / min(times["plain"]), others=statistics.median(others),
                 faults={v: statistics.median(x) for v, x in faults.items()},
                 spread={v: (min(x), max(x)) for v, x in times.items()})

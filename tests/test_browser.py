@@ -18,10 +18,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import browser  # noqa: E402
 
 from bestbatch.formats import Matrix  # noqa: E402
-from bestbatch.plots import (curves_figure, heatmap_figure, index_html, phase_rows, phase_summary,  # noqa: E402
-                             row_zscore, write_figure)
+from bestbatch.plots import (curves_figure, heatmap_figure, index_html, layers_figure, phase_rows,  # noqa: E402
+                             phase_summary, row_zscore, write_figure)
 
 E, K = 9, 12
+LAYERS = ["conv1.weight", "bn1.weight", "bn1.bias", "layer1.0.conv1.weight", "linear.weight", "linear.bias"]
 PHASES = [(1, 1, 3, 0.1), (2, 4, 6, 0.01), (3, 7, 9, 0.001)]
 METRIC = "intensity"
 CELL = dict(epoch=5, batch=7, phase=2)  # a cell of the second phase's panel
@@ -32,13 +33,17 @@ def in_ci():
 
 
 def synthetic_matrix(seed=0):
-    """A gathered matrix like the workflow's, with distances that differ from epoch to epoch and batch to batch."""
+    """A gathered matrix like the workflow's, with distances that differ from epoch to epoch and batch to batch,
+    split over the parameter tensors differently in each phase (sum_l layer_distance^2 = distance^2)."""
     rng = np.random.default_rng(seed)
     epoch = np.arange(1, E + 1)
     batch = np.arange(K)
     scale = 10.0 ** -np.repeat([0, 1, 2], 3)[:, None]  # the gradient scale drops with the lr, phase by phase
+    distance = scale * rng.uniform(0.5, 30.0, (E, K))
+    weight = rng.uniform(0.5, 1.5, (E, K, len(LAYERS))) * np.repeat(rng.uniform(0.01, 1, (3, len(LAYERS))), 3, 0)[:, None]
+    weight /= weight.sum(2, keepdims=True)
     return Matrix(epoch=epoch, batch=batch,
-                  distance=scale * rng.uniform(0.5, 30.0, (E, K)),
+                  distance=distance, layer_distance=distance[..., None] * np.sqrt(weight), layer_name=np.array(LAYERS),
                   cosine=rng.uniform(-1.0, 1.0, (E, K)),
                   batch_score_min=0.5 * batch - 2.3 + rng.uniform(0, 0.01, K),
                   batch_score_mean=3.7 * batch + rng.uniform(0, 1, K),
@@ -133,15 +138,20 @@ def pages(tmp_path_factory):
         write_figure(fig if metric == METRIC else heatmap_figure(metric, synthetic_matrix(1), PHASES), heatmaps[metric])
     rng = np.random.default_rng(2)
     runs = {metric: Matrix(epoch=m.epoch, train_loss=np.exp(-0.2 * m.epoch)[:, None] * rng.uniform(1, 2, (E, K)),
-                           test_acc=np.linspace(0.2, 0.6, E) + rng.uniform(0, 0.05, E)) for metric in heatmaps}
+                           test_acc=np.linspace(0.2, 0.6, E) + rng.uniform(0, 0.05, E),
+                           noise_scale=64 * np.exp(0.5 * m.epoch) * rng.uniform(1, 2, E),
+                           gradient_diversity=rng.uniform(0.1, 2, E)) for metric in heatmaps}
     curves = root / "plots" / "training_curves.html"
     write_figure(curves_figure(runs), curves)
+    layers = root / "plots" / f"layers_{METRIC}.html"
+    write_figure(layers_figure(METRIC, m, PHASES), layers)
     index = root / "index.html"
     summaries = {metric: phase_summary(m, PHASES) for metric in heatmaps}
     index.write_text(index_html("synthetic", "study: synthetic\n", list(heatmaps), summaries,
                                 {k: os.path.relpath(v, root) for k, v in heatmaps.items()},
                                 os.path.relpath(curves, root)))
-    return dict(m=m, fig=fig, heatmap=heatmaps[METRIC], curves=curves, index=index, n_curves=2 * len(runs))
+    return dict(m=m, fig=fig, heatmap=heatmaps[METRIC], curves=curves, index=index, n_curves=4 * len(runs), runs=runs,
+                layers=layers)
 
 
 def offline_urls(urls):
@@ -231,11 +241,62 @@ def test_zscore_button_gives_every_panel_the_same_diverging_scale(br, pages):
 # --- the other pages ----------------------------------------------------------------------------------------
 
 def test_curves_page_loads_offline(br, pages):
+    """Four panels, one line per metric in each: loss, accuracy, B_simple (log scale) and gradient diversity."""
     br.open(pages["curves"])
     assert br.n_traces() == pages["n_curves"]
     assert sorted(set(br.trace_names())) == [METRIC, "random"]
+    axes = br.js("return gd.data.map(t => (t.xaxis || 'x') + (t.yaxis || 'y'));")
+    assert sorted(set(axes)) == ["x2y2", "x3y3", "x4y4", "xy"] and all(axes.count(a) == 2 for a in set(axes))
+    assert br.js("return [gd._fullLayout.yaxis.type, gd._fullLayout.yaxis3.type];") == ["log", "log"]
+    names = br.trace_names()
+    for i, (metric, panel) in enumerate((n, a) for n, a in zip(names, axes)):
+        m = pages["runs"][metric]
+        want = {"x3y3": m.noise_scale, "x4y4": m.gradient_diversity}.get(panel)
+        if want is not None:
+            got = br.js("const y = gd.data[arguments[0]].y; return y.bdata !== undefined ? y : Array.from(y);", i)
+            np.testing.assert_allclose(browser.decode_typed_array(got).astype(float), want, rtol=1e-12)
     assert offline_urls(br.requested_urls()) == []
     assert br.console_errors() == []
+
+
+def expected_shares(m):
+    """(L, phases): per phase, the mean over its epochs and batches of layer_distance^2 / distance^2."""
+    out = []
+    for *_, rows in phase_rows(m.epoch, PHASES):
+        ratio = m.layer_distance[rows] ** 2 / m.distance[rows][..., None] ** 2
+        out.append(ratio.reshape(-1, len(LAYERS)).mean(0))
+    return np.stack(out, 1)
+
+
+def test_layers_page_loads_offline_with_one_heatmap_of_tensors_by_phase(br, pages):
+    br.open(pages["layers"])
+    assert br.n_traces() == 1
+    assert br.js("return gd.data[0].type;") == "heatmap"
+    assert br.js("return Array.from(gd.data[0].y);") == LAYERS  # the tensors in network order
+    assert br.js("return Array.from(gd.data[0].x);") == [f"phase {p}" for p, *_ in PHASES]
+    z = br.trace_z(0)
+    want = expected_shares(pages["m"])
+    np.testing.assert_allclose(z, want, rtol=1e-12)
+    np.testing.assert_allclose(z.sum(0), 1, rtol=1e-12)  # each phase's shares add up to the whole distance
+    assert np.ptp(want, 1).max() > 0.05, "the synthetic phases differ, so the page has something to show"
+    top, bottom = br.js("const a = gd._fullLayout.yaxis; return [a.l2p(0), a.l2p(arguments[0])];", len(LAYERS) - 1)
+    assert top < bottom, "the first tensor of the network is drawn on top"
+    urls = br.requested_urls()
+    assert urls and urls[0] == pages["layers"].resolve().as_uri()
+    assert offline_urls(urls) == []
+    assert br.console_errors() == []
+
+
+def test_layers_page_hover_names_the_tensor_and_its_share(br, pages):
+    br.open(pages["layers"])
+    want = expected_shares(pages["m"])
+    layer, phase = 3, 1  # layer1.0.conv1.weight in phase 2
+    lines = br.hover(phase, layer)
+    text = "\n".join(lines)
+    assert lines and lines[0] == LAYERS[layer], lines
+    _, first, last, lr = PHASES[phase]
+    assert f"phase {phase + 1}: epochs {first}-{last}, lr {lr:g}" in text, lines
+    assert f"{100 * want[layer, phase]:.2f}%" in text, (want[layer, phase], lines)
 
 
 class _Links(HTMLParser):

@@ -1,4 +1,5 @@
-"""Algorithm 1 against a float64 brute-force reference, on tiny models with and without BatchNorm."""
+"""Algorithm 1 against a float64 brute-force reference, on tiny models with and without BatchNorm; the
+reduction per parameter tensor, and the per-epoch gradient statistics."""
 import copy
 
 import h5py
@@ -8,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from bestbatch.augment import images_to_tensor, make_batch
-from bestbatch.distances import batch_distances, reduce_shard
-from bestbatch.formats import FORMAT_VERSION, SHARD, EpochRecords
+from bestbatch.distances import BLOCK, batch_distances, gradient_diversity, noise_scale, reduce_shard
+from bestbatch.formats import FORMAT_VERSION, EpochRecords, finish_shard
 from bestbatch.models import build_model
 from bestbatch.shards import ShardWriter
 from bestbatch.training import DTYPES, make_optimizer, parameter_layout, run_epoch
@@ -29,13 +30,25 @@ def records(k_rows, epoch=1, train_loss=None):
                         batch_score_min=zeros, batch_score_mean=zeros, batch_score_max=zeros)
 
 
-def write_shard(path, g, **kwargs):
-    """g (K, P) float32 written row by row as a shard, with its float64 sum."""
+def write_shard(path, g, layout=None, **kwargs):
+    """g (K, P) float32 written row by row as a shard, with its float64 sum (layout: one tensor "w")."""
     with ShardWriter(path, g.shape[0], g.shape[1], torch.float32, **kwargs) as writer:
         for k in range(g.shape[0]):
             writer.put(k, torch.from_numpy(g[k]))
-        writer.finish([("w", (g.shape[1],), 0)], records(g.shape[0]), gradient_sum=g.astype(np.float64).sum(0))
+        writer.finish(layout or [("w", (g.shape[1],), 0)], records(g.shape[0]),
+                      gradient_sum=g.astype(np.float64).sum(0))
     return writer
+
+
+def flat_layout(sizes):
+    """[(name, shape, offset)] of tensors of these sizes, one after the other."""
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
+    return [(f"t{i}", (int(n),), int(o)) for i, (n, o) in enumerate(zip(sizes, offsets))]
+
+
+# tensors that start and end inside a block, one that spans two block boundaries, an empty one, one of a
+# single value, and a last one that ends the vector mid-block
+SIZES = [7, BLOCK - 100, 3, 0, 1, 2 * BLOCK + 17, 50_000, 1, 99_990]
 
 
 @pytest.fixture(scope="module")
@@ -98,13 +111,20 @@ def test_float64_pipeline_matches_brute_force(model, data, tmp_path):
     t = schedule("float64")
     ref = reference_gradients(net0, *data, t, epoch=2)
     grads, reduced, _ = pipeline(net0, *data, t, 2, tmp_path)
-    expected = batch_distances(ref)
+    layout, _ = parameter_layout(net0)
+    expected = batch_distances(ref, [offset for _, _, offset in layout])
     assert rel(grads, ref) < 1e-6
     for name in ("distance", "norm", "cosine"):
         assert rel(reduced[name], expected[name]) < 1e-6, name
     assert abs(reduced["full_norm"] - expected["full_norm"]) / expected["full_norm"] < 1e-6
     # the check has teeth: distances differ between batches by far more than the tolerance
     assert np.ptp(expected["distance"]) / expected["distance"].max() > 1e-3
+    # per parameter tensor, in the network's order: each (batch, tensor) to 1e-6 of its own size
+    assert list(reduced["layer_name"]) == [name for name, _, _ in layout]
+    want = expected["layer_distance"]
+    assert reduced["layer_distance"].shape == want.shape == (N // BS, len(layout))
+    np.testing.assert_allclose(reduced["layer_distance"], want, rtol=1e-6, atol=1e-12 * want.max())
+    assert len(layout) > 1 and np.ptp(want.mean(0)) / want.max() > 1e-3  # the tensors do differ
 
 
 @pytest.mark.parametrize("model", ["tiny_mlp", "tiny_mlp_bn"])
@@ -235,17 +255,106 @@ def test_reduction_is_exact_when_batches_nearly_agree(tmp_path):
     np.testing.assert_allclose(reduce_shard(tmp_path / "s.h5")["distance"], want["distance"], rtol=1e-12)
 
 
-def test_reduction_reads_chunked_shards_too(tmp_path):
-    """A chunked or compressed shard (not memory-mappable) goes through h5py and gives the same distances."""
-    rng = np.random.default_rng(3)
-    g = rng.standard_normal((6, 1_100_003)).astype(np.float32)
-    with h5py.File(tmp_path / "c.h5", "w") as f:
+def chunked_shard(path, g, layout):
+    """A chunked, compressed shard (not memory-mappable), as another HDF5 writer could make it."""
+    with h5py.File(path, "w") as f:
         f.create_dataset("gradients", data=g, chunks=(1, 65_536), compression="gzip", compression_opts=1)
         f["gradient_sum"] = g.astype(np.float64).sum(0)
-        f.attrs["format"], f.attrs["format_version"] = SHARD, FORMAT_VERSION
-    got, want = reduce_shard(tmp_path / "c.h5"), batch_distances(g)
-    for name in ("distance", "norm", "cosine"):
-        np.testing.assert_allclose(got[name], want[name], rtol=1e-12)
+        finish_shard(f, layout, records(g.shape[0]))
+
+
+def test_reduction_reads_chunked_shards_too(tmp_path):
+    """A chunked or compressed shard (not memory-mappable) goes through h5py and gives the same distances,
+    per parameter tensor too, as the contiguous (memory-mapped) shard of the same rows."""
+    rng = np.random.default_rng(3)
+    layout = flat_layout(SIZES)
+    g = (rng.standard_normal((6, sum(SIZES))) * np.repeat(rng.uniform(0.1, 10, len(SIZES)), SIZES)).astype(np.float32)
+    chunked_shard(tmp_path / "c.h5", g, layout)
+    write_shard(tmp_path / "m.h5", g, layout)
+    got, mapped = reduce_shard(tmp_path / "c.h5"), reduce_shard(tmp_path / "m.h5")
+    want = batch_distances(g, [offset for _, _, offset in layout])
+    for name in ("distance", "norm", "cosine", "layer_distance"):
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-12, err_msg=name)
+        np.testing.assert_allclose(got[name], mapped[name], rtol=1e-14, atol=0, err_msg=name)
+    assert list(got["layer_name"]) == list(mapped["layer_name"]) == [n for n, _, _ in layout]
+    assert got["layer_distance"].shape == (6, len(SIZES)) and np.all(got["layer_distance"][:, 3] == 0)  # empty
+
+
+def test_layer_distances_add_up_to_the_distance(tmp_path):
+    """sum_l layer_distance^2 = distance^2 to float64 rounding, with tensor boundaries inside blocks and
+    tensors across blocks; and with no layout given, one tensor that is the distance itself."""
+    from bestbatch.distances import reduce_rows
+    rng = np.random.default_rng(5)
+    layout = flat_layout(SIZES)
+    g = (rng.standard_normal((5, sum(SIZES))) * np.repeat(rng.uniform(0.01, 100, len(SIZES)), SIZES)).astype(np.float32)
+    write_shard(tmp_path / "s.h5", g, layout)
+    got = reduce_shard(tmp_path / "s.h5")
+    np.testing.assert_allclose((got["layer_distance"] ** 2).sum(1), got["distance"] ** 2, rtol=1e-13, atol=0)
+    want = batch_distances(g, [offset for _, _, offset in layout])
+    np.testing.assert_allclose((want["layer_distance"] ** 2).sum(1), want["distance"] ** 2, rtol=1e-13)
+    whole = reduce_rows(g, g.astype(np.float64).sum(0))
+    assert whole["layer_distance"].shape == (5, 1)
+    np.testing.assert_allclose(whole["layer_distance"][:, 0], whole["distance"], rtol=1e-15)
+    with pytest.raises(ValueError, match="layer offsets must start at 0"):
+        reduce_rows(g, g.astype(np.float64).sum(0), layer_offsets=[5, 10])
+
+
+def test_noise_scale_and_gradient_diversity_match_brute_force():
+    """B_simple and the gradient diversity from the stored distances and norms, against their definitions
+    computed directly on random gradients, one value per epoch."""
+    rng = np.random.default_rng(6)
+    epochs, k_rows, n, b = 4, 9, 3001, 32
+    g = rng.standard_normal((epochs, k_rows, n)) * rng.uniform(0.1, 3, (epochs, 1, 1)) + rng.standard_normal(n)
+    stored = [batch_distances(e) for e in g]
+    distance, norm = np.stack([d["distance"] for d in stored]), np.stack([d["norm"] for d in stored])
+    full_norm = np.array([d["full_norm"] for d in stored])
+    g_bar = g.mean(1, keepdims=True)
+    want_noise = b * ((g - g_bar) ** 2).sum(2).mean(1) / (g_bar ** 2).sum((1, 2))
+    want_diversity = (g ** 2).sum((1, 2)) / (g.sum(1) ** 2).sum(1)
+    np.testing.assert_allclose(noise_scale(distance, full_norm, b), want_noise, rtol=1e-12)
+    np.testing.assert_allclose(gradient_diversity(norm, full_norm), want_diversity, rtol=1e-12)
+    np.testing.assert_allclose(gradient_diversity(norm[0], full_norm[0]), want_diversity[0], rtol=1e-12)
+    # the two are tied: diversity = (1 + B_simple / B) / K; and equal gradients have diversity 1/K
+    np.testing.assert_allclose(want_diversity, (1 + want_noise / b) / k_rows, rtol=1e-12)
+    same = batch_distances(np.ones((k_rows, 10)))
+    assert gradient_diversity(same["norm"], same["full_norm"]) == pytest.approx(1 / k_rows)
+    assert noise_scale(same["distance"], same["full_norm"], b) == 0
+
+
+def test_gather_stores_layers_and_gradient_statistics(tmp_path):
+    """Per-epoch files from real shards, gathered: E x K x L layer distances, the tensors' names, and per epoch
+    B_simple and the gradient diversity from the stored distances, with the batch size as an attribute."""
+    from bestbatch.formats import read_epoch, read_matrix
+    from bestbatch.steps.distances import gather_distances, reduce_epoch
+    rng = np.random.default_rng(7)
+    sizes = [10, 3, 40, 1]
+    layout = flat_layout(sizes)
+    grads, paths = [], []
+    for epoch in (1, 2, 3):
+        g = (rng.standard_normal((4, sum(sizes))) / epoch).astype(np.float32)
+        with ShardWriter(tmp_path / f"s{epoch}.h5", 4, sum(sizes), torch.float32) as writer:
+            for k in range(4):
+                writer.put(k, torch.from_numpy(g[k]))
+            writer.finish(layout, records(4, epoch), gradient_sum=g.astype(np.float64).sum(0))
+        paths.append(tmp_path / f"e{epoch}.h5")
+        reduce_epoch(tmp_path / f"s{epoch}.h5", paths[-1])
+        grads.append(g.astype(np.float64))
+    distances, _ = read_epoch(paths[0])
+    assert distances["layer_distance"].shape == (4, 4) and list(distances["layer_name"]) == ["t0", "t1", "t2", "t3"]
+    gather_distances(paths[::-1], tmp_path / "m.h5", tmp_path / "m.csv", metric="test", batch_size=16)
+    m = read_matrix(tmp_path / "m.h5")
+    assert m.layer_distance.shape == (3, 4, 4) and list(m.layer_name) == ["t0", "t1", "t2", "t3"]
+    assert m.batch_size == 16
+    offsets = [offset for _, _, offset in layout]
+    for e, g in enumerate(grads):
+        np.testing.assert_allclose(m.layer_distance[e], batch_distances(g, offsets)["layer_distance"], rtol=1e-12)
+        g_bar = g.mean(0)
+        np.testing.assert_allclose(m.noise_scale[e], 16 * ((g - g_bar) ** 2).sum(1).mean() / (g_bar ** 2).sum(),
+                                   rtol=1e-12)
+        np.testing.assert_allclose(m.gradient_diversity[e], (g ** 2).sum() / (g.sum(0) ** 2).sum(), rtol=1e-12)
+    gather_distances(paths, tmp_path / "n.h5", tmp_path / "n.csv", metric="test")  # no batch size: no B_simple
+    m = read_matrix(tmp_path / "n.h5")
+    assert m.batch_size is None and np.isnan(m.noise_scale).all() and np.isfinite(m.gradient_diversity).all()
 
 
 def test_reduction_names_the_batch_with_a_non_finite_gradient(tmp_path):

@@ -42,6 +42,7 @@ Checkpoint `*.pt` (torch.save of a dict, loaded with weights_only=True): model (
 import hashlib
 import json
 import mmap
+import os
 import platform
 import sys
 from contextlib import contextmanager
@@ -228,9 +229,10 @@ def _byte_ranges_low(fid, names):
     places = []
     for name in names:
         dset = h5py.h5d.open(fid, name.encode())
-        if dset.get_create_plist().get_layout() != h5py.h5d.CONTIGUOUS or dset.get_offset() is None:
+        offset = dset.get_offset()  # None unless contiguous, allocated and in this file (not chunked, compact, external)
+        if offset is None:
             return None
-        places.append((dset.get_offset(), dset.shape, dset.dtype))
+        places.append((offset, dset.shape, dset.dtype))
     return places
 
 
@@ -251,8 +253,11 @@ def shard_rows(path, tensors=False):
         with h5py.File(path, "r") as f:
             yield (f[SHARD_ROWS], f[SHARD_SUM], *extra)
         return
-    with open(path, "rb") as f:
-        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    finally:
+        os.close(fd)
     # plain ndarray views (np.memmap's subclass costs on every slice); unmapped when the last view is gone
     whole = np.frombuffer(mapped, dtype=np.uint8)
     del mapped

@@ -1,4 +1,4 @@
-"""Interactive views of the study: phase-split heatmaps, training curves, and an index page.
+"""Interactive views of the study: phase-split heatmaps, per-layer shares, training curves, and an index page.
 
 Every page is one self-contained HTML file (plotly.js inlined) that opens offline.
 """
@@ -87,15 +87,16 @@ def heatmap_figure(metric, m, phases):
     return fig
 
 
-def _per_epoch(m, name):
-    """A per-epoch series of the matrix, NaN where the file has none (plotly leaves NaN points out)."""
-    value = getattr(m, name)
+def _per_epoch(m, value):
+    """A per-epoch series of the matrix `m`, NaN where it has none (plotly leaves NaN points out)."""
     return np.full(len(m.epoch), np.nan) if value is None else np.asarray(value, dtype=float)
 
 
 CURVE_PANELS = ("training loss (mean over the epoch's batches)", "test accuracy after the epoch",
-                "gradient noise scale B<sub>simple</sub> = B · mean<sub>k</sub> ‖g<sub>k</sub> − ḡ‖² / ‖ḡ‖² "
-                "(examples)", "gradient diversity Σ<sub>k</sub> ‖g<sub>k</sub>‖² / ‖Σ<sub>k</sub> g<sub>k</sub>‖²")
+                "gradient noise scale B<sub>simple</sub> (examples)<br><sup>B · mean<sub>k</sub> ‖g<sub>k</sub> − ḡ‖² / "
+                "‖ḡ‖², McCandlish et al. 2018</sup>",
+                "gradient diversity<br><sup>Σ<sub>k</sub> ‖g<sub>k</sub>‖² / ‖Σ<sub>k</sub> g<sub>k</sub>‖², "
+                "Yin et al. 2018</sup>")
 
 
 def curves_figure(runs):
@@ -107,7 +108,8 @@ def curves_figure(runs):
         style = dict(legendgroup=metric, mode="lines+markers",
                      line=dict(color=f"hsl({int(360 * i / max(len(runs), 1))},60%,45%)"))
         series = [(m.train_loss.mean(1), "%{y:.4g}"), (m.test_acc, "%{y:.4f}"),
-                  (_per_epoch(m, "noise_scale"), "%{y:.4g} examples"), (_per_epoch(m, "gradient_diversity"), "%{y:.4g}")]
+                  (_per_epoch(m, m.noise_scale), "%{y:.4g} examples"),
+                  (_per_epoch(m, m.gradient_diversity), "%{y:.4g}")]
         for j, (y, value) in enumerate(series):
             fig.add_trace(go.Scatter(x=m.epoch, y=y, name=metric, showlegend=j == 0, **style,
                                      hovertemplate=f"{metric}, epoch %{{x}}: {value}<extra></extra>"),
