@@ -25,6 +25,7 @@ localrules:
     all,
     gather_distances,
     heatmap,
+    layers,
     curves,
     claims,
     index,

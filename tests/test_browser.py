@@ -18,8 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import browser  # noqa: E402
 
 from bestbatch.formats import Matrix  # noqa: E402
-from bestbatch.plots import (curves_figure, heatmap_figure, index_html, layers_figure, phase_rows,  # noqa: E402
+from bestbatch.plots import (curves_figure, heatmap_figure, layers_figure, phase_rows,  # noqa: E402
                              phase_summary, row_zscore, write_figure)
+from bestbatch.report import claims_html, index_html, profile_figure  # noqa: E402
 
 E, K = 9, 12
 LAYERS = ["conv1.weight", "bn1.weight", "bn1.bias", "layer1.0.conv1.weight", "linear.weight", "linear.bias"]
@@ -40,7 +41,8 @@ def synthetic_matrix(seed=0):
     batch = np.arange(K)
     scale = 10.0 ** -np.repeat([0, 1, 2], 3)[:, None]  # the gradient scale drops with the lr, phase by phase
     distance = scale * rng.uniform(0.5, 30.0, (E, K))
-    weight = rng.uniform(0.5, 1.5, (E, K, len(LAYERS))) * np.repeat(rng.uniform(0.01, 1, (3, len(LAYERS))), 3, 0)[:, None]
+    per_phase = np.repeat(rng.uniform(0.01, 1, (3, len(LAYERS))), 3, 0)[:, None]  # each phase its own layers
+    weight = rng.uniform(0.5, 1.5, (E, K, len(LAYERS))) * per_phase
     weight /= weight.sum(2, keepdims=True)
     return Matrix(epoch=epoch, batch=batch,
                   distance=distance, layer_distance=distance[..., None] * np.sqrt(weight), layer_name=np.array(LAYERS),
@@ -145,13 +147,28 @@ def pages(tmp_path_factory):
     write_figure(curves_figure(runs), curves)
     layers = root / "plots" / f"layers_{METRIC}.html"
     write_figure(layers_figure(METRIC, m, PHASES), layers)
+    claims = root / "claims.html"
+    claims.write_text(claims_page())
     index = root / "index.html"
-    summaries = {metric: phase_summary(m, PHASES) for metric in heatmaps}
-    index.write_text(index_html("synthetic", "study: synthetic\n", list(heatmaps), summaries,
-                                {k: os.path.relpath(v, root) for k, v in heatmaps.items()},
-                                os.path.relpath(curves, root)))
+    rel = lambda path: os.path.relpath(path, root)  # noqa: E731
+    summaries = {("tiny", 0, metric): phase_summary(m, PHASES) for metric in heatmaps}
+    links = {("tiny", 0): dict(curves=rel(curves), heatmaps={k: rel(v) for k, v in heatmaps.items()},
+                               layers={METRIC: rel(layers)})}
+    index.write_text(index_html("synthetic", "study: synthetic\n", [("tiny", 0)], summaries, links, rel(claims)))
     return dict(m=m, fig=fig, heatmap=heatmaps[METRIC], curves=curves, index=index, n_curves=4 * len(runs), runs=runs,
-                layers=layers)
+                layers=layers, claims=claims)
+
+
+def claims_page():
+    """The claims page of a simulated study: two seeds, every metric, a planted effect in one of them."""
+    from bestbatch import stats
+    rng = np.random.default_rng(5)
+    metrics = ["intensity", "color", "edges", "lpips", "random"]
+    matrices = {("tiny", metric): stats.simulate_study(rng, n_seeds=2, epochs=E, K=K,
+                                                     effect=-1.0 if metric == "intensity" else 0.0,
+                                                     region="upper_quartile") for metric in metrics}
+    rows = stats.analyse_study(matrices, PHASES, metrics, n_perm=99, seed=0)
+    return claims_html(rows, profile_figure(rows, PHASES), [2], 0.05, 99, ["a note the page must show"])
 
 
 def offline_urls(urls):
@@ -309,26 +326,29 @@ class _Links(HTMLParser):
             self.hrefs.append(dict(attrs).get("href"))
 
 
-def test_index_links_resolve_to_files(tmp_path):
+def test_index_links_resolve_to_files(pages):
     """No browser needed: every link on the index page points at a page that exists next to it."""
-    root = tmp_path
-    (root / "plots").mkdir()
-    links = {}
-    for metric in (METRIC, "random"):
-        (root / "plots" / f"heatmap_{metric}.html").write_text("<html></html>")
-        links[metric] = f"plots/heatmap_{metric}.html"
-    (root / "plots" / "training_curves.html").write_text("<html></html>")
-    m = synthetic_matrix()
-    page = index_html("synthetic", "study: synthetic\n", list(links), {k: phase_summary(m, PHASES) for k in links},
-                      links, "plots/training_curves.html")
     parser = _Links()
-    parser.feed(page)
+    parser.feed(pages["index"].read_text())
+    root = pages["index"].parent
     assert parser.hrefs and None not in parser.hrefs
     for href in parser.hrefs:
         assert "://" not in href and not href.startswith("/"), f"{href}: the index must link relatively"
         assert (root / href).is_file(), f"{href}: no such file next to the index"
-    assert set(parser.hrefs) == {*links.values(), "plots/training_curves.html"}
-    assert math.isfinite(phase_summary(m, PHASES)[0]["spearman"])
+    assert {"claims.html", "plots/training_curves.html", f"plots/layers_{METRIC}.html",
+            f"plots/heatmap_{METRIC}.html"} <= set(parser.hrefs)
+    assert math.isfinite(phase_summary(pages["m"], PHASES)[0]["spearman"])
+
+
+def test_claims_page_loads_offline_with_its_verdicts_and_profiles(br, pages):
+    br.open(pages["claims"])
+    assert br.driver.execute_script("return document.querySelector('.js-plotly-plot').data.length") > 0
+    text = br.driver.execute_script("return document.body.innerText")
+    assert "Verdict per claim" in text and "a note the page must show" in text
+    verdicts = br.driver.execute_script(
+        "return Array.from(document.querySelectorAll('table')[0].querySelectorAll('tr'), r => r.className)")
+    assert set(verdicts[1:]) <= {"supported", "contradicted", "inconclusive"} and len(verdicts) == 1 + 4
+    assert offline_urls(br.requested_urls()) == []
 
 
 def test_index_page_links_open_in_the_browser(br, pages):

@@ -23,7 +23,7 @@ from conftest import REPO, SNAKEMAKE, TINY_CONFIG, run_snakemake, write_config
 CLUSTER_SCRIPT = REPO / "tests" / "slurm" / "cluster.sh"
 PROFILE = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
 EPOCHS_PER_JOB = int(dict(item.split("=") for item in PROFILE["group-components"])["epochs"])
-LOCAL_RULES = {"all", "gather_distances", "heatmap", "curves", "claims", "index"}
+LOCAL_RULES = {"all", "gather_distances", "heatmap", "layers", "curves", "claims", "index"}
 GPU_RULES = {"train_epoch"}  # and ordering for lpips
 GPU_TYPE = "testgpu"
 GROUP = re.compile(r"epochs_(\w+)_seed(\d+)_(\w+?)_(\d+)-(\d+)")  # epochs_<model>_seed<s>_<metric>_<first>-<last>  # the GPU model of the test cluster's node (tests/slurm/cluster.sh)

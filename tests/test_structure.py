@@ -37,7 +37,8 @@ def test_steps_that_do_not_train_run_without_torch(tmp_path):
         from bestbatch.formats import EpochRecords, write_epoch
         from bestbatch.steps.data import synthetic_dataset, verify_dataset
         from bestbatch.steps.distances import gather_distances
-        from bestbatch.steps.plots import curves_page, heatmap_page, index_page
+        from bestbatch.steps.analysis import evaluate_claims, study_index
+        from bestbatch.steps.plots import curves_page, heatmap_page, layers_page
         synthetic_dataset(root="data", n_train=200, n_test=50, seed=1)
         verify_dataset("dataset.json", root="data", source="cifar10", download=False, verify="auto", batch_size=50,
                        n_train=200, n_test=50, n_classes=10)
@@ -50,13 +51,14 @@ def test_steps_that_do_not_train_run_without_torch(tmp_path):
                                    batch_score_mean=z, batch_score_max=z)
             paths.append(f"e{{epoch}}.h5")
             write_epoch(paths[-1], dict(distance=rng.uniform(1, 2, k), cosine=z, norm=z + 1, full_norm=1.0), 10, records)
-        gather_distances(paths, "m.h5", "m.csv", metric="edges", log="gather.log")
+        gather_distances(paths, "m.h5", "m.csv", metric="edges", batch_size=50, log="gather.log")
         phases = [(1, 1, 1, 0.1), (2, 2, 2, 0.01)]
         heatmap_page("m.h5", "plots/heatmap_edges.html", metric="edges", phases=phases)
         curves_page(["m.h5"], "plots/curves.html", metrics=["edges"])
-        index_page(["m.h5"], ["plots/heatmap_edges.html"], "plots/curves.html", "index.html", "summary.json",
-                   study="s", metrics=["edges"], phases=phases, config={{"study": "s"}})
-        from bestbatch.steps.analysis import evaluate_claims
+        layers_page("m.h5", "plots/layers_edges.html", metric="edges", phases=phases)
+        study_index(["m.h5"], ["plots/heatmap_edges.html"], ["plots/layers_edges.html"], ["plots/curves.html"],
+                    "claims.html", "index.html", "summary.json", study="s", runs=[["tiny", 0]], metrics=["edges"],
+                    phases=phases, config={{"study": "s"}})
         evaluate_claims(["m.h5"], "claims.csv", "statistics.csv", "claims.html", runs=[["tiny", 0]], metrics=["edges"],
                         phases=phases, alpha=0.05, permutations=99, seed=0)
         print(json.load(open("dataset.json"))["num_batches"], sorted(m for m in sys.modules if m.startswith("torch")))

@@ -229,7 +229,7 @@ def _byte_ranges_low(fid, names):
     places = []
     for name in names:
         dset = h5py.h5d.open(fid, name.encode())
-        offset = dset.get_offset()  # None unless contiguous, allocated and in this file (not chunked, compact, external)
+        offset = dset.get_offset()  # None unless contiguous and allocated in this file (chunked, compact, external)
         if offset is None:
             return None
         places.append((offset, dset.shape, dset.dtype))

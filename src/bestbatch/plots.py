@@ -93,8 +93,8 @@ def _per_epoch(m, value):
 
 
 CURVE_PANELS = ("training loss (mean over the epoch's batches)", "test accuracy after the epoch",
-                "gradient noise scale B<sub>simple</sub> (examples)<br><sup>B · mean<sub>k</sub> ‖g<sub>k</sub> − ḡ‖² / "
-                "‖ḡ‖², McCandlish et al. 2018</sup>",
+                "gradient noise scale B<sub>simple</sub> (examples)<br><sup>B · mean<sub>k</sub> ‖g<sub>k</sub> − ḡ‖²"
+                " / ‖ḡ‖², McCandlish et al. 2018</sup>",
                 "gradient diversity<br><sup>Σ<sub>k</sub> ‖g<sub>k</sub>‖² / ‖Σ<sub>k</sub> g<sub>k</sub>‖², "
                 "Yin et al. 2018</sup>")
 
@@ -175,54 +175,7 @@ def phase_summary(m, phases):
     return out
 
 
-def index_html(study, config_yaml, metrics, summaries, heatmap_links, curves_link, layers_links=None):
-    """The study's front page: links, what the numbers mean, and the config that produced them.
-
-    layers_links: {metric: link to its per-layer page}, listed when given."""
-    rows = []
-    for metric in metrics:
-        for s in summaries[metric]:
-            rows.append(f"<tr><td><a href='{html.escape(heatmap_links[metric])}'>{html.escape(metric)}</a></td>"
-                        f"<td>{s['phase']}</td><td>{s['epochs']}</td><td>{s['lr']:g}</td><td>{s['mean_distance']:.4g}</td>"
-                        f"<td>{s['mean_cosine']:.3f}</td><td>{s['best_batch']} ({100 * s['best_quantile']:.0f}%)</td>"
-                        f"<td>{s['spearman']:+.2f}</td></tr>")
-    links = "".join(f"<li><a href='{html.escape(heatmap_links[m])}'>{html.escape(m)}</a></li>" for m in metrics)
-    layers = "" if not layers_links else (
-        "<h2>Per parameter tensor</h2><p>Which layers carry the distance ||g<sub>k</sub> &minus; g&#772;||, phase by "
-        "phase:</p><ul>" + "".join(f"<li><a href='{html.escape(layers_links[m])}'>{html.escape(m)}</a></li>"
-                                   for m in metrics if m in layers_links) + "</ul>")
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>bestbatch: {html.escape(study)}</title>
-<style>body{{font-family:sans-serif;max-width:70em;margin:2em auto;line-height:1.4}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:right}}
-pre{{background:#f6f6f6;padding:1em;overflow:auto}}</style></head><body>
-<h1>bestbatch study <code>{html.escape(study)}</code></h1>
-<p>Which mini-batch best approximates the full-batch gradient, and how does that change over training?
-Every training image was scored by a metric, the sorted set was cut into a fixed sequence of mini-batches, and in
-every epoch the gradient g<sub>k</sub> of each batch at the epoch-start parameters was compared with their mean, the
-full gradient. A heatmap cell is the distance ||g<sub>k</sub> &minus; g&#772;||<sub>2</sub>: dark (low) cells are the
-batches whose gradient is closest to the full gradient.</p>
-<h2>Heatmaps</h2><ul>{links}</ul>
-<p><a href="{html.escape(curves_link)}">Training curves</a>: loss and test accuracy per epoch for every order, with the
-gradient noise scale and gradient diversity of each epoch's batch gradients.</p>
-{layers}
-<h2>Summary by training phase</h2>
-<p>Closest batch: the batch position with the lowest mean z-scored distance in the phase (in % of the order, low
-&rarr; high score). Spearman &rho;: rank correlation of batch position with that distance; positive means batches of
-low scores are closer to the full gradient, negative means high scores are. The <code>random</code> order is the control: its &rho;
-shows how large a correlation arises by chance.</p>
-<table><tr><th>metric</th><th>phase</th><th>epochs</th><th>lr</th><th>mean distance</th><th>mean cosine</th>
-<th>closest batch</th><th>Spearman &rho;</th></tr>{''.join(rows)}</table>
-<h2>Configuration</h2><pre>{html.escape(config_yaml)}</pre>
-</body></html>
-"""
-
-
 def write_figure(fig, path):
     """Self-contained HTML: plotly.js inlined, so the page opens with no network."""
     with atomic_path(path) as tmp:
         fig.write_html(tmp, include_plotlyjs=True, full_html=True, config={"responsive": True})
-
-
-def summary_json(summaries):
-    return json.dumps(summaries, indent=2)

@@ -21,7 +21,8 @@ def index_html(study, config_yaml, runs, summaries, links, claims_link):
     """The study's front page.
 
     runs: [(model, seed)]; summaries: {(model, seed, metric): [per-phase summary dicts]};
-    links: {(model, seed): dict(curves=href, heatmaps={metric: href})}; claims_link: href of the claims page."""
+    links: {(model, seed): dict(curves=href, heatmaps={metric: href}, layers={metric: href})}; claims_link: href of
+    the claims page."""
     rows = []
     for model, seed in runs:
         heatmaps = links[model, seed]["heatmaps"]
@@ -34,8 +35,9 @@ def index_html(study, config_yaml, runs, summaries, links, claims_link):
                     f"<td>{s['spearman']:+.2f}</td></tr>")
     run_list = "".join(
         f"<li>{html.escape(model)}, seed {seed}: {_a(links[model, seed]['curves'], 'training curves')}; heatmaps "
-        + ", ".join(_a(href, metric) for metric, href in links[model, seed]["heatmaps"].items()) + "</li>"
-        for model, seed in runs)
+        + ", ".join(_a(href, metric) for metric, href in links[model, seed]["heatmaps"].items())
+        + "; layers " + ", ".join(_a(href, metric) for metric, href in links[model, seed].get("layers", {}).items())
+        + "</li>" for model, seed in runs)
     body = f"""<h1>bestbatch study <code>{html.escape(study)}</code></h1>
 <p>Which mini-batch best approximates the full-batch gradient, and how does that change over training?
 Every training image was scored by a metric, the sorted set was cut into a fixed sequence of mini-batches, and in

@@ -34,6 +34,7 @@ rule index:
     input:
         matrices=ALL_MATRICES,
         heatmaps=[f"{R}/{model}/seed_{seed}/plots/heatmap_{metric}.html" for model, seed in RUN_LIST for metric in METRICS],
+        layers=[f"{R}/{model}/seed_{seed}/plots/layers_{metric}.html" for model, seed in RUN_LIST for metric in METRICS],
         curves=[f"{R}/{model}/seed_{seed}/plots/training_curves.html" for model, seed in RUN_LIST],
         claims=f"{R}/claims.html",
     output:

@@ -36,6 +36,8 @@ rule gather_distances:
             category="Matrices",
             labels={"model": "{model}", "seed": "{seed}", "metric": "{metric}", "format": "CSV"},
         ),
+    params:
+        batch_size=T["batch_size"],
     log:
         f"{L}/{{model}}/seed_{{seed}}/{{metric}}/gather_distances.log",
     benchmark:

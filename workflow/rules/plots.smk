@@ -24,6 +24,32 @@ rule heatmap:
         "../scripts/heatmap.py"
 
 
+rule layers:
+    input:
+        f"{RUN}/{{metric}}/distances.h5",
+    output:
+        report(
+            f"{RUN}/plots/layers_{{metric}}.html",
+            caption="../report/layers.rst",
+            category="Layers",
+            subcategory="{model}, seed {seed}",
+            labels={"model": "{model}", "seed": "{seed}", "metric": "{metric}"},
+        ),
+    params:
+        phases=PHASES,
+    log:
+        f"{L}/{{model}}/seed_{{seed}}/plots/layers_{{metric}}.log",
+    benchmark:
+        f"{B}/{{model}}/seed_{{seed}}/plots/layers_{{metric}}.tsv"
+    threads: 1
+    resources:
+        **LIGHT_JOB,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/layers.py"
+
+
 rule curves:
     input:
         expand(f"{RUN}/{{metric}}/distances.h5", metric=METRICS, allow_missing=True),

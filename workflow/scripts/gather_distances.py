@@ -6,4 +6,4 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 from bestbatch.steps.distances import gather_distances  # noqa: E402
 
 gather_distances(list(snakemake.input), snakemake.output.h5, snakemake.output.csv, metric=snakemake.wildcards.metric,
-                 log=snakemake.log[0])
+                 **snakemake.params, log=snakemake.log[0])

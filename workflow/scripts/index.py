@@ -5,6 +5,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 from bestbatch.steps.analysis import study_index  # noqa: E402
 
-study_index(list(snakemake.input.matrices), list(snakemake.input.heatmaps), list(snakemake.input.curves),
-            snakemake.input.claims, snakemake.output.html, snakemake.output.summary, **snakemake.params,
-            log=snakemake.log[0])
+study_index(list(snakemake.input.matrices), list(snakemake.input.heatmaps), list(snakemake.input.layers),
+            list(snakemake.input.curves), snakemake.input.claims, snakemake.output.html, snakemake.output.summary,
+            **snakemake.params, log=snakemake.log[0])

@@ -18,18 +18,19 @@ log = logging.getLogger("bestbatch")
 
 
 @step
-def study_index(matrix_paths, heatmap_paths, curves_paths, claims_html, out_html, out_summary, *, study, runs,
-                metrics, phases, config):
-    """The study's front page. runs: [[model, seed]]; matrix_paths and heatmap_paths: one per (run, metric)
-    in that order; curves_paths: one per run."""
+def study_index(matrix_paths, heatmap_paths, layers_paths, curves_paths, claims_html, out_html, out_summary, *, study,
+                runs, metrics, phases, config):
+    """The study's front page. runs: [[model, seed]]; matrix_paths, heatmap_paths and layers_paths: one per
+    (run, metric) in that order; curves_paths: one per run."""
     here = os.path.dirname(out_html)
     rel = lambda path: os.path.relpath(path, here)  # noqa: E731
     runs = [(model, int(seed)) for model, seed in runs]
     keys = [(model, seed, metric) for model, seed in runs for metric in metrics]
     summaries = {key: phase_summary(read_matrix(path), phases) for key, path in zip(keys, matrix_paths)}
-    links = {run: dict(curves=rel(curves), heatmaps={}) for run, curves in zip(runs, curves_paths)}
-    for (model, seed, metric), path in zip(keys, heatmap_paths):
-        links[model, seed]["heatmaps"][metric] = rel(path)
+    links = {run: dict(curves=rel(curves), heatmaps={}, layers={}) for run, curves in zip(runs, curves_paths)}
+    for (model, seed, metric), heatmap, layers in zip(keys, heatmap_paths, layers_paths):
+        links[model, seed]["heatmaps"][metric] = rel(heatmap)
+        links[model, seed]["layers"][metric] = rel(layers)
     write_text(out_summary, json.dumps([dict(model=m, seed=s, metric=x, phases=summaries[m, s, x]) for m, s, x in keys],
                                        indent=2))
     write_text(out_html, index_html(study, yaml.safe_dump(config, sort_keys=False), runs, summaries, links,
