@@ -1,6 +1,6 @@
 """Regenerate docs/heatmap_demo.png from the demo's heatmap (headless Chromium, network off).
 
-    .venv/bin/python docs/screenshot.py results/demo/plots/heatmap_intensity.html docs/heatmap_demo.png 12 2
+    .venv/bin/python docs/screenshot.py results/demo/small_cnn/seed_0/plots/heatmap_intensity.html docs/heatmap_demo.png 12 2
 (the last two: batch and epoch of the cell to hover in the first phase panel)
 """
 import sys

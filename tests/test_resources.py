@@ -156,7 +156,7 @@ def test_unknown_model_raises_naming_the_key_and_the_model():
         job_resources(study(model="resnet1001"))
     message = str(exc.value)
     assert "models" in message and "resnet1001" in message, message
-    with pytest.raises(ValueError, match=r"model\.name.*'resnet1001'"):
+    with pytest.raises(ValueError, match=r"models.*'resnet1001'"):
         model_cost("resnet1001")
 
 

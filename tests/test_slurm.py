@@ -75,9 +75,10 @@ def test_profile_slurm_works_as_typed_and_bundles_the_paper_epochs(paper_plan):
             groups.setdefault(job["group"], []).append(job)
     epoch_groups = {g: jobs for g, jobs in groups.items() if g.startswith("epochs_")}
     assert len(epoch_groups) == 5 * 150 // EPOCHS_PER_JOB == 75
-    assert set(groups) == set(epoch_groups) | {"prepare", "orderings"}
+    assert set(groups) == set(epoch_groups) | {"prepare"}
     assert sorted(j["rule"] for j in groups["prepare"]) == ["init_model", "verify_dataset"]
-    assert Counter(j["rule"] for j in groups["orderings"]) == {"ordering": 4, "seeded_ordering": 1}
+    orderings = [j["rule"] for j in paper_plan if j["group"] is None and "ordering" in j["rule"]]
+    assert Counter(orderings) == {"ordering": 4, "seeded_ordering": 1}  # each a SLURM job of its own
     for name, jobs in epoch_groups.items():
         model, seed, metric, first, last = GROUP.fullmatch(name).groups()
         counts = Counter(j["rule"] for j in jobs)
@@ -86,8 +87,8 @@ def test_profile_slurm_works_as_typed_and_bundles_the_paper_epochs(paper_plan):
         assert {j["wildcards"]["metric"] for j in jobs} == {metric}
         assert {(j["wildcards"]["model"], j["wildcards"]["seed"]) for j in jobs} == {(model, seed)}
         assert {int(j["wildcards"]["epoch"]) for j in jobs if "epoch" in j["wildcards"]} == set(range(int(first), int(last) + 1))
-    # nothing else is submitted: what is not in a group runs where Snakemake runs
-    assert {j["rule"] for j in paper_plan if j["group"] is None} == LOCAL_RULES
+    # nothing else is submitted alone: what is not in a group runs where Snakemake runs
+    assert {j["rule"] for j in paper_plan if j["group"] is None} == LOCAL_RULES | {"ordering", "seeded_ordering"}
 
 
 def test_gpu_rules_ask_for_one_gpu_in_the_paper_plan(paper_plan):
@@ -150,7 +151,8 @@ def sacct(run_id):
                          capture_output=True, text=True, check=True, timeout=60).stdout
     rows = [dict(zip(fields, line.split("|"))) for line in out.splitlines() if line.strip()]
     for row in rows:
-        row["group"] = re.match(r"rule_(prepare|orderings|epochs_\w+?_\d+-\d+)_", row["Comment"]).group(1)
+        found = re.match(r"rule_(prepare|epochs_\w+?_\d+-\d+)_", row["Comment"])
+        row["group"] = found.group(1) if found else f"{row['Comment']}#{row['JobID']}"  # an ungrouped job
         for key in ("ReqTRES", "AllocTRES"):
             row[key] = dict(kv.split("=", 1) for kv in row[key].split(",") if kv)
         h, m, s = map(int, row["Timelimit"].split(":"))
@@ -188,11 +190,14 @@ def slurm_study(slurm_cluster, tmp_path_factory):
 def test_every_cluster_job_went_through_sbatch(slurm_study):
     metrics, seeds = slurm_study["config"]["metrics"], slurm_study["config"]["seeds"]
     jobs = slurm_study["sacct"]
-    assert set(jobs) == {"prepare", "orderings"} | {f"epochs_tiny_mlp_bn_seed{s}_{m}_{r}" for m in metrics for s in seeds
-                                                    for r in ("1-2", "3-3")}
+    groups = {g for g in jobs if not g.startswith("rule_")}
+    assert groups == {"prepare"} | {f"epochs_tiny_mlp_bn_seed{s}_{m}_{r}" for m in metrics for s in seeds
+                                    for r in ("1-2", "3-3")}
+    assert sorted(re.match(r"rule_(\w+?)_wildcards", g).group(1) for g in jobs if g.startswith("rule_")) == \
+        ["ordering"] + ["seeded_ordering"] * len(seeds)
     assert {row["State"] for row in jobs.values()} == {"COMPLETED"}
     # Snakemake itself ran only the light local rules ...
-    assert {j["rule"] for j in slurm_study["jobs"] if j["group"] is None} == LOCAL_RULES
+    assert {j["rule"] for j in slurm_study["jobs"] if j["group"] is None} == LOCAL_RULES | {"ordering", "seeded_ordering"}
     # ... and every other job ran inside a SLURM job (the plugin's logs, kept by the profile)
     logs = list((slurm_study["work"] / ".snakemake" / "slurm_logs").rglob("*.log"))
     assert len(logs) == len(jobs)
@@ -205,10 +210,12 @@ def test_every_cluster_job_went_through_sbatch(slurm_study):
 @pytest.mark.slurm
 def test_gpu_rules_asked_slurm_for_a_gpu(slurm_study):
     for group, row in slurm_study["sacct"].items():
-        gpus = None if group == "prepare" else "1"  # prepare asked for --gpus=testgpu:0, i.e. none; lpips a GPU
+        # prepare and the random orderings asked for --gpus=testgpu:0, i.e. none; the lpips ordering and epochs one
+        gpus = None if group == "prepare" or "seeded_ordering" in group else "1"
         for tres in ("ReqTRES", "AllocTRES"):
             assert row[tres].get("gres/gpu") == row[tres].get(f"gres/gpu:{GPU_TYPE}") == gpus, row
-    gpu = {(j["rule"], j["wildcards"].get("metric")): j["resources"]["gpu"] for j in slurm_study["jobs"] if j["group"]}
+    gpu = {(j["rule"], j["wildcards"].get("metric")): j["resources"]["gpu"] for j in slurm_study["jobs"]
+           if j["rule"] not in LOCAL_RULES}
     assert gpu[("train_epoch", "lpips")] == gpu[("train_epoch", "random")] == gpu[("ordering", "lpips")] == 1
     assert gpu[("seeded_ordering", "random")] == gpu[("reduce_epoch", "lpips")] == gpu[("init_model", None)] == 0
     # the node's GPU is a /dev/null: the jobs said so and trained on the CPU
@@ -226,8 +233,8 @@ def test_bundled_submission_requests_the_max_of_serial_jobs_not_the_sum(slurm_st
             res[(j["rule"], j["wildcards"].get("metric"))] = j["resources"] | {"threads": 1}
     for group, row in slurm_study["sacct"].items():
         members = [j for j in slurm_study["jobs"] if j["group"] == group]
-        if group == "orderings":
-            continue  # independent jobs, side by side
+        if group.startswith("rule_"):
+            continue  # an ordering, alone
         if group == "prepare":  # a chain: the data set, its check, then the initialisations side by side
             n = Counter(j["rule"] for j in members)
             steps = [[res[(rule, None)]] for rule in ("synthetic_dataset", "verify_dataset") if n[rule]]

@@ -57,7 +57,7 @@ wildcard_constraints:
 
 
 def runs(pattern, **fixed):
-    """`pattern` expanded over every model and seed (and metric, if it names one), as `rule all` wants them."""
+    """`pattern` expanded over every model and seed (and metric, if it names one): the targets of `all`."""
     return expand(pattern, **{"model": MODELS, "seed": SEEDS, "metric": METRICS, **fixed}, allow_missing=True)
 
 
@@ -105,17 +105,20 @@ COST = {
 DATA_COST = COST[MODELS[0]]  # the data jobs do not depend on the model
 
 
-def cost(rule, key):
-    """A rule's request for one resource, per model (and per metric for the orderings)."""
-    if rule == "ordering":
+def cost(rule_name, key):
+    """A rule's request for one resource, per model (and per metric for the orderings); a plain number
+    where it is the same for every job (Snakemake calls a function once per job: 9,000 calls cost seconds)."""
+    if rule_name == "ordering":
         return lambda wildcards: max(COST[m]["ordering"][wildcards.metric][key] for m in MODELS)
-    return lambda wildcards: COST[wildcards.model][rule][key]
+    if len({COST[m][rule_name][key] for m in MODELS}) == 1:
+        return COST[MODELS[0]][rule_name][key]
+    return lambda wildcards: COST[wildcards.model][rule_name][key]
 
 
 # --- job groups: fewer cluster submissions (ignored when Snakemake runs the jobs itself) ---------
 # `--group-components epochs=N` (profiles/slurm sets it) puts N consecutive epochs of one run (model,
 # seed, metric), train_epoch and reduce_epoch, into one cluster job. The data set and the initial models
-# are one job, "prepare"; the orderings another, "orderings". Without the setting, N = 1.
+# are one job, "prepare"; each ordering is a job of its own. Without the setting, N = 1.
 def epochs_per_job():
     # read when the jobs are made: Snakemake sets the group settings after parsing the Snakefile
     settings = getattr(workflow, "group_settings", None)

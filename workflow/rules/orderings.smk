@@ -27,8 +27,6 @@ if UNSEEDED_METRICS:
             mem_mb=cost("ordering", "mem_mb"),
             runtime=cost("ordering", "runtime"),
             gpu=cost("ordering", "gpu"),
-        group:
-            "orderings"
         conda:
             "../../envs/torch.yaml"
         script:
@@ -60,8 +58,6 @@ if SEEDED_METRICS:
             mem_mb=cost("ordering", "mem_mb"),
             runtime=cost("ordering", "runtime"),
             gpu=cost("ordering", "gpu"),
-        group:
-            "orderings"
         conda:
             "../../envs/torch.yaml"
         script:

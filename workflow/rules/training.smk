@@ -4,9 +4,9 @@ rule init_model:
     output:
         f"{RUN}/checkpoints/init.pt",
     params:
-        model=lambda wildcards: wildcards.model,
+        model="{model}",
         num_classes=N_CLASSES,
-        seed=lambda wildcards: int(wildcards.seed),
+        seed="{seed}",
         dtype=T["dtype"],
         config_hash=run_hash,
     log:
@@ -37,8 +37,8 @@ rule train_epoch:
         shard=maybe_temp(f"{RUN}/{{metric}}/shards/epoch_{{epoch}}.h5", config["outputs"]["keep_shards"]),
     params:
         **TRAINING_PARAMS,
-        model=lambda wildcards: wildcards.model,
-        seed=lambda wildcards: int(wildcards.seed),
+        model="{model}",
+        seed="{seed}",
         config_hash=run_hash,
     log:
         f"{L}/{{model}}/seed_{{seed}}/{{metric}}/train_epoch_{{epoch}}.log",

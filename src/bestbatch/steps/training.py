@@ -35,19 +35,21 @@ def check_disk(path, need_bytes, free_bytes=None):
 
 @step
 def init_model(out_path, *, model, num_classes, seed, dtype, config_hash):
-    """Epoch 0: the seeded initialisation every metric starts from."""
+    """Epoch 0: the seeded initialisation every metric starts from (seed: an int, or its text from a wildcard)."""
+    seed = int(seed)
     net = build_model(model, num_classes=num_classes, seed=seed).to(DTYPES[dtype])
     save_checkpoint(out_path, net.state_dict(), None, 0, provenance(config_hash, seed=seed, dtype=dtype))
 
 
 @step
 def train_epoch(order_path, start_checkpoint, out_checkpoint, out_shard, *, data_root, data_format, metric, epoch,
-                model, num_classes, batch_size, lr, lr_milestones, lr_gamma, momentum, weight_decay, seed, augment, dtype, device,
-                threads, cuda_tf32, cuda_deterministic, config_hash, shard_io="direct", granted_threads=None,
+                model, num_classes, batch_size, lr, lr_milestones, lr_gamma, momentum, weight_decay, seed, augment,
+                dtype, device, threads, cuda_tf32, cuda_deterministic, config_hash, shard_io="direct", granted_threads=None,
                 progress=True):
     """One (metric, epoch) job of Algorithm 1: a checkpoint and a gradient shard.
 
     dtype is the config's name ("float32" or "float64"); from here on it is a torch dtype."""
+    seed = int(seed)  # an int, or its text from a wildcard
     fix_threads(threads, granted_threads)
     dev = pick_device(device)
     set_numerics(dev, allow_tf32=cuda_tf32, deterministic=cuda_deterministic)
