@@ -1,0 +1,473 @@
+"""Do the "best" mini-batches train faster? Training on a subset of a metric's fixed batches.
+
+The paper ends with two recommendations it never tried: training converges slightly faster (1) without
+the batches at a metric's extremes, and (2) in the first phase, on the upper-quartile batches of
+intensity / LPIPS only. This module turns such recommendations into *policies* and trains plain networks
+(no net_compare, no shards) on them, under equal step budgets, against controls.
+
+Vocabulary
+----------
+* **K** fixed batches: a metric's ascending order cut into K = N // batch_size batches (the last partial
+  batch dropped, `bestbatch.config.num_batches`), position k = 0..K-1 (k = 0 holds the lowest scores).
+* **Steps, not epochs.** Every run takes the same number of optimizer steps, `total_steps(epochs, K,
+  budget)`, whatever its batch set; the lr schedule is in steps (`milestone_steps`), so the phases of
+  every run of a budget start at the same step and at the same fraction of the run for every budget.
+  Steps are 0-based: step s is the (s+1)-th optimizer step.
+* **Policy**: which positions a run visits in each phase, `fn(K, phase, n_phases, params, profile=None)
+  -> sorted positions`; registered with `@policy("name", **defaults)`.
+* **Plan**: per phase, an int array (n_batches, batch_size) of training-image indices, visited cyclically
+  in that order from the phase's first step (`policy_plan`, `random_subset_plan`).
+* **Shuffled** (standard SGD) is not a plan: each pass over the data is a fresh permutation.
+* **Visitor**: the batch of any step from (seed, step) alone, so any chunk of steps can be recomputed on
+  its own; `train_chunk` trains one chunk.
+
+Augmentation is seeded by (seed, pass + 1, position) (`bestbatch.augment.make_batch`): a pass is one
+cycle through a phase's plan (one permutation for `shuffled`), counted over the whole run, so a pair
+(pass, position) never repeats within a run. For a policy the position is the batch's position in the
+metric's order, so the same batch in the same pass gets the same crops under every policy; with budget
+1.0 and whole-epoch milestones the `all` policy is exactly Algorithm 1's net_normal (pass = epoch - 1).
+
+The summary statistics at the end (`steps_to_target`, `compare`) need numpy and scipy only; PyTorch is
+imported by the functions that train, so the analysis can import this module without it.
+"""
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+from scipy import stats as sps
+
+from .config import num_batches
+
+# --- the schedule, in steps ---------------------------------------------------------------------------
+# Budgets and fractions are read as exact fractions (Fraction(x).limit_denominator(10**6): 0.1 is 1/10,
+# 0.25 is 1/4), and "round" is round half up on those exact values, so a bound never depends on the
+# binary representation of a float.
+
+
+def _exact(x, what):
+    if isinstance(x, bool) or not isinstance(x, (int, float, Fraction, np.integer, np.floating)):
+        raise ValueError(f"{what}: {x!r} is not a number")
+    if not math.isfinite(float(x)):
+        raise ValueError(f"{what}: {x!r} is not finite")
+    return Fraction(x) if isinstance(x, (int, np.integer, Fraction)) else Fraction(float(x)).limit_denominator(10**6)
+
+
+def _round_half_up(q):
+    return math.floor(q + Fraction(1, 2))
+
+
+def steps_per_epoch(n_images, batch_size):
+    """K: the fixed batches of the full order, one epoch of the full data = K steps."""
+    return num_batches(n_images, batch_size)
+
+
+def total_steps(epochs, K, budget=1.0):
+    """round(budget x epochs x K): the optimizer steps of every run of this budget (budget > 0, e.g. 1.0 or 0.25)."""
+    b = _exact(budget, "budget")
+    if b <= 0 or epochs < 1 or K < 1:
+        raise ValueError(f"need budget > 0, epochs >= 1 and K >= 1; got budget={budget}, epochs={epochs}, K={K}")
+    T = _round_half_up(b * epochs * K)
+    if T < 1:
+        raise ValueError(f"budget {budget} of {epochs} epochs x {K} batches leaves no step")
+    return T
+
+
+def milestone_steps(lr_milestones, K, budget=1.0, epochs=None):
+    """The epoch milestones in steps, round(m x K x budget): the lr drops before these 0-based steps.
+
+    Phase p starts at the same fraction m / epochs of the run for every budget (up to the rounding to a
+    whole step). With `epochs`, the milestones must also fall inside the run. Milestones that collide
+    once in steps (a budget too small for K) are refused: a phase would be empty.
+    """
+    b = _exact(budget, "budget")
+    if b <= 0:
+        raise ValueError(f"budget: {budget} must be > 0")
+    if list(lr_milestones) != sorted(set(lr_milestones)) or any(int(m) != m or m < 1 for m in lr_milestones):
+        raise ValueError(f"lr_milestones {list(lr_milestones)} must be positive integers, strictly increasing")
+    steps = [_round_half_up(Fraction(int(m)) * K * b) for m in lr_milestones]
+    if any(s2 <= s1 for s1, s2 in zip([0] + steps, steps)):
+        raise ValueError(f"lr_milestones {list(lr_milestones)} at budget {budget} with K={K} give steps {steps}: "
+                         f"a phase would be empty; use a larger budget or fewer milestones")
+    if epochs is not None and steps and steps[-1] >= total_steps(epochs, K, budget):
+        raise ValueError(f"milestone steps {steps} reach the end of the run ({total_steps(epochs, K, budget)} steps)")
+    return steps
+
+
+def lr_of_step(step, lr, milestone_steps, gamma):
+    """The lr of 0-based `step`: lr x gamma per milestone step reached (step >= m)."""
+    return lr * gamma ** sum(step >= m for m in milestone_steps)
+
+
+def phase_of_step(step, milestone_steps):
+    """1-based phase of 0-based `step` (like config.phase_of_epoch: with budget 1.0, step s is in epoch s // K + 1)."""
+    return 1 + sum(step >= m for m in milestone_steps)
+
+
+def phase_bounds(milestone_steps, total_steps):
+    """[(phase, first_step, end_step), ...]: phase p takes the steps first_step <= s < end_step."""
+    bounds = [0] + list(milestone_steps) + [total_steps]
+    if any(b2 <= b1 for b1, b2 in zip(bounds, bounds[1:])):
+        raise ValueError(f"milestone steps {list(milestone_steps)} do not split {total_steps} steps into non-empty phases")
+    return [(i + 1, bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
+
+
+# --- policies -----------------------------------------------------------------------------------------
+
+POLICIES = {}
+
+
+def policy(name, **defaults):
+    """Register `fn(K, phase, n_phases, params, profile=None) -> positions` as policy `name`.
+
+    `defaults` are its parameters and their default values: `policy_positions` fills them in and refuses
+    any other key. The positions are those of the metric's ascending order (0..K-1) visited in `phase`.
+    """
+    def register(fn):
+        if name in POLICIES:
+            raise ValueError(f"policy {name!r} is already registered")
+        fn.defaults = dict(defaults)
+        POLICIES[name] = fn
+        return fn
+    return register
+
+
+def policy_positions(name, K, n_phases, params=None, profile=None):
+    """{phase: sorted int64 positions} of policy `name` for every phase 1..n_phases, checked."""
+    if name not in POLICIES:
+        raise ValueError(f"unknown policy {name!r}; known: {', '.join(sorted(POLICIES))} "
+                         f"(add one with @policy in bestbatch/selection.py)")
+    fn = POLICIES[name]
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(fn.defaults))
+    if unknown:
+        raise ValueError(f"policy {name!r}: unknown parameter {unknown[0]!r}; allowed: "
+                         f"{', '.join(sorted(fn.defaults)) or 'none'}")
+    params = {**fn.defaults, **params}
+    out = {}
+    for phase in range(1, n_phases + 1):
+        pos = np.asarray(fn(K, phase, n_phases, params, profile=profile))
+        if pos.ndim != 1 or pos.size == 0 or not np.issubdtype(pos.dtype, np.integer):
+            raise ValueError(f"policy {name!r}, phase {phase}: expected a non-empty 1-D integer array of positions, "
+                             f"got {pos.dtype} {pos.shape}")
+        if pos.min() < 0 or pos.max() >= K or np.any(np.diff(pos) <= 0):
+            raise ValueError(f"policy {name!r}, phase {phase}: positions must be sorted, unique and in 0..{K - 1}")
+        out[phase] = pos.astype(np.int64)
+    return out
+
+
+@policy("all")
+def all_positions(K, phase, n_phases, params, profile=None):
+    """Every batch, in the metric's order."""
+    return np.arange(K)
+
+
+@policy("drop_extremes", drop_fraction=0.1)
+def drop_extremes(K, phase, n_phases, params, profile=None):
+    """Without the lowest and highest f of positions (every phase): q = k / K, dropped if q < f or q >= 1 - f.
+
+    With f = a / b exactly (0.1 = 1/10): k is dropped iff k b < K a or k b >= K (b - a). f = 0.1 is the
+    claims page's `extremes_10`; K = 195 keeps 20 <= k <= 175, K = 20 and f = 0.15 keeps 3 <= k <= 16.
+    """
+    f = _exact(params["drop_fraction"], "drop_fraction")
+    if not 0 <= f < Fraction(1, 2):
+        raise ValueError(f"drop_extremes: drop_fraction {params['drop_fraction']} must be in [0, 0.5)")
+    a, b = f.numerator, f.denominator
+    k = np.arange(K)
+    keep = (k * b >= K * a) & (k * b < K * (b - a))
+    if not keep.any():
+        raise ValueError(f"drop_extremes: drop_fraction {params['drop_fraction']} drops all {K} batches")
+    return np.flatnonzero(keep)
+
+
+@policy("phase1_upper_quartile")
+def phase1_upper_quartile(K, phase, n_phases, params, profile=None):
+    """Phase 1: the upper-quartile positions (4k >= 3K, the claims page's `upper_quartile`); later phases: all."""
+    k = np.arange(K)
+    return np.flatnonzero(4 * k >= 3 * K) if phase == 1 else k
+
+
+@policy("measured_best", best_fraction=0.5)
+def measured_best(K, phase, n_phases, params, profile=None):
+    """Per phase, the round(K x best_fraction) positions (round half up, at least 1) with the lowest mean
+    within-epoch z-scored distance in the Algorithm 1 study of the same model (ties: the lower position).
+
+    profile: {phase: (K,) mean z profile averaged over the study's seeds} (`profile_from_distances`).
+    """
+    if profile is None:
+        raise ValueError("measured_best needs `profile`: {phase: (K,) mean within-epoch z-scored distance of each "
+                         "position, averaged over the seeds of the Algorithm 1 study} (profile_from_distances)")
+    if phase not in profile:
+        raise ValueError(f"measured_best: the profile has no phase {phase} (it has {sorted(profile)})")
+    z = np.asarray(profile[phase], dtype=float)
+    if z.shape != (K,) or not np.all(np.isfinite(z)):
+        raise ValueError(f"measured_best: the profile of phase {phase} must be {K} finite values, got {z.shape}")
+    f = _exact(params["best_fraction"], "best_fraction")
+    if not 0 < f <= 1:
+        raise ValueError(f"measured_best: best_fraction {params['best_fraction']} must be in (0, 1]")
+    n = max(1, _round_half_up(K * f))
+    return np.sort(np.argsort(z, kind="stable")[:n])
+
+
+def profile_from_distances(distances_by_phase):
+    """{phase: (K,) profile} from {phase: [one (E, K) distance matrix of the phase's epochs per seed]}: each
+    seed's mean within-epoch z-score per position (bestbatch.stats.batch_profile), averaged over the seeds."""
+    from .stats import seed_profiles
+    return {phase: seed_profiles(Ds).mean(0) for phase, Ds in distances_by_phase.items()}
+
+
+# --- plans --------------------------------------------------------------------------------------------
+
+def policy_plan(order, batch_size, positions_per_phase):
+    """{phase: (n_p, batch_size) int64 image indices}: the metric's ascending `order` cut into K fixed
+    batches, the positions of each phase picked in ascending position order."""
+    order = np.asarray(order, dtype=np.int64)
+    K = num_batches(len(order), batch_size)
+    batches = order[:K * batch_size].reshape(K, batch_size)
+    plan = {}
+    for phase, pos in positions_per_phase.items():
+        pos = np.asarray(pos, dtype=np.int64)
+        if pos.size == 0 or pos.min() < 0 or pos.max() >= K:
+            raise ValueError(f"phase {phase}: positions must be non-empty and in 0..{K - 1}")
+        plan[phase] = batches[pos]
+    return plan
+
+
+def random_subset_plan(plan, n_images, rng_seed):
+    """The random_subset control of `plan`: per phase the same number of images, drawn at random without
+    replacement from all `n_images`, cut into batches of the same size in random order, fixed for the run.
+
+    One permutation of all images (np.random.default_rng([rng_seed])) serves every phase: phase p takes
+    its first n_p x batch_size images. So phases of equal size visit the very same batches (as a policy
+    whose set does not change between phases does), and a larger phase holds a smaller one's images.
+    """
+    perm = np.random.default_rng([int(rng_seed)]).permutation(int(n_images)).astype(np.int64)
+    out = {}
+    for phase, batches in plan.items():
+        n_b, b = np.asarray(batches).shape
+        if n_b * b > n_images:
+            raise ValueError(f"phase {phase}: {n_b} x {b} images asked of a set of {n_images}")
+        out[phase] = perm[:n_b * b].reshape(n_b, b)
+    return out
+
+
+def plan_images(plan):
+    """{phase: number of images a plan visits}."""
+    return {phase: int(np.asarray(b).size) for phase, b in plan.items()}
+
+
+def shuffled_permutation(seed, pass_, n_images):
+    """The `shuffled` control's permutation of pass `pass_` (0-based): np.random.default_rng([seed, pass_])."""
+    return np.random.default_rng([int(seed), int(pass_)]).permutation(int(n_images))
+
+
+class Visitor:
+    """Which images each step of a run trains on, from (seed, step) alone.
+
+    kind "fixed": `plan` {phase: (n_p, B) indices}; in phase p (steps first_p <= s < end_p) step s takes
+    row j = (s - first_p) mod n_p, in pass P_p + (s - first_p) // n_p, where P_p counts the passes (partial
+    ones included) of the phases before. `positions` {phase: (n_p,) labels} names each row for the
+    augmentation seed (a policy's positions in the metric's order; default: the row index).
+    kind "shuffled": standard SGD, phases ignored: step s is batch s mod K of pass s // K, the permutation
+    of that pass from np.random.default_rng([seed, pass]) (K = n_images // batch_size).
+    """
+
+    KINDS = ("fixed", "shuffled")
+
+    def __init__(self, kind, plan=None, *, n_images, batch_size, seed, milestone_steps, total_steps, positions=None):
+        if kind not in self.KINDS:
+            raise ValueError(f"Visitor: unknown kind {kind!r}; allowed: {', '.join(self.KINDS)}")
+        self.kind, self.n_images, self.batch_size, self.seed = kind, int(n_images), int(batch_size), int(seed)
+        self.milestone_steps, self.total_steps = list(milestone_steps), int(total_steps)
+        self.bounds = phase_bounds(self.milestone_steps, self.total_steps)
+        self.K = num_batches(self.n_images, self.batch_size)
+        if kind == "shuffled":
+            if plan is not None or positions is not None:
+                raise ValueError("Visitor: shuffled takes no plan and no positions")
+            return
+        if plan is None or sorted(plan) != [p for p, _, _ in self.bounds]:
+            raise ValueError(f"Visitor: a fixed plan needs one entry per phase 1..{len(self.bounds)}, "
+                             f"got {None if plan is None else sorted(plan)}")
+        self.plan = {p: np.asarray(b, dtype=np.int64) for p, b in plan.items()}
+        for p, b in self.plan.items():
+            if b.ndim != 2 or b.shape[0] < 1 or b.shape[1] != self.batch_size:
+                raise ValueError(f"Visitor: phase {p}'s plan has shape {b.shape}, expected (n, {self.batch_size})")
+            if b.min() < 0 or b.max() >= self.n_images:
+                raise ValueError(f"Visitor: phase {p}'s plan indexes outside 0..{self.n_images - 1}")
+        positions = positions or {p: np.arange(len(b)) for p, b in self.plan.items()}
+        self.positions = {p: np.asarray(positions[p], dtype=np.int64) for p in self.plan}
+        for p, b in self.plan.items():
+            if self.positions[p].shape != (len(b),) or len(np.unique(self.positions[p])) != len(b):
+                raise ValueError(f"Visitor: phase {p} needs {len(b)} distinct position labels")
+        self.pass_offset, passes = {}, 0
+        for p, first, end in self.bounds:
+            self.pass_offset[p] = passes
+            passes += -(-(end - first) // len(self.plan[p]))  # ceil: a partial pass counts
+
+    def phase(self, step):
+        return phase_of_step(step, self.milestone_steps)
+
+    def batch(self, step):
+        """(image indices (B,) int64, pass, position) of 0-based `step`."""
+        if not 0 <= step < self.total_steps:
+            raise ValueError(f"step {step} is outside the run's {self.total_steps} steps")
+        if self.kind == "shuffled":
+            pass_, position = divmod(step, self.K)
+            perm = shuffled_permutation(self.seed, pass_, self.n_images)
+            return perm[position * self.batch_size:(position + 1) * self.batch_size].astype(np.int64), pass_, position
+        phase = self.phase(step)
+        first = self.bounds[phase - 1][1]
+        n = len(self.plan[phase])
+        p_in, j = divmod(step - first, n)
+        return self.plan[phase][j], self.pass_offset[phase] + p_in, int(self.positions[phase][j])
+
+    def images_per_phase(self):
+        """{phase: distinct images the run visits in that phase}."""
+        if self.kind == "shuffled":
+            return {p: self.K * self.batch_size for p, _, _ in self.bounds}
+        return {p: len(np.unique(b)) for p, b in self.plan.items()}
+
+
+# --- training -----------------------------------------------------------------------------------------
+
+def train_chunk(net, optimizer, images, labels, visitor, start_step, end_step, *, lr, milestone_steps, lr_gamma,
+                seed, augment, dtype, test_images, test_labels, eval_every, last_step, progress=False):
+    """Plain SGD steps start_step <= s < end_step of a run (net in train mode; the caller's optimizer).
+
+    Each step is Algorithm 1's net_normal step: zero_grad, forward, cross_entropy, backward, step, on
+    make_batch(images, idx, seed, pass + 1, position, augment, dtype) with (idx, pass, position) from
+    `visitor`. The lr is set from the step schedule before a step whenever it differs from the
+    optimizer's. After step s, the test set is evaluated when s + 1 is a multiple of `eval_every` or
+    s + 1 == last_step (the run's total steps). Returns one row per evaluation: step (steps done), phase
+    and lr of the last step, test_loss, test_acc, train_loss (mean over the train_steps steps of this
+    chunk since the previous evaluation). Chunks that start on the evaluation grid give the same rows
+    as one go; the parameters are the same in any case (bitwise on CPU, with the same thread count).
+    A non-finite training loss raises training.NonFiniteError, naming the step, at the next evaluation
+    or at the chunk's end (checking every step would synchronise a GPU every step).
+    """
+    import torch
+    import torch.nn.functional as F
+    from tqdm import tqdm
+
+    from .augment import make_batch
+    from .training import NonFiniteError, evaluate
+
+    if last_step != visitor.total_steps or list(milestone_steps) != visitor.milestone_steps:
+        raise ValueError(f"train_chunk: last_step {last_step} / milestones {list(milestone_steps)} differ from the "
+                         f"visitor's {visitor.total_steps} / {visitor.milestone_steps}")
+    if not 0 <= start_step < end_step <= last_step or eval_every < 1:
+        raise ValueError(f"train_chunk: need 0 <= start_step < end_step <= last_step and eval_every >= 1, got "
+                         f"{start_step}, {end_step}, {last_step}, {eval_every}")
+    net.train()
+    rows, losses = [], []
+    for s in tqdm(range(start_step, end_step), desc="steps", unit="step", disable=not progress, mininterval=2):
+        step_lr = lr_of_step(s, lr, milestone_steps, lr_gamma)
+        for group in optimizer.param_groups:
+            if group["lr"] != step_lr:
+                group["lr"] = step_lr
+        idx, pass_, position = visitor.batch(s)
+        idx = torch.as_tensor(idx, device=images.device)
+        x = make_batch(images, idx, seed, pass_ + 1, position, augment, dtype)
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(net(x), labels[idx])
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.detach())
+        if (s + 1) % eval_every == 0 or s + 1 == last_step:
+            chunk = torch.stack(losses).double().cpu().numpy()
+            bad = np.flatnonzero(~np.isfinite(chunk))
+            if bad.size:
+                raise NonFiniteError(f"non-finite training loss at step {s + 1 - len(chunk) + int(bad[0])} (0-based)")
+            test_loss, test_acc = evaluate(net, test_images, test_labels, dtype)
+            rows.append(dict(step=s + 1, phase=phase_of_step(s, milestone_steps), lr=step_lr, test_loss=test_loss,
+                             test_acc=test_acc, train_loss=float(chunk.mean()), train_steps=len(chunk)))
+            losses = []
+    if losses:
+        chunk = torch.stack(losses).double().cpu().numpy()
+        bad = np.flatnonzero(~np.isfinite(chunk))
+        if bad.size:
+            raise NonFiniteError(f"non-finite training loss at step {end_step - len(chunk) + int(bad[0])} (0-based)")
+    return rows
+
+
+# --- summary statistics (numpy / scipy only) ----------------------------------------------------------
+
+def steps_to_target(steps, accuracies, target):
+    """The first evaluated step whose accuracy reaches `target` (>=); nan if none does."""
+    steps, acc = np.asarray(steps, dtype=float), np.asarray(accuracies, dtype=float)
+    if steps.shape != acc.shape or steps.ndim != 1:
+        raise ValueError(f"steps and accuracies must be 1-D and of one length, got {steps.shape}, {acc.shape}")
+    if np.any(np.diff(steps) <= 0):
+        raise ValueError("steps must be increasing")
+    hit = np.flatnonzero(acc >= target)
+    return float(steps[hit[0]]) if hit.size else math.nan
+
+
+QUANTITIES = {"steps_to_target": ("faster", "slower"), "final_accuracy": ("higher", "lower")}
+NO_DIFFERENCE = "no detectable difference"
+
+
+@dataclass
+class Comparison:
+    """A policy against a control, paired over seeds: difference = policy - control."""
+    quantity: str
+    n_seeds: int
+    mean_difference: float
+    lo: float
+    hi: float
+    interval: str
+    p: float
+    verdict: str
+    differences: list = field(default_factory=list)
+    policy_never_reached: list = field(default_factory=list)
+    control_never_reached: list = field(default_factory=list)
+
+
+def compare(policy_values, control_values, alpha=0.05, quantity="steps_to_target", budget_steps=None):
+    """Paired comparison over seeds (seed i of the policy with seed i of the control).
+
+    quantity "steps_to_target": nan (the target never reached) counts as budget_steps + 1 and is flagged;
+    verdict "faster" when the mean difference < 0 and p < alpha, "slower" when > 0 and p < alpha.
+    quantity "final_accuracy": "higher" / "lower" likewise. Otherwise "no detectable difference", which
+    is not evidence of no effect. The interval is a t-interval over seeds (df = S - 1) and p a paired
+    t-test (scipy.stats.ttest_rel); with one seed there is neither. Differences equal in every seed give
+    p = 1 when they are 0 and p = 0 otherwise (the t statistic is 0 or infinite).
+    """
+    if quantity not in QUANTITIES:
+        raise ValueError(f"compare: unknown quantity {quantity!r}; allowed: {', '.join(QUANTITIES)}")
+    a, b = np.asarray(policy_values, dtype=float), np.asarray(control_values, dtype=float)
+    if a.shape != b.shape or a.ndim != 1 or a.size == 0:
+        raise ValueError(f"compare: need two 1-D arrays of one value per seed, paired; got {a.shape}, {b.shape}")
+    never_a, never_b = np.isnan(a), np.isnan(b)
+    if quantity == "steps_to_target":
+        if (never_a.any() or never_b.any()):
+            if budget_steps is None:
+                raise ValueError("compare: a run never reached the target; pass budget_steps (it counts as budget + 1)")
+            a, b = np.where(never_a, budget_steps + 1, a), np.where(never_b, budget_steps + 1, b)
+    elif never_a.any() or never_b.any():
+        raise ValueError("compare: final accuracies must be finite")
+    d = a - b
+    S = d.size
+    mean = float(d.mean())
+    better, worse = QUANTITIES[quantity]
+    if S == 1:
+        lo = hi = p = math.nan
+        interval = "one seed: no interval and no test (the seed is the unit of replication)"
+    else:
+        sd = float(d.std(ddof=1))
+        half = sps.t.ppf(1 - alpha / 2, S - 1) * sd / math.sqrt(S)
+        lo, hi = mean - half, mean + half
+        interval = f"t-interval over {S} seeds (df = {S - 1}), paired"
+        if sd == 0:
+            p = 1.0 if mean == 0 else 0.0
+        else:
+            p = float(sps.ttest_rel(a, b).pvalue)
+    sign = -1 if quantity == "steps_to_target" else 1  # the direction that is "better"
+    if not (p < alpha):
+        verdict = NO_DIFFERENCE
+    else:
+        verdict = better if sign * mean > 0 else worse if sign * mean < 0 else NO_DIFFERENCE
+    return Comparison(quantity=quantity, n_seeds=S, mean_difference=mean, lo=float(lo), hi=float(hi),
+                      interval=interval, p=float(p), verdict=verdict, differences=d.tolist(),
+                      policy_never_reached=never_a.tolist() if quantity == "steps_to_target" else [False] * S,
+                      control_never_reached=never_b.tolist() if quantity == "steps_to_target" else [False] * S)
