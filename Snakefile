@@ -18,6 +18,7 @@ include: "workflow/rules/training.smk"
 include: "workflow/rules/distances.smk"
 include: "workflow/rules/plots.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/selection.smk"
 
 
 # Seconds of work each: run them where Snakemake runs, never through a cluster queue.
@@ -29,6 +30,8 @@ localrules:
     curves,
     claims,
     index,
+    select_gather,
+    selection,
 
 
 rule all:
@@ -37,6 +40,7 @@ rule all:
         f"{R}/claims.csv",
         runs(f"{RUN}/{{metric}}/distances.csv"),
         runs(f"{RUN}/{{metric}}/checkpoints/epoch_{EPOCHS}.pt"),
+        [f"{R}/selection.html"] if SEL else [],
     default_target: True
 
 

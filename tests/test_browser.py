@@ -360,3 +360,30 @@ def test_index_page_links_open_in_the_browser(br, pages):
         assert href.startswith("file://"), href
         assert Path(unquote(urlparse(href).path)).is_file(), href
     assert offline_urls(br.requested_urls()) == []
+
+
+def test_selection_page_loads_offline_with_one_line_per_arm(br, tmp_path):
+    """The selection experiment's page from simulated curves: 2 seeds, 4 arms, one budget."""
+    from bestbatch.formats import write_curve
+    from bestbatch.steps.selection import summarise_selection
+
+    arms = ["all.intensity", "drop_extremes.intensity", "random_subset.drop_extremes.intensity", "shuffled"]
+    rng = np.random.default_rng(3)
+    paths = []
+    for seed in (0, 1):
+        for arm in arms:
+            steps = np.arange(10, 101, 10)
+            speed = 0.03 if arm == "drop_extremes.intensity" else 0.02
+            acc = 1 - np.exp(-speed * steps) + rng.uniform(0, 0.02, steps.size)
+            rows = [dict(step=int(s), phase=1 + (s > 50), lr=0.1, test_loss=1 - a, test_acc=float(a), train_loss=1.0,
+                         train_steps=10) for s, a in zip(steps, acc)]
+            paths.append(tmp_path / f"{seed}_{arm}.h5")
+            write_curve(paths[-1], rows, dict(arm=arm, model="tiny", seed=seed, budget=1.0, total_steps=100,
+                                             provenance="{}"))
+    summarise_selection(paths, tmp_path / "selection.csv", tmp_path / "selection.html", runs=[["tiny", 0], ["tiny", 1]],
+                        budgets=["1"], arms=arms, target_accuracy=0.6, alpha=0.05)
+    br.open(tmp_path / "selection.html")
+    assert br.driver.execute_script("return document.querySelector('.js-plotly-plot').data.length") == len(arms)
+    text = br.driver.execute_script("return document.body.innerText")
+    assert "The paper's recommendations" in text and "drop_extremes.intensity vs all.intensity" in text
+    assert offline_urls(br.requested_urls()) == []

@@ -189,3 +189,22 @@ def test_an_ordering_is_rerun_only_for_what_changes_it():
     assert ordering_hash(tiny_config_with(("training", "threads"), 2), "edges") != base  # CPU sums: yes
     assert ordering_hash(tiny_config_with(("orderings", "edges", "sigma"), 2.0), "edges") != base
     assert ordering_hash(TINY_CONFIG, "random", 0) != ordering_hash(TINY_CONFIG, "random", 1)  # one null per seed
+
+
+def test_selection_policies_agree_with_the_registry_and_need_their_orderings():
+    from bestbatch.selection import POLICIES
+    from bestbatch.steps.selection import CONTROLS
+
+    sel = SCHEMA["properties"]["selection"]["properties"]
+    assert sel["policies"]["items"]["enum"] == list(POLICIES)
+    assert sel["controls"]["items"]["enum"] == list(CONTROLS)
+    good = yaml.safe_load((REPO / ".test" / "config" / "selection.yaml").read_text())
+    validate_config(good)
+    bad = copy.deepcopy(good)
+    bad["selection"]["metrics"] = ["edges"]
+    with pytest.raises(ConfigError, match=r"^selection.metrics: edges must be in metrics"):
+        validate_config(bad)
+    bad = copy.deepcopy(good)
+    bad["metrics"] = ["intensity"]  # the random_ordering control needs the random ordering
+    with pytest.raises(ConfigError, match=r"^selection.metrics: random must be in metrics"):
+        validate_config(bad)

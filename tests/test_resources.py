@@ -168,3 +168,11 @@ def test_every_metric_gets_an_ordering_request():
         assert set(ordering) == set(METRICS), s
         for metric, req in ordering.items():
             assert set(req) == {"mem_mb", "runtime", "gpu"}, (metric, req)
+
+
+def test_a_selection_chunk_costs_about_half_an_algorithm1_epoch_per_epoch():
+    from bestbatch.resources import select_chunk_resources
+    s = study()
+    one, ten = select_chunk_resources(s, 1), select_chunk_resources(s, 10)
+    assert one["mem_mb"] == job_resources(s)["train_epoch"]["mem_mb"] and one["gpu"] == 1
+    assert one["runtime"] < ten["runtime"] <= 10 * job_resources(s)["train_epoch"]["runtime"]

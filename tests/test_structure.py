@@ -10,7 +10,9 @@ import pytest
 from conftest import REPO
 
 SCRIPTS = sorted((REPO / "workflow" / "scripts").glob("*.py"))
-NO_TORCH_STEPS = ("bestbatch.steps.data", "bestbatch.steps.distances", "bestbatch.steps.plots", "bestbatch.steps.analysis")
+NO_TORCH_STEPS = ("bestbatch.steps.data", "bestbatch.steps.distances", "bestbatch.steps.plots", "bestbatch.steps.analysis",
+                  "bestbatch.steps.selection")
+TORCH_SCRIPTS = {"verify_dataset.py": "may download with torchvision", "select_train.py": "trains"}
 
 BLOCK_TORCH = """
 import importlib.abc, sys
@@ -71,7 +73,8 @@ def test_modules_of_the_steps_without_training_import_no_torch(tmp_path):
     run_without_torch("""
         import importlib
         for name in ("bestbatch.steps.data", "bestbatch.steps.distances", "bestbatch.steps.plots",
-                     "bestbatch.steps.analysis", "bestbatch.stats", "bestbatch.report", "bestbatch.formats",
+                     "bestbatch.steps.analysis", "bestbatch.steps.selection", "bestbatch.stats", "bestbatch.report",
+                     "bestbatch.formats",
                      "bestbatch.config", "bestbatch.resources", "bestbatch.workflow_support", "bestbatch.metrics"):
             importlib.import_module(name)
     """, tmp_path)
@@ -105,7 +108,7 @@ def test_every_rule_script_goes_with_its_stage():
                                (REPO / "workflow" / "scripts" / script.group(1)).read_text()).group(1)
             assert module == f"bestbatch.steps.{stage}", (smk.name, script.group(1), module)
             env = re.search(r'conda:\s*"\.\./\.\./envs/(\w+)\.yaml"', rule).group(1)
-            if module in NO_TORCH_STEPS and script.group(1) != "verify_dataset.py":  # verify may download (torchvision)
+            if module in NO_TORCH_STEPS and script.group(1) not in TORCH_SCRIPTS:
                 assert env == "analysis", (smk.name, script.group(1), env)
 
 

@@ -241,3 +241,40 @@ def test_a_cifar100_format_set_runs_with_a_100_way_output_layer(tmp_path):
     with h5py.File(r / "tiny_mlp_bn" / "seed_0" / "color" / "distances.h5", "r") as f:
         assert f["distance"].shape == (3, 5) and np.all(f["distance"][:] > 0)
     assert (r / "index.html").exists()
+
+
+# --- the selection experiment ----------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_selection_experiment_gives_every_arm_the_same_steps_and_a_page(tmp_path):
+    """.test/config/selection.yaml: every policy and control, two budgets, two seeds, end to end."""
+    from bestbatch.formats import read_curve
+
+    cfg = REPO / ".test" / "config" / "selection.yaml"
+    config = yaml.safe_load(cfg.read_text())
+    run_snakemake(tmp_path, "--configfile", str(cfg), "--cores", "2")
+    r = tmp_path / "results" / "tinysel"
+    sel = r / "selection" / "tiny_mlp_bn"
+    k = 320 // 64
+    for budget, total in (("1", 3 * k), ("0.5", 8)):  # 7.5 steps rounded half up
+        arms = sorted(p.name for p in (sel / f"budget_{budget}" / "seed_0").iterdir())
+        assert len(arms) == 12 and "shuffled" in arms and "random_subset.drop_extremes.intensity" in arms
+        for seed in (0, 1):
+            for arm in arms:
+                curve, attrs = read_curve(sel / f"budget_{budget}" / f"seed_{seed}" / arm / "curve.h5")
+                assert curve["step"][-1] == attrs["total_steps"] == total, (budget, seed, arm)
+                assert list(curve["step"]) == sorted(set(curve["step"]))
+        a, _ = read_curve(sel / f"budget_{budget}" / "seed_0" / "shuffled" / "curve.h5")
+        b, _ = read_curve(sel / f"budget_{budget}" / "seed_1" / "shuffled" / "curve.h5")
+        assert not np.array_equal(a["train_loss"], b["train_loss"])  # each seed its own run
+    table = pd.read_csv(r / "selection.csv")
+    comparisons = table[table["kind"] == "comparison"]
+    assert set(comparisons["verdict"]) <= {"faster", "slower", "higher", "lower", "no detectable difference"}
+    assert {"all.intensity", "random_subset.drop_extremes.intensity", "drop_extremes.random", "shuffled"} <= \
+        set(comparisons[comparisons["arm"] == "drop_extremes.intensity"]["control"])
+    page = (r / "selection.html").read_text()
+    assert "The paper's recommendations" in page and "without the batches at the metric's extremes" in page
+    assert "selection.html" in (r / "index.html").read_text()
+    log = (tmp_path / "logs/tinysel/selection/tiny_mlp_bn/budget_1/seed_0/measured_best.intensity/chunk_0.log")
+    assert "images per phase" in log.read_text()
+    assert config["selection"]["budgets"] == [1.0, 0.5]

@@ -119,6 +119,15 @@ def check_semantics(config, n_train=None):
                 f"(training.epochs is {t['epochs']})")
     if sorted(set(t["lr_milestones"])) != list(t["lr_milestones"]):
         raise ConfigError(f"training.lr_milestones: {t['lr_milestones']} must be strictly increasing")
+    sel = config.get("selection")
+    if sel:
+        controls = sel.get("controls", ["random_ordering"])
+        needed = set(sel["metrics"]) | ({"random"} if "random_ordering" in controls else set())
+        missing = sorted(needed - set(config["metrics"]))
+        if missing:
+            raise ConfigError(f"selection.metrics: {', '.join(missing)} must be in metrics (their orderings"
+                              f"{' and the random control' if 'random' in missing else ''} come from there); "
+                              f"allowed: {', '.join(config['metrics'])}")
     if n_train is None:
         n_train, *_ = planned_sizes(config["data"]["source"], config["data"]["root"], config["data"].get("synthetic"))
     check_batch_size(t["batch_size"], n_train)
@@ -189,6 +198,8 @@ NOT_RESULT_KEYS = {
     "study": "where outputs go, not what they hold",
     "models, seeds, metrics": "which runs exist; each run's results depend on its own model, seed and metric only",
     "outputs": "what is kept on disk and how shards are written (keep_shards, keep_checkpoints, shard_io)",
+    "selection": "the selection experiment's own runs; their jobs get every value they use as a param",
+    "analysis": "the statistics of the claims page, computed from the results, not part of them",
 }
 IGNORED_DATA_KEYS = ("download", "verify")
 

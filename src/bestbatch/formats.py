@@ -35,6 +35,10 @@ Gathered matrix `<metric>/distances.h5`: datasets epoch (E,), batch (K,); distan
     `<metric>/distances.csv` is the distance matrix as a tidy table (MATRIX_CSV_COLUMNS).
 Ordering `orderings/<metric>.h5`: order (N,) int64 (training indices by ascending score, ties by
     index), scores (N,) or (N, c), display_score (N,) float64; attrs metric, params (JSON), provenance.
+Selection curve `selection/<model>/budget_<b>/seed_<s>/<arm>/chunk_<c>.h5` and, gathered, `.../curve.h5`:
+    step (R,) int64 (optimizer steps done at each evaluation), phase, lr, test_loss, test_acc, train_loss
+    (mean over the train_steps steps since the previous evaluation), train_steps; attrs arm, model, seed,
+    budget, total_steps, provenance. `.../curve.csv` is the same as a table (CURVE_COLUMNS).
 Checkpoint `*.pt` (torch.save of a dict, loaded with weights_only=True): model (state dict),
     optimizer (state dict or None), epoch, meta (JSON: provenance, and for an epoch its metric and
     the digest of the parameters it started from), format, format_version.
@@ -56,6 +60,7 @@ from .atomic import atomic_path
 FORMAT_VERSION = 1
 SHARD, EPOCH, MATRIX, ORDERING, CHECKPOINT = ("gradient shard", "epoch distances", "distance matrix", "ordering",
                                               "checkpoint")
+CURVE = "selection curve"
 
 # the shard's two big datasets; the writer lays them out for direct I/O, the reduction maps them
 SHARD_ROWS, SHARD_SUM = "gradients", "gradient_sum"
@@ -445,6 +450,38 @@ def read_ordering_params(path):
     with h5py.File(path, "r") as f:
         _check(f.attrs, ORDERING, path)
         return json.loads(f.attrs["params"])
+
+
+# --- selection curve -----------------------------------------------------------------------------------
+
+CURVE_COLUMNS = ("step", "phase", "lr", "test_loss", "test_acc", "train_loss", "train_steps")
+CURVE_ATTRS = ("arm", "model", "seed", "budget", "total_steps", "provenance")
+
+
+def write_curve(path, rows, attrs, csv_path=None):
+    """rows: dicts with CURVE_COLUMNS (one per evaluation); attrs: CURVE_ATTRS."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for name in CURVE_COLUMNS:
+            f[name] = np.array([r[name] for r in rows], dtype=np.int64 if name in ("step", "phase", "train_steps")
+                               else np.float64)
+        for name in CURVE_ATTRS:
+            f.attrs[name] = _attr(attrs[name])
+        _stamp(f.attrs, CURVE)
+    if csv_path is not None:
+        import pandas as pd
+
+        table = pd.DataFrame([{name: r[name] for name in CURVE_COLUMNS} for r in rows], columns=list(CURVE_COLUMNS))
+        for name in ("arm", "model", "seed", "budget"):
+            table.insert(0, name, attrs[name])
+        with atomic_path(csv_path) as tmp:
+            table.to_csv(tmp, index=False, float_format="%.9g")
+
+
+def read_curve(path):
+    """(rows as a dict of arrays, attrs) of a selection curve."""
+    with h5py.File(path, "r") as f:
+        _check(f.attrs, CURVE, path)
+        return {name: f[name][:] for name in CURVE_COLUMNS}, {name: _plain(f.attrs[name]) for name in CURVE_ATTRS}
 
 
 # --- checkpoint ----------------------------------------------------------------------------------------

@@ -111,3 +111,13 @@ def job_resources(s):
         "verify_dataset": data_job,
         "ordering": ordering,
     }
+
+
+def select_chunk_resources(s, chunk_epochs):
+    """A selection job's request: `chunk_epochs` epoch-equivalents of plain training (one forward and
+    backward pass per image, the test set once per epoch-equivalent); memory as train_epoch, an upper bound."""
+    _, _, _, cpu_ms, gpu_ms = model_cost(s.model)
+    per_image_ms = gpu_ms if s.gpu else cpu_ms * s.value_bytes / 4 / s.threads
+    epoch_minutes = (s.n_train + s.n_test / 3) * per_image_ms / 1000 / 60
+    return dict(mem_mb=job_resources(s)["train_epoch"]["mem_mb"], runtime=minutes(chunk_epochs * epoch_minutes),
+                gpu=int(s.gpu))

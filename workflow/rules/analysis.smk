@@ -37,6 +37,7 @@ rule index:
         layers=[f"{R}/{model}/seed_{seed}/plots/layers_{metric}.html" for model, seed in RUN_LIST for metric in METRICS],
         curves=[f"{R}/{model}/seed_{seed}/plots/training_curves.html" for model, seed in RUN_LIST],
         claims=f"{R}/claims.html",
+        selection=[f"{R}/selection.html"] if SEL else [],
     output:
         html=report(f"{R}/index.html", caption="../report/index.rst", category="Study"),
         summary=f"{R}/summary.json",

@@ -1,3 +1,4 @@
+import re
 import sys
 from pathlib import Path
 
@@ -9,7 +10,10 @@ from bestbatch.config import (ConfigError, check_semantics, config_hash, explain
                               phases)
 from bestbatch.data import layout_of, planned_sizes
 from bestbatch import metrics as metric_registry
-from bestbatch.resources import LIGHT_JOB, Study, job_resources
+from bestbatch.config import num_batches
+from bestbatch.resources import LIGHT_JOB, Study, job_resources, select_chunk_resources
+from bestbatch.selection import total_steps
+from bestbatch.steps.selection import arms as selection_arms, parse_arm
 from bestbatch.workflow_support import release_stale_locks
 
 
@@ -45,6 +49,7 @@ USES_GPU = T["device"] != "cpu"
 SYNTHETIC = DATA["source"] == "synthetic"
 LAYOUT = layout_of(DATA["source"], DATA.get("synthetic"))
 PHASES = phases(EPOCHS, T["lr"], T["lr_milestones"], T["lr_gamma"])
+SEL = config.get("selection")  # the selection experiment, when configured (selection.smk)
 # One run: a model, a seed, a metric's fixed order. Its outputs live under RUN/<metric>/.
 RUN = f"{R}/{{model}}/seed_{{seed}}"
 
@@ -103,6 +108,16 @@ COST = {
     for model in MODELS
 }
 DATA_COST = COST[MODELS[0]]  # the data jobs do not depend on the model
+if config.get("selection"):
+    SELECT_COST = {
+        model: select_chunk_resources(
+            Study(model=model, n_train=N_TRAIN, n_test=N_TEST, batch_size=T["batch_size"],
+                  value_bytes=8 if T["dtype"] == "float64" else 4, threads=T["threads"], gpu=USES_GPU,
+                  n_classes=N_CLASSES),
+            config["selection"]["chunk_epochs"],
+        )
+        for model in MODELS
+    }
 
 
 def cost(rule_name, key):

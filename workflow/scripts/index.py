@@ -7,4 +7,4 @@ from bestbatch.steps.analysis import study_index  # noqa: E402
 
 study_index(list(snakemake.input.matrices), list(snakemake.input.heatmaps), list(snakemake.input.layers),
             list(snakemake.input.curves), snakemake.input.claims, snakemake.output.html, snakemake.output.summary,
-            **snakemake.params, log=snakemake.log[0])
+            selection_html=(list(snakemake.input.selection) or [None])[0], **snakemake.params, log=snakemake.log[0])

@@ -19,7 +19,7 @@ log = logging.getLogger("bestbatch")
 
 @step
 def study_index(matrix_paths, heatmap_paths, layers_paths, curves_paths, claims_html, out_html, out_summary, *, study,
-                runs, metrics, phases, config):
+                runs, metrics, phases, config, selection_html=None):
     """The study's front page. runs: [[model, seed]]; matrix_paths, heatmap_paths and layers_paths: one per
     (run, metric) in that order; curves_paths: one per run."""
     here = os.path.dirname(out_html)
@@ -34,7 +34,7 @@ def study_index(matrix_paths, heatmap_paths, layers_paths, curves_paths, claims_
     write_text(out_summary, json.dumps([dict(model=m, seed=s, metric=x, phases=summaries[m, s, x]) for m, s, x in keys],
                                        indent=2))
     write_text(out_html, index_html(study, yaml.safe_dump(config, sort_keys=False), runs, summaries, links,
-                                    rel(claims_html)))
+                                    rel(claims_html), rel(selection_html) if selection_html else None))
 
 
 @step

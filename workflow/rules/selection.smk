@@ -1,0 +1,118 @@
+# The selection experiment (config `selection:`): do the "best" mini-batches train faster? One plain
+# training run per (model, budget, seed, arm), in chunks of selection.chunk_epochs epoch-equivalents.
+if SEL:
+    ARMS = selection_arms(SEL["policies"], SEL["metrics"], SEL["controls"])
+    BUDGETS = [f"{b:g}" for b in SEL["budgets"]]
+    SEL_K = num_batches(N_TRAIN, T["batch_size"])
+    SELR = f"{R}/selection/{{model}}/budget_{{budget}}/seed_{{seed}}/{{arm}}"
+
+    def selection_chunks(budget):
+        return range(-(-total_steps(EPOCHS, SEL_K, float(budget)) // (SEL["chunk_epochs"] * SEL_K)))
+
+    def arm_ordering(wildcards):
+        arm = parse_arm(wildcards.arm)
+        if arm["kind"] == "shuffled":
+            return []
+        if metric_registry.METRICS[arm["metric"]].seeded:
+            return f"{R}/orderings/{arm['metric']}_seed_{wildcards.seed}.h5"
+        return f"{R}/orderings/{arm['metric']}.h5"
+
+    def arm_start(wildcards):
+        chunk = int(wildcards.chunk)
+        if chunk == 0:
+            return f"{R}/{wildcards.model}/seed_{wildcards.seed}/checkpoints/init.pt"
+        return expand(f"{SELR}/checkpoints/chunk_{chunk - 1}.pt", **wildcards)[0]
+
+    def arm_profiles(wildcards):
+        """measured_best reads the Algorithm 1 matrices of the same model, every seed, the arm's metric."""
+        arm = parse_arm(wildcards.arm)
+        if arm["policy"] != "measured_best":
+            return []
+        return [f"{R}/{wildcards.model}/seed_{s}/{arm['metric']}/distances.h5" for s in SEEDS]
+
+    rule select_train:
+        input:
+            dataset=f"{R}/dataset.json",
+            order=arm_ordering,
+            state=arm_start,
+            profiles=arm_profiles,
+        output:
+            state=maybe_temp(f"{SELR}/checkpoints/chunk_{{chunk}}.pt", config["outputs"]["keep_checkpoints"]),
+            curve=f"{SELR}/chunks/chunk_{{chunk}}.h5",
+        wildcard_constraints:
+            arm="|".join(re.escape(a) for a in ARMS),
+            budget="|".join(re.escape(b) for b in BUDGETS),
+            chunk=r"\d+",
+        params:
+            **TRAINING_PARAMS,
+            model="{model}",
+            seed="{seed}",
+            arm="{arm}",
+            budget="{budget}",
+            chunk="{chunk}",
+            chunk_epochs=SEL["chunk_epochs"],
+            epochs=EPOCHS,
+            phases=PHASES,
+            drop_fraction=SEL["drop_fraction"],
+            best_fraction=SEL["best_fraction"],
+            config_hash=run_hash,
+        log:
+            f"{L}/selection/{{model}}/budget_{{budget}}/seed_{{seed}}/{{arm}}/chunk_{{chunk}}.log",
+        benchmark:
+            f"{B}/selection/{{model}}/budget_{{budget}}/seed_{{seed}}/{{arm}}/chunk_{{chunk}}.tsv"
+        threads: T["threads"]
+        resources:
+            mem_mb=lambda wildcards: SELECT_COST[wildcards.model]["mem_mb"],
+            runtime=lambda wildcards: SELECT_COST[wildcards.model]["runtime"],
+            gpu=int(USES_GPU),
+        conda:
+            "../../envs/torch.yaml"
+        script:
+            "../scripts/select_train.py"
+
+    rule select_gather:
+        input:
+            lambda wildcards: expand(f"{SELR}/chunks/chunk_{{chunk}}.h5", chunk=selection_chunks(wildcards.budget),
+                                     **wildcards),
+        output:
+            h5=f"{SELR}/curve.h5",
+            csv=f"{SELR}/curve.csv",
+        wildcard_constraints:
+            arm="|".join(re.escape(a) for a in ARMS),
+            budget="|".join(re.escape(b) for b in BUDGETS),
+        log:
+            f"{L}/selection/{{model}}/budget_{{budget}}/seed_{{seed}}/{{arm}}/gather.log",
+        benchmark:
+            f"{B}/selection/{{model}}/budget_{{budget}}/seed_{{seed}}/{{arm}}/gather.tsv"
+        threads: 1
+        resources:
+            **LIGHT_JOB,
+        conda:
+            "../../envs/analysis.yaml"
+        script:
+            "../scripts/select_gather.py"
+
+    rule selection:
+        input:
+            [f"{R}/selection/{model}/budget_{budget}/seed_{seed}/{arm}/curve.h5"
+             for model, seed in RUN_LIST for budget in BUDGETS for arm in ARMS],
+        output:
+            csv=report(f"{R}/selection.csv", caption="../report/selection.rst", category="Study"),
+            html=report(f"{R}/selection.html", caption="../report/selection.rst", category="Study"),
+        params:
+            runs=RUN_LIST,
+            budgets=BUDGETS,
+            arms=ARMS,
+            target_accuracy=SEL["target_accuracy"],
+            alpha=config["analysis"]["alpha"],
+        log:
+            f"{L}/selection.log",
+        benchmark:
+            f"{B}/selection.tsv"
+        threads: 1
+        resources:
+            **LIGHT_JOB,
+        conda:
+            "../../envs/analysis.yaml"
+        script:
+            "../scripts/selection.py"
