@@ -30,8 +30,6 @@ localrules:
     curves,
     claims,
     index,
-    select_gather,
-    selection,
 
 
 rule all:

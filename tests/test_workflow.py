@@ -1,4 +1,5 @@
 """The real workflow: the paper-scale DAG dry-runs, and a tiny study runs end to end on generated data."""
+import html
 import re
 import shutil
 import subprocess
@@ -262,17 +263,17 @@ def test_selection_experiment_gives_every_arm_the_same_steps_and_a_page(tmp_path
         for seed in (0, 1):
             for arm in arms:
                 curve, attrs = read_curve(sel / f"budget_{budget}" / f"seed_{seed}" / arm / "curve.h5")
-                assert curve["step"][-1] == attrs["total_steps"] == total, (budget, seed, arm)
-                assert list(curve["step"]) == sorted(set(curve["step"]))
+                assert curve.step[-1] == attrs["total_steps"] == total, (budget, seed, arm)
+                assert list(curve.step) == sorted(set(curve.step))
         a, _ = read_curve(sel / f"budget_{budget}" / "seed_0" / "shuffled" / "curve.h5")
         b, _ = read_curve(sel / f"budget_{budget}" / "seed_1" / "shuffled" / "curve.h5")
-        assert not np.array_equal(a["train_loss"], b["train_loss"])  # each seed its own run
+        assert not np.array_equal(a.train_loss, b.train_loss)  # each seed its own run
     table = pd.read_csv(r / "selection.csv")
     comparisons = table[table["kind"] == "comparison"]
     assert set(comparisons["verdict"]) <= {"faster", "slower", "higher", "lower", "no detectable difference"}
     assert {"all.intensity", "random_subset.drop_extremes.intensity", "drop_extremes.random", "shuffled"} <= \
         set(comparisons[comparisons["arm"] == "drop_extremes.intensity"]["control"])
-    page = (r / "selection.html").read_text()
+    page = html.unescape((r / "selection.html").read_text())
     assert "The paper's recommendations" in page and "without the batches at the metric's extremes" in page
     assert "selection.html" in (r / "index.html").read_text()
     log = (tmp_path / "logs/tinysel/selection/tiny_mlp_bn/budget_1/seed_0/measured_best.intensity/chunk_0.log")

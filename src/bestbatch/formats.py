@@ -477,11 +477,27 @@ def write_curve(path, rows, attrs, csv_path=None):
             table.to_csv(tmp, index=False, float_format="%.9g")
 
 
+@dataclass
+class Curve:
+    """A selection curve in memory: one array per column, one value per evaluation."""
+    step: np.ndarray
+    phase: np.ndarray
+    lr: np.ndarray
+    test_loss: np.ndarray
+    test_acc: np.ndarray
+    train_loss: np.ndarray
+    train_steps: np.ndarray
+
+    def rows(self):
+        """The evaluations as dicts with CURVE_COLUMNS, as write_curve takes them."""
+        return [dict(zip(CURVE_COLUMNS, values)) for values in zip(*(getattr(self, n) for n in CURVE_COLUMNS))]
+
+
 def read_curve(path):
-    """(rows as a dict of arrays, attrs) of a selection curve."""
+    """(Curve, attrs dict) of a selection curve."""
     with h5py.File(path, "r") as f:
         _check(f.attrs, CURVE, path)
-        return {name: f[name][:] for name in CURVE_COLUMNS}, {name: _plain(f.attrs[name]) for name in CURVE_ATTRS}
+        return Curve(**{name: f[name][:] for name in CURVE_COLUMNS}), {name: _plain(f.attrs[name]) for name in CURVE_ATTRS}
 
 
 # --- checkpoint ----------------------------------------------------------------------------------------

@@ -173,8 +173,8 @@ def selection_figure(curves, models, budgets, arms, target):
             runs = [c for (m, _s, b, a), c in curves.items() if (m, b, a) == (model, budget, arm)]
             if not runs:
                 continue
-            steps = runs[0]["step"]
-            acc = np.mean([c["test_acc"] for c in runs], axis=0)
+            steps = runs[0].step
+            acc = np.mean([c.test_acc for c in runs], axis=0)
             dash = "dot" if arm == "shuffled" or ".random" in arm or arm.startswith("random_subset") else "solid"
             fig.add_trace(go.Scatter(x=steps, y=acc, mode="lines", name=arm, legendgroup=arm, showlegend=i == 0,
                                      line=dict(dash=dash, color=f"hsl({int(360 * j / max(len(arms), 1))},60%,45%)"),

@@ -1,34 +1,10 @@
 # The selection experiment (config `selection:`): do the "best" mini-batches train faster? One plain
 # training run per (model, budget, seed, arm), in chunks of selection.chunk_epochs epoch-equivalents.
 if SEL:
-    ARMS = selection_arms(SEL["policies"], SEL["metrics"], SEL["controls"])
-    BUDGETS = [f"{b:g}" for b in SEL["budgets"]]
-    SEL_K = num_batches(N_TRAIN, T["batch_size"])
-    SELR = f"{R}/selection/{{model}}/budget_{{budget}}/seed_{{seed}}/{{arm}}"
 
-    def selection_chunks(budget):
-        return range(-(-total_steps(EPOCHS, SEL_K, float(budget)) // (SEL["chunk_epochs"] * SEL_K)))
-
-    def arm_ordering(wildcards):
-        arm = parse_arm(wildcards.arm)
-        if arm["kind"] == "shuffled":
-            return []
-        if metric_registry.METRICS[arm["metric"]].seeded:
-            return f"{R}/orderings/{arm['metric']}_seed_{wildcards.seed}.h5"
-        return f"{R}/orderings/{arm['metric']}.h5"
-
-    def arm_start(wildcards):
-        chunk = int(wildcards.chunk)
-        if chunk == 0:
-            return f"{R}/{wildcards.model}/seed_{wildcards.seed}/checkpoints/init.pt"
-        return expand(f"{SELR}/checkpoints/chunk_{chunk - 1}.pt", **wildcards)[0]
-
-    def arm_profiles(wildcards):
-        """measured_best reads the Algorithm 1 matrices of the same model, every seed, the arm's metric."""
-        arm = parse_arm(wildcards.arm)
-        if arm["policy"] != "measured_best":
-            return []
-        return [f"{R}/{wildcards.model}/seed_{s}/{arm['metric']}/distances.h5" for s in SEEDS]
+    localrules:
+        select_gather,
+        selection,
 
     rule select_train:
         input:

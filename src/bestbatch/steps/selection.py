@@ -78,7 +78,7 @@ def train_arm_chunk(order_path, start_checkpoint, out_checkpoint, out_curve, *, 
 
     from ..augment import images_to_tensor
     from ..data import load_dataset
-    from ..formats import load_checkpoint, provenance, read_ordering, save_checkpoint, write_curve
+    from ..formats import load_checkpoint, provenance, read_curve, read_ordering, save_checkpoint, write_curve
     from ..models import build_model
     from ..selection import (Visitor, lr_of_step, milestone_steps, policy_plan, policy_positions,
                              random_subset_plan, steps_per_epoch, total_steps, train_chunk)
@@ -140,7 +140,8 @@ def train_arm_chunk(order_path, start_checkpoint, out_checkpoint, out_curve, *, 
     write_curve(out_curve, rows, dict(arm=arm, model=model, seed=seed, budget=budget, total_steps=T,
                                       provenance=json.dumps(meta)))
     if rows:
-        log.info("step %d: test accuracy %.4f", rows[-1]["step"], rows[-1]["test_acc"])
+        curve, _ = read_curve(out_curve)
+        log.info("step %d: test accuracy %.4f", curve.step[-1], curve.test_acc[-1])
     return rows
 
 
@@ -149,12 +150,12 @@ def gather_curve(chunk_paths, out_h5, out_csv):
     """One arm's run: its chunks' evaluations as one curve (HDF5 and a tidy CSV)."""
     from ..formats import read_curve, write_curve
 
-    rows, attrs = [], None
+    rows, attrs, steps = [], None, []
     for path in chunk_paths:
-        columns, attrs_c = read_curve(path)
+        curve, attrs_c = read_curve(path)
         attrs = attrs or attrs_c
-        rows += [dict(zip(columns, values)) for values in zip(*columns.values())]
-    steps = [int(r["step"]) for r in rows]
+        rows += curve.rows()
+        steps += [int(s) for s in curve.step]
     if steps != sorted(set(steps)) or not steps or steps[-1] != attrs["total_steps"]:
         raise ValueError(f"{attrs['arm']}: the chunks' steps {steps[:3]}...{steps[-3:]} do not form one run of "
                          f"{attrs['total_steps']} steps")
@@ -209,8 +210,8 @@ def summarise_selection(curve_paths, out_csv, out_html, *, runs, budgets, arms, 
                 for seed in seeds:
                     c, attrs = curves[model, seed, budget, arm]
                     total = attrs["total_steps"]
-                    final.append(float(c["test_acc"][-1]))
-                    reached.append(steps_to_target(c["step"], c["test_acc"], target_accuracy))
+                    final.append(float(c.test_acc[-1]))
+                    reached.append(steps_to_target(c.step, c.test_acc, target_accuracy))
                 values[arm] = dict(final_accuracy=final, steps_to_target=reached)
                 mean, lo, hi = _t_interval(final, alpha)
                 n_reached = int(np.sum(~np.isnan(reached)))
