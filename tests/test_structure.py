@@ -131,3 +131,20 @@ def test_format_names_live_in_formats_only():
         for name in INDEXED_NAMES:
             assert f'["{name}"]' not in text and f".attrs[\"{name}\"" not in text, \
                 f"{path.relative_to(REPO)} indexes a file by {name!r}"
+
+
+def test_the_package_is_a_package_with_one_version():
+    """setuptools finds every module (a wheel holds the whole package) and pyproject.toml's version is the one
+    the outputs record."""
+    import tomllib
+
+    import setuptools
+
+    import bestbatch
+    from bestbatch.formats import provenance
+
+    found = set(setuptools.find_packages(str(REPO / "src")))
+    assert {"bestbatch", "bestbatch.steps", "bestbatch.models"} <= found
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert bestbatch.__version__ == version == provenance("x")["bestbatch"]
+    assert f"## {version}" in (REPO / "CHANGELOG.md").read_text()

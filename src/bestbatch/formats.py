@@ -115,7 +115,10 @@ def _plain(value):
 
 def provenance(config_hash, device="cpu", **recorded):
     """What produced an output: the hash of the result keys, the software versions, the device."""
-    versions = dict(python=platform.python_version(), numpy=np.__version__, h5py=h5py.__version__)
+    from . import __version__
+
+    versions = dict(bestbatch=__version__, python=platform.python_version(), numpy=np.__version__,
+                    h5py=h5py.__version__)
     if "torch" in sys.modules:
         versions["torch"] = sys.modules["torch"].__version__
     return dict(recorded, config_hash=config_hash, device=device, **versions)
