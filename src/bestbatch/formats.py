@@ -449,12 +449,6 @@ def read_ordering(path):
         return f["order"][:], f["display_score"][:]
 
 
-def read_ordering_params(path):
-    with h5py.File(path, "r") as f:
-        _check(f.attrs, ORDERING, path)
-        return json.loads(f.attrs["params"])
-
-
 # --- selection curve -----------------------------------------------------------------------------------
 
 CURVE_COLUMNS = ("step", "phase", "lr", "test_loss", "test_acc", "train_loss", "train_steps")

@@ -30,6 +30,7 @@ metric's order, so the same batch in the same pass gets the same crops under eve
 The summary statistics at the end (`steps_to_target`, `compare`) need numpy and scipy only; PyTorch is
 imported by the functions that train, so the analysis can import this module without it.
 """
+import logging
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -38,6 +39,8 @@ import numpy as np
 from scipy import stats as sps
 
 from .config import num_batches
+
+log = logging.getLogger("bestbatch")
 
 # --- the schedule, in steps ---------------------------------------------------------------------------
 # Budgets and fractions are read as exact fractions (Fraction(x).limit_denominator(10**6): 0.1 is 1/10,
@@ -251,11 +254,6 @@ def random_subset_plan(plan, n_images, rng_seed):
     return out
 
 
-def plan_images(plan):
-    """{phase: number of images a plan visits}."""
-    return {phase: int(np.asarray(b).size) for phase, b in plan.items()}
-
-
 def shuffled_permutation(seed, pass_, n_images):
     """The `shuffled` control's permutation of pass `pass_` (0-based): np.random.default_rng([seed, pass_])."""
     return np.random.default_rng([int(seed), int(pass_)]).permutation(int(n_images))
@@ -381,6 +379,7 @@ def train_chunk(net, optimizer, images, labels, visitor, start_step, end_step, *
             test_loss, test_acc = evaluate(net, test_images, test_labels, dtype)
             rows.append(dict(step=s + 1, phase=phase_of_step(s, milestone_steps), lr=step_lr, test_loss=test_loss,
                              test_acc=test_acc, train_loss=float(chunk.mean()), train_steps=len(chunk)))
+            log.info("step %d: test accuracy %.4f, train loss %.4f", s + 1, test_acc, chunk.mean())
             losses = []
     if losses:
         chunk = torch.stack(losses).double().cpu().numpy()

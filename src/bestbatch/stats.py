@@ -130,11 +130,13 @@ class Estimate:
     n_seeds: int
 
 
-def _t_interval(values, alpha):
-    """Mean over seeds (axis 0) with a t-interval, df = S - 1."""
+def t_interval(values, alpha):
+    """Mean over seeds (axis 0) with a t-interval, df = S - 1; with one seed, no interval (NaN bounds)."""
     values = np.asarray(values, dtype=float)
     S = values.shape[0]
     mean = values.mean(0)
+    if S < 2:
+        return mean, mean * np.nan, mean * np.nan, "one seed: no interval over seeds"
     half = sps.t.ppf(1 - alpha / 2, S - 1) * values.std(0, ddof=1) / math.sqrt(S)
     method = f"t-interval over {S} seeds (df = {S - 1}); the seed is the unit of replication"
     return mean, mean - half, mean + half, method
@@ -156,7 +158,7 @@ def _estimate(Ds, per_epoch_fn, alpha, rng, n_boot):
     """
     Ds = _seeds(Ds)
     if len(Ds) >= 2:
-        mean, lo, hi, method = _t_interval([per_epoch_fn(zscore_rows(D)).mean(0) for D in Ds], alpha)
+        mean, lo, hi, method = t_interval([per_epoch_fn(zscore_rows(D)).mean(0) for D in Ds], alpha)
     else:
         rng = np.random.default_rng(rng)
         mean, lo, hi, method = _epoch_bootstrap(per_epoch_fn(zscore_rows(Ds[0])), alpha, rng, n_boot)

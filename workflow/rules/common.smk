@@ -101,23 +101,16 @@ TRAINING_PARAMS = dict(
 
 
 # --- what a job costs, sized from the config and the data (bestbatch.resources) -------------------
-COST = {
-    model: job_resources(Study(model=model, n_train=N_TRAIN, n_test=N_TEST, batch_size=T["batch_size"],
-                               value_bytes=8 if T["dtype"] == "float64" else 4, threads=T["threads"],
-                               gpu=USES_GPU, n_classes=N_CLASSES))
-    for model in MODELS
-}
+def study_sizes(model):
+    return Study(model=model, n_train=N_TRAIN, n_test=N_TEST, batch_size=T["batch_size"],
+                 value_bytes=8 if T["dtype"] == "float64" else 4, threads=T["threads"], gpu=USES_GPU,
+                 n_classes=N_CLASSES)
+
+
+COST = {model: job_resources(study_sizes(model)) for model in MODELS}
 DATA_COST = COST[MODELS[0]]  # the data jobs do not depend on the model
 if config.get("selection"):
-    SELECT_COST = {
-        model: select_chunk_resources(
-            Study(model=model, n_train=N_TRAIN, n_test=N_TEST, batch_size=T["batch_size"],
-                  value_bytes=8 if T["dtype"] == "float64" else 4, threads=T["threads"], gpu=USES_GPU,
-                  n_classes=N_CLASSES),
-            config["selection"]["chunk_epochs"],
-        )
-        for model in MODELS
-    }
+    SELECT_COST = {model: select_chunk_resources(study_sizes(model), SEL["chunk_epochs"]) for model in MODELS}
 
 
 def cost(rule_name, key):

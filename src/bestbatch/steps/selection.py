@@ -74,29 +74,19 @@ def train_arm_chunk(order_path, start_checkpoint, out_checkpoint, out_curve, *, 
     steps (the epoch milestones scaled by the budget), so phases line up. Chunk 0 starts from the run
     seed's init.pt, the same initialisation as Algorithm 1's runs. order_path: the arm's ordering (None
     for shuffled); profile_paths: the Algorithm 1 matrices of this model and metric (measured_best only)."""
-    import torch
-
-    from ..augment import images_to_tensor
-    from ..data import load_dataset
-    from ..formats import load_checkpoint, provenance, read_curve, read_ordering, save_checkpoint, write_curve
+    from ..formats import load_checkpoint, provenance, read_ordering, save_checkpoint, write_curve
     from ..models import build_model
     from ..selection import (Visitor, lr_of_step, milestone_steps, policy_plan, policy_positions,
                              random_subset_plan, steps_per_epoch, total_steps, train_chunk)
-    from ..training import (DTYPES, device_description, keep_freed_memory, make_optimizer, pick_device,
-                            set_numerics)
-    from .orderings import fix_threads
+    from ..training import DTYPES, device_description, make_optimizer
+    from .training import prepare_training
 
     seed, budget, chunk = int(seed), float(budget), int(chunk)
-    fix_threads(threads, granted_threads)
-    dev = pick_device(device)
-    set_numerics(dev, allow_tf32=cuda_tf32, deterministic=cuda_deterministic)
-    if dev.type == "cpu":
-        keep_freed_memory()
+    dev, images, labels, test_images, test_labels = prepare_training(
+        data_root=data_root, data_format=data_format, device=device, threads=threads, granted_threads=granted_threads,
+        cuda_tf32=cuda_tf32, cuda_deterministic=cuda_deterministic)
     torch_dtype = DTYPES[dtype]
-    ds = load_dataset(data_root, data_format)
-    images, labels = images_to_tensor(ds.train_images, dev), torch.as_tensor(ds.train_labels, device=dev)
-    test_images, test_labels = images_to_tensor(ds.test_images, dev), torch.as_tensor(ds.test_labels, device=dev)
-    n_images = len(ds.train_labels)
+    n_images = len(labels)
     K = steps_per_epoch(n_images, batch_size)
     T = total_steps(epochs, K, budget)
     milestones = milestone_steps(lr_milestones, K, budget, epochs)
@@ -139,9 +129,6 @@ def train_arm_chunk(order_path, start_checkpoint, out_checkpoint, out_curve, *, 
     save_checkpoint(out_checkpoint, net.state_dict(), optimizer.state_dict(), chunk + 1, meta)
     write_curve(out_curve, rows, dict(arm=arm, model=model, seed=seed, budget=budget, total_steps=T,
                                       provenance=json.dumps(meta)))
-    if rows:
-        curve, _ = read_curve(out_curve)
-        log.info("step %d: test accuracy %.4f", curve.step[-1], curve.test_acc[-1])
     return rows
 
 
@@ -160,16 +147,6 @@ def gather_curve(chunk_paths, out_h5, out_csv):
         raise ValueError(f"{attrs['arm']}: the chunks' steps {steps[:3]}...{steps[-3:]} do not form one run of "
                          f"{attrs['total_steps']} steps")
     write_curve(out_h5, rows, attrs, csv_path=out_csv)
-
-
-def _t_interval(values, alpha):
-    from scipy import stats as sps
-
-    v = np.asarray(values, dtype=float)
-    if v.size < 2:
-        return float(v.mean()), float("nan"), float("nan")
-    half = sps.t.ppf(1 - alpha / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size)
-    return float(v.mean()), float(v.mean() - half), float(v.mean() + half)
 
 
 def controls_of(arm, all_arms):
@@ -194,7 +171,7 @@ def summarise_selection(curve_paths, out_csv, out_html, *, runs, budgets, arms, 
     from ..formats import read_curve
     from ..report import selection_figure, selection_html
     from ..selection import QUANTITIES, compare, steps_to_target
-    from ..stats import holm
+    from ..stats import holm, t_interval
 
     keys = [(m, int(s), float(b), arm) for m, s in runs for b in budgets for arm in arms]
     curves = {key: read_curve(path) for key, path in zip(keys, curve_paths)}
@@ -213,7 +190,7 @@ def summarise_selection(curve_paths, out_csv, out_html, *, runs, budgets, arms, 
                     final.append(float(c.test_acc[-1]))
                     reached.append(steps_to_target(c.step, c.test_acc, target_accuracy))
                 values[arm] = dict(final_accuracy=final, steps_to_target=reached)
-                mean, lo, hi = _t_interval(final, alpha)
+                mean, lo, hi = (float(x) for x in t_interval(final, alpha)[:3])
                 n_reached = int(np.sum(~np.isnan(reached)))
                 per_arm.append(dict(model=model, budget=budget, total_steps=total, arm=arm, n_seeds=len(seeds),
                                     final_accuracy=mean, final_lo=lo, final_hi=hi,

@@ -33,6 +33,19 @@ def check_disk(path, need_bytes, free_bytes=None):
     log.info("gradient shard: %.3f GB needed, %.1f GB free in %s", need_bytes / 1e9, free / 1e9, folder)
 
 
+def prepare_training(*, data_root, data_format, device, threads, granted_threads, cuda_tf32, cuda_deterministic):
+    """The start of every training job: the configured thread count, the device and its numerics, and the
+    data set on it. Returns (device, train images, train labels, test images, test labels)."""
+    fix_threads(threads, granted_threads)
+    dev = pick_device(device)
+    set_numerics(dev, allow_tf32=cuda_tf32, deterministic=cuda_deterministic)
+    if dev.type == "cpu":
+        keep_freed_memory()
+    ds = load_dataset(data_root, data_format)
+    return (dev, images_to_tensor(ds.train_images, dev), torch.as_tensor(ds.train_labels, device=dev),
+            images_to_tensor(ds.test_images, dev), torch.as_tensor(ds.test_labels, device=dev))
+
+
 @step
 def init_model(out_path, *, model, num_classes, seed, dtype, config_hash):
     """Epoch 0: the seeded initialisation every metric starts from (seed: an int, or its text from a wildcard)."""
@@ -50,17 +63,11 @@ def train_epoch(order_path, start_checkpoint, out_checkpoint, out_shard, *, data
 
     dtype is the config's name ("float32" or "float64"); from here on it is a torch dtype."""
     seed = int(seed)  # an int, or its text from a wildcard
-    fix_threads(threads, granted_threads)
-    dev = pick_device(device)
-    set_numerics(dev, allow_tf32=cuda_tf32, deterministic=cuda_deterministic)
-    if dev.type == "cpu":
-        keep_freed_memory()
+    dev, images, labels, test_images, test_labels = prepare_training(
+        data_root=data_root, data_format=data_format, device=device, threads=threads, granted_threads=granted_threads,
+        cuda_tf32=cuda_tf32, cuda_deterministic=cuda_deterministic)
     log.info("metric %s, epoch %d, device %s", metric, epoch, device_description(dev))
     torch_dtype = DTYPES[dtype]
-
-    ds = load_dataset(data_root, data_format)
-    images, labels = images_to_tensor(ds.train_images, dev), torch.as_tensor(ds.train_labels, device=dev)
-    test_images, test_labels = images_to_tensor(ds.test_images, dev), torch.as_tensor(ds.test_labels, device=dev)
     order, scores = read_ordering(order_path)
 
     state = load_checkpoint(start_checkpoint, dev)
