@@ -208,7 +208,9 @@ def test_malformed_configs_are_refused_naming_the_key(leaf, value, extra):
     except ConfigError as err:
         key = str(err).split(":")[0]
         assert key.split(".")[0] in config, str(err)
-        assert key.startswith(".".join(leaf[:-1])), (leaf, str(err))
+        # a rule between two keys may name the other one: too few images for the batch size names the batch size
+        other = {("data", "synthetic", "n_train"): "training.batch_size"}.get(leaf, ".".join(leaf[:-1]))
+        assert key.startswith(".".join(leaf[:-1])) or key == other, (leaf, str(err))
         assert "allowed" in str(err) or "required" in str(err) or "must be" in str(err), str(err)
         assert not valid, (leaf, value, str(err))  # refused only where the value really is invalid
     else:  # accepted only where the value really is valid
