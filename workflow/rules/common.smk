@@ -2,7 +2,9 @@ import re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+# The package ships beside the rules: found from this file, so a module deployment (whose main Snakefile is
+# the user's) imports the same code. Where the workflow comes from a remote source, it is installed instead.
+sys.path.insert(0, str(Path(workflow.current_basedir.get_path_or_uri(secret_free=True)).parents[1] / "src"))
 
 from snakemake.utils import validate
 
@@ -48,6 +50,10 @@ EPOCHS = T["epochs"]
 USES_GPU = T["device"] != "cpu"
 SYNTHETIC = DATA["source"] == "synthetic"
 LAYOUT = layout_of(DATA["source"], DATA.get("synthetic"))
+DATA_FILES = [f"{DATA['root']}/{LAYOUT.dirname}/{name}" for name in LAYOUT.files]
+# A synthetic set is made by the workflow: its files are inputs of every rule that reads them, so a storage
+# plugin stages them. The real data set is the user's, checked by verify_dataset (which says what to put where).
+DATA_INPUT = DATA_FILES if SYNTHETIC else []
 PHASES = phases(EPOCHS, T["lr"], T["lr_milestones"], T["lr_gamma"])
 SEL = config.get("selection")  # the selection experiment, when configured (selection.smk)
 # One run: a model, a seed, a metric's fixed order. Its outputs live under RUN/<metric>/.
@@ -91,7 +97,12 @@ def run_hash(wildcards):
     return config_hash(config, getattr(wildcards, "metric", None), wildcards.model, int(wildcards.seed))
 
 
-DATA_PARAMS = dict(data_root=DATA["root"], data_format=LAYOUT.source)
+def data_root(wildcards, input):
+    """The folder holding the data set: derived from the staged input files where the workflow made them."""
+    return str(Path(input.data[0]).parents[1]) if SYNTHETIC else DATA["root"]
+
+
+DATA_PARAMS = dict(data_root=data_root, data_format=LAYOUT.source)
 TRAINING_PARAMS = dict(
     **DATA_PARAMS,
     num_classes=N_CLASSES,

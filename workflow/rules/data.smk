@@ -1,13 +1,10 @@
-DATA_FILES = [f"{DATA['root']}/{LAYOUT.dirname}/{name}" for name in LAYOUT.files]
-
-
 if SYNTHETIC:
 
     rule synthetic_dataset:
         output:
             DATA_FILES,
         params:
-            root=DATA["root"],
+            root=lambda wildcards, output: str(Path(output[0]).parents[1]),
             n_train=DATA["synthetic"]["n_train"],
             n_test=DATA["synthetic"]["n_test"],
             seed=DATA["synthetic"]["seed"],
@@ -29,11 +26,11 @@ if SYNTHETIC:
 
 rule verify_dataset:
     input:
-        DATA_FILES if SYNTHETIC else [],
+        data=DATA_INPUT,
     output:
         f"{R}/dataset.json",
     params:
-        root=DATA["root"],
+        root=data_root,
         source=LAYOUT.source,
         download=DATA["download"],
         verify=DATA["verify"],

@@ -9,6 +9,7 @@ if SEL:
     rule select_train:
         input:
             dataset=f"{R}/dataset.json",
+            data=DATA_INPUT,
             order=arm_ordering,
             state=arm_start,
             profiles=arm_profiles,

@@ -30,6 +30,7 @@ rule init_model:
 rule train_epoch:
     input:
         dataset=f"{R}/dataset.json",
+        data=DATA_INPUT,
         order=ordering_file,
         state=previous_checkpoint,
     output:
