@@ -33,13 +33,13 @@ localrules:
 
 
 rule all:
+    default_target: True
     input:
         f"{R}/index.html",
         f"{R}/claims.csv",
         runs(f"{RUN}/{{metric}}/distances.csv"),
         runs(f"{RUN}/{{metric}}/checkpoints/epoch_{EPOCHS}.pt"),
         [f"{R}/selection.html"] if SEL else [],
-    default_target: True
 
 
 # One metric alone, e.g. `snakemake --cores all study_intensity`: every model and seed of that metric, and
@@ -49,8 +49,8 @@ for _metric in METRICS:
     rule:
         name:
             f"study_{_metric}"
-        localrule: True
         input:
             runs(f"{RUN}/plots/heatmap_{{metric}}.html", metric=_metric),
             runs(f"{RUN}/{{metric}}/distances.csv", metric=_metric),
             runs(f"{RUN}/{{metric}}/checkpoints/epoch_{EPOCHS}.pt", metric=_metric),
+        localrule: True

@@ -1,7 +1,8 @@
 """The device-side data path against kuangliu's torchvision DataLoader, same augmentation, same images.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/datapath.py [--n 10000] [--batch-size 256] [--workers 2]
+PYTHONPATH=src .venv/bin/python benchmarks/datapath.py [--n 10000] [--batch-size 256] [--workers 2]
 """
+
 import argparse
 import time
 
@@ -28,10 +29,22 @@ class ArrayCIFAR(Dataset):
 
 
 def dataloader_epoch(images, labels, batch_size, workers):
-    tf = transforms.Compose([transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(),
-                             transforms.ToTensor(), transforms.Normalize(CIFAR_MEAN, CIFAR_STD)])
-    loader = DataLoader(ArrayCIFAR(images, labels, tf), batch_size=batch_size, shuffle=False, num_workers=workers,
-                        drop_last=True, persistent_workers=False)
+    tf = transforms.Compose(
+        [
+            transforms.RandomCrop(32, padding=4),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(CIFAR_MEAN, CIFAR_STD),
+        ]
+    )
+    loader = DataLoader(
+        ArrayCIFAR(images, labels, tf),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        drop_last=True,
+        persistent_workers=False,
+    )
     t0 = time.perf_counter()
     n = sum(x.shape[0] for x, _ in loader)
     return n / (time.perf_counter() - t0)
@@ -43,7 +56,7 @@ def device_epoch(images, labels, batch_size, device, seed=0, epoch=1):
     order = torch.arange(len(images), device=device)
     n = 0
     for k in range(len(images) // batch_size):
-        idx = order[k * batch_size:(k + 1) * batch_size]
+        idx = order[k * batch_size : (k + 1) * batch_size]
         x = make_batch(data, idx, seed, epoch, k, True, torch.float32)
         _ = y[idx]
         n += x.shape[0]

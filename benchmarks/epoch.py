@@ -25,6 +25,7 @@ The reduction is reduce_shard as the workflow runs it: with the distance of ever
 shard's layout (checked against the float64 brute force, per tensor too). --reduce-only measures that
 row alone, on a shard of random rows in the model's layout written by ShardWriter, without training.
 """
+
 import argparse
 import copy
 import ctypes
@@ -48,8 +49,7 @@ from bestbatch.distances import batch_distances, reduce_shard
 from bestbatch.formats import EpochRecords, provenance, shard_rows
 from bestbatch.models import build_model
 from bestbatch.shards import ShardWriter
-from bestbatch.training import (DTYPES, KeepLast, make_optimizer, parameter_layout, pick_device, run_epoch,
-                                set_numerics)
+from bestbatch.training import DTYPES, KeepLast, make_optimizer, parameter_layout, pick_device, run_epoch, set_numerics
 
 DEFAULTS = {"small_cnn": (256, 8), "resnet18": (64, 3), "dpn92": (32, 2)}  # (batch size, K batches)
 RAW_BLOCK = 16 << 20
@@ -57,8 +57,9 @@ RAW_BLOCK = 16 << 20
 
 def training_config(batch_size):
     """The paper's settings for one first-phase epoch; dtype is a torch dtype (the config's "float32")."""
-    return dict(batch_size=batch_size, seed=0, augment=True, dtype=DTYPES["float32"], lr=0.1, momentum=0.9,
-                weight_decay=5e-4)
+    return dict(
+        batch_size=batch_size, seed=0, augment=True, dtype=DTYPES["float32"], lr=0.1, momentum=0.9, weight_decay=5e-4
+    )
 
 
 def epoch_args(t, epoch):
@@ -69,9 +70,19 @@ def epoch_args(t, epoch):
 def epoch_records(t, epoch, stats, n_batches, meta):
     """The records a shard carries; no test pass and no ordering here (the scores are zeros)."""
     zeros = np.zeros(n_batches)
-    return EpochRecords(epoch=epoch, lr=t["lr"], phase=1, metric="benchmark", test_loss=float("nan"),
-                        test_acc=float("nan"), provenance=meta, **stats, batch_score_min=zeros,
-                        batch_score_mean=zeros, batch_score_max=zeros)
+    return EpochRecords(
+        epoch=epoch,
+        lr=t["lr"],
+        phase=1,
+        metric="benchmark",
+        test_loss=float("nan"),
+        test_acc=float("nan"),
+        provenance=meta,
+        **stats,
+        batch_score_min=zeros,
+        batch_score_mean=zeros,
+        batch_score_max=zeros,
+    )
 
 
 def sync(device):
@@ -88,7 +99,7 @@ def plain_epoch(net, optimizer, images, labels, order, epoch, t):
     correct = torch.empty(n_batches, dtype=torch.float64, device=images.device)
     net.train()
     for k in range(n_batches):
-        idx = order[k * bs:(k + 1) * bs]
+        idx = order[k * bs : (k + 1) * bs]
         x = make_batch(images, idx, t["seed"], epoch, k, t["augment"], t["dtype"])
         y = labels[idx]
         optimizer.zero_grad(set_to_none=True)
@@ -201,7 +212,7 @@ def bench_model(name, batch_size, n_batches, repeats, device, tmpdir):
     faults = {v: [] for v in variants}
     names = list(variants)
     for r in range(repeats):
-        for v in names[r % 3:] + names[:r % 3]:
+        for v in names[r % 3 :] + names[: r % 3]:
             before, f0 = cpu_ticks(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             dt, fin = variants[v]()
             others.append(others_load(before, cpu_ticks()))
@@ -212,11 +223,21 @@ def bench_model(name, batch_size, n_batches, repeats, device, tmpdir):
 
     mbs = bench_reduction(shard, repeats, layout)
     med = {v: statistics.median(x) for v, x in times.items()}
-    return dict(model=name, batch=batch_size, k=n_batches, params=n_params, plain=med["plain"],
-                no_write=med["no_write"], job=med["job"], finish=statistics.median(finish), **mbs,
-                best_ratio=min(times["job"]) / min(times["plain"]), others=statistics.median(others),
-                faults={v: statistics.median(x) for v, x in faults.items()},
-                spread={v: (min(x), max(x)) for v, x in times.items()})
+    return dict(
+        model=name,
+        batch=batch_size,
+        k=n_batches,
+        params=n_params,
+        plain=med["plain"],
+        no_write=med["no_write"],
+        job=med["job"],
+        finish=statistics.median(finish),
+        **mbs,
+        best_ratio=min(times["job"]) / min(times["plain"]),
+        others=statistics.median(others),
+        faults={v: statistics.median(x) for v, x in faults.items()},
+        spread={v: (min(x), max(x)) for v, x in times.items()},
+    )
 
 
 def bench_reduction(shard, repeats, layout):
@@ -238,7 +259,7 @@ def bench_reduction(shard, repeats, layout):
     raw = {"warm": [], "cold": []}
     for r in range(max(5, repeats)):
         for cache in ("warm", "cold"):
-            for v in (("red", "raw") if r % 2 == 0 else ("raw", "red")):
+            for v in ("red", "raw") if r % 2 == 0 else ("raw", "red"):
                 if cache == "cold":
                     evict(shard)
                 t0 = time.perf_counter()
@@ -248,10 +269,12 @@ def bench_reduction(shard, repeats, layout):
                 else:
                     assert raw_read(shard) == file_bytes
                     raw[cache].append(time.perf_counter() - t0)
-    out = {f"{v}_{c}": file_bytes / 1e6 / statistics.median(x[c]) for v, x in (("red", red), ("raw", raw))
-           for c in ("warm", "cold")}
-    return dict(out, shard_mb=file_bytes / 1e6, tensors=len(layout),
-                best_red_ratio=min(raw["warm"]) / min(red["warm"]))
+    out = {
+        f"{v}_{c}": file_bytes / 1e6 / statistics.median(x[c])
+        for v, x in (("red", red), ("raw", raw))
+        for c in ("warm", "cold")
+    }
+    return dict(out, shard_mb=file_bytes / 1e6, tensors=len(layout), best_red_ratio=min(raw["warm"]) / min(red["warm"]))
 
 
 def reduce_only(name, batch_size, n_batches, repeats, tmpdir):
@@ -275,33 +298,90 @@ def reduce_only(name, batch_size, n_batches, repeats, tmpdir):
     return dict(r, model=name, batch=batch_size, k=n_batches, params=n_params, others=others_load(before, cpu_ticks()))
 
 
-REDUCE_COLUMNS = ["model", "batch x K", "params", "tensors", "shard MB", "reduce MB/s", "raw read MB/s", "reduce/raw",
-                  "reduce/raw (best)", "cold reduce MB/s", "cold raw MB/s", "cold reduce/raw", "others' CPU"]
+REDUCE_COLUMNS = [
+    "model",
+    "batch x K",
+    "params",
+    "tensors",
+    "shard MB",
+    "reduce MB/s",
+    "raw read MB/s",
+    "reduce/raw",
+    "reduce/raw (best)",
+    "cold reduce MB/s",
+    "cold raw MB/s",
+    "cold reduce/raw",
+    "others' CPU",
+]
 
 
 def reduce_rows_table(results):
     for r in results:
-        yield [r["model"], f"{r['batch']} x {r['k']}", f"{r['params']:,}", str(r["tensors"]), f"{r['shard_mb']:.1f}",
-               f"{r['red_warm']:.0f}", f"{r['raw_warm']:.0f}", f"{r['red_warm'] / r['raw_warm']:.2f}",
-               f"{r['best_red_ratio']:.2f}", f"{r['red_cold']:.0f}", f"{r['raw_cold']:.0f}",
-               f"{r['red_cold'] / r['raw_cold']:.2f}", f"{r['others']:.0%}"]
+        yield [
+            r["model"],
+            f"{r['batch']} x {r['k']}",
+            f"{r['params']:,}",
+            str(r["tensors"]),
+            f"{r['shard_mb']:.1f}",
+            f"{r['red_warm']:.0f}",
+            f"{r['raw_warm']:.0f}",
+            f"{r['red_warm'] / r['raw_warm']:.2f}",
+            f"{r['best_red_ratio']:.2f}",
+            f"{r['red_cold']:.0f}",
+            f"{r['raw_cold']:.0f}",
+            f"{r['red_cold'] / r['raw_cold']:.2f}",
+            f"{r['others']:.0%}",
+        ]
 
 
-COLUMNS = ["model", "batch x K", "params", "plain s", "job (no write) s", "job s", "of which finish s",
-           "job/plain", "job/plain (best)", "no-write/plain", "write share", "page faults/batch plain|job",
-           "shard MB", "reduce MB/s", "raw read MB/s", "reduce/raw", "cold reduce MB/s", "cold raw MB/s",
-           "cold reduce/raw", "others' CPU"]
+COLUMNS = [
+    "model",
+    "batch x K",
+    "params",
+    "plain s",
+    "job (no write) s",
+    "job s",
+    "of which finish s",
+    "job/plain",
+    "job/plain (best)",
+    "no-write/plain",
+    "write share",
+    "page faults/batch plain|job",
+    "shard MB",
+    "reduce MB/s",
+    "raw read MB/s",
+    "reduce/raw",
+    "cold reduce MB/s",
+    "cold raw MB/s",
+    "cold reduce/raw",
+    "others' CPU",
+]
 
 
 def table_rows(results):
     for r in results:
-        yield [r["model"], f"{r['batch']} x {r['k']}", f"{r['params']:,}", f"{r['plain']:.2f}", f"{r['no_write']:.2f}",
-               f"{r['job']:.2f}", f"{r['finish']:.2f}", f"{r['job'] / r['plain']:.2f}", f"{r['best_ratio']:.2f}",
-               f"{r['no_write'] / r['plain']:.2f}", f"{(r['job'] - r['no_write']) / r['job']:.0%}",
-               f"{r['faults']['plain']:.0f} | {r['faults']['job']:.0f}",
-               f"{r['shard_mb']:.1f}", f"{r['red_warm']:.0f}", f"{r['raw_warm']:.0f}",
-               f"{r['red_warm'] / r['raw_warm']:.2f}", f"{r['red_cold']:.0f}", f"{r['raw_cold']:.0f}",
-               f"{r['red_cold'] / r['raw_cold']:.2f}", f"{r['others']:.0%}"]
+        yield [
+            r["model"],
+            f"{r['batch']} x {r['k']}",
+            f"{r['params']:,}",
+            f"{r['plain']:.2f}",
+            f"{r['no_write']:.2f}",
+            f"{r['job']:.2f}",
+            f"{r['finish']:.2f}",
+            f"{r['job'] / r['plain']:.2f}",
+            f"{r['best_ratio']:.2f}",
+            f"{r['no_write'] / r['plain']:.2f}",
+            f"{(r['job'] - r['no_write']) / r['job']:.0%}",
+            f"{r['faults']['plain']:.0f} | {r['faults']['job']:.0f}",
+            f"{r['shard_mb']:.1f}",
+            f"{r['red_warm']:.0f}",
+            f"{r['raw_warm']:.0f}",
+            f"{r['red_warm'] / r['raw_warm']:.2f}",
+            f"{r['red_cold']:.0f}",
+            f"{r['raw_cold']:.0f}",
+            f"{r['red_cold'] / r['raw_cold']:.2f}",
+            f"{r['others']:.0%}",
+        ]
 
 
 def markdown(rows, columns=COLUMNS):
@@ -319,11 +399,17 @@ def main():
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--tmpdir", help="where the shard is written (default: the system temp dir)")
     ap.add_argument("--out", help="also write the table as markdown to this file")
-    ap.add_argument("--reduce-only", action="store_true",
-                    help="only the reduction row: a shard of random rows in the model's parameter layout, no training")
-    ap.add_argument("--mallopt", action="store_true",
-                    help="set glibc M_MMAP_THRESHOLD=32 MiB, M_TRIM_THRESHOLD=2 GiB first, so freed activations stay "
-                         "in the heap instead of being unmapped and page-faulted back in by the other net")
+    ap.add_argument(
+        "--reduce-only",
+        action="store_true",
+        help="only the reduction row: a shard of random rows in the model's parameter layout, no training",
+    )
+    ap.add_argument(
+        "--mallopt",
+        action="store_true",
+        help="set glibc M_MMAP_THRESHOLD=32 MiB, M_TRIM_THRESHOLD=2 GiB first, so freed activations stay "
+        "in the heap instead of being unmapped and page-faulted back in by the other net",
+    )
     args = ap.parse_args()
 
     if args.mallopt:
@@ -336,11 +422,13 @@ def main():
     set_numerics(device)
     u = platform.uname()
     gpu = f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""
-    header = [f"machine: {u.system} {u.release} {u.machine}, node {u.node}",
-              f"cpu: {cpu_model()}, os.cpu_count()={os.cpu_count()}",
-              f"torch {torch.__version__}, h5py {h5py.__version__}, numpy {np.__version__}, "
-              f"threads {torch.get_num_threads()} (reduction 1), device {device}{gpu}"
-              + (", glibc mallopt(M_MMAP_THRESHOLD=32 MiB, M_TRIM_THRESHOLD=2 GiB)" if args.mallopt else "")]
+    header = [
+        f"machine: {u.system} {u.release} {u.machine}, node {u.node}",
+        f"cpu: {cpu_model()}, os.cpu_count()={os.cpu_count()}",
+        f"torch {torch.__version__}, h5py {h5py.__version__}, numpy {np.__version__}, "
+        f"threads {torch.get_num_threads()} (reduction 1), device {device}{gpu}"
+        + (", glibc mallopt(M_MMAP_THRESHOLD=32 MiB, M_TRIM_THRESHOLD=2 GiB)" if args.mallopt else ""),
+    ]
     print("\n".join(header), flush=True)
 
     results = []
@@ -366,19 +454,24 @@ def main():
     for row in rows:
         print("  ".join(x.rjust(w) for x, w in zip(row, widths)))
     if args.reduce_only:
-        notes = (f"reduction only: medians of {max(5, args.repeats)} interleaved runs each; reduce = reduce_shard with "
-                 "the per-tensor distances; best = ratio of the fastest runs; target reduce/raw >= 0.7 (warm); "
-                 "others' CPU = share of the machine's CPU other processes used meanwhile")
+        notes = (
+            f"reduction only: medians of {max(5, args.repeats)} interleaved runs each; reduce = reduce_shard with "
+            "the per-tensor distances; best = ratio of the fastest runs; target reduce/raw >= 0.7 (warm); "
+            "others' CPU = share of the machine's CPU other processes used meanwhile"
+        )
     else:
-        notes = (f"medians of {args.repeats} interleaved repetitions (reduction: {max(5, args.repeats)}); "
-                 "best = ratio of the fastest runs; targets: job/plain <= 2.1, reduce/raw >= 0.7 (warm); "
-                 "write share = (job - no-write) / job; "
-                 "MB/s = shard file bytes / time; others' CPU = median share of the machine's CPU that other "
-                 "processes used during the training runs (timings are only clean when it is near 0%)")
+        notes = (
+            f"medians of {args.repeats} interleaved repetitions (reduction: {max(5, args.repeats)}); "
+            "best = ratio of the fastest runs; targets: job/plain <= 2.1, reduce/raw >= 0.7 (warm); "
+            "write share = (job - no-write) / job; "
+            "MB/s = shard file bytes / time; others' CPU = median share of the machine's CPU that other "
+            "processes used during the training runs (timings are only clean when it is near 0%)"
+        )
     print("\n" + notes)
     if args.out:
-        Path(args.out).write_text("\n\n".join(["\n".join(f"- {h}" for h in header), markdown(rows, columns), notes])
-                                  + "\n")
+        Path(args.out).write_text(
+            "\n\n".join(["\n".join(f"- {h}" for h in header), markdown(rows, columns), notes]) + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 LPIPS runs with a seeded random AlexNet backbone (pretrained_backbone: false) unless --pretrained is
 given: the ImageNet weights cannot be fetched offline, and the cost is the same either way.
 """
+
 import argparse
 import os
 import platform
@@ -28,7 +29,9 @@ def structured_images(n, seed=0):
 
 def cpu_seconds():
     """User+system CPU of this process and its reaped children (the Canny pool), robust to a busy machine."""
-    return sum(r.ru_utime + r.ru_stime for r in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
+    return sum(
+        r.ru_utime + r.ru_stime for r in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    )
 
 
 def measure(n, threads, device="cpu", metrics=None, pretrained=False):
@@ -50,7 +53,9 @@ def main():
     ap.add_argument("--n", type=int, default=50000)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--pretrained", action="store_true", help="LPIPS with the ImageNet AlexNet (needs the weights file)")
+    ap.add_argument(
+        "--pretrained", action="store_true", help="LPIPS with the ImageNet AlexNet (needs the weights file)"
+    )
     ap.add_argument("--metrics", nargs="+", default=list(METRICS))
     args = ap.parse_args()
 
@@ -62,12 +67,16 @@ def main():
     for name, dt, cpu in rows + [total]:
         print(f"{name:<10} {dt:8.2f} {args.n / dt:10.0f} {cpu:8.2f}")
     if "lpips" in args.metrics:
-        print(f"\nlpips backbone: {'ImageNet-pretrained' if args.pretrained else 'random, seeded (pretrained_backbone: false; no weights offline)'}")
+        print(
+            f"\nlpips backbone: {'ImageNet-pretrained' if args.pretrained else 'random, seeded (pretrained_backbone: false; no weights offline)'}"
+        )
     u = platform.uname()
-    print(f"machine: {u.system} {u.release} {u.machine}, processor {platform.processor() or '?'}, "
-          f"os.cpu_count()={os.cpu_count()}, --threads {args.threads}, device {args.device}, "
-          f"torch {torch.__version__} default threads {torch.get_num_threads()}, "
-          f"1-min load average {load_before:.2f} before / {os.getloadavg()[0]:.2f} after")
+    print(
+        f"machine: {u.system} {u.release} {u.machine}, processor {platform.processor() or '?'}, "
+        f"os.cpu_count()={os.cpu_count()}, --threads {args.threads}, device {args.device}, "
+        f"torch {torch.__version__} default threads {torch.get_num_threads()}, "
+        f"1-min load average {load_before:.2f} before / {os.getloadavg()[0]:.2f} after"
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Runs on the CPU by default and on CUDA when a GPU is present (DPN92 only there).
   `snakemake -n` of the paper as a grid of 2 models x 3 seeds (about 9,000 jobs)     target <= 30 s
 The table replaces the one between the markers in the output file; the notes around it are kept.
 """
+
 import argparse
 import os
 import platform
@@ -46,9 +47,25 @@ def dry_run_seconds(repeats=3, models=None, seeds=None):
             cfg = Path(work) / "config.yaml"
             cfg.write_text(yaml.safe_dump(config))
             t0 = time.perf_counter()
-            out = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(HERE.parent / "Snakefile"),
-                                  "--directory", work, "--configfile", str(cfg),
-                                  "-n", "--quiet", "rules"], capture_output=True, text=True, check=True).stdout
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "snakemake",
+                    "-s",
+                    str(HERE.parent / "Snakefile"),
+                    "--directory",
+                    work,
+                    "--configfile",
+                    str(cfg),
+                    "-n",
+                    "--quiet",
+                    "rules",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
             times.append(time.perf_counter() - t0)
         jobs = int(re.search(r"^total\s+(\d+)$", out, re.M).group(1))
     return sorted(times)[len(times) // 2], jobs
@@ -63,7 +80,7 @@ def write_table(path, text):
     old = path.read_text() if path.exists() else ""
     if TABLE_START in old and TABLE_END in old:
         head, rest = old.split(TABLE_START, 1)
-        text = head + TABLE_START + "\n" + text + rest[rest.index(TABLE_END):]
+        text = head + TABLE_START + "\n" + text + rest[rest.index(TABLE_END) :]
     path.write_text(text)
 
 
@@ -79,9 +96,11 @@ def main():
         keep_freed_memory()  # as the per-epoch job does on CPU
     repeats = 2 if a.quick else 5
     u = platform.uname()
-    machine = (f"{u.system} {u.release} {u.machine}, {epoch.cpu_model()}, {os.cpu_count()} cores, torch "
-               f"{torch.__version__}, {a.threads} threads, device {device}"
-               + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""))
+    machine = (
+        f"{u.system} {u.release} {u.machine}, {epoch.cpu_model()}, {os.cpu_count()} cores, torch "
+        f"{torch.__version__}, {a.threads} threads, device {device}"
+        + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else "")
+    )
     print(machine, flush=True)
     rows = []  # (measure, value, target, met)
 
@@ -92,35 +111,76 @@ def main():
             r = epoch.bench_model(name, bs, k, repeats, device, tmp)
             limit = 2.1 if device.type == "cuda" else 2.05
             ratio = r["job"] / r["plain"]
-            rows.append((f"{name}: per-epoch job / plain epoch ({bs} x {k} batches; {r['plain']:.2f} s vs "
-                         f"{r['job']:.2f} s)", f"{ratio:.2f}x", f"<= {limit}", ratio <= limit))
+            rows.append(
+                (
+                    f"{name}: per-epoch job / plain epoch ({bs} x {k} batches; {r['plain']:.2f} s vs {r['job']:.2f} s)",
+                    f"{ratio:.2f}x",
+                    f"<= {limit}",
+                    ratio <= limit,
+                )
+            )
             red = r["red_warm"] / r["raw_warm"]
-            rows.append((f"{name}: reduction / raw read ({r['shard_mb']:.0f} MB shard; {r['red_warm']:.0f} vs "
-                         f"{r['raw_warm']:.0f} MB/s)", f"{red:.2f}x", ">= 0.7", red >= 0.7))
+            rows.append(
+                (
+                    f"{name}: reduction / raw read ({r['shard_mb']:.0f} MB shard; {r['red_warm']:.0f} vs "
+                    f"{r['raw_warm']:.0f} MB/s)",
+                    f"{red:.2f}x",
+                    ">= 0.7",
+                    red >= 0.7,
+                )
+            )
             print(rows[-2], rows[-1], flush=True)
     n_dp = 5000 if a.quick else 20000
     dev, dl = datapath.measure(n_dp, 256, a.threads, device, repeats=repeats)
-    rows.append((f"data path / DataLoader ({a.threads} workers), {n_dp} images ({dev:,.0f} vs {dl:,.0f} img/s)",
-                 f"{dev / dl:.2f}x", ">= 1.5", dev / dl >= 1.5))
+    rows.append(
+        (
+            f"data path / DataLoader ({a.threads} workers), {n_dp} images ({dev:,.0f} vs {dl:,.0f} img/s)",
+            f"{dev / dl:.2f}x",
+            ">= 1.5",
+            dev / dl >= 1.5,
+        )
+    )
     print(rows[-1], flush=True)
     n_ord = 10000 if a.quick else 50000
     ords = orderings.measure(n_ord, a.threads, str(device))
     for name, secs, _ in ords:
         rows.append((f"ordering {name}, {n_ord} images", f"{secs:.1f} s", "", None))
     total = sum(s for _, s, _ in ords)
-    rows.append((f"all orderings, {n_ord} images (LPIPS with a random backbone: no weights offline)",
-                 f"{total:.1f} s", "<= 60 s", total <= 60 if n_ord == 50000 else None))
+    rows.append(
+        (
+            f"all orderings, {n_ord} images (LPIPS with a random backbone: no weights offline)",
+            f"{total:.1f} s",
+            "<= 60 s",
+            total <= 60 if n_ord == 50000 else None,
+        )
+    )
     secs, jobs = dry_run_seconds(1 if a.quick else 3)
-    rows.append((f"snakemake -n, paper DAG ({jobs} jobs; {1000 * secs / jobs:.1f} ms per job)", f"{secs:.1f} s",
-                 "<= 5 s", secs <= 5))
+    rows.append(
+        (
+            f"snakemake -n, paper DAG ({jobs} jobs; {1000 * secs / jobs:.1f} ms per job)",
+            f"{secs:.1f} s",
+            "<= 5 s",
+            secs <= 5,
+        )
+    )
     print(rows[-1], flush=True)
     secs, jobs = dry_run_seconds(1, models=["dpn92", "resnet18"], seeds=[0, 1, 2])
-    rows.append((f"snakemake -n, paper grid of 2 models x 3 seeds ({jobs} jobs; {1000 * secs / jobs:.1f} ms per job)",
-                 f"{secs:.1f} s", "<= 30 s", secs <= 30))
+    rows.append(
+        (
+            f"snakemake -n, paper grid of 2 models x 3 seeds ({jobs} jobs; {1000 * secs / jobs:.1f} ms per job)",
+            f"{secs:.1f} s",
+            "<= 30 s",
+            secs <= 30,
+        )
+    )
 
     load = os.getloadavg()[0]
-    lines = [f"Machine: {machine}. 1-minute load average at the end: {load:.2f}.", "",
-             "| measure | value | target | met |", "|---|---|---|---|"]
+    lines = [
+        f"Machine: {machine}. 1-minute load average at the end: {load:.2f}.",
+        "",
+        "| measure | value | target | met |",
+        "|---|---|---|---|",
+    ]
     lines += [f"| {m} | {v} | {t} | {'' if ok is None else ('yes' if ok else 'no')} |" for m, v, t, ok in rows]
     text = "\n".join(lines) + "\n"
     print("\n" + text)

@@ -3,6 +3,7 @@
     .venv/bin/python docs/screenshot.py results/demo/small_cnn/seed_0/plots/heatmap_intensity.html docs/heatmap_demo.png 12 2
 (the last two: batch and epoch of the cell to hover in the first phase panel)
 """
+
 import sys
 import time
 from pathlib import Path

@@ -5,6 +5,7 @@ The flags are the ones that kept Chromium from reaching any outside host on the 
 (see the notes on browser tests); the CDP offline switch and the performance log let a test assert
 that a page loaded nothing but file: and data: URLs.
 """
+
 import base64
 import json
 import shutil
@@ -18,9 +19,17 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 INSTALL = "apt-get update && apt-get install -y chromium chromium-driver"
 OFFLINE_FLAGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-    "--disable-extensions", "--disable-dev-shm-usage", "--disable-background-networking",
-    "--disable-component-update", "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-extensions",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost",
 ]
 HOVER_INTERVAL = 0.06  # plotly throttles Fx.hover to one call per 50 ms
 
@@ -65,8 +74,10 @@ class Browser:
         self.driver.set_page_load_timeout(timeout)
         self.driver.set_script_timeout(timeout)
         self.driver.execute_cdp_cmd("Network.enable", {})
-        self.driver.execute_cdp_cmd("Network.emulateNetworkConditions", {
-            "offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+        self.driver.execute_cdp_cmd(
+            "Network.emulateNetworkConditions",
+            {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
+        )
         self.urls = []
         self._last_hover = 0.0
         self.set_size(width, height)
@@ -98,14 +109,16 @@ class Browser:
         self.urls = []
         self.driver.get(Path(path).resolve().as_uri())
         if plot:
-            self._wait('const gd = document.querySelector(".js-plotly-plot");'
-                       'return !!(gd && gd._fullLayout && window.Plotly);')
+            self._wait(
+                'const gd = document.querySelector(".js-plotly-plot");return !!(gd && gd._fullLayout && window.Plotly);'
+            )
             # note button clicks and redraws, so a test can wait for a button's update to land
             self.driver.execute_script(
                 'const gd = document.querySelector(".js-plotly-plot");'
-                'window.__clicked = []; window.__redraws = 0;'
+                "window.__clicked = []; window.__redraws = 0;"
                 'gd.on("plotly_buttonclicked", e => window.__clicked.push(e.button.label));'
-                'gd.on("plotly_afterplot", () => { window.__redraws += 1; });')
+                'gd.on("plotly_afterplot", () => { window.__redraws += 1; });'
+            )
         return self
 
     def _wait(self, script, *args):
@@ -133,9 +146,12 @@ class Browser:
 
     def trace_z(self, i):
         """gd.data[i].z as a float array, whatever form plotly.js holds it in."""
-        z = self.js("const z = arguments[0] === undefined ? null : gd.data[arguments[0]].z;"
-                    "if (z && z.bdata !== undefined) return z;"
-                    "return Array.from(z, row => Array.from(row));", i)
+        z = self.js(
+            "const z = arguments[0] === undefined ? null : gd.data[arguments[0]].z;"
+            "if (z && z.bdata !== undefined) return z;"
+            "return Array.from(z, row => Array.from(row));",
+            i,
+        )
         return decode_typed_array(z).astype(float)
 
     def console_errors(self):
@@ -157,15 +173,20 @@ class Browser:
         wait = self._last_hover + HOVER_INTERVAL - time.monotonic()
         if wait > 0:
             time.sleep(wait)
-        self.js("Plotly.Fx.hover(gd, {xval: arguments[0], yval: arguments[1]}, arguments[2]);",
-                float(column), float(row), subplot)
+        self.js(
+            "Plotly.Fx.hover(gd, {xval: arguments[0], yval: arguments[1]}, arguments[2]);",
+            float(column),
+            float(row),
+            subplot,
+        )
         self._last_hover = time.monotonic()
         try:
             return self._wait(
                 'const text = document.querySelector(".hoverlayer .hovertext text");'
-                'if (!text) return null;'
+                "if (!text) return null;"
                 'const lines = Array.from(text.querySelectorAll("tspan.line"), t => t.textContent);'
-                'return lines.length ? lines : [text.textContent];')
+                "return lines.length ? lines : [text.textContent];"
+            )
         except TimeoutError:
             return []
 
@@ -181,8 +202,7 @@ class Browser:
             raise LookupError(f"no button {label!r}; buttons: {labels}")
         redraws = self.driver.execute_script("return window.__redraws;")
         button.click()
-        self._wait("return window.__clicked.includes(arguments[0]) && window.__redraws > arguments[1];",
-                   label, redraws)
+        self._wait("return window.__clicked.includes(arguments[0]) && window.__redraws > arguments[1];", label, redraws)
 
     def screenshot(self, path):
         Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -46,8 +46,13 @@ def write_config(path, config):
 def run_snakemake(workdir, *args, check=True, timeout=900):
     """Run the real workflow in `workdir` (which gets its own results/ and logs/)."""
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
-    proc = subprocess.run([*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args],
-                          capture_output=True, text=True, env=env, timeout=timeout)
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
     return proc

@@ -3,6 +3,7 @@
 Needs Debian's `chromium` and `chromium-driver` (see tests/browser.py). Without them the browser tests are
 skipped on a workstation, and fail under CI (the CI environment variable set), so CI cannot skip silently.
 """
+
 import math
 import os
 import re
@@ -18,8 +19,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import browser  # noqa: E402
 
 from bestbatch.formats import Matrix  # noqa: E402
-from bestbatch.plots import (curves_figure, heatmap_figure, layers_figure, phase_rows,  # noqa: E402
-                             phase_summary, row_zscore, write_figure)
+from bestbatch.plots import (
+    curves_figure,
+    heatmap_figure,
+    layers_figure,
+    phase_rows,  # noqa: E402
+    phase_summary,
+    row_zscore,
+    write_figure,
+)
 from bestbatch.report import claims_html, index_html, profile_figure  # noqa: E402
 
 E, K = 9, 12
@@ -44,15 +52,21 @@ def synthetic_matrix(seed=0):
     per_phase = np.repeat(rng.uniform(0.01, 1, (3, len(LAYERS))), 3, 0)[:, None]  # each phase its own layers
     weight = rng.uniform(0.5, 1.5, (E, K, len(LAYERS))) * per_phase
     weight /= weight.sum(2, keepdims=True)
-    return Matrix(epoch=epoch, batch=batch,
-                  distance=distance, layer_distance=distance[..., None] * np.sqrt(weight), layer_name=np.array(LAYERS),
-                  cosine=rng.uniform(-1.0, 1.0, (E, K)),
-                  batch_score_min=0.5 * batch - 2.3 + rng.uniform(0, 0.01, K),
-                  batch_score_mean=3.7 * batch + rng.uniform(0, 1, K),
-                  batch_score_max=3351.1 * batch + rng.uniform(0, 1, K))  # > 1e4: .4g goes exponential
+    return Matrix(
+        epoch=epoch,
+        batch=batch,
+        distance=distance,
+        layer_distance=distance[..., None] * np.sqrt(weight),
+        layer_name=np.array(LAYERS),
+        cosine=rng.uniform(-1.0, 1.0, (E, K)),
+        batch_score_min=0.5 * batch - 2.3 + rng.uniform(0, 0.01, K),
+        batch_score_mean=3.7 * batch + rng.uniform(0, 1, K),
+        batch_score_max=3351.1 * batch + rng.uniform(0, 1, K),
+    )  # > 1e4: .4g goes exponential
 
 
 # --- how plotly.js prints numbers in a hovertemplate (d3-format), so the test can predict the label ------
+
 
 def js_number(x, spec):
     """d3-format as plotly.js applies it, for the specs [,][.N][~](g|f|r) and '' (plain).
@@ -93,6 +107,7 @@ def js_number(x, spec):
 
 def expected_hover(template, x, y, customdata):
     """The label lines plotly.js should draw for one cell of a trace with this hovertemplate."""
+
     def value(match):
         name, spec = match.group(1), match.group(2) or ""
         if name == "x":
@@ -111,6 +126,7 @@ def expected_hover(template, x, y, customdata):
 
 # --- fixtures: one browser and one set of pages for the module -------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def br():
     missing = browser.missing()
@@ -119,8 +135,10 @@ def br():
     except ImportError:
         missing.append("the selenium Python package")
     if missing:
-        message = (f"headless browser tests need {', '.join(missing)}; install with: {browser.INSTALL}"
-                   " (and selenium in the venv)")
+        message = (
+            f"headless browser tests need {', '.join(missing)}; install with: {browser.INSTALL}"
+            " (and selenium in the venv)"
+        )
         if in_ci():
             pytest.fail(f"CI is set but {message}", pytrace=False)
         pytest.skip(message)
@@ -139,10 +157,16 @@ def pages(tmp_path_factory):
         heatmaps[metric] = root / "plots" / f"heatmap_{metric}.html"
         write_figure(fig if metric == METRIC else heatmap_figure(metric, synthetic_matrix(1), PHASES), heatmaps[metric])
     rng = np.random.default_rng(2)
-    runs = {metric: Matrix(epoch=m.epoch, train_loss=np.exp(-0.2 * m.epoch)[:, None] * rng.uniform(1, 2, (E, K)),
-                           test_acc=np.linspace(0.2, 0.6, E) + rng.uniform(0, 0.05, E),
-                           noise_scale=64 * np.exp(0.5 * m.epoch) * rng.uniform(1, 2, E),
-                           gradient_diversity=rng.uniform(0.1, 2, E)) for metric in heatmaps}
+    runs = {
+        metric: Matrix(
+            epoch=m.epoch,
+            train_loss=np.exp(-0.2 * m.epoch)[:, None] * rng.uniform(1, 2, (E, K)),
+            test_acc=np.linspace(0.2, 0.6, E) + rng.uniform(0, 0.05, E),
+            noise_scale=64 * np.exp(0.5 * m.epoch) * rng.uniform(1, 2, E),
+            gradient_diversity=rng.uniform(0.1, 2, E),
+        )
+        for metric in heatmaps
+    }
     curves = root / "plots" / "training_curves.html"
     write_figure(curves_figure(runs), curves)
     layers = root / "plots" / f"layers_{METRIC}.html"
@@ -152,21 +176,37 @@ def pages(tmp_path_factory):
     index = root / "index.html"
     rel = lambda path: os.path.relpath(path, root)  # noqa: E731
     summaries = {("tiny", 0, metric): phase_summary(m, PHASES) for metric in heatmaps}
-    links = {("tiny", 0): dict(curves=rel(curves), heatmaps={k: rel(v) for k, v in heatmaps.items()},
-                               layers={METRIC: rel(layers)})}
+    links = {
+        ("tiny", 0): dict(
+            curves=rel(curves), heatmaps={k: rel(v) for k, v in heatmaps.items()}, layers={METRIC: rel(layers)}
+        )
+    }
     index.write_text(index_html("synthetic", "study: synthetic\n", [("tiny", 0)], summaries, links, rel(claims)))
-    return dict(m=m, fig=fig, heatmap=heatmaps[METRIC], curves=curves, index=index, n_curves=4 * len(runs), runs=runs,
-                layers=layers, claims=claims)
+    return dict(
+        m=m,
+        fig=fig,
+        heatmap=heatmaps[METRIC],
+        curves=curves,
+        index=index,
+        n_curves=4 * len(runs),
+        runs=runs,
+        layers=layers,
+        claims=claims,
+    )
 
 
 def claims_page():
     """The claims page of a simulated study: two seeds, every metric, a planted effect in one of them."""
     from bestbatch import stats
+
     rng = np.random.default_rng(5)
     metrics = ["intensity", "color", "edges", "lpips", "random"]
-    matrices = {("tiny", metric): stats.simulate_study(rng, n_seeds=2, epochs=E, K=K,
-                                                     effect=-1.0 if metric == "intensity" else 0.0,
-                                                     region="upper_quartile") for metric in metrics}
+    matrices = {
+        ("tiny", metric): stats.simulate_study(
+            rng, n_seeds=2, epochs=E, K=K, effect=-1.0 if metric == "intensity" else 0.0, region="upper_quartile"
+        )
+        for metric in metrics
+    }
     rows = stats.analyse_study(matrices, PHASES, metrics, n_perm=99, seed=0)
     return claims_html(rows, profile_figure(rows, PHASES), [2], 0.05, 99, ["a note the page must show"])
 
@@ -176,6 +216,7 @@ def offline_urls(urls):
 
 
 # --- the heatmap -------------------------------------------------------------------------------------------
+
 
 def test_heatmap_loads_offline_with_one_trace_per_phase(br, pages):
     br.open(pages["heatmap"])
@@ -208,8 +249,9 @@ def test_heatmap_hover_shows_the_cell(br, pages):
     # each of the cell's numbers, printed as the figure's hovertemplate formats it
     specs = {int(i): spec for i, spec in re.findall(r"%\{customdata\[(\d+)\]:?([^}]*)\}", trace.hovertemplate)}
     numbers = re.findall(r"-?\d(?:[\d.]|,(?=\d{3}))*(?:e[+-]\d+)?", text)
-    for i, (name, x) in enumerate([("distance", d), ("cosine", c), ("z-score", z), ("min", lo), ("mean", mean),
-                                   ("max", hi)]):
+    for i, (name, x) in enumerate(
+        [("distance", d), ("cosine", c), ("z-score", z), ("min", lo), ("mean", mean), ("max", hi)]
+    ):
         assert i in specs, f"the hover text has no {name} (customdata[{i}])"
         assert js_number(x, specs[i]) in numbers, f"{name} {js_number(x, specs[i])} not in the hover label {lines}"
     # and the whole label, line by line, as the figure's hovertemplate says it should read
@@ -219,7 +261,7 @@ def test_heatmap_hover_shows_the_cell(br, pages):
 def test_heatmap_hover_each_phase_panel(br, pages):
     """Every panel answers hover on its own axes, with its own epochs."""
     br.open(pages["heatmap"])
-    for k, (phase, first, last, lr) in enumerate(PHASES):
+    for k, (_phase, _first, last, _lr) in enumerate(PHASES):
         subplot = "xy" if k == 0 else f"x{k + 1}y{k + 1}"
         lines = br.hover(0, last, subplot)
         assert lines and lines[0].startswith(f"epoch {last}, batch 0"), (subplot, lines)
@@ -256,6 +298,7 @@ def test_zscore_button_gives_every_panel_the_same_diverging_scale(br, pages):
 
 
 # --- the other pages ----------------------------------------------------------------------------------------
+
 
 def test_curves_page_loads_offline(br, pages):
     """Four panels, one line per metric in each: loss, accuracy, B_simple (log scale) and gradient diversity."""
@@ -335,8 +378,12 @@ def test_index_links_resolve_to_files(pages):
     for href in parser.hrefs:
         assert "://" not in href and not href.startswith("/"), f"{href}: the index must link relatively"
         assert (root / href).is_file(), f"{href}: no such file next to the index"
-    assert {"claims.html", "plots/training_curves.html", f"plots/layers_{METRIC}.html",
-            f"plots/heatmap_{METRIC}.html"} <= set(parser.hrefs)
+    assert {
+        "claims.html",
+        "plots/training_curves.html",
+        f"plots/layers_{METRIC}.html",
+        f"plots/heatmap_{METRIC}.html",
+    } <= set(parser.hrefs)
     assert math.isfinite(phase_summary(pages["m"], PHASES)[0]["spearman"])
 
 
@@ -346,7 +393,8 @@ def test_claims_page_loads_offline_with_its_verdicts_and_profiles(br, pages):
     text = br.driver.execute_script("return document.body.innerText")
     assert "Verdict per claim" in text and "a note the page must show" in text
     verdicts = br.driver.execute_script(
-        "return Array.from(document.querySelectorAll('table')[0].querySelectorAll('tr'), r => r.className)")
+        "return Array.from(document.querySelectorAll('table')[0].querySelectorAll('tr'), r => r.className)"
+    )
     assert set(verdicts[1:]) <= {"supported", "contradicted", "inconclusive"} and len(verdicts) == 1 + 4
     assert offline_urls(br.requested_urls()) == []
 
@@ -375,13 +423,32 @@ def test_selection_page_loads_offline_with_one_line_per_arm(br, tmp_path):
             steps = np.arange(10, 101, 10)
             speed = 0.03 if arm == "drop_extremes.intensity" else 0.02
             acc = 1 - np.exp(-speed * steps) + rng.uniform(0, 0.02, steps.size)
-            rows = [dict(step=int(s), phase=1 + (s > 50), lr=0.1, test_loss=1 - a, test_acc=float(a), train_loss=1.0,
-                         train_steps=10) for s, a in zip(steps, acc)]
+            rows = [
+                dict(
+                    step=int(s),
+                    phase=1 + (s > 50),
+                    lr=0.1,
+                    test_loss=1 - a,
+                    test_acc=float(a),
+                    train_loss=1.0,
+                    train_steps=10,
+                )
+                for s, a in zip(steps, acc)
+            ]
             paths.append(tmp_path / f"{seed}_{arm}.h5")
-            write_curve(paths[-1], rows, dict(arm=arm, model="tiny", seed=seed, budget=1.0, total_steps=100,
-                                             provenance="{}"))
-    summarise_selection(paths, tmp_path / "selection.csv", tmp_path / "selection.html", runs=[["tiny", 0], ["tiny", 1]],
-                        budgets=["1"], arms=arms, target_accuracy=0.6, alpha=0.05)
+            write_curve(
+                paths[-1], rows, dict(arm=arm, model="tiny", seed=seed, budget=1.0, total_steps=100, provenance="{}")
+            )
+    summarise_selection(
+        paths,
+        tmp_path / "selection.csv",
+        tmp_path / "selection.html",
+        runs=[["tiny", 0], ["tiny", 1]],
+        budgets=["1"],
+        arms=arms,
+        target_accuracy=0.6,
+        alpha=0.05,
+    )
     br.open(tmp_path / "selection.html")
     assert br.driver.execute_script("return document.querySelector('.js-plotly-plot').data.length") == len(arms)
     text = br.driver.execute_script("return document.body.innerText")

@@ -1,12 +1,13 @@
 """The schema and the semantic checks reject bad configs by naming the key; the paper's config is the paper."""
+
 import copy
 
 import pytest
 import yaml
-
-from bestbatch.config import ConfigError, config_hash, fill_defaults, lr_of_epoch, num_batches, phase_of_epoch, phases
 from conftest import REPO, SCHEMA, TINY_CONFIG, tiny_config_with
 from conftest import validated as validate_config
+
+from bestbatch.config import ConfigError, config_hash, fill_defaults, lr_of_epoch, num_batches, phase_of_epoch, phases
 
 
 def paper():
@@ -20,7 +21,10 @@ def test_paper_config_is_the_paper():
     assert (t["epochs"], t["batch_size"], t["lr"], t["momentum"], t["weight_decay"]) == (150, 256, 0.1, 0.9, 5e-4)
     assert num_batches(50_000, t["batch_size"]) == 195
     assert phases(t["epochs"], t["lr"], t["lr_milestones"], t["lr_gamma"]) == [
-        (1, 1, 50, 0.1), (2, 51, 100, pytest.approx(0.01)), (3, 101, 150, pytest.approx(0.001))]
+        (1, 1, 50, 0.1),
+        (2, 51, 100, pytest.approx(0.01)),
+        (3, 101, 150, pytest.approx(0.001)),
+    ]
     assert c["metrics"] == ["intensity", "color", "edges", "lpips", "random"]
 
 
@@ -49,7 +53,8 @@ def test_defaults_are_the_ones_snakemake_fills(path, tmp_path):
 
 def test_schedule_and_phases_follow_the_milestones():
     assert [lr_of_epoch(e, 0.1, [50, 100], 0.1) for e in (1, 50, 51, 100, 101, 150)] == pytest.approx(
-        [0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+        [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
+    )
     assert [phase_of_epoch(e, [3, 6]) for e in range(1, 10)] == [1, 1, 1, 2, 2, 2, 3, 3, 3]
     c = copy.deepcopy(TINY_CONFIG)
     c["training"].update(epochs=10, lr_milestones=[])
@@ -124,19 +129,37 @@ def test_config_hash_tracks_content():
     assert config_hash(a, "edges", "tiny_mlp_bn", 0) != config_hash(a, "edges", "small_cnn", 0)
 
 
-@pytest.mark.parametrize("path,value", [(("training", "threads"), 2), (("training", "device"), "cuda"),
-                                        (("training", "lr"), 0.1), (("training", "augment"), False),
-                                        (("data", "root"), "elsewhere"), (("data", "synthetic", "seed"), 4)])
+@pytest.mark.parametrize(
+    "path,value",
+    [
+        (("training", "threads"), 2),
+        (("training", "device"), "cuda"),
+        (("training", "lr"), 0.1),
+        (("training", "augment"), False),
+        (("data", "root"), "elsewhere"),
+        (("data", "synthetic", "seed"), 4),
+    ],
+)
 def test_config_hash_changes_with_every_key_that_can_change_a_result(path, value):
     for metric in (None, "edges"):
         assert config_hash(tiny_config_with(path, value), metric) != config_hash(TINY_CONFIG, metric), path
 
 
-@pytest.mark.parametrize("path,value", [(("outputs", "shard_io"), "buffered"), (("outputs", "keep_shards"), True),
-                                        (("outputs", "keep_checkpoints"), True), (("metrics",), ["edges"]),
-                                        (("study",), "another"), (("data", "download"), True),
-                                        (("data", "verify"), "strict"), (("models",), ["tiny_mlp_bn", "dpn92"]),
-                                        (("seeds",), [0, 1, 2]), (("analysis", "alpha"), 0.01)])
+@pytest.mark.parametrize(
+    "path,value",
+    [
+        (("outputs", "shard_io"), "buffered"),
+        (("outputs", "keep_shards"), True),
+        (("outputs", "keep_checkpoints"), True),
+        (("metrics",), ["edges"]),
+        (("study",), "another"),
+        (("data", "download"), True),
+        (("data", "verify"), "strict"),
+        (("models",), ["tiny_mlp_bn", "dpn92"]),
+        (("seeds",), [0, 1, 2]),
+        (("analysis", "alpha"), 0.01),
+    ],
+)
 def test_config_hash_ignores_keys_that_change_no_result(path, value):
     """Turning an I/O knob (or adding a metric) never makes finished epochs look stale."""
     for metric in (None, "edges", "random"):
@@ -169,6 +192,7 @@ def test_shard_io_is_named_when_wrong():
 
 def test_schema_has_no_stray_keys():
     """A comma in an unquoted flow-style description would cut it short and leave a key with no value."""
+
     def walk(node, path):
         if isinstance(node, dict):
             for key, value in node.items():
@@ -179,11 +203,13 @@ def test_schema_has_no_stray_keys():
         elif isinstance(node, list):
             for item in node:
                 walk(item, path)
+
     walk(SCHEMA, [])
 
 
 def test_an_ordering_is_rerun_only_for_what_changes_it():
     from bestbatch.config import ordering_hash
+
     base = ordering_hash(TINY_CONFIG, "edges")
     assert ordering_hash(tiny_config_with(("training", "lr"), 0.2), "edges") == base  # training the net: no
     assert ordering_hash(tiny_config_with(("training", "threads"), 2), "edges") != base  # CPU sums: yes

@@ -1,4 +1,5 @@
 """bestbatch.data: the CIFAR-10/CIFAR-100 python formats, the trust rules, and the synthetic stand-in."""
+
 import hashlib
 import json
 import logging
@@ -10,9 +11,26 @@ import types
 import numpy as np
 import pytest
 
-from bestbatch.data import (CIFAR10, CIFAR100, CIFAR_DIRNAME, LAYOUTS, META_FILE, TEST_FILE, TRAIN_FILES, Dataset,
-                            DatasetError, dataset_summary, load_cifar10, load_dataset, make_synthetic,
-                            measure_sizes, planned_sizes, restricted_load, write_cifar10, write_dataset)
+from bestbatch.data import (
+    CIFAR10,
+    CIFAR100,
+    CIFAR_DIRNAME,
+    LAYOUTS,
+    META_FILE,
+    TEST_FILE,
+    TRAIN_FILES,
+    Dataset,
+    DatasetError,
+    dataset_summary,
+    load_cifar10,
+    load_dataset,
+    make_synthetic,
+    measure_sizes,
+    planned_sizes,
+    restricted_load,
+    write_cifar10,
+    write_dataset,
+)
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +85,11 @@ def _point_official_at(monkeypatch, layout, folder, names=None, size=True, md5=T
     """Make the layout's official table describe these files: their size and/or their md5."""
     for name in names or layout.files:
         official_size, official_md5 = layout.official[name]
-        monkeypatch.setitem(layout.official, name, ((folder / name).stat().st_size if size else official_size,
-                                                    _md5(folder / name) if md5 else official_md5))
+        monkeypatch.setitem(
+            layout.official,
+            name,
+            ((folder / name).stat().st_size if size else official_size, _md5(folder / name) if md5 else official_md5),
+        )
 
 
 @pytest.fixture
@@ -124,8 +145,12 @@ def test_official_md5_table_matches_torchvision(source):
 
 
 def test_cifar10_aliases():
-    assert (CIFAR_DIRNAME, TRAIN_FILES, TEST_FILE, META_FILE) == (CIFAR10.dirname, CIFAR10.train_files,
-                                                                  CIFAR10.test_file, CIFAR10.meta_file)
+    assert (CIFAR_DIRNAME, TRAIN_FILES, TEST_FILE, META_FILE) == (
+        CIFAR10.dirname,
+        CIFAR10.train_files,
+        CIFAR10.test_file,
+        CIFAR10.meta_file,
+    )
     assert LAYOUTS == {"cifar10": CIFAR10, "cifar100": CIFAR100}
 
 
@@ -197,8 +222,7 @@ def test_strict_refuses_a_generated_set(root):
 
 
 @pytest.mark.parametrize("source", ["cifar10", "cifar100"])
-def test_official_files_with_matching_md5_are_official(tmp_path, small, small100, source, monkeypatch, logger,
-                                                       caplog):
+def test_official_files_with_matching_md5_are_official(tmp_path, small, small100, source, monkeypatch, logger, caplog):
     """Stand-in for the real release: official labels, and the official table pointed at these bytes."""
     layout = LAYOUTS[source]
     folder = tmp_path / layout.dirname
@@ -248,8 +272,10 @@ def test_copy_with_official_labels_is_not_official(tmp_path, source, logger, cap
     assert {p.name: _read(p)["batch_label"] for p in paths[:-1]} == layout.official_labels
     ds = load_dataset(tmp_path, source, log=logger)
     assert not ds.official and len(ds.train_labels) == 1024 and len(ds.test_labels) == 1024
-    assert all(np.array_equal(a, b) for a, b in zip((ds.train_images, ds.train_labels, ds.test_images,
-                                                      ds.test_labels), data[:4]))
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip((ds.train_images, ds.train_labels, ds.test_images, ds.test_labels), data[:4])
+    )
     lines = _log_lines(caplog, logger)
     assert len(lines) == 1 and "not the official release" in lines[0]
     assert all(name in lines[0] for name in layout.files)
@@ -346,8 +372,21 @@ def _break(folder, how):
     return batch
 
 
-@pytest.mark.parametrize("how", ["missing_dir", "missing_file", "truncated", "wrong_width", "labels_out_of_range",
-                                 "negative_labels", "label_count", "not_uint8", "no_labels_key", "not_a_dict"])
+@pytest.mark.parametrize(
+    "how",
+    [
+        "missing_dir",
+        "missing_file",
+        "truncated",
+        "wrong_width",
+        "labels_out_of_range",
+        "negative_labels",
+        "label_count",
+        "not_uint8",
+        "no_labels_key",
+        "not_a_dict",
+    ],
+)
 def test_bad_data_names_the_file(root, how):
     named = _break(root / CIFAR_DIRNAME, how)
     with pytest.raises(DatasetError) as e:
@@ -404,6 +443,7 @@ def _fake_torchvision(monkeypatch, cifar10, cifar100=None):
 def test_download_offline_says_what_to_do(tmp_path, monkeypatch):
     def offline(root, train, download):
         raise OSError("Name or service not known")
+
     _fake_torchvision(monkeypatch, offline)
     with pytest.raises(DatasetError, match="offline") as e:
         load_cifar10(tmp_path, download=True)
@@ -417,6 +457,7 @@ def test_download_then_read(tmp_path, monkeypatch, small):
         calls.append(train)
         if train:
             write_cifar10(root, *small)
+
     _fake_torchvision(monkeypatch, fetch)
     ds = load_cifar10(tmp_path, download=True)
     assert calls == [True, False] and np.array_equal(ds.test_images, small[2])
@@ -434,6 +475,7 @@ def test_download_cifar100_uses_its_class(tmp_path, monkeypatch, small100):
         calls.append(train)
         if train:
             write_dataset(root, *small100, source="cifar100")
+
     _fake_torchvision(monkeypatch, wrong, fetch)
     ds = load_dataset(tmp_path, "cifar100", download=True)
     assert calls == [True, False] and np.array_equal(ds.train_labels, small100[1]) and len(ds.classes) == 100
@@ -461,6 +503,7 @@ def test_synthetic_deterministic_and_shaped(synth):
 def test_synthetic_spreads_every_metric(synth):
     from skimage.color import rgb2gray, rgb2hsv
     from skimage.feature import canny
+
     xtr, ytr = synth[:2]
     intensity = xtr.reshape(len(xtr), -1).sum(1, dtype=np.float64)
     assert intensity.std() / intensity.mean() > 0.3  # measured ~0.48
@@ -481,6 +524,7 @@ def test_synthetic_is_learnable(synth):
     def features(x):
         f = x.reshape(len(x), 8, 4, 8, 4, 3).mean((2, 4)).reshape(len(x), -1)
         return f / (f.mean(1, keepdims=True) + 1)  # divide out brightness, which is a nuisance
+
     ftr, fte = features(xtr), features(xte)
     centres = np.stack([ftr[ytr == c].mean(0) for c in range(10)])
     pred = ((fte[:, None] - centres[None]) ** 2).sum(-1).argmin(1)

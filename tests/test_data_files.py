@@ -7,6 +7,7 @@ a payload that asks the unpickler to run code. The property: either the arrays c
 (harmless changes), or DatasetError names the damaged file; never another exception, and the code never
 runs (its marker file never appears). `measure_sizes` never raises.
 """
+
 import importlib
 import io
 import itertools
@@ -24,12 +25,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bestbatch.data import (LAYOUTS, DatasetError, load_dataset, make_synthetic, measure_sizes, restricted_load,
-                            write_dataset)
+from bestbatch.data import (
+    LAYOUTS,
+    DatasetError,
+    load_dataset,
+    make_synthetic,
+    measure_sizes,
+    restricted_load,
+    write_dataset,
+)
 
 N_CLASSES = {"cifar10": 10, "cifar100": 100}
-SETS = {"cifar10": make_synthetic(12, 5, seed=1),  # 3, 3, 2, 2, 2 images in the five training files
-        "cifar100": make_synthetic(7, 5, seed=2, n_classes=100)}
+SETS = {
+    "cifar10": make_synthetic(12, 5, seed=1),  # 3, 3, 2, 2, 2 images in the five training files
+    "cifar100": make_synthetic(7, 5, seed=2, n_classes=100),
+}
 
 
 def _originals():
@@ -78,6 +88,7 @@ class _Call:
 class _Pickler(pickle._Pickler):
     """Python's own pure-Python pickler that can also write any global (`_Global`) and, with py2=True,
     Python 2's str (STRING/BINSTRING opcodes: the official files' bytes, read back with latin1)."""
+
     dispatch = pickle._Pickler.dispatch.copy()
 
     def __init__(self, file, protocol, py2=False):
@@ -86,6 +97,7 @@ class _Pickler(pickle._Pickler):
 
     def _save_global_ref(self, obj):
         self.write(pickle.GLOBAL + f"{obj.module}\n{obj.name}\n".encode())
+
     dispatch[_Global] = _save_global_ref
 
     def _save_text(self, obj):
@@ -99,6 +111,7 @@ class _Pickler(pickle._Pickler):
         else:
             self.write(pickle.BINSTRING + struct.pack("<i", len(raw)) + raw)
         self.memoize(obj)
+
     dispatch[str] = _save_text
     dispatch[bytes] = _save_text
 
@@ -143,14 +156,24 @@ def payload(kind, marker):
     raise ValueError(kind)
 
 
-PAYLOADS = ["os.system", "posix.system", "builtins.eval", "builtins.exec", "subprocess.Popen", "subprocess.check_call",
-            "builtins.__import__", "getattr(__import__('os'), 'system')", "numpy.load"]
+PAYLOADS = [
+    "os.system",
+    "posix.system",
+    "builtins.eval",
+    "builtins.exec",
+    "subprocess.Popen",
+    "subprocess.check_call",
+    "builtins.__import__",
+    "getattr(__import__('os'), 'system')",
+    "numpy.load",
+]
 
 
 # ------------------------------------------------------------------------------------ corruptions
 @dataclass(frozen=True)
 class Case:
     """One corruption of one file of one layout; `detail` holds what was drawn."""
+
     source: str
     file: str
     kind: str
@@ -168,19 +191,61 @@ class Case:
         return {self.layout.names_key} if self.is_meta else {"data", self.layout.label_key}
 
 
-_BAD_LABEL_ITEMS = st.one_of(st.text(max_size=3), st.floats(), st.booleans(), st.none(), st.binary(max_size=2),
-                             st.lists(st.integers(0, 9), max_size=2), st.integers(min_value=2 ** 63),
-                             st.just(np.float64(1.0)), st.just(np.bool_(True)), st.just(np.array([1, 2])))
-_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5)
-                       | st.binary(max_size=5) | st.sampled_from([np.zeros((2, 2), np.int16), np.float32(1.5)]),
-                       lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=3), c, max_size=3)
-                       | st.tuples(c, c), max_leaves=6)
-_LABEL_WHOLE_BAD = ["str", "bytes", "None", "int", "float", "dict", "0-d array", "float array", "str array",
-                    "list of str", "list of float", "nested lists", "list of bools", "bool array", "huge ints",
-                    "list of tuples", "2-D array", "set"]
+_BAD_LABEL_ITEMS = st.one_of(
+    st.text(max_size=3),
+    st.floats(),
+    st.booleans(),
+    st.none(),
+    st.binary(max_size=2),
+    st.lists(st.integers(0, 9), max_size=2),
+    st.integers(min_value=2**63),
+    st.just(np.float64(1.0)),
+    st.just(np.bool_(True)),
+    st.just(np.array([1, 2])),
+)
+_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=5)
+    | st.binary(max_size=5)
+    | st.sampled_from([np.zeros((2, 2), np.int16), np.float32(1.5)]),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=3), c, max_size=3) | st.tuples(c, c),
+    max_leaves=6,
+)
+_LABEL_WHOLE_BAD = [
+    "str",
+    "bytes",
+    "None",
+    "int",
+    "float",
+    "dict",
+    "0-d array",
+    "float array",
+    "str array",
+    "list of str",
+    "list of float",
+    "nested lists",
+    "list of bools",
+    "bool array",
+    "huge ints",
+    "list of tuples",
+    "2-D array",
+    "set",
+]
 _LABEL_WHOLE_OK = ["tuple", "int64 array", "int32 array", "uint8 array", "uint64 array", "list of numpy ints"]
-_DATA_SHAPES_BAD = ["(n, 3071)", "(n, 3073)", "(n, 3, 1024)", "(n*3072,)", "(n, 32, 32, 3)", "(3072, n)", "()",
-                    "(n+1, 3072)", "(n-1, 3072)"]
+_DATA_SHAPES_BAD = [
+    "(n, 3071)",
+    "(n, 3073)",
+    "(n, 3, 1024)",
+    "(n*3072,)",
+    "(n, 32, 32, 3)",
+    "(3072, n)",
+    "()",
+    "(n+1, 3072)",
+    "(n-1, 3072)",
+]
 _DATA_DTYPES_BAD = ["int16", "float32", "float64", "object", "int8", "bool", "uint16", ">u2", "list", "bytes", "None"]
 _NOT_DICT = ["list", "empty list", "int", "str", "None", "tuple of items", "the data array", "set", "frozenset"]
 _NAMES_BAD = ["str", "None", "int", "dict", "empty list", "list of ints", "one int", "array", "list of None"]
@@ -195,9 +260,16 @@ def cases(draw):
     obj, raw = ORIGINAL[source][name]
     common = ["truncate", "extra_keys", "missing_key", "not_dict", "protocol", "python2", "bytes_keys", "code"]
     meta = name == layout.meta_file
-    kind = draw(st.sampled_from(common + (["names"] if meta else
-                                          ["data_shape", "data_dtype", "labels_range", "labels_type",
-                                           "label_items", "label_count"])))
+    kind = draw(
+        st.sampled_from(
+            common
+            + (
+                ["names"]
+                if meta
+                else ["data_shape", "data_dtype", "labels_range", "labels_type", "label_items", "label_count"]
+            )
+        )
+    )
     n = 0 if meta else len(obj["data"])
     if kind == "truncate":
         detail = (draw(st.integers(0, len(raw) - 1)),)
@@ -216,10 +288,14 @@ def cases(draw):
     elif kind == "bytes_keys":
         detail = (draw(st.sampled_from(["all"] + sorted(obj))), draw(st.integers(2, 5)))
     elif kind == "code":
-        places = ["whole", "extra key"] + (["names", "a name"] if meta else
-                                           ["data", "labels", "a label", "batch_label"])
-        detail = (draw(st.sampled_from(PAYLOADS)), draw(st.sampled_from(places)),  # payload, where, protocol
-                  draw(st.sampled_from([0, 2, 4, 5])))
+        places = ["whole", "extra key"] + (
+            ["names", "a name"] if meta else ["data", "labels", "a label", "batch_label"]
+        )
+        detail = (
+            draw(st.sampled_from(PAYLOADS)),
+            draw(st.sampled_from(places)),  # payload, where, protocol
+            draw(st.sampled_from([0, 2, 4, 5])),
+        )
     elif kind == "names":
         detail = (draw(st.sampled_from(_NAMES_BAD + _NAMES_OK)),)
     elif kind == "data_shape":
@@ -276,15 +352,23 @@ def damage(case, marker):
     key = case.layout.names_key if case.is_meta else case.layout.label_key
     classes = None
     if kind == "truncate":
-        return raw[:detail[0]], None
+        return raw[: detail[0]], None
     if kind == "extra_keys":
         obj.update(detail)
     elif kind == "missing_key":
         del obj[detail[0]]
     elif kind == "not_dict":
-        obj = {"list": list(obj.values()), "empty list": [], "int": 7, "str": "batch", "None": None,
-               "tuple of items": tuple(obj.items()), "the data array": obj.get("data", np.zeros((2, 3072), np.uint8)),
-               "set": {1, 2}, "frozenset": frozenset("ab")}[detail[0]]
+        obj = {
+            "list": list(obj.values()),
+            "empty list": [],
+            "int": 7,
+            "str": "batch",
+            "None": None,
+            "tuple of items": tuple(obj.items()),
+            "the data array": obj.get("data", np.zeros((2, 3072), np.uint8)),
+            "set": {1, 2},
+            "frozenset": frozenset("ab"),
+        }[detail[0]]
     elif kind == "protocol":
         return pickle.dumps(obj, protocol=detail[0]), None
     elif kind == "python2":
@@ -314,39 +398,75 @@ def damage(case, marker):
         return dumps(obj, protocol), None
     elif kind == "names":
         names = obj[key]
-        obj[key] = {"str": "airplane", "None": None, "int": 10, "dict": dict(enumerate(names)), "empty list": [],
-                    "list of ints": list(range(len(names))), "one int": [1, *names[1:]], "array": np.array(names),
-                    "list of None": [None] * len(names), "tuple": tuple(names),
-                    "list of bytes": [c.encode("latin1") for c in names]}[detail[0]]
+        obj[key] = {
+            "str": "airplane",
+            "None": None,
+            "int": 10,
+            "dict": dict(enumerate(names)),
+            "empty list": [],
+            "list of ints": list(range(len(names))),
+            "one int": [1, *names[1:]],
+            "array": np.array(names),
+            "list of None": [None] * len(names),
+            "tuple": tuple(names),
+            "list of bytes": [c.encode("latin1") for c in names],
+        }[detail[0]]
     elif kind == "data_shape":
         data, n = obj["data"], len(obj["data"])
-        obj["data"] = {"(n, 3071)": lambda: data[:, :3071], "(n, 3073)": lambda: np.pad(data, ((0, 0), (0, 1))),
-                       "(n, 3, 1024)": lambda: data.reshape(n, 3, 1024), "(n*3072,)": lambda: data.reshape(-1),
-                       "(n, 32, 32, 3)": lambda: data.reshape(n, 3, 32, 32).transpose(0, 2, 3, 1).copy(),
-                       "(3072, n)": lambda: data.T.copy(), "()": lambda: np.array(7, np.uint8),
-                       "(n+1, 3072)": lambda: np.vstack([data, data[:1]]), "(n-1, 3072)": lambda: data[:-1],
-                       "Fortran order": lambda: np.asfortranarray(data)}[detail[0]]()
+        obj["data"] = {
+            "(n, 3071)": lambda: data[:, :3071],
+            "(n, 3073)": lambda: np.pad(data, ((0, 0), (0, 1))),
+            "(n, 3, 1024)": lambda: data.reshape(n, 3, 1024),
+            "(n*3072,)": lambda: data.reshape(-1),
+            "(n, 32, 32, 3)": lambda: data.reshape(n, 3, 32, 32).transpose(0, 2, 3, 1).copy(),
+            "(3072, n)": lambda: data.T.copy(),
+            "()": lambda: np.array(7, np.uint8),
+            "(n+1, 3072)": lambda: np.vstack([data, data[:1]]),
+            "(n-1, 3072)": lambda: data[:-1],
+            "Fortran order": lambda: np.asfortranarray(data),
+        }[detail[0]]()
     elif kind == "data_dtype":
         data = obj["data"]
-        obj["data"] = (data.tolist() if detail[0] == "list" else data.tobytes() if detail[0] == "bytes"
-                       else None if detail[0] == "None" else data.astype(detail[0]))
+        obj["data"] = (
+            data.tolist()
+            if detail[0] == "list"
+            else data.tobytes()
+            if detail[0] == "bytes"
+            else None
+            if detail[0] == "None"
+            else data.astype(detail[0])
+        )
     elif kind == "labels_range":
         i, value = detail
         obj[key] = [value if j == i else y for j, y in enumerate(obj[key])]
     elif kind == "labels_type":
         y = obj[key]
-        obj[key] = {"str": lambda: "".join(map(str, y)), "bytes": lambda: bytes(y), "None": lambda: None,
-                    "int": lambda: y[0], "float": lambda: 1.0, "dict": lambda: dict(enumerate(y)),
-                    "0-d array": lambda: np.array(y[0]), "float array": lambda: np.array(y, np.float32),
-                    "str array": lambda: np.array(y).astype(str), "list of str": lambda: [str(v) for v in y],
-                    "list of float": lambda: [float(v) for v in y], "nested lists": lambda: [[v] for v in y],
-                    "list of bools": lambda: [bool(v % 2) for v in y], "bool array": lambda: np.array(y, bool),
-                    "huge ints": lambda: [v + 2 ** 64 for v in y], "list of tuples": lambda: [(v,) for v in y],
-                    "2-D array": lambda: np.array(y)[:, None], "set": lambda: set(y),
-                    "tuple": lambda: tuple(y), "int64 array": lambda: np.array(y, np.int64),
-                    "int32 array": lambda: np.array(y, np.int32), "uint8 array": lambda: np.array(y, np.uint8),
-                    "uint64 array": lambda: np.array(y, np.uint64),
-                    "list of numpy ints": lambda: [np.int64(v) for v in y]}[detail[0]]()
+        obj[key] = {
+            "str": lambda: "".join(map(str, y)),
+            "bytes": lambda: bytes(y),
+            "None": lambda: None,
+            "int": lambda: y[0],
+            "float": lambda: 1.0,
+            "dict": lambda: dict(enumerate(y)),
+            "0-d array": lambda: np.array(y[0]),
+            "float array": lambda: np.array(y, np.float32),
+            "str array": lambda: np.array(y).astype(str),
+            "list of str": lambda: [str(v) for v in y],
+            "list of float": lambda: [float(v) for v in y],
+            "nested lists": lambda: [[v] for v in y],
+            "list of bools": lambda: [bool(v % 2) for v in y],
+            "bool array": lambda: np.array(y, bool),
+            "huge ints": lambda: [v + 2**64 for v in y],
+            "list of tuples": lambda: [(v,) for v in y],
+            "2-D array": lambda: np.array(y)[:, None],
+            "set": lambda: set(y),
+            "tuple": lambda: tuple(y),
+            "int64 array": lambda: np.array(y, np.int64),
+            "int32 array": lambda: np.array(y, np.int32),
+            "uint8 array": lambda: np.array(y, np.uint8),
+            "uint64 array": lambda: np.array(y, np.uint64),
+            "list of numpy ints": lambda: [np.int64(v) for v in y],
+        }[detail[0]]()
     elif kind == "label_items":
         i, value = detail
         obj[key] = [value if j == i else y for j, y in enumerate(obj[key])]
@@ -400,9 +520,20 @@ def test_any_damage_is_read_back_or_refused_naming_the_file(case, tmp_path_facto
 
 # ----------------------------------------------------------------------------- explicit examples
 @pytest.mark.parametrize("source", sorted(LAYOUTS))
-@pytest.mark.parametrize("what", ["os.system", "builtins.eval", "subprocess.Popen", "posix.system",
-                                  "builtins.__import__", "builtins.exec", "subprocess.check_call",
-                                  "getattr(__import__('os'), 'system')", "numpy.load"])
+@pytest.mark.parametrize(
+    "what",
+    [
+        "os.system",
+        "builtins.eval",
+        "subprocess.Popen",
+        "posix.system",
+        "builtins.__import__",
+        "builtins.exec",
+        "subprocess.check_call",
+        "getattr(__import__('os'), 'system')",
+        "numpy.load",
+    ],
+)
 def test_code_running_pickle_is_refused(tmp_path, monkeypatch, source, what):
     layout = LAYOUTS[source]
     write_dataset(tmp_path, *SETS[source], source=source)
@@ -466,20 +597,34 @@ def test_tiny_file_claiming_millions_of_images_is_refused(tmp_path):
     folder.mkdir()
     for name, (_, raw) in ORIGINAL["cifar10"].items():
         (folder / name).write_bytes(raw)
-    ndarray, n = _Global("numpy", "ndarray"), 2 * 10 ** 7
+    ndarray, n = _Global("numpy", "ndarray"), 2 * 10**7
     batch = folder / "data_batch_1"
-    batch.write_bytes(dumps({"data": _Call(ndarray, (n, 3072), "u1", b"\0", 0, (0, 0)),
-                             "labels": _Call(ndarray, (n,), "<i8", b"\0" * 8, 0, (0,))}, protocol=4))
+    batch.write_bytes(
+        dumps(
+            {
+                "data": _Call(ndarray, (n, 3072), "u1", b"\0", 0, (0, 0)),
+                "labels": _Call(ndarray, (n,), "<i8", b"\0" * 8, 0, (0,)),
+            },
+            protocol=4,
+        )
+    )
     assert batch.stat().st_size < 200
-    code = ("import resource, sys\n"
-            "resource.setrlimit(resource.RLIMIT_AS, (4 * 1024 ** 3, resource.RLIM_INFINITY))\n"
-            "from bestbatch.data import DatasetError, load_dataset\n"
-            "try:\n    load_dataset(sys.argv[1])\n"
-            "except DatasetError as e:\n    print('DatasetError', e)\n"
-            "except BaseException as e:\n    print('OTHER', type(e).__name__, e)\n"
-            "else:\n    print('LOADED')\n")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "OMP_NUM_THREADS": "1",
-           "OPENBLAS_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env,
-                          timeout=300)
+    code = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (4 * 1024 ** 3, resource.RLIM_INFINITY))\n"
+        "from bestbatch.data import DatasetError, load_dataset\n"
+        "try:\n    load_dataset(sys.argv[1])\n"
+        "except DatasetError as e:\n    print('DatasetError', e)\n"
+        "except BaseException as e:\n    print('OTHER', type(e).__name__, e)\n"
+        "else:\n    print('LOADED')\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"),
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env, timeout=300
+    )
     assert proc.stdout.startswith("DatasetError") and str(batch) in proc.stdout, proc.stdout + proc.stderr

@@ -1,5 +1,6 @@
 """The documents: the generated config reference is current, the README stays short and undated, and
 every relative link in the docs resolves."""
+
 import re
 import subprocess
 import sys
@@ -8,8 +9,12 @@ import pytest
 import yaml
 from conftest import REPO
 
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "config" / "README.md",
-        REPO / "benchmarks" / "results.md"]
+DOCS = [
+    REPO / "README.md",
+    *sorted((REPO / "docs").glob("*.md")),
+    REPO / "config" / "README.md",
+    REPO / "benchmarks" / "results.md",
+]
 LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 
 
@@ -23,8 +28,12 @@ def schema_keys(node, prefix=""):
 
 
 def test_config_reference_is_current():
-    done = subprocess.run([sys.executable, str(REPO / "tools" / "config_reference.py"), "--check"],
-                          capture_output=True, text=True, cwd=REPO)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "config_reference.py"), "--check"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 

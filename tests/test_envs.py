@@ -1,8 +1,8 @@
 """envs/*.yaml (for --sdm conda) carry exactly requirements.txt's pins."""
+
 import re
 
 import yaml
-
 from conftest import REPO
 
 
@@ -25,7 +25,9 @@ def test_every_env_pin_matches_requirements():
         pip = next(d["pip"] for d in deps if isinstance(d, dict) and "pip" in d)
         assert "python=3.11" in deps, path.name
         for name, version in pins(pip).items():
-            assert required.get(name) == version, f"{path.name}: {name}=={version}, requirements.txt has {required.get(name)}"
+            assert required.get(name) == version, (
+                f"{path.name}: {name}=={version}, requirements.txt has {required.get(name)}"
+            )
 
 
 def test_every_rule_names_an_existing_env():

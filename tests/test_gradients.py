@@ -1,5 +1,6 @@
 """Algorithm 1 against a float64 brute-force reference, on tiny models with and without BatchNorm; the
 reduction per parameter tensor, and the per-epoch gradient statistics."""
+
 import copy
 
 import h5py
@@ -25,9 +26,20 @@ def schedule(dtype):
 def records(k_rows, epoch=1, train_loss=None):
     """An epoch's records with placeholder values, for shards written by hand."""
     zeros = np.zeros(k_rows)
-    return EpochRecords(epoch=epoch, lr=0.1, phase=1, metric="test", test_loss=0.0, test_acc=0.0, provenance="{}",
-                        train_loss=zeros if train_loss is None else train_loss, train_acc=zeros,
-                        batch_score_min=zeros, batch_score_mean=zeros, batch_score_max=zeros)
+    return EpochRecords(
+        epoch=epoch,
+        lr=0.1,
+        phase=1,
+        metric="test",
+        test_loss=0.0,
+        test_acc=0.0,
+        provenance="{}",
+        train_loss=zeros if train_loss is None else train_loss,
+        train_acc=zeros,
+        batch_score_min=zeros,
+        batch_score_mean=zeros,
+        batch_score_max=zeros,
+    )
 
 
 def write_shard(path, g, layout=None, **kwargs):
@@ -35,8 +47,9 @@ def write_shard(path, g, layout=None, **kwargs):
     with ShardWriter(path, g.shape[0], g.shape[1], torch.float32, **kwargs) as writer:
         for k in range(g.shape[0]):
             writer.put(k, torch.from_numpy(g[k]))
-        writer.finish(layout or [("w", (g.shape[1],), 0)], records(g.shape[0]),
-                      gradient_sum=g.astype(np.float64).sum(0))
+        writer.finish(
+            layout or [("w", (g.shape[1],), 0)], records(g.shape[0]), gradient_sum=g.astype(np.float64).sum(0)
+        )
     return writer
 
 
@@ -65,7 +78,7 @@ def reference_gradients(net0, images, labels, order, t, epoch):
     rows = []
     for k in range(N // BS):
         net = copy.deepcopy(net0).double().train()
-        idx = order[k * BS:(k + 1) * BS]
+        idx = order[k * BS : (k + 1) * BS]
         x = make_batch(images, idx, t["seed"], epoch, k, t["augment"], torch.float64)
         loss = F.cross_entropy(net(x), labels[idx])
         rows.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(net.parameters()))]).numpy())
@@ -95,8 +108,20 @@ def pipeline(net0, images, labels, order, t, epoch, tmp_path):
     layout, n_params = parameter_layout(net)
     with ShardWriter(tmp_path / "shard.h5", N // BS, n_params, t["dtype"]) as writer:
         sink = Keeping(writer)
-        stats = run_epoch(net, opt, images, labels, order, epoch=epoch, batch_size=BS, seed=t["seed"],
-                          augment=t["augment"], dtype=t["dtype"], sink=sink, progress=False)
+        stats = run_epoch(
+            net,
+            opt,
+            images,
+            labels,
+            order,
+            epoch=epoch,
+            batch_size=BS,
+            seed=t["seed"],
+            augment=t["augment"],
+            dtype=t["dtype"],
+            sink=sink,
+            progress=False,
+        )
         writer.finish(layout, records(N // BS, epoch, stats["train_loss"]))
     return torch.stack(sink.rows).double().numpy(), reduce_shard(tmp_path / "shard.h5"), net
 
@@ -146,8 +171,8 @@ def test_unzeroed_gradients_fail_the_reference(data, tmp_path, monkeypatch):
     ref = reference_gradients(net0, *data, t, epoch=1)
     monkeypatch.setattr(torch.nn.Module, "zero_grad", lambda self, set_to_none=True: None)
     grads, reduced, _ = pipeline(net0, *data, t, 1, tmp_path)
-    assert rel(grads[0], ref[0]) < 1e-6             # the first batch is still right ...
-    assert rel(grads, ref) > 0.1                    # ... the rest are not
+    assert rel(grads[0], ref[0]) < 1e-6  # the first batch is still right ...
+    assert rel(grads, ref) > 0.1  # ... the rest are not
     assert np.allclose(grads, np.cumsum(ref, 0), rtol=1e-6, atol=1e-12)
     assert rel(reduced["distance"], batch_distances(ref)["distance"]) > 0.1
 
@@ -161,7 +186,7 @@ def test_net_normal_is_plain_training_and_compare_never_leaks(data, tmp_path):
     plain = copy.deepcopy(net0).train()
     opt = make_optimizer(plain, t["lr"], t["momentum"], t["weight_decay"])
     for k in range(N // BS):
-        idx = order[k * BS:(k + 1) * BS]
+        idx = order[k * BS : (k + 1) * BS]
         opt.zero_grad()
         F.cross_entropy(plain(make_batch(images, idx, t["seed"], 3, k, True, torch.float32)), labels[idx]).backward()
         opt.step()
@@ -205,6 +230,7 @@ def test_incomplete_shard_is_refused(tmp_path):
 def test_disk_check_refuses_with_the_numbers(tmp_path):
     from bestbatch.shards import shard_bytes
     from bestbatch.steps.training import check_disk
+
     need = shard_bytes(195, 34_236_634, torch.float32)
     assert need == 195 * 34_236_634 * 4 + 34_236_634 * 8  # 27.0 GB per DPN92 epoch: the rows and their sum
     with pytest.raises(OSError, match=r"needs 26.98 GB .* has 1.00 GB free"):
@@ -215,12 +241,13 @@ def test_disk_check_refuses_with_the_numbers(tmp_path):
 def test_crop_flip_is_a_seeded_crop_of_the_padded_image():
     """Every augmented image is a 32x32 window of the zero-padded original, maybe mirrored; seed-determined."""
     from bestbatch.augment import crop_flip, normalize
+
     x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
     out = crop_flip(x, 0, 3, 5)
     padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
     flipped = 0
     for i in range(64):
-        windows = [padded[i, :, dy:dy + 32, dx:dx + 32] for dy in range(9) for dx in range(9)]
+        windows = [padded[i, :, dy : dy + 32, dx : dx + 32] for dy in range(9) for dx in range(9)]
         plain = any(torch.equal(out[i], w) for w in windows)
         mirrored = any(torch.equal(out[i], w.flip(2)) for w in windows)
         assert plain or mirrored
@@ -284,6 +311,7 @@ def test_layer_distances_add_up_to_the_distance(tmp_path):
     """sum_l layer_distance^2 = distance^2 to float64 rounding, with tensor boundaries inside blocks and
     tensors across blocks; and with no layout given, one tensor that is the distance itself."""
     from bestbatch.distances import reduce_rows
+
     rng = np.random.default_rng(5)
     layout = flat_layout(SIZES)
     g = (rng.standard_normal((5, sum(SIZES))) * np.repeat(rng.uniform(0.01, 100, len(SIZES)), SIZES)).astype(np.float32)
@@ -309,8 +337,8 @@ def test_noise_scale_and_gradient_diversity_match_brute_force():
     distance, norm = np.stack([d["distance"] for d in stored]), np.stack([d["norm"] for d in stored])
     full_norm = np.array([d["full_norm"] for d in stored])
     g_bar = g.mean(1, keepdims=True)
-    want_noise = b * ((g - g_bar) ** 2).sum(2).mean(1) / (g_bar ** 2).sum((1, 2))
-    want_diversity = (g ** 2).sum((1, 2)) / (g.sum(1) ** 2).sum(1)
+    want_noise = b * ((g - g_bar) ** 2).sum(2).mean(1) / (g_bar**2).sum((1, 2))
+    want_diversity = (g**2).sum((1, 2)) / (g.sum(1) ** 2).sum(1)
     np.testing.assert_allclose(noise_scale(distance, full_norm, b), want_noise, rtol=1e-12)
     np.testing.assert_allclose(gradient_diversity(norm, full_norm), want_diversity, rtol=1e-12)
     np.testing.assert_allclose(gradient_diversity(norm[0], full_norm[0]), want_diversity[0], rtol=1e-12)
@@ -326,6 +354,7 @@ def test_gather_stores_layers_and_gradient_statistics(tmp_path):
     B_simple and the gradient diversity from the stored distances, with the batch size as an attribute."""
     from bestbatch.formats import read_epoch, read_matrix
     from bestbatch.steps.distances import gather_distances, reduce_epoch
+
     rng = np.random.default_rng(7)
     sizes = [10, 3, 40, 1]
     layout = flat_layout(sizes)
@@ -349,9 +378,10 @@ def test_gather_stores_layers_and_gradient_statistics(tmp_path):
     for e, g in enumerate(grads):
         np.testing.assert_allclose(m.layer_distance[e], batch_distances(g, offsets)["layer_distance"], rtol=1e-12)
         g_bar = g.mean(0)
-        np.testing.assert_allclose(m.noise_scale[e], 16 * ((g - g_bar) ** 2).sum(1).mean() / (g_bar ** 2).sum(),
-                                   rtol=1e-12)
-        np.testing.assert_allclose(m.gradient_diversity[e], (g ** 2).sum() / (g.sum(0) ** 2).sum(), rtol=1e-12)
+        np.testing.assert_allclose(
+            m.noise_scale[e], 16 * ((g - g_bar) ** 2).sum(1).mean() / (g_bar**2).sum(), rtol=1e-12
+        )
+        np.testing.assert_allclose(m.gradient_diversity[e], (g**2).sum() / (g.sum(0) ** 2).sum(), rtol=1e-12)
     gather_distances(paths, tmp_path / "n.h5", tmp_path / "n.csv", metric="test")  # no batch size: no B_simple
     m = read_matrix(tmp_path / "n.h5")
     assert m.batch_size is None and np.isnan(m.noise_scale).all() and np.isfinite(m.gradient_diversity).all()
@@ -359,6 +389,7 @@ def test_gather_stores_layers_and_gradient_statistics(tmp_path):
 
 def test_reduction_names_the_batch_with_a_non_finite_gradient(tmp_path):
     from bestbatch.distances import NonFiniteGradient
+
     g = np.ones((4, 1000), dtype=np.float32)
     g[2, 500] = np.nan
     g[3, 7] = np.inf
@@ -377,13 +408,17 @@ def test_shard_needs_its_gradient_sum(tmp_path):
 
 def test_a_file_of_another_format_version_is_refused_naming_it(tmp_path):
     from bestbatch.formats import FormatError, read_shard_records
+
     g = np.ones((2, 10), dtype=np.float32)
     write_shard(tmp_path / "epoch_1.h5", g)
     with h5py.File(tmp_path / "epoch_1.h5", "r+") as f:
         f.attrs["format_version"] = FORMAT_VERSION + 1
     for read in (read_shard_records, reduce_shard):
-        with pytest.raises(FormatError, match=rf"epoch_1.h5: gradient shard format version {FORMAT_VERSION + 1}, "
-                                              rf"this bestbatch reads version {FORMAT_VERSION}; delete it"):
+        with pytest.raises(
+            FormatError,
+            match=rf"epoch_1.h5: gradient shard format version {FORMAT_VERSION + 1}, "
+            rf"this bestbatch reads version {FORMAT_VERSION}; delete it",
+        ):
             read(tmp_path / "epoch_1.h5")
     with h5py.File(tmp_path / "epoch_1.h5", "r+") as f:
         del f.attrs["format_version"]
@@ -421,7 +456,9 @@ def _recycle(writer, rows, n, seen, mine):
 
 def _direct_io_works(directory):
     import os
+
     from bestbatch.shards import _open_direct
+
     probe = directory / "probe"
     probe.write_bytes(b"")
     fd = _open_direct(probe)

@@ -1,12 +1,22 @@
 """Metrics against hand-computed values on tiny generated images (no dataset, no network)."""
+
 import os
 
 import numpy as np
 import pytest
 import torch
 
-from bestbatch.metrics import (METRICS, MetricError, display_score, lpips_features, lpips_model,
-                               lpips_to_reference, order_from_scores, score_images, _to_lpips_input)
+from bestbatch.metrics import (
+    METRICS,
+    MetricError,
+    _to_lpips_input,
+    display_score,
+    lpips_features,
+    lpips_model,
+    lpips_to_reference,
+    order_from_scores,
+    score_images,
+)
 
 
 def solid(*rgbs):
@@ -24,10 +34,12 @@ def structured(n, seed=0):
 def no_download(monkeypatch):
     def refuse(*a, **k):
         raise OSError("network disabled in tests")
+
     monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
 
 
 # --- registry and input checks ---
+
 
 def test_registry_and_errors():
     assert set(METRICS) >= {"intensity", "color", "edges", "lpips", "random"}
@@ -38,6 +50,7 @@ def test_registry_and_errors():
 
 
 # --- ordering ---
+
 
 def test_order_ascending_with_ties_by_index():
     order = order_from_scores(np.array([3.0, 1.0, 2.0, 1.0, 0.5]))
@@ -54,6 +67,7 @@ def test_order_lexicographic():
 
 # --- intensity (3.2.1) ---
 
+
 def test_intensity_hand_computed():
     img = np.zeros((2, 32, 32, 3), np.uint8)
     img[0] = 1
@@ -64,6 +78,7 @@ def test_intensity_hand_computed():
 
 
 # --- colour (3.2.2) ---
+
 
 def test_color_known_hsv_and_order():
     imgs = solid((255, 0, 0), (0, 0, 255), (128, 128, 128), (0, 255, 0))
@@ -87,6 +102,7 @@ def test_color_ties_by_index():
 
 # --- edges (3.2.3) ---
 
+
 def test_edges_flat_is_zero_and_square_is_its_perimeter():
     imgs = np.zeros((4, 32, 32, 3), np.uint8)
     imgs[1] = 128
@@ -107,6 +123,7 @@ def test_edges_same_for_any_threads():
 
 
 # --- lpips (3.2.4) ---
+
 
 @pytest.fixture(scope="module")
 def random_lpips():
@@ -159,6 +176,7 @@ def test_lpips_missing_pretrained_weights_names_file_path_and_fix(tmp_path, monk
 def test_lpips_pretrained_loads_from_the_path_we_name(tmp_path, monkeypatch):
     """Placing a file where the error message says makes torchvision load it, without any download."""
     import torchvision
+
     monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path))
     no_download(monkeypatch)
     path = tmp_path / "checkpoints" / "alexnet-owt-7be5be79.pth"
@@ -173,6 +191,7 @@ def test_lpips_pretrained_loads_from_the_path_we_name(tmp_path, monkeypatch):
 
 
 # --- random control ---
+
 
 def test_random_is_a_seeded_permutation():
     imgs = np.zeros((50, 2, 2, 3), np.uint8)

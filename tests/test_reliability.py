@@ -1,4 +1,5 @@
 """Kill anywhere and resume exactly; refuse bad input early, naming it; never take half a file as done."""
+
 import copy
 import math
 import os
@@ -11,11 +12,11 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, SNAKEMAKE, TINY_CONFIG, run_snakemake, tiny_config_with, validated, write_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bestbatch.config import ConfigError, config_hash
-from conftest import REPO, SNAKEMAKE, TINY_CONFIG, run_snakemake, tiny_config_with, validated, write_config
 
 RUN = "results/tiny/tiny_mlp_bn/seed_0"
 TARGETS = [f"{RUN}/random/distances.h5", f"{RUN}/random/checkpoints/epoch_3.pt"]
@@ -27,9 +28,25 @@ def killable_run(workdir, cfg, kill_at=None):
     env.pop("BESTBATCH_KILL_AT", None)
     if kill_at:
         env["BESTBATCH_KILL_AT"] = kill_at
-    proc = subprocess.run([*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile",
-                           str(cfg), "--cores", "1", *TARGETS], env=env, capture_output=True, text=True,
-                          start_new_session=True, timeout=600)
+    proc = subprocess.run(
+        [
+            *SNAKEMAKE,
+            "-s",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--configfile",
+            str(cfg),
+            "--cores",
+            "1",
+            *TARGETS,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        start_new_session=True,
+        timeout=600,
+    )
     return proc
 
 
@@ -52,8 +69,11 @@ def reference(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kill_at", ["batch:2:2", "after_checkpoint:2:0", "reduce:2:1"],
-                         ids=["mid-epoch, shard incomplete", "after checkpoint, before shard", "during reduction"])
+@pytest.mark.parametrize(
+    "kill_at",
+    ["batch:2:2", "after_checkpoint:2:0", "reduce:2:1"],
+    ids=["mid-epoch, shard incomplete", "after checkpoint, before shard", "during reduction"],
+)
 def test_sigkill_then_same_command_resumes_bitwise(reference, kill_at, tmp_path):
     ref_dir, cfg = reference
     # the data, orderings and initialisation are shared; the chain from epoch 1 on is recomputed
@@ -84,11 +104,29 @@ def test_sigkill_then_same_command_resumes_bitwise(reference, kill_at, tmp_path)
 def training_params(config):
     """The explicit values a train_epoch job gets, as workflow/rules/common.smk hands them over."""
     t = config["training"]
-    keys = ("batch_size", "lr", "lr_milestones", "lr_gamma", "momentum", "weight_decay", "augment", "dtype",
-            "device", "threads", "cuda_tf32", "cuda_deterministic")
-    return dict(data_root=config["data"]["root"], data_format="cifar10", model=config["models"][0], num_classes=10, seed=0,
-                config_hash=config_hash(config),
-                **{key: t[key] for key in keys})
+    keys = (
+        "batch_size",
+        "lr",
+        "lr_milestones",
+        "lr_gamma",
+        "momentum",
+        "weight_decay",
+        "augment",
+        "dtype",
+        "device",
+        "threads",
+        "cuda_tf32",
+        "cuda_deterministic",
+    )
+    return dict(
+        data_root=config["data"]["root"],
+        data_format="cifar10",
+        model=config["models"][0],
+        num_classes=10,
+        seed=0,
+        config_hash=config_hash(config),
+        **{key: t[key] for key in keys},
+    )
 
 
 def test_nonfinite_loss_stops_with_epoch_and_batch_and_keeps_previous_epoch(tmp_path):
@@ -96,19 +134,48 @@ def test_nonfinite_loss_stops_with_epoch_and_batch_and_keeps_previous_epoch(tmp_
     from bestbatch.steps.orderings import make_ordering
     from bestbatch.steps.training import init_model, train_epoch
     from bestbatch.training import NonFiniteError
+
     config = validated(dict(copy.deepcopy(TINY_CONFIG), data=dict(TINY_CONFIG["data"], root=str(tmp_path / "d"))))
-    synthetic_dataset(root=config["data"]["root"], **{k: config["data"]["synthetic"][k] for k in ("n_train", "n_test", "seed")})
-    make_ordering(tmp_path / "order.h5", data_root=config["data"]["root"], data_format="cifar10", metric="random", params={}, threads=1,
-                  device="cpu", config_hash="test", progress=False)
-    init_model(tmp_path / "init.pt", model=config["models"][0], num_classes=10, seed=0, dtype="float32",
-               config_hash="test")
-    train_epoch(tmp_path / "order.h5", tmp_path / "init.pt", tmp_path / "e1.pt", tmp_path / "s1.h5", metric="random",
-                epoch=1, progress=False, **training_params(config))
+    synthetic_dataset(
+        root=config["data"]["root"], **{k: config["data"]["synthetic"][k] for k in ("n_train", "n_test", "seed")}
+    )
+    make_ordering(
+        tmp_path / "order.h5",
+        data_root=config["data"]["root"],
+        data_format="cifar10",
+        metric="random",
+        params={},
+        threads=1,
+        device="cpu",
+        config_hash="test",
+        progress=False,
+    )
+    init_model(
+        tmp_path / "init.pt", model=config["models"][0], num_classes=10, seed=0, dtype="float32", config_hash="test"
+    )
+    train_epoch(
+        tmp_path / "order.h5",
+        tmp_path / "init.pt",
+        tmp_path / "e1.pt",
+        tmp_path / "s1.h5",
+        metric="random",
+        epoch=1,
+        progress=False,
+        **training_params(config),
+    )
     before = (tmp_path / "e1.pt").read_bytes()
     config["training"]["lr"] = 1e12  # diverges within the epoch
     with pytest.raises(NonFiniteError, match=r"non-finite training loss in epoch 2, batch \d"):
-        train_epoch(tmp_path / "order.h5", tmp_path / "e1.pt", tmp_path / "e2.pt", tmp_path / "s2.h5",
-                    metric="random", epoch=2, progress=False, **training_params(config))
+        train_epoch(
+            tmp_path / "order.h5",
+            tmp_path / "e1.pt",
+            tmp_path / "e2.pt",
+            tmp_path / "s2.h5",
+            metric="random",
+            epoch=2,
+            progress=False,
+            **training_params(config),
+        )
     assert not (tmp_path / "e2.pt").exists() and not (tmp_path / "s2.h5").exists()
     assert not list(tmp_path.glob(".tmp-*"))
     assert (tmp_path / "e1.pt").read_bytes() == before
@@ -116,6 +183,7 @@ def test_nonfinite_loss_stops_with_epoch_and_batch_and_keeps_previous_epoch(tmp_
 
 def test_unloadable_checkpoint_names_the_file(tmp_path):
     from bestbatch.formats import load_checkpoint
+
     bad = tmp_path / "epoch_4.pt"
     bad.write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(RuntimeError, match=r"checkpoint .*epoch_4.pt cannot be loaded .*delete it and rerun"):
@@ -125,6 +193,7 @@ def test_unloadable_checkpoint_names_the_file(tmp_path):
 def test_checkpoints_refuse_pickled_code(tmp_path):
     """Checkpoints load with weights_only=True: an object that would run code is refused."""
     from bestbatch.formats import load_checkpoint
+
     marker = tmp_path / "ran"
 
     class Evil:
@@ -139,15 +208,37 @@ def test_checkpoints_refuse_pickled_code(tmp_path):
 
 # --- malformed configs --------------------------------------------------------------------------
 
-LEAVES = [("study",), ("data", "source"), ("data", "root"), ("data", "synthetic", "n_train"), ("models",), ("seeds",),
-          ("training", "epochs"), ("training", "batch_size"), ("training", "lr"), ("training", "momentum"),
-          ("training", "weight_decay"), ("training", "lr_milestones"), ("training", "lr_gamma"),
-          ("training", "dtype"), ("training", "device"), ("training", "threads"),
-          ("metrics",), ("orderings", "edges", "sigma"), ("orderings", "lpips", "pretrained_backbone"),
-          ("outputs", "keep_shards")]
-BAD_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 0), st.floats(allow_nan=True),
-                       st.text(max_size=8), st.lists(st.integers(-5, 500), max_size=3),
-                       st.dictionaries(st.text(max_size=4), st.integers(), max_size=2))
+LEAVES = [
+    ("study",),
+    ("data", "source"),
+    ("data", "root"),
+    ("data", "synthetic", "n_train"),
+    ("models",),
+    ("seeds",),
+    ("training", "epochs"),
+    ("training", "batch_size"),
+    ("training", "lr"),
+    ("training", "momentum"),
+    ("training", "weight_decay"),
+    ("training", "lr_milestones"),
+    ("training", "lr_gamma"),
+    ("training", "dtype"),
+    ("training", "device"),
+    ("training", "threads"),
+    ("metrics",),
+    ("orderings", "edges", "sigma"),
+    ("orderings", "lpips", "pretrained_backbone"),
+    ("outputs", "keep_shards"),
+]
+BAD_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 0),
+    st.floats(allow_nan=True),
+    st.text(max_size=8),
+    st.lists(st.integers(-5, 500), max_size=3),
+    st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
+)
 
 
 def _int(v):
@@ -165,10 +256,15 @@ VALID = {
     ("data", "source"): lambda v: v in ("cifar10", "cifar100", "synthetic"),
     ("data", "root"): lambda v: isinstance(v, str) and len(v) > 0,
     ("data", "synthetic", "n_train"): lambda v: _int(v) and v >= 64,
-    ("models",): lambda v: (isinstance(v, list) and len(v) > 0 and len(set(map(repr, v))) == len(v)
-                            and all(m in ("dpn92", "dpn26", "resnet18", "small_cnn", "tiny_mlp", "tiny_mlp_bn") for m in v)),
-    ("seeds",): lambda v: (isinstance(v, list) and len(v) > 0 and all(_int(x) and x >= 0 for x in v)
-                           and len(set(v)) == len(v)),
+    ("models",): lambda v: (
+        isinstance(v, list)
+        and len(v) > 0
+        and len(set(map(repr, v))) == len(v)
+        and all(m in ("dpn92", "dpn26", "resnet18", "small_cnn", "tiny_mlp", "tiny_mlp_bn") for m in v)
+    ),
+    ("seeds",): lambda v: (
+        isinstance(v, list) and len(v) > 0 and all(_int(x) and x >= 0 for x in v) and len(set(v)) == len(v)
+    ),
     ("training", "epochs"): lambda v: _int(v) and v >= 3,
     ("training", "batch_size"): lambda v: _int(v) and 1 <= v <= 160,  # at least two batches
     ("training", "lr"): lambda v: _num(v) and v > 0,
@@ -179,17 +275,27 @@ VALID = {
     ("training", "dtype"): lambda v: v in ("float32", "float64"),
     ("training", "device"): lambda v: v in ("auto", "cpu", "cuda"),
     ("training", "threads"): lambda v: _int(v) and v >= 1,
-    ("metrics",): lambda v: (isinstance(v, list) and len(v) > 0 and len(set(map(repr, v))) == len(v)
-                             and all(m in ("intensity", "color", "edges", "lpips", "random") for m in v)),
+    ("metrics",): lambda v: (
+        isinstance(v, list)
+        and len(v) > 0
+        and len(set(map(repr, v))) == len(v)
+        and all(m in ("intensity", "color", "edges", "lpips", "random") for m in v)
+    ),
     ("orderings", "edges", "sigma"): lambda v: _num(v) and v > 0,
     ("orderings", "lpips", "pretrained_backbone"): lambda v: isinstance(v, bool),
     ("outputs", "keep_shards"): lambda v: isinstance(v, bool),
 }
 LEAVES = list(VALID)
-GOOD_VALUES = st.one_of(st.sampled_from(["demo", "cifar10", "synthetic", "float64", "cuda", "edges", "resnet18"]),
-                        st.integers(0, 400), st.floats(0, 2), st.lists(st.sampled_from(["edges", "random"]), max_size=2),
-                        st.sampled_from([[1], [2], [2, 1], [1, 1]]), st.just(4.0), st.just(float("inf")),
-                        st.sampled_from([["small_cnn"], ["resnet18", "tiny_mlp"], [0, 1], [3], [0, 0], ["dpn92", 1]]))
+GOOD_VALUES = st.one_of(
+    st.sampled_from(["demo", "cifar10", "synthetic", "float64", "cuda", "edges", "resnet18"]),
+    st.integers(0, 400),
+    st.floats(0, 2),
+    st.lists(st.sampled_from(["edges", "random"]), max_size=2),
+    st.sampled_from([[1], [2], [2, 1], [1, 1]]),
+    st.just(4.0),
+    st.just(float("inf")),
+    st.sampled_from([["small_cnn"], ["resnet18", "tiny_mlp"], [0, 1], [3], [0, 0], ["dpn92", 1]]),
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -217,15 +323,22 @@ def test_malformed_configs_are_refused_naming_the_key(leaf, value, extra):
         assert valid, (leaf, value, extra)
 
 
-@pytest.mark.parametrize("key,value,message", [
-    (("models",), ["vgg16"], "models.0: 'vgg16' is not allowed; allowed values: dpn92"),
-    (("training", "batch_size"), 5000, "training.batch_size: 5000 is larger than the training set (320 training images)"),
-    (("metrics",), ["intensity", "hue"], "metrics.1: 'hue' is not allowed; allowed values: intensity, color"),
-    (("training", "lr_milestones"), [0], "training.lr_milestones"),
-    (("training", "batch_size"), 320, "training.batch_size: 320 leaves one batch per epoch"),
-    (("training", "lr"), float("inf"), "training.lr: inf is not a finite number"),
-    (("training", "epochs"), 4.0, "training.epochs: 4.0 is not of type 'integer'"),
-])
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        (("models",), ["vgg16"], "models.0: 'vgg16' is not allowed; allowed values: dpn92"),
+        (
+            ("training", "batch_size"),
+            5000,
+            "training.batch_size: 5000 is larger than the training set (320 training images)",
+        ),
+        (("metrics",), ["intensity", "hue"], "metrics.1: 'hue' is not allowed; allowed values: intensity, color"),
+        (("training", "lr_milestones"), [0], "training.lr_milestones"),
+        (("training", "batch_size"), 320, "training.batch_size: 320 leaves one batch per epoch"),
+        (("training", "lr"), float("inf"), "training.lr: inf is not a finite number"),
+        (("training", "epochs"), 4.0, "training.epochs: 4.0 is not of type 'integer'"),
+    ],
+)
 def test_snakemake_refuses_bad_config_before_any_job(tmp_path, key, value, message):
     cfg = write_config(tmp_path / "bad.yaml", tiny_config_with(key, value))
     proc = run_snakemake(tmp_path, "--configfile", str(cfg), "--cores", "1", check=False)
@@ -249,11 +362,34 @@ def test_dataset_check_refuses_data_that_changed_since_planning(tmp_path):
     """The DAG is sized from the files when Snakemake starts; a set that changed since is named with both numbers."""
     from bestbatch.data import DatasetError, make_synthetic, write_dataset
     from bestbatch.steps.data import verify_dataset
+
     write_dataset(tmp_path / "d", *make_synthetic(300, 40, seed=1))
-    with pytest.raises(DatasetError, match=r"holds 300 training images, but the workflow was planned for 1024 training"):
-        verify_dataset(tmp_path / "dataset.json", root=tmp_path / "d", source="cifar10", download=False, verify="auto",
-                       batch_size=64, n_train=1024, n_test=40, n_classes=10)
-    with pytest.raises(DatasetError, match=r"training.batch_size: 200 leaves one batch per epoch \(300 training images"):
-        verify_dataset(tmp_path / "dataset.json", root=tmp_path / "d", source="cifar10", download=False, verify="auto",
-                       batch_size=200, n_train=300, n_test=40, n_classes=10)
+    with pytest.raises(
+        DatasetError, match=r"holds 300 training images, but the workflow was planned for 1024 training"
+    ):
+        verify_dataset(
+            tmp_path / "dataset.json",
+            root=tmp_path / "d",
+            source="cifar10",
+            download=False,
+            verify="auto",
+            batch_size=64,
+            n_train=1024,
+            n_test=40,
+            n_classes=10,
+        )
+    with pytest.raises(
+        DatasetError, match=r"training.batch_size: 200 leaves one batch per epoch \(300 training images"
+    ):
+        verify_dataset(
+            tmp_path / "dataset.json",
+            root=tmp_path / "d",
+            source="cifar10",
+            download=False,
+            verify="auto",
+            batch_size=200,
+            n_train=300,
+            n_test=40,
+            n_classes=10,
+        )
     assert not (tmp_path / "dataset.json").exists()

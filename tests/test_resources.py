@@ -1,4 +1,5 @@
 """What the jobs ask the scheduler for: bestbatch.resources.job_resources as a pure function of the study's sizes."""
+
 import itertools
 
 import pytest
@@ -31,14 +32,21 @@ def requests(res):
 
 def grid(**fixed):
     """Every study of the grid below, with the keys in `fixed` held."""
-    axes = dict(model=MODELS, n_train=N_TRAIN, batch_size=BATCH_SIZES, value_bytes=VALUE_BYTES, threads=THREADS,
-                gpu=(False, True))
+    axes = dict(
+        model=MODELS,
+        n_train=N_TRAIN,
+        batch_size=BATCH_SIZES,
+        value_bytes=VALUE_BYTES,
+        threads=THREADS,
+        gpu=(False, True),
+    )
     axes.update({k: (v,) for k, v in fixed.items()})
     for values in itertools.product(*axes.values()):
         yield study(**dict(zip(axes, values)))
 
 
 # --- (a) the paper's study gives the figures docs/slurm.md documents -----------------------------------
+
 
 def test_paper_study_matches_the_documented_requests():
     res = job_resources(PAPER)
@@ -59,6 +67,7 @@ def test_job_resources_is_pure():
 
 
 # --- (b) properties ------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("model", MODELS)
 def test_more_training_images_never_lower_the_training_request(model):
@@ -121,10 +130,18 @@ def test_cpu_training_memory_grows_with_the_batch_size(model):
     activations live in GPU memory and the host request does not depend on the batch size."""
     _, _, act_mb, _, _ = model_cost(model)
     for vb, n_train in itertools.product(VALUE_BYTES, N_TRAIN):
-        cpu = [job_resources(study(model=model, n_train=n_train, value_bytes=vb, batch_size=b, gpu=False))
-               ["train_epoch"]["mem_mb"] for b in BATCH_SIZES]
-        gpu = [job_resources(study(model=model, n_train=n_train, value_bytes=vb, batch_size=b, gpu=True))
-               ["train_epoch"]["mem_mb"] for b in BATCH_SIZES]
+        cpu = [
+            job_resources(study(model=model, n_train=n_train, value_bytes=vb, batch_size=b, gpu=False))["train_epoch"][
+                "mem_mb"
+            ]
+            for b in BATCH_SIZES
+        ]
+        gpu = [
+            job_resources(study(model=model, n_train=n_train, value_bytes=vb, batch_size=b, gpu=True))["train_epoch"][
+                "mem_mb"
+            ]
+            for b in BATCH_SIZES
+        ]
         assert cpu == sorted(cpu), (model, vb, n_train, cpu)
         assert len(set(gpu)) == 1, (model, vb, n_train, gpu)
         for b, mem in zip(BATCH_SIZES, cpu):
@@ -151,6 +168,7 @@ def test_requests_are_rounded_for_the_scheduler():
 
 # --- (c) an unknown model -------------------------------------------------------------------------------
 
+
 def test_unknown_model_raises_naming_the_key_and_the_model():
     with pytest.raises(ValueError) as exc:
         job_resources(study(model="resnet1001"))
@@ -162,6 +180,7 @@ def test_unknown_model_raises_naming_the_key_and_the_model():
 
 # --- (d) every metric -----------------------------------------------------------------------------------
 
+
 def test_every_metric_gets_an_ordering_request():
     for s in (PAPER, study(gpu=False), study(model="small_cnn", n_train=2048, n_test=512, batch_size=64)):
         ordering = job_resources(s)["ordering"]
@@ -172,6 +191,7 @@ def test_every_metric_gets_an_ordering_request():
 
 def test_a_selection_chunk_costs_about_half_an_algorithm1_epoch_per_epoch():
     from bestbatch.resources import select_chunk_resources
+
     s = study()
     one, ten = select_chunk_resources(s, 1), select_chunk_resources(s, 10)
     assert one["mem_mb"] == job_resources(s)["train_epoch"]["mem_mb"] and one["gpu"] == 1

@@ -1,6 +1,7 @@
 """Training on a subset of a metric's fixed batches (bestbatch.selection): the policies' batch sets, the
 step schedule, equal step budgets, shuffled SGD and the `all` policy against plain loops bit for bit,
 chunked training against one go, the summary statistics, and a planted effect the policies must find."""
+
 import copy
 import io
 import math
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import REPO
 from scipy import stats as sps
 
 from bestbatch import selection as S
@@ -22,8 +24,6 @@ from bestbatch.metrics import order_from_scores, score_images
 from bestbatch.models import build_model
 from bestbatch.stats import REGIONS
 from bestbatch.training import KeepLast, make_optimizer, run_epoch
-
-from conftest import REPO
 
 LR, MOMENTUM, WD, GAMMA = 0.1, 0.9, 5e-4, 0.1
 
@@ -49,9 +49,25 @@ def tiny_data():
 
 def run(visitor, net, opt, data, start, end, *, seed, eval_every=6):
     images, labels, test_images, test_labels, _ = data
-    return S.train_chunk(net, opt, images, labels, visitor, start, end, lr=LR, milestone_steps=visitor.milestone_steps,
-                         lr_gamma=GAMMA, seed=seed, augment=True, dtype=torch.float32, test_images=test_images,
-                         test_labels=test_labels, eval_every=eval_every, last_step=visitor.total_steps)
+    return S.train_chunk(
+        net,
+        opt,
+        images,
+        labels,
+        visitor,
+        start,
+        end,
+        lr=LR,
+        milestone_steps=visitor.milestone_steps,
+        lr_gamma=GAMMA,
+        seed=seed,
+        augment=True,
+        dtype=torch.float32,
+        test_images=test_images,
+        test_labels=test_labels,
+        eval_every=eval_every,
+        last_step=visitor.total_steps,
+    )
 
 
 def fresh(seed=1):
@@ -66,6 +82,7 @@ def assert_same_state(a, b):
 
 # --- policies on a hand-made ordering -----------------------------------------------------------------
 
+
 def test_policies_batch_sets_on_a_hand_made_ordering():
     K = 20
     every = list(range(20))
@@ -77,15 +94,20 @@ def test_policies_batch_sets_on_a_hand_made_ordering():
     assert all(v.tolist() == list(range(3, 17)) for v in pos.values())
     assert S.policy_positions("drop_extremes", K, 1, {"drop_fraction": 0.25})[1].tolist() == list(range(5, 15))
     assert S.policy_positions("drop_extremes", K, 1, {"drop_fraction": 0.0})[1].tolist() == every
-    assert S.policy_positions("drop_extremes", 7, 1, {"drop_fraction": 0.1})[1].tolist() == list(range(1, 7))  # 0.7 -> k >= 1; k < 6.3
+    assert S.policy_positions("drop_extremes", 7, 1, {"drop_fraction": 0.1})[1].tolist() == list(
+        range(1, 7)
+    )  # 0.7 -> k >= 1; k < 6.3
     pos = S.policy_positions("phase1_upper_quartile", K, 3)
     assert pos[1].tolist() == [15, 16, 17, 18, 19] and pos[2].tolist() == every and pos[3].tolist() == every
     # the same regions as the claims page's, for the paper's K and odd ones
     for k_ in (195, 21, 33, 40):
         k = np.arange(k_)
-        assert np.array_equal(S.policy_positions("drop_extremes", k_, 1)[1], np.flatnonzero(~REGIONS["extremes_10"](k, k_)))
-        assert np.array_equal(S.policy_positions("phase1_upper_quartile", k_, 2)[1],
-                              np.flatnonzero(REGIONS["upper_quartile"](k, k_)))
+        assert np.array_equal(
+            S.policy_positions("drop_extremes", k_, 1)[1], np.flatnonzero(~REGIONS["extremes_10"](k, k_))
+        )
+        assert np.array_equal(
+            S.policy_positions("phase1_upper_quartile", k_, 2)[1], np.flatnonzero(REGIONS["upper_quartile"](k, k_))
+        )
     assert S.policy_positions("drop_extremes", 195, 1)[1].tolist() == list(range(20, 176))
     # measured_best: the lowest-profile positions of each phase
     rng = np.random.default_rng(3)
@@ -94,7 +116,12 @@ def test_policies_batch_sets_on_a_hand_made_ordering():
     assert pos[1].tolist() == sorted(np.flatnonzero(profile[1] < 0).tolist())  # the 10 lowest
     assert pos[2].tolist() == list(range(10, 20))
     assert pos[3].tolist() == list(range(10))  # all tied: the lower positions
-    assert S.policy_positions("measured_best", K, 3, {"best_fraction": 0.2}, profile=profile)[2].tolist() == [16, 17, 18, 19]
+    assert S.policy_positions("measured_best", K, 3, {"best_fraction": 0.2}, profile=profile)[2].tolist() == [
+        16,
+        17,
+        18,
+        19,
+    ]
     assert len(S.policy_positions("measured_best", 5, 1, {"best_fraction": 0.5}, profile={1: np.arange(5.0)})[1]) == 3
     with pytest.raises(ValueError, match="measured_best needs `profile`"):
         S.policy_positions("measured_best", K, 3)
@@ -111,7 +138,7 @@ def test_policies_batch_sets_on_a_hand_made_ordering():
 def test_policy_plan_cuts_the_order_into_fixed_batches():
     order = np.random.default_rng(5).permutation(62)  # K = 20 batches of 3, the last 2 images dropped
     plan = S.policy_plan(order, 3, S.policy_positions("phase1_upper_quartile", 20, 2))
-    assert plan[1].tolist() == [order[3 * k:3 * k + 3].tolist() for k in range(15, 20)]
+    assert plan[1].tolist() == [order[3 * k : 3 * k + 3].tolist() for k in range(15, 20)]
     assert plan[2].tolist() == order[:60].reshape(20, 3).tolist()
 
 
@@ -119,13 +146,15 @@ def test_adding_a_policy_is_one_function(tiny_data):
     @S.policy("every_other", offset=0)
     def every_other(K, phase, n_phases, params, profile=None):
         return np.arange(params["offset"] + phase - 1, K, 2)
+
     try:
         pos = S.policy_positions("every_other", 6, 2, {"offset": 0})
         assert pos[1].tolist() == [0, 2, 4] and pos[2].tolist() == [1, 3, 5]
         plan = S.policy_plan(tiny_data[4], 16, pos)
         # phase 2 starts at step 7, mid-cycle: its cycle starts afresh, in a new pass
-        v = S.Visitor("fixed", plan, n_images=96, batch_size=16, seed=0, milestone_steps=[7], total_steps=13,
-                      positions=pos)
+        v = S.Visitor(
+            "fixed", plan, n_images=96, batch_size=16, seed=0, milestone_steps=[7], total_steps=13, positions=pos
+        )
         assert [v.batch(s)[2] for s in range(13)] == [0, 2, 4, 0, 2, 4, 0] + [1, 3, 5] * 2
         assert [v.batch(s)[1] for s in range(13)] == [0, 0, 0, 1, 1, 1, 2] + [3, 3, 3, 4, 4, 4]
         assert np.array_equal(v.batch(8)[0], tiny_data[4][48:64])  # position 3: images 48..63 of the order
@@ -135,6 +164,7 @@ def test_adding_a_policy_is_one_function(tiny_data):
         @S.policy("broken")
         def broken(K, phase, n_phases, params, profile=None):
             return np.array([3, 1])
+
         with pytest.raises(ValueError, match="sorted, unique"):
             S.policy_positions("broken", 6, 1)
     finally:
@@ -158,6 +188,7 @@ def test_random_subset_matches_the_image_counts_at_random():
 
 
 # --- the schedule and equal budgets -------------------------------------------------------------------
+
 
 def test_milestones_line_up_for_every_budget():
     epochs, K, ms = 12, 20, [4, 8]
@@ -193,11 +224,19 @@ def test_every_policy_and_control_takes_the_same_steps(tiny_data, budget):
             params = {"drop_extremes": {"drop_fraction": 0.2}, "measured_best": {"best_fraction": 0.7}}.get(name, {})
             pos = S.policy_positions(name, K, 3, params, profile=profile)
             plan = S.policy_plan(o, B, pos)
-            runs[f"{name}/{oname}"] = S.Visitor("fixed", plan, n_images=N, batch_size=B, seed=0, milestone_steps=M,
-                                                total_steps=T, positions=pos)
+            runs[f"{name}/{oname}"] = S.Visitor(
+                "fixed", plan, n_images=N, batch_size=B, seed=0, milestone_steps=M, total_steps=T, positions=pos
+            )
             if name != "all" and oname == "metric":
-                runs[f"random_subset/{name}"] = S.Visitor("fixed", S.random_subset_plan(plan, N, 0), n_images=N,
-                                                          batch_size=B, seed=0, milestone_steps=M, total_steps=T)
+                runs[f"random_subset/{name}"] = S.Visitor(
+                    "fixed",
+                    S.random_subset_plan(plan, N, 0),
+                    n_images=N,
+                    batch_size=B,
+                    seed=0,
+                    milestone_steps=M,
+                    total_steps=T,
+                )
     runs["shuffled"] = S.Visitor("shuffled", n_images=N, batch_size=B, seed=0, milestone_steps=M, total_steps=T)
     sizes = {name: tuple(v.images_per_phase().values()) for name, v in runs.items()}
     assert len(set(sizes.values())) >= 4, sizes  # the plans differ in size ...
@@ -205,10 +244,10 @@ def test_every_policy_and_control_takes_the_same_steps(tiny_data, budget):
     for name, v in runs.items():  # ... and every run takes exactly T steps, phase by phase alike
         net, opt = fresh()
         steps = []
-        opt.register_step_post_hook(lambda o, a, k: steps.append(o.param_groups[0]["lr"]))
+        opt.register_step_post_hook(lambda o, a, k: steps.append(o.param_groups[0]["lr"]))  # noqa: B023 (this iteration)
         rows = run(v, net, opt, tiny_data, 0, T, seed=0, eval_every=K)
         assert len(steps) == T, name
-        assert [steps.count(LR * GAMMA ** i) for i in range(3)] == per_phase, name
+        assert [steps.count(LR * GAMMA**i) for i in range(3)] == per_phase, name
         assert rows[-1]["step"] == T and sum(r["train_steps"] for r in rows) == T, name
         seen = [v.batch(s)[1:] for s in range(T)]
         assert len(set(seen)) == T, name  # (pass, position) never repeats: augmentation never repeats
@@ -217,6 +256,7 @@ def test_every_policy_and_control_takes_the_same_steps(tiny_data, budget):
 
 
 # --- against plain loops, bit for bit -----------------------------------------------------------------
+
 
 def test_shuffled_is_a_plain_training_loop_bitwise(tiny_data):
     images, labels = tiny_data[:2]
@@ -230,17 +270,26 @@ def test_shuffled_is_a_plain_training_loop_bitwise(tiny_data):
     for pass_ in range(3):
         perm = np.random.default_rng([seed, pass_]).permutation(N)
         for group in plain_opt.param_groups:
-            group["lr"] = LR * GAMMA ** pass_
+            group["lr"] = LR * GAMMA**pass_
         for k in range(K):
-            idx = torch.as_tensor(perm[k * B:(k + 1) * B])
+            idx = torch.as_tensor(perm[k * B : (k + 1) * B])
             plain_opt.zero_grad()
-            F.cross_entropy(plain(make_batch(images, idx, seed, pass_ + 1, k, True, torch.float32)), labels[idx]).backward()
+            F.cross_entropy(
+                plain(make_batch(images, idx, seed, pass_ + 1, k, True, torch.float32)), labels[idx]
+            ).backward()
             plain_opt.step()
     assert_same_state(net, plain)
     # and the test can tell: another seed trains another net
     other, other_opt = fresh()
-    run(S.Visitor("shuffled", n_images=N, batch_size=B, seed=seed + 1, milestone_steps=M, total_steps=3 * K),
-        other, other_opt, tiny_data, 0, 3 * K, seed=seed)
+    run(
+        S.Visitor("shuffled", n_images=N, batch_size=B, seed=seed + 1, milestone_steps=M, total_steps=3 * K),
+        other,
+        other_opt,
+        tiny_data,
+        0,
+        3 * K,
+        seed=seed,
+    )
     assert not torch.equal(other.fc1.weight, net.fc1.weight)
 
 
@@ -250,8 +299,16 @@ def test_all_policy_is_algorithm1_net_normal_bitwise(tiny_data):
     K, seed = 6, 5
     M = S.milestone_steps([2], K)
     pos = S.policy_positions("all", K, 2)
-    v = S.Visitor("fixed", S.policy_plan(order, 16, pos), n_images=96, batch_size=16, seed=seed, milestone_steps=M,
-                  total_steps=3 * K, positions=pos)
+    v = S.Visitor(
+        "fixed",
+        S.policy_plan(order, 16, pos),
+        n_images=96,
+        batch_size=16,
+        seed=seed,
+        milestone_steps=M,
+        total_steps=3 * K,
+        positions=pos,
+    )
     net, opt = fresh()
     ref = copy.deepcopy(net)
     ref_opt = make_optimizer(ref, LR, MOMENTUM, WD)
@@ -259,8 +316,20 @@ def test_all_policy_is_algorithm1_net_normal_bitwise(tiny_data):
     for epoch in (1, 2, 3):
         for group in ref_opt.param_groups:
             group["lr"] = lr_of_epoch(epoch, LR, [2], GAMMA)
-        run_epoch(ref, ref_opt, images, labels, order, epoch=epoch, batch_size=16, seed=seed, augment=True,
-                  dtype=torch.float32, sink=KeepLast(), progress=False)
+        run_epoch(
+            ref,
+            ref_opt,
+            images,
+            labels,
+            order,
+            epoch=epoch,
+            batch_size=16,
+            seed=seed,
+            augment=True,
+            dtype=torch.float32,
+            sink=KeepLast(),
+            progress=False,
+        )
     assert_same_state(net, ref)
 
 
@@ -273,8 +342,9 @@ def test_chunked_training_equals_one_go(tiny_data, kind):
     else:
         pos = S.policy_positions("drop_extremes", K, 3, {"drop_fraction": 0.2})  # 4 of 6 batches
         plan = S.policy_plan(tiny_data[4], B, pos)
-        make = lambda: S.Visitor("fixed", plan, n_images=N, batch_size=B, seed=seed, milestone_steps=M,
-                                 total_steps=T, positions=pos)
+        make = lambda: S.Visitor(
+            "fixed", plan, n_images=N, batch_size=B, seed=seed, milestone_steps=M, total_steps=T, positions=pos
+        )
     net, opt = fresh()
     rows = run(make(), net, opt, tiny_data, 0, T, seed=seed, eval_every=3)
     part, part_opt = fresh()
@@ -294,6 +364,7 @@ def test_chunked_training_equals_one_go(tiny_data, kind):
 
 
 # --- summary statistics -------------------------------------------------------------------------------
+
 
 def test_steps_to_target():
     assert S.steps_to_target([10, 20, 30], [0.1, 0.5, 0.4], 0.5) == 20
@@ -338,12 +409,19 @@ def test_the_statistics_import_without_torch(tmp_path):
         from bestbatch.selection import compare, policy_positions, steps_to_target
         print(compare([1, 2, 3], [2, 3, 5]).verdict, policy_positions("all", 4, 1)[1].tolist())
     """)
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                          env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
 # --- a planted effect ---------------------------------------------------------------------------------
+
 
 def test_drop_extremes_beats_random_subset_when_the_extremes_are_noisy():
     """Synthetic data whose lowest and highest 15% by intensity carry random labels: dropping the extreme
@@ -357,9 +435,13 @@ def test_drop_extremes_beats_random_subset_when_the_extremes_are_noisy():
     assert pos[1].tolist() == list(range(6, 34))
     plan = S.policy_plan(order, B, pos)
     n_noisy = round(f * N)
-    extremes = np.concatenate([order[:n_noisy], order[N - n_noisy:]])
+    extremes = np.concatenate([order[:n_noisy], order[N - n_noisy :]])
     assert not np.isin(plan[1], extremes).any()
-    x, xt, yt = images_to_tensor(train, "cpu"), images_to_tensor(test, "cpu"), torch.as_tensor(test_labels.astype(np.int64))
+    x, xt, yt = (
+        images_to_tensor(train, "cpu"),
+        images_to_tensor(test, "cpu"),
+        torch.as_tensor(test_labels.astype(np.int64)),
+    )
     finals = {"drop_extremes": [], "random_subset": []}
     for seed in range(5):
         noisy = train_labels.astype(np.int64)
@@ -368,14 +450,37 @@ def test_drop_extremes_beats_random_subset_when_the_extremes_are_noisy():
         subset = S.random_subset_plan(plan, N, seed)
         assert {p: b.size for p, b in subset.items()} == {p: b.size for p, b in plan.items()}
         for name, visitor in (
-                ("drop_extremes", S.Visitor("fixed", plan, n_images=N, batch_size=B, seed=seed, milestone_steps=M,
-                                            total_steps=T, positions=pos)),
-                ("random_subset", S.Visitor("fixed", subset, n_images=N, batch_size=B, seed=seed, milestone_steps=M,
-                                            total_steps=T))):
+            (
+                "drop_extremes",
+                S.Visitor(
+                    "fixed", plan, n_images=N, batch_size=B, seed=seed, milestone_steps=M, total_steps=T, positions=pos
+                ),
+            ),
+            (
+                "random_subset",
+                S.Visitor("fixed", subset, n_images=N, batch_size=B, seed=seed, milestone_steps=M, total_steps=T),
+            ),
+        ):
             net, opt = fresh(seed)
-            rows = S.train_chunk(net, opt, x, y, visitor, 0, T, lr=LR, milestone_steps=M, lr_gamma=GAMMA, seed=seed,
-                                 augment=True, dtype=torch.float32, test_images=xt, test_labels=yt, eval_every=K,
-                                 last_step=T)
+            rows = S.train_chunk(
+                net,
+                opt,
+                x,
+                y,
+                visitor,
+                0,
+                T,
+                lr=LR,
+                milestone_steps=M,
+                lr_gamma=GAMMA,
+                seed=seed,
+                augment=True,
+                dtype=torch.float32,
+                test_images=xt,
+                test_labels=yt,
+                eval_every=K,
+                last_step=T,
+            )
             assert rows[-1]["step"] == T
             finals[name].append(rows[-1]["test_acc"])
     c = S.compare(finals["drop_extremes"], finals["random_subset"], alpha=0.05, quantity="final_accuracy")

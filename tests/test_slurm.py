@@ -5,19 +5,18 @@ machine with tests/slurm/cluster.sh (root; it apt-installs slurm-wlm, munge, slu
 mariadb-server when missing), run a small demo-shaped study through `snakemake --profile slurm`,
 and stop the cluster at the end of the session. They run when BESTBATCH_SLURM=1 or CI is set.
 """
+
 import copy
 import os
 import re
 import subprocess
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import yaml
-
 from conftest import REPO, SNAKEMAKE, TINY_CONFIG, run_snakemake, write_config
 
 CLUSTER_SCRIPT = REPO / "tests" / "slurm" / "cluster.sh"
@@ -26,7 +25,9 @@ EPOCHS_PER_JOB = int(dict(item.split("=") for item in PROFILE["group-components"
 LOCAL_RULES = {"all", "gather_distances", "heatmap", "layers", "curves", "claims", "index"}
 GPU_RULES = {"train_epoch"}  # and ordering for lpips
 GPU_TYPE = "testgpu"
-GROUP = re.compile(r"epochs_(\w+)_seed(\d+)_(\w+?)_(\d+)-(\d+)")  # epochs_<model>_seed<s>_<metric>_<first>-<last>  # the GPU model of the test cluster's node (tests/slurm/cluster.sh)
+GROUP = re.compile(
+    r"epochs_(\w+)_seed(\d+)_(\w+?)_(\d+)-(\d+)"
+)  # epochs_<model>_seed<s>_<metric>_<first>-<last>  # the GPU model of the test cluster's node (tests/slurm/cluster.sh)
 
 
 def snakemake_in_repo(*args, timeout=900):
@@ -53,17 +54,26 @@ def planned_jobs(log):
         elif job is not None and (m := re.match(r"^\s+wildcards: (.*)$", line)):
             job["wildcards"] = dict(kv.split("=", 1) for kv in m.group(1).split(", "))
         elif job is not None and (m := re.match(r"^\s+resources: (.*)$", line)):
-            job["resources"] = {k: int(v) for k, v in (kv.split("=", 1) for kv in m.group(1).split(", "))
-                                if re.fullmatch(r"-?\d+", v)}
+            job["resources"] = {
+                k: int(v) for k, v in (kv.split("=", 1) for kv in m.group(1).split(", ")) if re.fullmatch(r"-?\d+", v)
+            }
     return jobs
 
 
 # --- the profile, without a cluster ---------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def paper_plan(tmp_path_factory):
-    out = snakemake_in_repo("--profile", "slurm", "--configfile", "config/config.yaml", "-n",
-                            "--directory", str(tmp_path_factory.mktemp("paper")))
+    out = snakemake_in_repo(
+        "--profile",
+        "slurm",
+        "--configfile",
+        "config/config.yaml",
+        "-n",
+        "--directory",
+        str(tmp_path_factory.mktemp("paper")),
+    )
     return planned_jobs(out)
 
 
@@ -86,7 +96,9 @@ def test_profile_slurm_works_as_typed_and_bundles_the_paper_epochs(paper_plan):
         assert EPOCHS_PER_JOB == int(last) - int(first) + 1
         assert {j["wildcards"]["metric"] for j in jobs} == {metric}
         assert {(j["wildcards"]["model"], j["wildcards"]["seed"]) for j in jobs} == {(model, seed)}
-        assert {int(j["wildcards"]["epoch"]) for j in jobs if "epoch" in j["wildcards"]} == set(range(int(first), int(last) + 1))
+        assert {int(j["wildcards"]["epoch"]) for j in jobs if "epoch" in j["wildcards"]} == set(
+            range(int(first), int(last) + 1)
+        )
     # nothing else is submitted alone: what is not in a group runs where Snakemake runs
     assert {j["rule"] for j in paper_plan if j["group"] is None} == LOCAL_RULES | {"ordering", "seeded_ordering"}
 
@@ -102,8 +114,9 @@ def test_gpu_rules_ask_for_one_gpu_in_the_paper_plan(paper_plan):
 
 def test_demo_fits_a_two_cpu_node(tmp_path):
     """The demo's per-epoch bundle (train_epoch beside the previous reduce_epoch) fits 2 CPUs and 20 GB."""
-    jobs = planned_jobs(snakemake_in_repo("--profile", "slurm", "--configfile", "config/demo.yaml", "-n",
-                                          "--directory", str(tmp_path)))
+    jobs = planned_jobs(
+        snakemake_in_repo("--profile", "slurm", "--configfile", "config/demo.yaml", "-n", "--directory", str(tmp_path))
+    )
     res = {j["rule"]: j["resources"] for j in jobs}
     assert res["train_epoch"]["mem_mb"] + res["reduce_epoch"]["mem_mb"] <= 20_000
     assert max(r["mem_mb"] for r in res.values()) <= 20_000
@@ -112,6 +125,7 @@ def test_demo_fits_a_two_cpu_node(tmp_path):
 def test_model_cost_table_has_the_models_parameter_counts():
     from bestbatch.models import MODELS, build_model, parameter_count
     from bestbatch.resources import MODEL_COST, model_params
+
     assert set(MODEL_COST) == set(MODELS)
     for name in MODEL_COST:
         for n_classes in (10, 100, 7):
@@ -119,6 +133,7 @@ def test_model_cost_table_has_the_models_parameter_counts():
 
 
 # --- a real cluster ---------------------------------------------------------------------------------
+
 
 def cluster(command, timeout=600):
     return subprocess.run(["bash", str(CLUSTER_SCRIPT), command], capture_output=True, text=True, timeout=timeout)
@@ -147,8 +162,13 @@ def slurm_config():
 
 def sacct(run_id):
     fields = ["JobID", "Comment", "State", "ReqTRES", "AllocTRES", "Timelimit"]
-    out = subprocess.run(["sacct", "-X", "-n", "-P", "--name", run_id, "-o", ",".join(fields)],
-                         capture_output=True, text=True, check=True, timeout=60).stdout
+    out = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "--name", run_id, "-o", ",".join(fields)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
     rows = [dict(zip(fields, line.split("|"))) for line in out.splitlines() if line.strip()]
     for row in rows:
         found = re.match(r"rule_(prepare|epochs_\w+?_\d+-\d+)_", row["Comment"])
@@ -174,13 +194,36 @@ def slurm_study(slurm_cluster, tmp_path_factory):
     for folder in (work, local):
         write_config(folder / "slurmtest.yaml", config)
     with ThreadPoolExecutor(1) as pool:
-        local_run = pool.submit(run_snakemake, local, "--configfile", str(local / "slurmtest.yaml"), "--cores", "2",
-                                *[f"results/slurmtest/tiny_mlp_bn/seed_{s}/{m}/distances.h5" for m in config["metrics"]
-                                  for s in config["seeds"]])
-        log = snakemake_in_repo("--profile", "slurm", "--configfile", str(work / "slurmtest.yaml"),
-                                "--directory", str(work), "--group-components", "epochs=2", "--retries", "0",
-                                "--default-resources", f"gpu_model='{GPU_TYPE}'",  # the profile's optional setting
-                                "--slurm-init-seconds-before-status-checks", "2", timeout=900)
+        local_run = pool.submit(
+            run_snakemake,
+            local,
+            "--configfile",
+            str(local / "slurmtest.yaml"),
+            "--cores",
+            "2",
+            *[
+                f"results/slurmtest/tiny_mlp_bn/seed_{s}/{m}/distances.h5"
+                for m in config["metrics"]
+                for s in config["seeds"]
+            ],
+        )
+        log = snakemake_in_repo(
+            "--profile",
+            "slurm",
+            "--configfile",
+            str(work / "slurmtest.yaml"),
+            "--directory",
+            str(work),
+            "--group-components",
+            "epochs=2",
+            "--retries",
+            "0",
+            "--default-resources",
+            f"gpu_model='{GPU_TYPE}'",  # the profile's optional setting
+            "--slurm-init-seconds-before-status-checks",
+            "2",
+            timeout=900,
+        )
         local_run.result()
     run_id = re.search(r"SLURM run ID: (\S+)", log).group(1)
     return dict(work=work, local=local, log=log, jobs=planned_jobs(log), sacct=sacct(run_id), config=config)
@@ -191,20 +234,32 @@ def test_every_cluster_job_went_through_sbatch(slurm_study):
     metrics, seeds = slurm_study["config"]["metrics"], slurm_study["config"]["seeds"]
     jobs = slurm_study["sacct"]
     groups = {g for g in jobs if not g.startswith("rule_")}
-    assert groups == {"prepare"} | {f"epochs_tiny_mlp_bn_seed{s}_{m}_{r}" for m in metrics for s in seeds
-                                    for r in ("1-2", "3-3")}
-    assert sorted(re.match(r"rule_(\w+?)_wildcards", g).group(1) for g in jobs if g.startswith("rule_")) == \
-        ["ordering"] + ["seeded_ordering"] * len(seeds)
+    assert groups == {"prepare"} | {
+        f"epochs_tiny_mlp_bn_seed{s}_{m}_{r}" for m in metrics for s in seeds for r in ("1-2", "3-3")
+    }
+    assert sorted(re.match(r"rule_(\w+?)_wildcards", g).group(1) for g in jobs if g.startswith("rule_")) == [
+        "ordering"
+    ] + ["seeded_ordering"] * len(seeds)
     assert {row["State"] for row in jobs.values()} == {"COMPLETED"}
     # Snakemake itself ran only the light local rules ...
-    assert {j["rule"] for j in slurm_study["jobs"] if j["group"] is None} == LOCAL_RULES | {"ordering", "seeded_ordering"}
+    assert {j["rule"] for j in slurm_study["jobs"] if j["group"] is None} == LOCAL_RULES | {
+        "ordering",
+        "seeded_ordering",
+    }
     # ... and every other job ran inside a SLURM job (the plugin's logs, kept by the profile)
     logs = list((slurm_study["work"] / ".snakemake" / "slurm_logs").rglob("*.log"))
     assert len(logs) == len(jobs)
     ran = Counter(re.findall(r"^localrule (\w+):$", "".join(p.read_text() for p in logs), re.M))
     n, s = len(metrics), len(seeds)
-    assert ran == {"synthetic_dataset": 1, "verify_dataset": 1, "init_model": s, "ordering": 1, "seeded_ordering": s,
-                   "train_epoch": 3 * n * s, "reduce_epoch": 3 * n * s}
+    assert ran == {
+        "synthetic_dataset": 1,
+        "verify_dataset": 1,
+        "init_model": s,
+        "ordering": 1,
+        "seeded_ordering": s,
+        "train_epoch": 3 * n * s,
+        "reduce_epoch": 3 * n * s,
+    }
 
 
 @pytest.mark.slurm
@@ -214,8 +269,11 @@ def test_gpu_rules_asked_slurm_for_a_gpu(slurm_study):
         gpus = None if group == "prepare" or "seeded_ordering" in group else "1"
         for tres in ("ReqTRES", "AllocTRES"):
             assert row[tres].get("gres/gpu") == row[tres].get(f"gres/gpu:{GPU_TYPE}") == gpus, row
-    gpu = {(j["rule"], j["wildcards"].get("metric")): j["resources"]["gpu"] for j in slurm_study["jobs"]
-           if j["rule"] not in LOCAL_RULES}
+    gpu = {
+        (j["rule"], j["wildcards"].get("metric")): j["resources"]["gpu"]
+        for j in slurm_study["jobs"]
+        if j["rule"] not in LOCAL_RULES
+    }
     assert gpu[("train_epoch", "lpips")] == gpu[("train_epoch", "random")] == gpu[("ordering", "lpips")] == 1
     assert gpu[("seeded_ordering", "random")] == gpu[("reduce_epoch", "lpips")] == gpu[("init_model", None)] == 0
     # the node's GPU is a /dev/null: the jobs said so and trained on the CPU

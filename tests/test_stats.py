@@ -4,15 +4,16 @@ The calibration tests are the proof that the statistics are right: on studies wh
 effect but batches persist across epochs (as real ones do), a test at alpha = 0.05 must reject about 5% of
 the time. Each simulation loop is seeded, so a result is the same on every run.
 """
+
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from conftest import REPO
 from scipy import stats as sps
 
 from bestbatch import stats as st
-from conftest import REPO
 
 ALPHA = 0.05
 PHASES = [(1, 1, 3, 0.1), (2, 4, 6, 0.01), (3, 7, 9, 0.001)]
@@ -20,6 +21,7 @@ METRICS = ["intensity", "color", "edges", "lpips", "random"]
 
 
 # --- units --------------------------------------------------------------------------------------------
+
 
 def test_zscore_rows_and_batch_profile_by_hand():
     D = np.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0], [30.0, 10.0, 20.0]])
@@ -33,13 +35,13 @@ def test_zscore_rows_and_batch_profile_by_hand():
 
 def test_regions_by_hand():
     names = lambda region, K: np.flatnonzero(st.region_mask(region, K)).tolist()
-    assert names("upper_quartile", 10) == [8, 9]                      # q = 0.8, 0.9 (0.7 is not >= 0.75)
-    assert names("upper_quartile", 20) == list(range(15, 20))         # q = 0.75 exactly is in
-    assert names("middle_80", 10) == list(range(1, 9))                # q = 0.1 in, q = 0.9 out
+    assert names("upper_quartile", 10) == [8, 9]  # q = 0.8, 0.9 (0.7 is not >= 0.75)
+    assert names("upper_quartile", 20) == list(range(15, 20))  # q = 0.75 exactly is in
+    assert names("middle_80", 10) == list(range(1, 9))  # q = 0.1 in, q = 0.9 out
     assert names("middle_80", 20) == list(range(2, 18))
     assert names("outside_middle_80", 20) == [0, 1, 18, 19]
     assert names("extremes_10", 20) == [0, 1, 18, 19]
-    K = 195                                                           # the paper's batches
+    K = 195  # the paper's batches
     assert [st.region_mask(r, K).sum() for r in ("upper_quartile", "middle_80", "extremes_10")] == [48, 156, 39]
     np.testing.assert_array_equal(st.region_mask("outside_middle_80", K), ~st.region_mask("middle_80", K))
     with pytest.raises(ValueError):
@@ -78,14 +80,14 @@ def test_one_seed_profile_uses_the_epoch_bootstrap_and_says_it_understates_uncer
     assert est.n_seeds == 1
     assert est.method.startswith("epoch bootstrap (one seed)") and "understates uncertainty" in est.method
     assert np.all(est.lo <= est.mean) and np.all(est.mean <= est.hi)
-    again = st.positional_profile(runs[0].distance, 10, rng=1)   # a lone (E, K) array is one seed
+    again = st.positional_profile(runs[0].distance, 10, rng=1)  # a lone (E, K) array is one seed
     np.testing.assert_array_equal(est.lo, again.lo)
 
 
 def test_spearman_matches_scipy_with_ties_and_is_nan_for_constants():
     rng = np.random.default_rng(3)
     for _ in range(20):
-        x = rng.integers(0, 6, 25).astype(float)    # many ties
+        x = rng.integers(0, 6, 25).astype(float)  # many ties
         y = rng.normal(size=25).round(1)
         assert st.spearman(x, y) == pytest.approx(sps.spearmanr(x, y).statistic, abs=1e-12)
     Y = rng.normal(size=(7, 25))
@@ -97,7 +99,7 @@ def test_spearman_matches_scipy_with_ties_and_is_nan_for_constants():
 def test_holm_against_a_hand_computed_example():
     # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 -> 0.02, 0.03, 0.06, 0.04 -> running max 0.06
     np.testing.assert_allclose(st.holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
-    np.testing.assert_allclose(st.holm([0.5, 0.6]), [1.0, 1.0])                  # capped at 1
+    np.testing.assert_allclose(st.holm([0.5, 0.6]), [1.0, 1.0])  # capped at 1
     np.testing.assert_allclose(st.holm([0.01, np.nan, 0.02]), [0.02, np.nan, 0.02])  # nan is not a test
     p = np.random.default_rng(0).uniform(size=50) ** 3
     adj = st.holm(p)
@@ -106,7 +108,7 @@ def test_holm_against_a_hand_computed_example():
 
 def test_permutation_p_by_hand():
     null = [-3.0, 1.0, 2.0, -1.5]
-    assert st.permutation_p(2.0, null) == pytest.approx(3 / 5)                 # |-3|, |2| >= 2
+    assert st.permutation_p(2.0, null) == pytest.approx(3 / 5)  # |-3|, |2| >= 2
     assert st.permutation_p(2.0, null, "less") == pytest.approx(5 / 5)
     assert st.permutation_p(2.0, null, "greater") == pytest.approx(2 / 5)
     assert np.isnan(st.permutation_p(np.nan, null))
@@ -134,25 +136,30 @@ def test_verdict_and_sentence():
     assert st.verdict(-0.3, 0.01, "closer") == "supported"
     assert st.verdict(0.3, 0.01, "closer") == "contradicted"
     assert st.verdict(0.3, 0.01, "farther") == "supported"
-    assert st.verdict(-0.3, 0.05, "closer") == "inconclusive"      # p must be below alpha
+    assert st.verdict(-0.3, 0.05, "closer") == "inconclusive"  # p must be below alpha
     assert st.verdict(np.nan, 0.01, "closer") == "inconclusive"
-    assert (st.sentence(1, "intensity", "upper_quartile", -0.31, -0.50, -0.12, 0.004, "supported", 3) ==
-            "In phase 1 the upper-quartile batches of intensity are 0.31 SD closer to the full gradient than the "
-            "rest (95% CI 0.12 to 0.50 over 3 seeds, Holm-adjusted p = 0.004): supported.")
+    assert (
+        st.sentence(1, "intensity", "upper_quartile", -0.31, -0.50, -0.12, 0.004, "supported", 3)
+        == "In phase 1 the upper-quartile batches of intensity are 0.31 SD closer to the full gradient than the "
+        "rest (95% CI 0.12 to 0.50 over 3 seeds, Holm-adjusted p = 0.004): supported."
+    )
     s = st.sentence(2, "edges", "extremes_10", 0.2, -0.1, 0.5, 0.3, "inconclusive", 1)
     assert "0.20 SD farther from the full gradient than the middle 80%" in s and "understates" in s
     assert st.sentence(1, "random", "upper_quartile", 0.1, -0.2, 0.4, 0.9, "control", 3, control=True).endswith(
-        "it shows how large such a pattern is by chance).")
+        "it shows how large such a pattern is by chance)."
+    )
 
 
 def test_the_module_does_not_import_torch():
     code = "import sys, bestbatch.stats; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={"PYTHONPATH": str(REPO / "src")})
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONPATH": str(REPO / "src")}
+    )
     assert out.stdout.strip() == "False"
 
 
 # --- calibration: the proof that the null is right ----------------------------------------------------
+
 
 def _null_rejections(n_studies, schemes, shared=0.0, seed=0, n_perm=500):
     """Share of pure-null studies (3 seeds, 10 epochs, 32 batches, persistence 0.8) each test rejects at ALPHA."""
@@ -195,16 +202,17 @@ def test_seed_interval_covers_and_the_one_seed_bootstrap_does_not():
     n = 400
     for _ in range(n):
         Ds = [r.distance for r in st.simulate_study(rng, 3, 10, 32)]
-        est = st.contrast_estimate(Ds, mask)                  # the true contrast is 0
+        est = st.contrast_estimate(Ds, mask)  # the true contrast is 0
         cover3 += est.lo <= 0 <= est.hi
         one = st.contrast_estimate(Ds[:1], mask, rng=rng, n_boot=500)
         cover1 += one.lo <= 0 <= one.hi
     assert 0.92 <= cover3 / n <= 0.98
-    assert cover1 / n < 0.6            # what the one-seed method's warning says
+    assert cover1 / n < 0.6  # what the one-seed method's warning says
     print("coverage of 95% intervals: 3 seeds", cover3 / n, "one seed, epoch bootstrap", cover1 / n)
 
 
 # --- power --------------------------------------------------------------------------------------------
+
 
 def _verdicts(effect, n_sims=50, K=96, seed=5):
     rng = np.random.default_rng(seed)
@@ -226,18 +234,33 @@ def test_a_planted_effect_is_found_and_its_opposite_contradicts_the_claim():
     farther, _ = _verdicts(+0.5, seed=6)
     assert farther.count("contradicted") / len(farther) >= 0.8, farther
     assert farther.count("supported") == 0
-    print("power at 0.5 SD, 3 seeds, 96 batches: supported", closer.count("supported") / len(closer),
-          "contradicted (opposite effect)", farther.count("contradicted") / len(farther))
+    print(
+        "power at 0.5 SD, 3 seeds, 96 batches: supported",
+        closer.count("supported") / len(closer),
+        "contradicted (opposite effect)",
+        farther.count("contradicted") / len(farther),
+    )
 
 
 # --- a whole study ------------------------------------------------------------------------------------
 
+
 def _study(models=("small_cnn", "resnet18"), K=32, seed=0):
     rng = np.random.default_rng(seed)
     early = np.arange(1, 10) <= 3
-    return {(model, metric): st.simulate_study(rng, 3, 9, K, region="upper_quartile", effect_epochs=early,
-                                               effect=-1.5 if (model, metric) == ("small_cnn", "intensity") else 0.0)
-            for model in models for metric in METRICS}
+    return {
+        (model, metric): st.simulate_study(
+            rng,
+            3,
+            9,
+            K,
+            region="upper_quartile",
+            effect_epochs=early,
+            effect=-1.5 if (model, metric) == ("small_cnn", "intensity") else 0.0,
+        )
+        for model in models
+        for metric in METRICS
+    }
 
 
 def test_analyse_study_end_to_end():
@@ -250,9 +273,12 @@ def test_analyse_study_end_to_end():
         assert sorted(got) == sorted(expected_claims)
         controls = [r for r in kind("control") if r["model"] == model]
         assert sorted((r["claim"], r["phase"]) for r in controls) == sorted(
-            (c.id, phase) for c in st.PAPER_CLAIMS for phase in c.phases)
-        assert all(r["metric"] == "random" and r["control"] and r["verdict"] == "control"
-                   and "control" in r["sentence"] for r in controls)
+            (c.id, phase) for c in st.PAPER_CLAIMS for phase in c.phases
+        )
+        assert all(
+            r["metric"] == "random" and r["control"] and r["verdict"] == "control" and "control" in r["sentence"]
+            for r in controls
+        )
         assert len([r for r in kind("association") if r["model"] == model]) == 5 * 3 * 2
         assert len([r for r in kind("profile") if r["model"] == model]) == 5 * 3 * (10 + 4)
     tested = kind("claim") + kind("control") + kind("association")
@@ -265,8 +291,13 @@ def test_analyse_study_end_to_end():
         assert r["ci_lo"] <= r["effect"] <= r["ci_hi"]
     for r in kind("summary"):
         verdicts = [c["verdict"] for c in kind("claim") if c["model"] == r["model"] and c["claim"] == r["claim"]]
-        want = ("supported" if all(v == "supported" for v in verdicts) else
-                "contradicted" if "contradicted" in verdicts else "inconclusive")
+        want = (
+            "supported"
+            if all(v == "supported" for v in verdicts)
+            else "contradicted"
+            if "contradicted" in verdicts
+            else "inconclusive"
+        )
         assert r["verdict"] == want
     assert len(kind("summary")) == 2 * len(st.PAPER_CLAIMS)
     planted = [r for r in kind("claim") if (r["model"], r["metric"], r["phase"]) == ("small_cnn", "intensity", 1)]
@@ -280,8 +311,14 @@ def test_analyse_study_is_deterministic_and_order_free():
         a = st.analyse_study(matrices, PHASES, METRICS, **kwargs)
         b = st.analyse_study(dict(reversed(matrices.items())), PHASES, METRICS, **kwargs)
         c = st.analyse_study(matrices, PHASES, METRICS, n_perm=299, seed=8)
-    key = lambda r: (r["kind"], r["claim"] or "", r["metric"] or "", r["phase"] or 0, r["statistic"] or "",
-                     r["bin"] or 0)
+    key = lambda r: (
+        r["kind"],
+        r["claim"] or "",
+        r["metric"] or "",
+        r["phase"] or 0,
+        r["statistic"] or "",
+        r["bin"] or 0,
+    )
     for ra, rb in zip(sorted(a, key=key), sorted(b, key=key)):
         assert ra.keys() == rb.keys()
         for field in ra:

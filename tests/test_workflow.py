@@ -1,4 +1,5 @@
 """The real workflow: the paper-scale DAG dry-runs, and a tiny study runs end to end on generated data."""
+
 import html
 import re
 import shutil
@@ -10,9 +11,9 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import REPO, SNAKEMAKE, run_snakemake, write_config
 
 from bestbatch.formats import load_checkpoint, state_digest
-from conftest import REPO, SNAKEMAKE, run_snakemake, write_config
 
 
 def job_counts(dry_run_stdout):
@@ -49,8 +50,14 @@ def test_a_grid_of_models_and_seeds_multiplies_the_runs(tmp_path):
 
 def test_paper_dag_chains_epochs_per_metric(tmp_path):
     """Epoch e of a run needs epoch e-1 of the same run; epoch 1 needs the run's seeded initialisation."""
-    out = run_snakemake(tmp_path, "--configfile", str(REPO / "config" / "config.yaml"), "-n", "-p",
-                        f"{PAPER}/color/checkpoints/epoch_3.pt").stdout
+    out = run_snakemake(
+        tmp_path,
+        "--configfile",
+        str(REPO / "config" / "config.yaml"),
+        "-n",
+        "-p",
+        f"{PAPER}/color/checkpoints/epoch_3.pt",
+    ).stdout
     counts = job_counts(out)
     assert counts["train_epoch"] == 3 and "ordering" in counts and counts.get("reduce_epoch", 0) == 0
     assert f"{PAPER}/color/checkpoints/epoch_2.pt" in out and f"{PAPER}/checkpoints/init.pt" in out
@@ -66,6 +73,7 @@ def test_lint_is_clean():
 @pytest.fixture(scope="module")
 def tiny_study(tmp_path_factory):
     from conftest import TINY_CONFIG
+
     work = tmp_path_factory.mktemp("tiny")
     config = dict(TINY_CONFIG, outputs={"keep_shards": False, "keep_checkpoints": True})
     cfg = write_config(work / "tiny.yaml", config)
@@ -166,8 +174,10 @@ def test_epochs_in_one_go_equal_epochs_one_invocation_at_a_time(tiny_study, tmp_
         b = torch.load(tmp_path / run / "checkpoints" / f"epoch_{epoch}.pt", weights_only=True)
         for name in a["model"]:
             assert torch.equal(a["model"][name], b["model"][name]), (epoch, name)
-        with h5py.File(work / run / "epochs" / f"epoch_{epoch}.h5") as f, \
-                h5py.File(tmp_path / run / "epochs" / f"epoch_{epoch}.h5") as g:
+        with (
+            h5py.File(work / run / "epochs" / f"epoch_{epoch}.h5") as f,
+            h5py.File(tmp_path / run / "epochs" / f"epoch_{epoch}.h5") as g,
+        ):
             for name in ("distance", "cosine", "norm", "train_loss"):
                 assert np.array_equal(f[name][:], g[name][:]), (epoch, name)
 
@@ -181,6 +191,7 @@ def test_report_builds(tiny_study):
 
 # --- data sets sized from their files -------------------------------------------------------------
 
+
 def planned_resources(dry_run_stdout):
     """{rule: {resource: int}} of the jobs a dry run (-n) announces (the last job of each rule wins)."""
     out, rule = {}, None
@@ -188,8 +199,9 @@ def planned_resources(dry_run_stdout):
         if m := re.match(r"^\s*(?:local)?rule (\w+):$", line):
             rule = m.group(1)
         elif rule and (m := re.match(r"^\s+resources: (.*)$", line)):
-            out[rule] = {k: int(v) for k, v in (kv.split("=", 1) for kv in m.group(1).split(", "))
-                         if re.fullmatch(r"-?\d+", v)}
+            out[rule] = {
+                k: int(v) for k, v in (kv.split("=", 1) for kv in m.group(1).split(", ")) if re.fullmatch(r"-?\d+", v)
+            }
     return out
 
 
@@ -197,26 +209,45 @@ def planned_resources(dry_run_stdout):
 def test_a_copy_of_cifar10_with_official_labels_runs_sized_from_its_files(tmp_path):
     """1,024 images in CIFAR-10's format that keep the official batch labels: no md5 is demanded, and
     dataset.json, K and every resource request follow the 1,024 images, not the official 50,000."""
-    from bestbatch.data import make_synthetic, write_dataset
-    from bestbatch.resources import Study, job_resources
     from conftest import TINY_CONFIG
 
+    from bestbatch.data import make_synthetic, write_dataset
+    from bestbatch.resources import Study, job_resources
+
     write_dataset(tmp_path / "copy", *make_synthetic(1024, 200, seed=5), official_labels=True)
-    config = dict(TINY_CONFIG, data={"source": "cifar10", "root": str(tmp_path / "copy")}, metrics=["edges", "random"],
-                  seeds=[0])
+    config = dict(
+        TINY_CONFIG, data={"source": "cifar10", "root": str(tmp_path / "copy")}, metrics=["edges", "random"], seeds=[0]
+    )
     cfg = write_config(tmp_path / "copy.yaml", config)
     plan = planned_resources(run_snakemake(tmp_path, "--configfile", str(cfg), "-n", "-p").stdout)
     t = config["training"]
-    want = job_resources(Study(model="tiny_mlp_bn", n_train=1024, n_test=200, batch_size=64, value_bytes=4,
-                               threads=t["threads"], gpu=False))
-    official = job_resources(Study(model="tiny_mlp_bn", n_train=50_000, n_test=10_000, batch_size=64, value_bytes=4,
-                                   threads=t["threads"], gpu=False))
+    want = job_resources(
+        Study(
+            model="tiny_mlp_bn", n_train=1024, n_test=200, batch_size=64, value_bytes=4, threads=t["threads"], gpu=False
+        )
+    )
+    official = job_resources(
+        Study(
+            model="tiny_mlp_bn",
+            n_train=50_000,
+            n_test=10_000,
+            batch_size=64,
+            value_bytes=4,
+            threads=t["threads"],
+            gpu=False,
+        )
+    )
     for rule in ("train_epoch", "verify_dataset", "reduce_epoch"):
         assert {k: plan[rule][k] for k in ("mem_mb", "runtime")} == {k: want[rule][k] for k in ("mem_mb", "runtime")}
     assert plan["train_epoch"]["mem_mb"] < official["train_epoch"]["mem_mb"]  # the check can tell them apart
     run_snakemake(tmp_path, "--configfile", str(cfg), "--cores", "2")
     summary = yaml.safe_load((tmp_path / "results/tiny/dataset.json").read_text())
-    assert (summary["n_train"], summary["n_test"], summary["num_batches"], summary["dropped_images"]) == (1024, 200, 16, 0)
+    assert (summary["n_train"], summary["n_test"], summary["num_batches"], summary["dropped_images"]) == (
+        1024,
+        200,
+        16,
+        0,
+    )
     assert summary["official"] is False and summary["n_classes"] == 10
     with h5py.File(tmp_path / "results/tiny/tiny_mlp_bn/seed_0/edges/distances.h5", "r") as f:
         assert f["distance"].shape == (3, 16)
@@ -246,6 +277,7 @@ def test_a_cifar100_format_set_runs_with_a_100_way_output_layer(tmp_path):
 
 # --- the selection experiment ----------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_selection_experiment_gives_every_arm_the_same_steps_and_a_page(tmp_path):
     """.test/config/selection.yaml: every policy and control, two budgets, two seeds, end to end."""
@@ -271,11 +303,12 @@ def test_selection_experiment_gives_every_arm_the_same_steps_and_a_page(tmp_path
     table = pd.read_csv(r / "selection.csv")
     comparisons = table[table["kind"] == "comparison"]
     assert set(comparisons["verdict"]) <= {"faster", "slower", "higher", "lower", "no detectable difference"}
-    assert {"all.intensity", "random_subset.drop_extremes.intensity", "drop_extremes.random", "shuffled"} <= \
-        set(comparisons[comparisons["arm"] == "drop_extremes.intensity"]["control"])
+    assert {"all.intensity", "random_subset.drop_extremes.intensity", "drop_extremes.random", "shuffled"} <= set(
+        comparisons[comparisons["arm"] == "drop_extremes.intensity"]["control"]
+    )
     page = html.unescape((r / "selection.html").read_text())
     assert "The paper's recommendations" in page and "without the batches at the metric's extremes" in page
     assert "selection.html" in (r / "index.html").read_text()
-    log = (tmp_path / "logs/tinysel/selection/tiny_mlp_bn/budget_1/seed_0/measured_best.intensity/chunk_0.log")
+    log = tmp_path / "logs/tinysel/selection/tiny_mlp_bn/budget_1/seed_0/measured_best.intensity/chunk_0.log"
     assert "images per phase" in log.read_text()
     assert config["selection"]["budgets"] == [1.0, 0.5]

@@ -8,6 +8,7 @@ Every key, its type or allowed values, default and description come from
 workflow/schemas/config.schema.yaml, so the reference and the schema cannot drift; the paper and demo
 columns are the values in config/config.yaml and config/demo.yaml. Standard library and PyYAML only.
 """
+
 import argparse
 import json
 import sys
@@ -326,11 +327,15 @@ def render(schema, configs=()):
         "",
     ]
     example = enum_of(schema, "model.name")
-    check = ("The config is checked when Snakemake starts, before any job runs; a bad key or value stops it "
-             "with the key's dotted name")
+    check = (
+        "The config is checked when Snakemake starts, before any job runs; a bad key or value stops it "
+        "with the key's dotted name"
+    )
     if example:
-        check += (", and the allowed values where there is a list, e.g. `invalid config: model.name: 'vgg' is "
-                  f"not allowed; allowed values: {', '.join(value_text(v) for v in example)}`.")
+        check += (
+            ", and the allowed values where there is a list, e.g. `invalid config: model.name: 'vgg' is "
+            f"not allowed; allowed values: {', '.join(value_text(v) for v in example)}`."
+        )
     else:
         check += "."
     out += [check, ""]
@@ -338,10 +343,14 @@ def render(schema, configs=()):
     out += [
         "*Required* keys must be given whenever their section is; the others take their *default*, or are "
         "not used when they have none."
-        + (f" The {columns} column{'s' if len(titles) > 1 else ''} show{'' if len(titles) > 1 else 's'} "
-           "the value in "
-           + " and ".join(f"`{rel.as_posix()}`" for t, rel in CONFIGS if t in titles)
-           + " (– where the file leaves the key out)." if titles else ""),
+        + (
+            f" The {columns} column{'s' if len(titles) > 1 else ''} show{'' if len(titles) > 1 else 's'} "
+            "the value in "
+            + " and ".join(f"`{rel.as_posix()}`" for t, rel in CONFIGS if t in titles)
+            + " (– where the file leaves the key out)."
+            if titles
+            else ""
+        ),
         "",
     ]
 
@@ -375,8 +384,11 @@ def warnings(schema):
     for dotted, sub, _, seen in walk(schema, schema):
         node, _ = resolve(sub, schema, seen)
         if isinstance(node, dict):
-            out += [f"{SCHEMA}: {dotted}: key {name!r} has no value (an unquoted comma in a {{...}} "
-                    "description?)" for name, value in node.items() if value is None]
+            out += [
+                f"{SCHEMA}: {dotted}: key {name!r} has no value (an unquoted comma in a {{...}} description?)"
+                for name, value in node.items()
+                if value is None
+            ]
     return out
 
 
@@ -402,8 +414,7 @@ def main(argv=None):
     if args.check:
         current = target.read_text() if target.exists() else None
         if current != text:
-            print(f"{OUTPUT} is out of date with {SCHEMA}: run `python tools/config_reference.py`",
-                  file=sys.stderr)
+            print(f"{OUTPUT} is out of date with {SCHEMA}: run `python tools/config_reference.py`", file=sys.stderr)
             return 1
         print(f"{OUTPUT} is current")
         return 0

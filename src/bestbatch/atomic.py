@@ -3,6 +3,7 @@
 A job killed at any moment leaves either the complete old file, the complete new one, or a
 `.tmp-*` leftover that no rule treats as an output.
 """
+
 import contextlib
 import os
 from pathlib import Path

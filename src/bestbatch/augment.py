@@ -4,6 +4,7 @@ Random crop (padding 4) and horizontal flip, as in kuangliu/pytorch-cifar, happe
 a whole batch at once. Their randomness comes from (seed, epoch, batch) alone, so any epoch can be
 recomputed in isolation, and the training step and the gradient probe see the very same inputs.
 """
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -38,15 +39,18 @@ def crop_flip(x_uint8, seed, epoch, batch, pad=4):
     shifts = torch.randint(0, 2 * pad + 1, (b, 2), generator=gen)
     flips = torch.rand(b, generator=gen) < 0.5
     dev = x_uint8.device
-    rows = (shifts[:, :1] + torch.arange(h)).to(dev)                      # (B, H)
-    cols = shifts[:, 1:] + torch.arange(w)                                # (B, W)
+    rows = (shifts[:, :1] + torch.arange(h)).to(dev)  # (B, H)
+    cols = shifts[:, 1:] + torch.arange(w)  # (B, W)
     cols = torch.where(flips[:, None], cols.flip(1), cols).to(dev)
     padded = F.pad(x_uint8, (pad, pad, pad, pad))
     hp, wp = h + 2 * pad, w + 2 * pad
     # one flat gather (take) is ~2x faster on CPU than the equivalent 4-D advanced indexing
-    flat = (torch.arange(b, device=dev)[:, None, None, None] * (3 * hp * wp)
-            + torch.arange(3, device=dev)[None, :, None, None] * (hp * wp)
-            + rows[:, None, :, None] * wp + cols[:, None, None, :])
+    flat = (
+        torch.arange(b, device=dev)[:, None, None, None] * (3 * hp * wp)
+        + torch.arange(3, device=dev)[None, :, None, None] * (hp * wp)
+        + rows[:, None, :, None] * wp
+        + cols[:, None, None, :]
+    )
     return padded.reshape(-1).take(flat)
 
 

@@ -4,6 +4,7 @@
 The schema lives with the workflow (`workflow/schemas/config.schema.yaml`); the workflow finds it and
 passes it in, so this package never looks for files of its own and also works installed as a wheel.
 """
+
 import copy
 import hashlib
 import json
@@ -40,7 +41,11 @@ def _allowed(schema):
     if "pattern" in schema:
         words.append(f"matching {schema['pattern']}")
     if schema.get("type") == "array":
-        words = ["list"] + (["non-empty"] if schema.get("minItems") else []) + (["unique"] if schema.get("uniqueItems") else [])
+        words = (
+            ["list"]
+            + (["non-empty"] if schema.get("minItems") else [])
+            + (["unique"] if schema.get("uniqueItems") else [])
+        )
         if "items" in schema:
             words.append(f"of {_allowed(schema['items'])}")
     if schema.get("type") == "object":
@@ -53,7 +58,9 @@ def _allowed(schema):
 _STRICT = jsonschema.validators.extend(
     jsonschema.Draft202012Validator,
     type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
-        "integer", lambda checker, x: isinstance(x, int) and not isinstance(x, bool)))
+        "integer", lambda checker, x: isinstance(x, int) and not isinstance(x, bool)
+    ),
+)
 
 
 def _non_finite(node, path=()):
@@ -75,7 +82,9 @@ def explain_invalid(config, schema):
     if found:
         raise ConfigError(f"{_dotted(found[0])}: {found[1]} is not a finite number; allowed: finite numbers only")
     validator = _STRICT(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    errors = sorted(
+        validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path)))
+    )
     if not errors:
         return
     e = errors[0]
@@ -116,7 +125,8 @@ def check_semantics(config, n_train=None):
         if not 1 <= m < t["epochs"]:
             raise ConfigError(
                 f"training.lr_milestones: milestone {m} is outside the run; allowed: 1 .. {t['epochs'] - 1} "
-                f"(training.epochs is {t['epochs']})")
+                f"(training.epochs is {t['epochs']})"
+            )
     if sorted(set(t["lr_milestones"])) != list(t["lr_milestones"]):
         raise ConfigError(f"training.lr_milestones: {t['lr_milestones']} must be strictly increasing")
     sel = config.get("selection")
@@ -125,9 +135,11 @@ def check_semantics(config, n_train=None):
         needed = set(sel["metrics"]) | ({"random"} if "random_ordering" in controls else set())
         missing = sorted(needed - set(config["metrics"]))
         if missing:
-            raise ConfigError(f"selection.metrics: {', '.join(missing)} must be in metrics (their orderings"
-                              f"{' and the random control' if 'random' in missing else ''} come from there); "
-                              f"allowed: {', '.join(config['metrics'])}")
+            raise ConfigError(
+                f"selection.metrics: {', '.join(missing)} must be in metrics (their orderings"
+                f"{' and the random control' if 'random' in missing else ''} come from there); "
+                f"allowed: {', '.join(config['metrics'])}"
+            )
     if n_train is None:
         n_train, *_ = planned_sizes(config["data"]["source"], config["data"]["root"], config["data"].get("synthetic"))
     check_batch_size(t["batch_size"], n_train)
@@ -136,11 +148,16 @@ def check_semantics(config, n_train=None):
 def check_batch_size(batch_size, n_train, where=""):
     """At least two fixed batches: with one, its gradient is the full gradient and every distance is 0."""
     if batch_size > n_train // 2:
-        what = (f"is larger than the training set ({n_train} training images{where})" if batch_size > n_train else
-                f"leaves one batch per epoch ({n_train} training images{where}), and one batch's gradient is the "
-                f"full gradient: every distance would be 0")
-        raise ConfigError(f"training.batch_size: {batch_size} {what}; allowed: 1 .. {n_train // 2}, so that an "
-                          f"epoch has at least two batches")
+        what = (
+            f"is larger than the training set ({n_train} training images{where})"
+            if batch_size > n_train
+            else f"leaves one batch per epoch ({n_train} training images{where}), and one batch's gradient is the "
+            f"full gradient: every distance would be 0"
+        )
+        raise ConfigError(
+            f"training.batch_size: {batch_size} {what}; allowed: 1 .. {n_train // 2}, so that an "
+            f"epoch has at least two batches"
+        )
 
 
 def validate_config(config, schema):
@@ -156,6 +173,7 @@ def validate_config(config, schema):
 
 
 # --- what follows from the values --------------------------------------------------------------------
+
 
 def num_batches(n_images, batch_size):
     """K: the fixed batches of an epoch (the last partial batch is dropped, as in the paper)."""
@@ -175,8 +193,10 @@ def phase_of_epoch(epoch, milestones):
 def phases(epochs, lr, milestones, gamma):
     """[(phase, first_epoch, last_epoch, lr), ...] derived from the schedule, never hard-coded."""
     bounds = [0] + list(milestones) + [epochs]
-    return [(i + 1, bounds[i] + 1, bounds[i + 1], lr_of_epoch(bounds[i] + 1, lr, milestones, gamma))
-            for i in range(len(bounds) - 1)]
+    return [
+        (i + 1, bounds[i] + 1, bounds[i + 1], lr_of_epoch(bounds[i] + 1, lr, milestones, gamma))
+        for i in range(len(bounds) - 1)
+    ]
 
 
 # --- which keys can change a result ------------------------------------------------------------------
@@ -184,9 +204,9 @@ def phases(epochs, lr, milestones, gamma):
 # change of one of these keys reruns the jobs it affects, and a change of any other key reruns none.
 RESULT_KEYS = {
     "data": "the images: where they are read (a different folder may hold different data), how the "
-            "synthetic set is generated (data.download and data.verify only decide how files are fetched and checked)",
+    "synthetic set is generated (data.download and data.verify only decide how files are fetched and checked)",
     "training": "every value of the optimisation; training.threads too, since CPU kernels sum in a "
-                "thread-dependent order, and training.device and the cuda_* numerics likewise",
+    "thread-dependent order, and training.device and the cuda_* numerics likewise",
     "<model>, <seed>": "the run's own network and seed (one entry of models and of seeds)",
     "orderings.<metric>": "the parameters of that metric's ordering (only for that metric's outputs)",
 }
@@ -225,4 +245,6 @@ def ordering_hash(config, metric, seed=None):
 
 def config_hash(config, metric=None, model=None, seed=None):
     """Short stable hash of the keys that can change the results of (model, seed, metric) (see RESULT_KEYS)."""
-    return hashlib.sha256(json.dumps(result_config(config, metric, model, seed), sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(result_config(config, metric, model, seed), sort_keys=True).encode()).hexdigest()[
+        :16
+    ]

@@ -13,6 +13,7 @@ and refuses every other global, naming it; `restricted_load` reads one file that
 md5 is checked only where a file's batch_label claims the official release: official files must be intact, while generated or
 user-built copies (their own batch_label) are accepted on structure alone and marked official=False.
 """
+
 import hashlib
 import io
 import pickle
@@ -29,17 +30,18 @@ CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
 @dataclass(frozen=True)
 class Layout:
     """One python-version format: its folder, files, keys, and what the official release holds."""
-    source: str                # the config's name for it
-    dirname: str               # the folder under data.root
-    archive: str               # the official tarball
+
+    source: str  # the config's name for it
+    dirname: str  # the folder under data.root
+    archive: str  # the official tarball
     train_files: tuple
     test_file: str
     meta_file: str
-    label_key: str             # a batch's labels
-    names_key: str             # the meta file's class names
-    sizes: tuple               # (training, test) images of the official release
-    official_labels: dict      # file -> the official batch_label
-    official: dict             # file -> (size in bytes or None where not known, md5)
+    label_key: str  # a batch's labels
+    names_key: str  # the meta file's class names
+    sizes: tuple  # (training, test) images of the official release
+    official_labels: dict  # file -> the official batch_label
+    official: dict  # file -> (size in bytes or None where not known, md5)
 
     @property
     def files(self):
@@ -49,32 +51,56 @@ class Layout:
 # md5 of the official files as in torchvision.datasets.CIFAR10/CIFAR100 (a test keeps them equal); sizes
 # as the official archives extract them
 CIFAR10 = Layout(
-    source="cifar10", dirname="cifar-10-batches-py", archive="cifar-10-python.tar.gz",
-    train_files=tuple(f"data_batch_{i}" for i in range(1, 6)), test_file="test_batch", meta_file="batches.meta",
-    label_key="labels", names_key="label_names", sizes=(50_000, 10_000),
-    official_labels={**{f"data_batch_{i}": f"training batch {i} of 5" for i in range(1, 6)},
-                     "test_batch": "testing batch 1 of 1"},
-    official={"data_batch_1": (31_035_704, "c99cafc152244af753f735de768cd75f"),
-              "data_batch_2": (31_035_320, "d4bba439e000b95fd0a9bffe97cbabec"),
-              "data_batch_3": (31_035_999, "54ebc095f3ab1f0389bbae665268c751"),
-              "data_batch_4": (31_035_696, "634d18415352ddfa80567beed471001a"),
-              "data_batch_5": (31_035_623, "482c414d41f54cd18b22e5b47cb7c3cb"),
-              "test_batch": (31_035_526, "40351d587109b95175f43aff81a1287e"),
-              "batches.meta": (158, "5ff9c542aee3614f3951f8cda6e48888")})
+    source="cifar10",
+    dirname="cifar-10-batches-py",
+    archive="cifar-10-python.tar.gz",
+    train_files=tuple(f"data_batch_{i}" for i in range(1, 6)),
+    test_file="test_batch",
+    meta_file="batches.meta",
+    label_key="labels",
+    names_key="label_names",
+    sizes=(50_000, 10_000),
+    official_labels={
+        **{f"data_batch_{i}": f"training batch {i} of 5" for i in range(1, 6)},
+        "test_batch": "testing batch 1 of 1",
+    },
+    official={
+        "data_batch_1": (31_035_704, "c99cafc152244af753f735de768cd75f"),
+        "data_batch_2": (31_035_320, "d4bba439e000b95fd0a9bffe97cbabec"),
+        "data_batch_3": (31_035_999, "54ebc095f3ab1f0389bbae665268c751"),
+        "data_batch_4": (31_035_696, "634d18415352ddfa80567beed471001a"),
+        "data_batch_5": (31_035_623, "482c414d41f54cd18b22e5b47cb7c3cb"),
+        "test_batch": (31_035_526, "40351d587109b95175f43aff81a1287e"),
+        "batches.meta": (158, "5ff9c542aee3614f3951f8cda6e48888"),
+    },
+)
 CIFAR100 = Layout(
-    source="cifar100", dirname="cifar-100-python", archive="cifar-100-python.tar.gz",
-    train_files=("train",), test_file="test", meta_file="meta",
-    label_key="fine_labels", names_key="fine_label_names", sizes=(50_000, 10_000),
+    source="cifar100",
+    dirname="cifar-100-python",
+    archive="cifar-100-python.tar.gz",
+    train_files=("train",),
+    test_file="test",
+    meta_file="meta",
+    label_key="fine_labels",
+    names_key="fine_label_names",
+    sizes=(50_000, 10_000),
     official_labels={"train": "training batch 1 of 1", "test": "testing batch 1 of 1"},
-    official={"train": (155_249_918, "16019d7e3df5f24257cddd939b257f8d"),
-              "test": (None, "f0ef6b0ae62326f3e7ffdfab6717acfc"),
-              "meta": (1_473, "7973b15100ade9c7d40fb424638fde48")})
+    official={
+        "train": (155_249_918, "16019d7e3df5f24257cddd939b257f8d"),
+        "test": (None, "f0ef6b0ae62326f3e7ffdfab6717acfc"),
+        "meta": (1_473, "7973b15100ade9c7d40fb424638fde48"),
+    },
+)
 LAYOUTS = {layout.source: layout for layout in (CIFAR10, CIFAR100)}
 VERIFY = ("auto", "strict", "off")
 
 # CIFAR-10's names, kept for the callers that only know CIFAR-10
-CIFAR_DIRNAME, TRAIN_FILES, TEST_FILE, META_FILE = (CIFAR10.dirname, CIFAR10.train_files, CIFAR10.test_file,
-                                                    CIFAR10.meta_file)
+CIFAR_DIRNAME, TRAIN_FILES, TEST_FILE, META_FILE = (
+    CIFAR10.dirname,
+    CIFAR10.train_files,
+    CIFAR10.test_file,
+    CIFAR10.meta_file,
+)
 
 
 def layout_of(source, synthetic=None):
@@ -90,16 +116,18 @@ class DatasetError(Exception):
 class Dataset:
     train_images: np.ndarray  # (N, 32, 32, 3) uint8, HWC like torchvision's CIFAR10.data
     train_labels: np.ndarray  # (N,) int64
-    test_images: np.ndarray   # (M, 32, 32, 3) uint8
-    test_labels: np.ndarray   # (M,) int64
+    test_images: np.ndarray  # (M, 32, 32, 3) uint8
+    test_labels: np.ndarray  # (M,) int64
     classes: tuple
-    official: bool            # every file is the official release's, byte for byte (md5 checked)
-    files: tuple = ()         # ((name, size_bytes, md5), ...) of the files read, for provenance
+    official: bool  # every file is the official release's, byte for byte (md5 checked)
+    files: tuple = ()  # ((name, size_bytes, md5), ...) of the files read, for provenance
 
 
 def _how_to_get(root, layout=CIFAR10, or_download=True):
-    return (f"download {layout.archive} from {CIFAR_URL} and extract it so that "
-            f"{Path(root) / layout.dirname / layout.files[0]} exists" + (", or set data.download: true" * or_download))
+    return (
+        f"download {layout.archive} from {CIFAR_URL} and extract it so that "
+        f"{Path(root) / layout.dirname / layout.files[0]} exists" + (", or set data.download: true" * or_download)
+    )
 
 
 # ---------------------------------------------------------------------------------------- reading
@@ -108,8 +136,9 @@ class _NdarrayType:
     ndarray(shape, dtype, buffer, offset, strides) would build an array of any size from a few bytes."""
 
     def __call__(self, *args, **kwargs):
-        raise pickle.UnpicklingError("numpy.ndarray is called directly (only numpy's own _reconstruct may build "
-                                     "an array)")
+        raise pickle.UnpicklingError(
+            "numpy.ndarray is called directly (only numpy's own _reconstruct may build an array)"
+        )
 
 
 _NDARRAY = _NdarrayType()
@@ -139,12 +168,17 @@ def _bytes(*args):
 
 def _allowed_globals():
     from numpy._core import multiarray, numeric
+
     arrays = {"_reconstruct": _reconstruct, "scalar": multiarray.scalar}
-    allowed = {("numpy", "ndarray"): _NDARRAY, ("numpy", "dtype"): np.dtype,
-               ("_codecs", "encode"): __import__("_codecs").encode,  # protocol 2 stores bytes as latin1 text
-               ("__builtin__", "bytes"): _bytes, ("builtins", "bytes"): _bytes,  # ... and b'' as bytes()
-               ("numpy._core.numeric", "_frombuffer"): numeric._frombuffer,  # protocol 5 arrays
-               ("numpy.core.numeric", "_frombuffer"): numeric._frombuffer}
+    allowed = {
+        ("numpy", "ndarray"): _NDARRAY,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): __import__("_codecs").encode,  # protocol 2 stores bytes as latin1 text
+        ("__builtin__", "bytes"): _bytes,
+        ("builtins", "bytes"): _bytes,  # ... and b'' as bytes()
+        ("numpy._core.numeric", "_frombuffer"): numeric._frombuffer,  # protocol 5 arrays
+        ("numpy.core.numeric", "_frombuffer"): numeric._frombuffer,
+    }
     for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):  # numpy 1 wrote numpy.core, numpy 2 numpy._core
         allowed.update({(mod, name): fn for name, fn in arrays.items()})
     return allowed
@@ -157,9 +191,11 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
 
     def find_class(self, module, name):
         if (module, name) not in self.allowed:
-            raise DatasetError(f"{self.path}: refused to unpickle global {module}.{name}; a CIFAR "
-                               f"batch holds only lists, strings and numpy arrays. Do not use this file; "
-                               f"re-create it from a trusted source.")
+            raise DatasetError(
+                f"{self.path}: refused to unpickle global {module}.{name}; a CIFAR "
+                f"batch holds only lists, strings and numpy arrays. Do not use this file; "
+                f"re-create it from a trusted source."
+            )
         return self.allowed[module, name]
 
 
@@ -169,11 +205,14 @@ def _loads(raw, path):
     except DatasetError:
         raise
     except Exception as e:  # EOFError, UnpicklingError, ValueError ...: all mean a damaged file
-        raise DatasetError(f"{path}: not a readable CIFAR pickle, truncated or corrupt "
-                           f"({type(e).__name__}: {e}); re-download/re-extract or regenerate it.") from e
+        raise DatasetError(
+            f"{path}: not a readable CIFAR pickle, truncated or corrupt "
+            f"({type(e).__name__}: {e}); re-download/re-extract or regenerate it."
+        ) from e
     if not isinstance(obj, dict):
-        raise DatasetError(f"{path}: expected a pickled dict, found {type(obj).__name__}; "
-                           f"this is not a CIFAR python-version file.")
+        raise DatasetError(
+            f"{path}: expected a pickled dict, found {type(obj).__name__}; this is not a CIFAR python-version file."
+        )
     return obj
 
 
@@ -190,16 +229,18 @@ def restricted_load(path):
 def _require_keys(d, keys, path):
     missing = [k for k in keys if k not in d]
     if missing:
-        raise DatasetError(f"{path}: missing key(s) {missing} (has {sorted(map(str, d))}); "
-                           f"not a CIFAR python-version file.")
+        raise DatasetError(
+            f"{path}: missing key(s) {missing} (has {sorted(map(str, d))}); not a CIFAR python-version file."
+        )
 
 
 def _class_names(meta, layout, path):
     _require_keys(meta, (layout.names_key,), path)
     names = meta[layout.names_key]
     if not isinstance(names, (list, tuple)) or not names or not all(isinstance(c, (str, bytes)) for c in names):
-        raise DatasetError(f"{path}: {layout.names_key!r} must be a non-empty list of class names, found "
-                           f"{type(names).__name__}.")
+        raise DatasetError(
+            f"{path}: {layout.names_key!r} must be a non-empty list of class names, found {type(names).__name__}."
+        )
     return tuple(c.decode("latin1") if isinstance(c, bytes) else c for c in names)
 
 
@@ -211,10 +252,15 @@ def _check_batch(d, path, n_classes, label_key="labels"):
         what = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
         raise DatasetError(f"{path}: 'data' must be a uint8 array of shape (n, 3072), found {what}.")
     raw = d[label_key]
-    if (not isinstance(raw, (list, tuple, np.ndarray)) or (isinstance(raw, np.ndarray) and raw.ndim != 1)
-            or (not isinstance(raw, np.ndarray) and any(isinstance(y, (bool, np.bool_)) for y in raw))):
-        raise DatasetError(f"{path}: {label_key!r} must be a list of ints, found {type(raw).__name__}"
-                           f"{' of shape ' + str(raw.shape) if isinstance(raw, np.ndarray) else ''}.")
+    if (
+        not isinstance(raw, (list, tuple, np.ndarray))
+        or (isinstance(raw, np.ndarray) and raw.ndim != 1)
+        or (not isinstance(raw, np.ndarray) and any(isinstance(y, (bool, np.bool_)) for y in raw))
+    ):
+        raise DatasetError(
+            f"{path}: {label_key!r} must be a list of ints, found {type(raw).__name__}"
+            f"{' of shape ' + str(raw.shape) if isinstance(raw, np.ndarray) else ''}."
+        )
     try:
         labels = np.asarray(raw)
     except (ValueError, TypeError, OverflowError):
@@ -222,26 +268,34 @@ def _check_batch(d, path, n_classes, label_key="labels"):
     if labels.size == 0:
         labels = labels.astype(np.int64)
     if labels.ndim != 1 or labels.dtype.kind not in "iu":
-        raise DatasetError(f"{path}: {label_key!r} must be a list of ints, found {labels.dtype} of shape {labels.shape}.")
+        raise DatasetError(
+            f"{path}: {label_key!r} must be a list of ints, found {labels.dtype} of shape {labels.shape}."
+        )
     if len(labels) != len(data):
         raise DatasetError(f"{path}: {len(labels)} labels for {len(data)} images.")
     if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
-        raise DatasetError(f"{path}: labels span [{labels.min()}, {labels.max()}] but the meta file "
-                           f"names {n_classes} classes, so they must lie in [0, {n_classes}).")
+        raise DatasetError(
+            f"{path}: labels span [{labels.min()}, {labels.max()}] but the meta file "
+            f"names {n_classes} classes, so they must lie in [0, {n_classes})."
+        )
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels.astype(np.int64)
 
 
 def _download(root, layout):
     try:
-        from torchvision.datasets import CIFAR10 as Official10, CIFAR100 as Official100
+        from torchvision.datasets import CIFAR10 as Official10
+        from torchvision.datasets import CIFAR100 as Official100
+
         official = Official100 if layout is CIFAR100 else Official10
         for train in (True, False):
             official(str(root), train=train, download=True)
     except Exception as e:  # URLError, socket errors, RuntimeError from a bad archive
-        raise DatasetError(f"could not download {layout.archive} into {Path(root) / layout.dirname} "
-                           f"({type(e).__name__}: {e}); this machine is probably offline. On a machine "
-                           f"with internet, {_how_to_get(root, layout, False)}, then copy that "
-                           f"directory here.") from e
+        raise DatasetError(
+            f"could not download {layout.archive} into {Path(root) / layout.dirname} "
+            f"({type(e).__name__}: {e}); this machine is probably offline. On a machine "
+            f"with internet, {_how_to_get(root, layout, False)}, then copy that "
+            f"directory here."
+        ) from e
 
 
 def _is_official(layout, name, size, md5, verify, path, root):
@@ -257,15 +311,19 @@ def _is_official(layout, name, size, md5, verify, path, root):
     fix = f"re-download {layout.archive} from {CIFAR_URL} and re-extract it into {Path(root)}"
     if verify == "strict":
         if md5 != official_md5:
-            raise DatasetError(f"{path}: data.verify is strict and this is not the official file: compared md5 "
-                               f"{md5} ({size:,} bytes) with the official {official_md5} ({size_text}); {fix}, or set "
-                               f"data.verify: auto to read copies.")
+            raise DatasetError(
+                f"{path}: data.verify is strict and this is not the official file: compared md5 "
+                f"{md5} ({size:,} bytes) with the official {official_md5} ({size_text}); {fix}, or set "
+                f"data.verify: auto to read copies."
+            )
         return True
     if official_size is not None and size == official_size:
         if md5 != official_md5:
-            raise DatasetError(f"{path}: has the official file's name and size ({size:,} bytes) but not its md5 "
-                               f"({md5}, the official file's is {official_md5}): a damaged copy of the official "
-                               f"release; {fix} (or set data.verify: off to read it as it is).")
+            raise DatasetError(
+                f"{path}: has the official file's name and size ({size:,} bytes) but not its md5 "
+                f"({md5}, the official file's is {official_md5}): a damaged copy of the official "
+                f"release; {fix} (or set data.verify: off to read it as it is)."
+            )
         return True
     return md5 == official_md5
 
@@ -281,7 +339,7 @@ def load_dataset(root, source="cifar10", download=False, verify="auto", log=None
         _download(root, layout)
     for name in layout.files:
         if not (folder / name).is_file():
-            hint = (f"; delete {folder} to download it again" if download and folder.is_dir() else "")
+            hint = f"; delete {folder} to download it again" if download and folder.is_dir() else ""
             raise DatasetError(f"missing {folder / name}: {_how_to_get(root, layout)}{hint}.")
 
     def read(name):
@@ -302,13 +360,24 @@ def load_dataset(root, source="cifar10", download=False, verify="auto", log=None
         official.append(is_official)
     if not all(official) and log is not None:
         copies = [f[0] for f, o in zip([meta_file] + files, official) if not o]
-        log.info("%s: not the official release (%s differ from the official files, data.verify: %s): read as a "
-                 "copy, on its structure alone", folder, ", ".join(copies), verify)
+        log.info(
+            "%s: not the official release (%s differ from the official files, data.verify: %s): read as a "
+            "copy, on its structure alone",
+            folder,
+            ", ".join(copies),
+            verify,
+        )
     train = [parts[f] for f in layout.train_files]
     test = parts[layout.test_file]
-    return Dataset(np.ascontiguousarray(np.concatenate([x for x, _ in train])),
-                   np.concatenate([y for _, y in train]),
-                   np.ascontiguousarray(test[0]), test[1], classes, all(official), tuple(files + [meta_file]))
+    return Dataset(
+        np.ascontiguousarray(np.concatenate([x for x, _ in train])),
+        np.concatenate([y for _, y in train]),
+        np.ascontiguousarray(test[0]),
+        test[1],
+        classes,
+        all(official),
+        tuple(files + [meta_file]),
+    )
 
 
 def load_cifar10(root, download=False, verify="auto"):
@@ -349,17 +418,24 @@ def planned_sizes(source, root, synthetic=None):
 
 def dataset_summary(ds):
     """JSON-able provenance: sizes, class balance, official flag, content and file hashes."""
+
     def md5(a):
         return hashlib.md5(np.ascontiguousarray(a).data).hexdigest()
+
     k = len(ds.classes)
     return {
-        "official": bool(ds.official), "classes": list(ds.classes), "n_classes": k,
-        "n_train": int(len(ds.train_labels)), "n_test": int(len(ds.test_labels)),
+        "official": bool(ds.official),
+        "classes": list(ds.classes),
+        "n_classes": k,
+        "n_train": int(len(ds.train_labels)),
+        "n_test": int(len(ds.test_labels)),
         "image_shape": list(ds.train_images.shape[1:]),
         "train_class_counts": np.bincount(ds.train_labels, minlength=k).tolist(),
         "test_class_counts": np.bincount(ds.test_labels, minlength=k).tolist(),
-        "train_images_md5": md5(ds.train_images), "train_labels_md5": md5(ds.train_labels),
-        "test_images_md5": md5(ds.test_images), "test_labels_md5": md5(ds.test_labels),
+        "train_images_md5": md5(ds.train_images),
+        "train_labels_md5": md5(ds.train_labels),
+        "test_images_md5": md5(ds.test_images),
+        "test_labels_md5": md5(ds.test_labels),
         "files": [{"name": n, "bytes": int(b), "md5": h} for n, b, h in ds.files],
     }
 
@@ -369,8 +445,9 @@ def _check_split(images, labels, n_classes, what):
     images, labels = np.asarray(images), np.asarray(labels)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):
         raise ValueError(f"{what} images must be uint8 (n, 32, 32, 3), got {images.dtype} {images.shape}")
-    if labels.shape != (len(images),) or (labels.size and (labels.dtype.kind not in "iu"
-                                                           or labels.min() < 0 or labels.max() >= n_classes)):
+    if labels.shape != (len(images),) or (
+        labels.size and (labels.dtype.kind not in "iu" or labels.min() < 0 or labels.max() >= n_classes)
+    ):
         raise ValueError(f"{what} labels must be (n,) ints in [0, {n_classes}), got {labels.dtype} {labels.shape}")
     return images, labels.astype(np.int64)
 
@@ -380,8 +457,18 @@ def _dump(path, obj, protocol=2):
         pickle.dump(obj, f, protocol=protocol)  # protocol 2, like the official files, readable by any Python
 
 
-def write_dataset(root, train_images, train_labels, test_images, test_labels, classes, source="cifar10",
-                  label="bestbatch synthetic", official_labels=False, protocol=2):
+def write_dataset(
+    root,
+    train_images,
+    train_labels,
+    test_images,
+    test_labels,
+    classes,
+    source="cifar10",
+    label="bestbatch synthetic",
+    official_labels=False,
+    protocol=2,
+):
     """Write arrays in a python-version layout (`source`: cifar10 or cifar100); returns the written paths.
 
     Each batch_label names `label` (so it never claims the official release), unless official_labels:
@@ -397,20 +484,29 @@ def write_dataset(root, train_images, train_labels, test_images, test_labels, cl
     rows = lambda x: x.transpose(0, 3, 1, 2).reshape(len(x), 3072)  # HWC -> 1024 R, 1024 G, 1024 B
     splits = np.array_split(np.arange(len(train_labels)), len(layout.train_files))
     n_train_files = len(layout.train_files)
-    batches = [(name, f"training batch {i} of {n_train_files}", idx)
-               for i, (name, idx) in enumerate(zip(layout.train_files, splits), 1)]
+    batches = [
+        (name, f"training batch {i} of {n_train_files}", idx)
+        for i, (name, idx) in enumerate(zip(layout.train_files, splits), 1)
+    ]
     paths, start = [], 0
     for name, batch_label, idx in batches + [(layout.test_file, "testing batch 1 of 1", None)]:
         x, y = (train_images[idx], train_labels[idx]) if idx is not None else (test_images, test_labels)
-        d = {"batch_label": batch_label if official_labels else f"{label} {batch_label}", layout.label_key: y.tolist(),
-             "data": np.ascontiguousarray(rows(x)), "filenames": [f"synthetic_{start + j + 1:05d}.png" for j in range(len(y))]}
+        d = {
+            "batch_label": batch_label if official_labels else f"{label} {batch_label}",
+            layout.label_key: y.tolist(),
+            "data": np.ascontiguousarray(rows(x)),
+            "filenames": [f"synthetic_{start + j + 1:05d}.png" for j in range(len(y))],
+        }
         if layout is CIFAR100:
             d["coarse_labels"] = (y // 5).tolist()  # CIFAR-100's 20 superclasses of 5 classes each
         _dump(folder / name, d, protocol)
         paths.append(folder / name)
         start += len(y)
     if layout is CIFAR100:
-        meta = {"fine_label_names": classes, "coarse_label_names": [f"group_{i}" for i in range((len(classes) + 4) // 5)]}
+        meta = {
+            "fine_label_names": classes,
+            "coarse_label_names": [f"group_{i}" for i in range((len(classes) + 4) // 5)],
+        }
     else:
         meta = {"num_cases_per_batch": len(splits[0]), "label_names": classes, "num_vis": 3072}
     _dump(folder / layout.meta_file, meta, protocol)
@@ -461,7 +557,7 @@ def _synthetic_split(n, rng, n_classes, chunk=4096):
     out = np.empty((n, 32, 32, 3), np.uint8)
     for lo in range(0, n, chunk):
         sl = slice(lo, min(n, lo + chunk))
-        f32 = lambda a: np.asarray(a[sl], np.float32)[:, None, None]
+        f32 = lambda a: np.asarray(a[sl], np.float32)[:, None, None]  # noqa: B023 (called in this iteration)
         ct, st, w, ph = np.cos(f32(theta)), np.sin(f32(theta)), 2 * np.pi * f32(freq), f32(phase)
         s = np.empty((len(ct), 32, 32), np.float32)
         for kd, m in enumerate(kind[None, sl] == np.arange(len(_KINDS))[:, None]):  # only each image's own pattern

@@ -7,6 +7,7 @@ equal batch sizes). Everything is accumulated in float64: a float32 norm over 11
 The per-epoch statistics of the same numbers (`noise_scale`, `gradient_diversity`) are small pure
 functions at the end.
 """
+
 import numba
 import numpy as np
 
@@ -27,10 +28,17 @@ def layer_bounds(layer_offsets, n_params):
     layer_offsets: each tensor's first index in the flat vector, in order (the shard's layout_offset);
     None: the whole vector as one tensor."""
     offsets = np.zeros(1, np.int64) if layer_offsets is None else np.asarray(layer_offsets, dtype=np.int64)
-    if offsets.ndim != 1 or offsets.size == 0 or offsets[0] != 0 or np.any(np.diff(offsets) < 0) \
-            or offsets[-1] > n_params:
-        raise ValueError(f"layer offsets must start at 0 and increase up to the {n_params} parameters, "
-                         f"got {offsets[:5].tolist()}{' ...' if offsets.size > 5 else ''} ({offsets.size} tensors)")
+    if (
+        offsets.ndim != 1
+        or offsets.size == 0
+        or offsets[0] != 0
+        or np.any(np.diff(offsets) < 0)
+        or offsets[-1] > n_params
+    ):
+        raise ValueError(
+            f"layer offsets must start at 0 and increase up to the {n_params} parameters, "
+            f"got {offsets[:5].tolist()}{' ...' if offsets.size > 5 else ''} ({offsets.size} tensors)"
+        )
     return np.append(offsets, np.int64(n_params))
 
 
@@ -43,8 +51,13 @@ def batch_distances(gradients, layer_offsets=None):
     diff = g - full
     bounds = layer_bounds(layer_offsets, g.shape[1])
     layer = np.stack([np.linalg.norm(diff[:, a:b], axis=1) for a, b in zip(bounds[:-1], bounds[1:])], 1)
-    return dict(distance=np.linalg.norm(diff, axis=1), norm=norm, full_norm=full_norm,
-                cosine=g @ full / (norm * full_norm), layer_distance=layer)
+    return dict(
+        distance=np.linalg.norm(diff, axis=1),
+        norm=norm,
+        full_norm=full_norm,
+        cosine=g @ full / (norm * full_norm),
+        layer_distance=layer,
+    )
 
 
 @numba.njit(nogil=True, cache=True, fastmath=FASTMATH)
@@ -110,7 +123,7 @@ def _blocks(rows, total, bounds, progress):
     m_buf = np.empty(min(BLOCK, n_params))
     for block, lo in enumerate(range(0, n_params, BLOCK), 1):
         hi = min(lo + BLOCK, n_params)
-        m = m_buf[:hi - lo]
+        m = m_buf[: hi - lo]
         full2 += _mean_block(total[lo:hi], k_rows, m)
         starts, layers = _segments(bounds, lo, hi)
         for k in range(k_rows):
@@ -140,11 +153,18 @@ def reduce_rows(rows, total, progress=None, layer_offsets=None):
     dist2, norm2, dot = sums.T
     bad = np.flatnonzero(~np.isfinite(norm2))  # a sum of squared float32 values cannot overflow float64
     if bad.size:
-        raise NonFiniteGradient(f"the gradient of batch {int(bad[0])} (0-based, in the fixed order) "
-                                f"contains NaN or inf ({bad.size} of {len(norm2)} batches do)")
+        raise NonFiniteGradient(
+            f"the gradient of batch {int(bad[0])} (0-based, in the fixed order) "
+            f"contains NaN or inf ({bad.size} of {len(norm2)} batches do)"
+        )
     norm, full_norm = np.sqrt(norm2), float(np.sqrt(full2))
-    return dict(distance=np.sqrt(dist2), norm=norm, full_norm=full_norm, cosine=dot / (norm * full_norm),
-                layer_distance=np.sqrt(layer_sums))
+    return dict(
+        distance=np.sqrt(dist2),
+        norm=norm,
+        full_norm=full_norm,
+        cosine=dot / (norm * full_norm),
+        layer_distance=np.sqrt(layer_sums),
+    )
 
 
 def reduce_shard(path, progress=None):
@@ -161,6 +181,7 @@ def reduce_shard(path, progress=None):
 
 # --- per-epoch statistics of the distances -------------------------------------------------------------
 
+
 def noise_scale(distance, full_norm, batch_size):
     """B_simple = B * mean_k ||g_k - g_bar||^2 / ||g_bar||^2 (McCandlish et al. 2018), in examples.
 
@@ -168,7 +189,7 @@ def noise_scale(distance, full_norm, batch_size):
     of the per-example gradient covariance, so B_simple is the batch size at which the gradient noise
     equals the signal."""
     distance = np.asarray(distance, dtype=np.float64)
-    return batch_size * np.mean(distance ** 2, axis=-1) / np.asarray(full_norm, dtype=np.float64) ** 2
+    return batch_size * np.mean(distance**2, axis=-1) / np.asarray(full_norm, dtype=np.float64) ** 2
 
 
 def gradient_diversity(norm, full_norm):
@@ -176,4 +197,4 @@ def gradient_diversity(norm, full_norm):
 
     norm (..., K), full_norm (...,): sum_k g_k = K g_bar, so the denominator is (K ||g_bar||)^2."""
     norm = np.asarray(norm, dtype=np.float64)
-    return np.sum(norm ** 2, axis=-1) / (norm.shape[-1] * np.asarray(full_norm, dtype=np.float64)) ** 2
+    return np.sum(norm**2, axis=-1) / (norm.shape[-1] * np.asarray(full_norm, dtype=np.float64)) ** 2

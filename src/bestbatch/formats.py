@@ -43,6 +43,7 @@ Checkpoint `*.pt` (torch.save of a dict, loaded with weights_only=True): model (
     optimizer (state dict or None), epoch, meta (JSON: provenance, and for an epoch its metric and
     the digest of the parameters it started from), format, format_version.
 """
+
 import hashlib
 import json
 import mmap
@@ -58,8 +59,13 @@ import numpy as np
 from .atomic import atomic_path
 
 FORMAT_VERSION = 1
-SHARD, EPOCH, MATRIX, ORDERING, CHECKPOINT = ("gradient shard", "epoch distances", "distance matrix", "ordering",
-                                              "checkpoint")
+SHARD, EPOCH, MATRIX, ORDERING, CHECKPOINT = (
+    "gradient shard",
+    "epoch distances",
+    "distance matrix",
+    "ordering",
+    "checkpoint",
+)
 CURVE = "selection curve"
 
 # the shard's two big datasets; the writer lays them out for direct I/O, the reduction maps them
@@ -68,17 +74,35 @@ SHARD_ROWS_DESCRIPTION = "row k: gradient of fixed batch k's mean cross-entropy 
 SHARD_SUM_DESCRIPTION = "float64 sum of the rows, kept during training"
 LAYOUT = ("layout_name", "layout_shape", "layout_offset")  # the shard's parameter tensors
 DISTANCES = ("distance", "cosine", "norm")
-MATRIX_UNITS = {"distance": "L2 norm of g_k - g_bar, in loss units per parameter unit",
-                "cosine": "cosine similarity of g_k and g_bar", "norm": "L2 norm of g_k",
-                "train_loss": "net_normal's mean cross-entropy on the batch",
-                "train_acc": "net_normal's accuracy on the batch"}
+MATRIX_UNITS = {
+    "distance": "L2 norm of g_k - g_bar, in loss units per parameter unit",
+    "cosine": "cosine similarity of g_k and g_bar",
+    "norm": "L2 norm of g_k",
+    "train_loss": "net_normal's mean cross-entropy on the batch",
+    "train_acc": "net_normal's accuracy on the batch",
+}
 LAYER_UNITS = "L2 norm of the parameter tensor's slice of g_k - g_bar, in loss units per parameter unit"
-GRADIENT_STATISTICS = {"noise_scale": "examples: B * mean_k ||g_k - g_bar||^2 / ||g_bar||^2 (B_simple)",
-                       "gradient_diversity": "dimensionless: sum_k ||g_k||^2 / ||sum_k g_k||^2"}
+GRADIENT_STATISTICS = {
+    "noise_scale": "examples: B * mean_k ||g_k - g_bar||^2 / ||g_bar||^2 (B_simple)",
+    "gradient_diversity": "dimensionless: sum_k ||g_k||^2 / ||sum_k g_k||^2",
+}
 PER_EPOCH = ("full_norm", "lr", "phase", "test_loss", "test_acc")
 WHOLE_VECTOR = "(all parameters)"  # the one tensor of a distances dict that has no layer_distance
-MATRIX_CSV_COLUMNS = ("metric", "epoch", "batch", "phase", "lr", "distance", "cosine", "norm", "full_norm",
-                      "train_loss", "score_min", "score_mean", "score_max")
+MATRIX_CSV_COLUMNS = (
+    "metric",
+    "epoch",
+    "batch",
+    "phase",
+    "lr",
+    "distance",
+    "cosine",
+    "norm",
+    "full_norm",
+    "train_loss",
+    "score_min",
+    "score_mean",
+    "score_max",
+)
 
 
 class FormatError(ValueError):
@@ -93,15 +117,19 @@ def _stamp(attrs, kind):
 def _check(attrs, kind, path):
     found, version = attrs.get("format"), attrs.get("format_version")
     if found is None or version is None:
-        raise FormatError(f"{path}: no format/format_version attributes, so it was written by an older bestbatch "
-                          f"(this one reads {kind} format version {FORMAT_VERSION}); delete it and rerun snakemake "
-                          f"to recompute it")
+        raise FormatError(
+            f"{path}: no format/format_version attributes, so it was written by an older bestbatch "
+            f"(this one reads {kind} format version {FORMAT_VERSION}); delete it and rerun snakemake "
+            f"to recompute it"
+        )
     found = found.decode() if isinstance(found, bytes) else str(found)
     if found != kind:
         raise FormatError(f"{path}: a bestbatch {found} file where a {kind} file is expected")
     if int(version) != FORMAT_VERSION:
-        raise FormatError(f"{path}: {kind} format version {int(version)}, this bestbatch reads version "
-                          f"{FORMAT_VERSION}; delete it and rerun snakemake to recompute it with this version")
+        raise FormatError(
+            f"{path}: {kind} format version {int(version)}, this bestbatch reads version "
+            f"{FORMAT_VERSION}; delete it and rerun snakemake to recompute it with this version"
+        )
 
 
 def _attr(value):
@@ -117,14 +145,16 @@ def provenance(config_hash, device="cpu", **recorded):
     """What produced an output: the hash of the result keys, the software versions, the device."""
     from . import __version__
 
-    versions = dict(bestbatch=__version__, python=platform.python_version(), numpy=np.__version__,
-                    h5py=h5py.__version__)
+    versions = dict(
+        bestbatch=__version__, python=platform.python_version(), numpy=np.__version__, h5py=h5py.__version__
+    )
     if "torch" in sys.modules:
         versions["torch"] = sys.modules["torch"].__version__
     return dict(recorded, config_hash=config_hash, device=device, **versions)
 
 
 # --- the epoch's records (shard and per-epoch file) --------------------------------------------------
+
 
 @dataclass
 class EpochRecords:
@@ -154,11 +184,13 @@ def _write_records(f, records):
 
 
 def _read_records(f):
-    return EpochRecords(**{name: f[name][:] for name in RECORD_DATASETS},
-                        **{name: _plain(f.attrs[name]) for name in RECORD_ATTRS})
+    return EpochRecords(
+        **{name: f[name][:] for name in RECORD_DATASETS}, **{name: _plain(f.attrs[name]) for name in RECORD_ATTRS}
+    )
 
 
 # --- gradient shard ------------------------------------------------------------------------------------
+
 
 def finish_shard(f, layout, records):
     """Everything of a shard but its rows and their sum: the parameter layout, the records, the stamp.
@@ -211,8 +243,10 @@ def _small_low(fid, name, path):
 def _tensors_low(fid, path):
     """(names [str], first indices (L,) int64) of the parameter tensors of an open shard."""
     names, _, offsets = LAYOUT
-    return ([n.decode() if isinstance(n, bytes) else str(n) for n in _small_low(fid, names, path)],
-            _small_low(fid, offsets, path).astype(np.int64))
+    return (
+        [n.decode() if isinstance(n, bytes) else str(n) for n in _small_low(fid, names, path)],
+        _small_low(fid, offsets, path).astype(np.int64),
+    )
 
 
 def _layout_low(fid, path):
@@ -269,8 +303,10 @@ def shard_rows(path, tensors=False):
     # plain ndarray views (np.memmap's subclass costs on every slice); unmapped when the last view is gone
     whole = np.frombuffer(mapped, dtype=np.uint8)
     del mapped
-    rows, total = (whole[offset:offset + dtype.itemsize * int(np.prod(shape))].view(dtype).reshape(shape)
-                   for offset, shape, dtype in places)
+    rows, total = (
+        whole[offset : offset + dtype.itemsize * int(np.prod(shape))].view(dtype).reshape(shape)
+        for offset, shape, dtype in places
+    )
     try:
         yield (rows, total, *extra)
     finally:
@@ -278,6 +314,7 @@ def shard_rows(path, tensors=False):
 
 
 # --- per-epoch file ------------------------------------------------------------------------------------
+
 
 def _names(values):
     return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values], dtype=object)
@@ -289,8 +326,10 @@ def _layers(distances):
         return np.asarray(distances["distance"], dtype=np.float64)[:, None], _names([WHOLE_VECTOR])
     layer, names = np.asarray(distances["layer_distance"], dtype=np.float64), _names(distances["layer_name"])
     if layer.ndim != 2 or layer.shape != (len(distances["distance"]), len(names)):
-        raise ValueError(f"layer_distance of shape {layer.shape} for {len(distances['distance'])} batches and "
-                         f"{len(names)} layer names")
+        raise ValueError(
+            f"layer_distance of shape {layer.shape} for {len(distances['distance'])} batches and "
+            f"{len(names)} layer names"
+        )
     return layer, names
 
 
@@ -321,6 +360,7 @@ def read_epoch(path):
 
 # --- gathered matrix -----------------------------------------------------------------------------------
 
+
 def gather_matrix(epochs):
     """A Matrix from [(distances, records)] of consecutive epochs, sorted by epoch (noise_scale,
     gradient_diversity and batch_size are left for the caller to fill in)."""
@@ -330,13 +370,21 @@ def gather_matrix(epochs):
     per_batch = {name: getattr(epochs[0][1], name) for name in RECORD_DATASETS if name.startswith("batch_score")}
     layers = [_layers(d) for d, _ in epochs]
     names = layers[0][1]
-    for (d, r), (_, other) in zip(epochs, layers):
+    for (_d, r), (_, other) in zip(epochs, layers):
         if list(other) != list(names):
-            raise ValueError(f"epoch {int(r.epoch)} has parameter tensors {list(other)[:3]}... ({len(other)}), "
-                             f"epoch {int(epochs[0][1].epoch)} {list(names)[:3]}... ({len(names)}): not one network")
-    return Matrix(epoch=np.array([int(r.epoch) for _, r in epochs]), batch=np.arange(stacked["distance"].shape[1]),
-                  **stacked, **per_epoch, **per_batch, layer_distance=np.stack([layer for layer, _ in layers]),
-                  layer_name=names)
+            raise ValueError(
+                f"epoch {int(r.epoch)} has parameter tensors {list(other)[:3]}... ({len(other)}), "
+                f"epoch {int(epochs[0][1].epoch)} {list(names)[:3]}... ({len(names)}): not one network"
+            )
+    return Matrix(
+        epoch=np.array([int(r.epoch) for _, r in epochs]),
+        batch=np.arange(stacked["distance"].shape[1]),
+        **stacked,
+        **per_epoch,
+        **per_batch,
+        layer_distance=np.stack([layer for layer, _ in layers]),
+        layer_name=names,
+    )
 
 
 def write_matrix(path, metric, m, provenance_json):
@@ -368,6 +416,7 @@ def write_matrix(path, metric, m, provenance_json):
 @dataclass
 class Matrix:
     """A gathered matrix file in memory (see the module's docstring for what each array is)."""
+
     epoch: np.ndarray
     batch: np.ndarray = None
     distance: np.ndarray = None
@@ -383,11 +432,11 @@ class Matrix:
     batch_score_min: np.ndarray = None
     batch_score_mean: np.ndarray = None
     batch_score_max: np.ndarray = None
-    layer_distance: np.ndarray = None      # (E, K, L)
-    layer_name: np.ndarray = None          # (L,) str
-    noise_scale: np.ndarray = None         # (E,)
+    layer_distance: np.ndarray = None  # (E, K, L)
+    layer_name: np.ndarray = None  # (L,) str
+    noise_scale: np.ndarray = None  # (E,)
     gradient_diversity: np.ndarray = None  # (E,)
-    batch_size: int = None                 # an attribute of the file
+    batch_size: int = None  # an attribute of the file
 
 
 MATRIX_ATTRS = ("batch_size",)
@@ -408,27 +457,31 @@ def write_matrix_csv(path, metric, m):
     import pandas as pd
 
     e, k = m.distance.shape
-    table = pd.DataFrame({
-        "metric": metric,
-        "epoch": np.repeat(m.epoch, k),
-        "batch": np.tile(np.arange(k), e),
-        "phase": np.repeat(m.phase, k),
-        "lr": np.repeat(m.lr, k),
-        "distance": m.distance.ravel(),
-        "cosine": m.cosine.ravel(),
-        "norm": m.norm.ravel(),
-        "full_norm": np.repeat(m.full_norm, k),
-        "train_loss": m.train_loss.ravel(),
-        "score_min": np.tile(m.batch_score_min, e),
-        "score_mean": np.tile(m.batch_score_mean, e),
-        "score_max": np.tile(m.batch_score_max, e),
-    }, columns=list(MATRIX_CSV_COLUMNS))
+    table = pd.DataFrame(
+        {
+            "metric": metric,
+            "epoch": np.repeat(m.epoch, k),
+            "batch": np.tile(np.arange(k), e),
+            "phase": np.repeat(m.phase, k),
+            "lr": np.repeat(m.lr, k),
+            "distance": m.distance.ravel(),
+            "cosine": m.cosine.ravel(),
+            "norm": m.norm.ravel(),
+            "full_norm": np.repeat(m.full_norm, k),
+            "train_loss": m.train_loss.ravel(),
+            "score_min": np.tile(m.batch_score_min, e),
+            "score_mean": np.tile(m.batch_score_mean, e),
+            "score_max": np.tile(m.batch_score_max, e),
+        },
+        columns=list(MATRIX_CSV_COLUMNS),
+    )
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False, float_format="%.9g")
     return table
 
 
 # --- ordering ------------------------------------------------------------------------------------------
+
 
 def write_ordering(path, metric, order, scores, display_score, params, provenance_json):
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
@@ -459,8 +512,9 @@ def write_curve(path, rows, attrs, csv_path=None):
     """rows: dicts with CURVE_COLUMNS (one per evaluation); attrs: CURVE_ATTRS."""
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         for name in CURVE_COLUMNS:
-            f[name] = np.array([r[name] for r in rows], dtype=np.int64 if name in ("step", "phase", "train_steps")
-                               else np.float64)
+            f[name] = np.array(
+                [r[name] for r in rows], dtype=np.int64 if name in ("step", "phase", "train_steps") else np.float64
+            )
         for name in CURVE_ATTRS:
             f.attrs[name] = _attr(attrs[name])
         _stamp(f.attrs, CURVE)
@@ -477,6 +531,7 @@ def write_curve(path, rows, attrs, csv_path=None):
 @dataclass
 class Curve:
     """A selection curve in memory: one array per column, one value per evaluation."""
+
     step: np.ndarray
     phase: np.ndarray
     lr: np.ndarray
@@ -494,25 +549,37 @@ def read_curve(path):
     """(Curve, attrs dict) of a selection curve."""
     with h5py.File(path, "r") as f:
         _check(f.attrs, CURVE, path)
-        return Curve(**{name: f[name][:] for name in CURVE_COLUMNS}), {name: _plain(f.attrs[name]) for name in CURVE_ATTRS}
+        return Curve(**{name: f[name][:] for name in CURVE_COLUMNS}), {
+            name: _plain(f.attrs[name]) for name in CURVE_ATTRS
+        }
 
 
 # --- checkpoint ----------------------------------------------------------------------------------------
+
 
 def save_checkpoint(path, model_state, optimizer_state, epoch, meta):
     import torch
 
     with atomic_path(path) as tmp:
-        torch.save(dict(model=model_state, optimizer=optimizer_state, epoch=epoch, meta=json.dumps(meta),
-                        format=CHECKPOINT, format_version=FORMAT_VERSION), tmp)
+        torch.save(
+            dict(
+                model=model_state,
+                optimizer=optimizer_state,
+                epoch=epoch,
+                meta=json.dumps(meta),
+                format=CHECKPOINT,
+                format_version=FORMAT_VERSION,
+            ),
+            tmp,
+        )
 
 
 @dataclass
 class Checkpoint:
-    model: dict       # state dict
-    optimizer: dict   # state dict, or None for the initialisation
-    epoch: int        # the last epoch trained (0: the initialisation)
-    meta: dict        # provenance; for an epoch also metric, epoch, start_params_sha256
+    model: dict  # state dict
+    optimizer: dict  # state dict, or None for the initialisation
+    epoch: int  # the last epoch trained (0: the initialisation)
+    meta: dict  # provenance; for an epoch also metric, epoch, start_params_sha256
 
 
 def load_checkpoint(path, device="cpu"):
@@ -522,13 +589,16 @@ def load_checkpoint(path, device="cpu"):
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:
-        raise RuntimeError(f"checkpoint {path} cannot be loaded ({type(exc).__name__}: {exc}); delete it and rerun "
-                           f"snakemake to recompute it from the previous epoch") from exc
+        raise RuntimeError(
+            f"checkpoint {path} cannot be loaded ({type(exc).__name__}: {exc}); delete it and rerun "
+            f"snakemake to recompute it from the previous epoch"
+        ) from exc
     if not isinstance(state, dict):
         raise FormatError(f"{path}: a checkpoint holds a dict, this holds {type(state).__name__}")
     _check(state, CHECKPOINT, path)
-    return Checkpoint(model=state["model"], optimizer=state["optimizer"], epoch=int(state["epoch"]),
-                      meta=json.loads(state["meta"]))
+    return Checkpoint(
+        model=state["model"], optimizer=state["optimizer"], epoch=int(state["epoch"]), meta=json.loads(state["meta"])
+    )
 
 
 def state_digest(state_dict):

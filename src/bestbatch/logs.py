@@ -1,4 +1,5 @@
 """Every workflow step writes a log: this routes logging, prints and progress bars into it."""
+
 import contextlib
 import functools
 import logging
@@ -27,6 +28,7 @@ class _ToLog:
 
 def logged(log_path):
     """Context manager: everything the step prints or logs goes to `log_path`, errors included."""
+
     @contextlib.contextmanager
     def _ctx():
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
@@ -46,15 +48,18 @@ def logged(log_path):
             finally:
                 sys.stdout, sys.stderr = old
                 root.removeHandler(handler)
+
     return _ctx()
 
 
 def step(fn):
     """A workflow step: called with `log=PATH`, everything it prints or logs (errors too) goes there."""
+
     @functools.wraps(fn)
     def run(*args, log=None, **kwargs):
         if log is None:
             return fn(*args, **kwargs)
         with logged(log):
             return fn(*args, **kwargs)
+
     return run

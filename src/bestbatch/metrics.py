@@ -4,11 +4,12 @@ Every metric is `fn(images, params, threads, device, progress) -> scores` on uin
 images; scores are (N,) or (N, k) for lexicographic keys. The order is ascending by score, ties
 broken by image index, so it is a pure function of (images, params).
 """
+
+import multiprocessing as mp
 import os
 import warnings
-from dataclasses import dataclass
 from concurrent.futures import ProcessPoolExecutor
-import multiprocessing as mp
+from dataclasses import dataclass
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -21,11 +22,11 @@ class MetricError(Exception):
 @dataclass(frozen=True)
 class Metric:
     name: str
-    score: object      # fn(images, params, threads, device, progress) -> scores
-    label: str         # what the score is, for axis titles and hover labels
-    cost_ms: tuple     # time per image on one CPU core and on a GPU, for the job's runtime request
-    uses_gpu: bool     # whether its job asks for the GPU when training does
-    seeded: bool       # one ordering per run seed (params get `run_seed`), not one per data set
+    score: object  # fn(images, params, threads, device, progress) -> scores
+    label: str  # what the score is, for axis titles and hover labels
+    cost_ms: tuple  # time per image on one CPU core and on a GPU, for the job's runtime request
+    uses_gpu: bool  # whether its job asks for the GPU when training does
+    seeded: bool  # one ordering per run seed (params get `run_seed`), not one per data set
 
 
 METRICS = {}  # the registry: every metric's name lives here (and in the config schema's enum; a test checks)
@@ -35,6 +36,7 @@ def register(name, label, cost_ms, uses_gpu=False, seeded=False):
     def wrap(fn):
         METRICS[name] = Metric(name, fn, label, tuple(cost_ms), uses_gpu, seeded)
         return fn
+
     return wrap
 
 
@@ -44,16 +46,22 @@ def metric_label(name):
 
 def score_images(name, images, params=None, threads=1, device="cpu", progress=False):
     if name not in METRICS:
-        raise MetricError(f"unknown metric {name!r}; choose one of {sorted(METRICS)} "
-                          f"(or add one with @register in bestbatch/metrics.py)")
+        raise MetricError(
+            f"unknown metric {name!r}; choose one of {sorted(METRICS)} "
+            f"(or add one with @register in bestbatch/metrics.py)"
+        )
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise MetricError(f"metric {name!r} needs uint8 RGB images shaped (N, H, W, 3), got "
-                          f"{images.dtype} {images.shape}; pass CIFAR10.data-style arrays")
+        raise MetricError(
+            f"metric {name!r} needs uint8 RGB images shaped (N, H, W, 3), got "
+            f"{images.dtype} {images.shape}; pass CIFAR10.data-style arrays"
+        )
     scores = np.asarray(METRICS[name].score(images, dict(params or {}), max(1, int(threads)), device, progress))
     if len(scores) != len(images) or not np.all(np.isfinite(scores)):
-        raise MetricError(f"metric {name!r} returned scores shaped {scores.shape} for {len(images)} images, "
-                          f"{np.sum(~np.isfinite(scores))} non-finite; fix the metric function to give one finite row per image")
+        raise MetricError(
+            f"metric {name!r} returned scores shaped {scores.shape} for {len(images)} images, "
+            f"{np.sum(~np.isfinite(scores))} non-finite; fix the metric function to give one finite row per image"
+        )
     return scores
 
 
@@ -85,6 +93,7 @@ def color(images, params, threads, device, progress):
     average to cyan).
     """
     from skimage.color import rgb2hsv
+
     mean_rgb = images.reshape(len(images), -1, 3).mean(axis=1) / 255.0
     return rgb2hsv(mean_rgb[:, None, :])[:, 0, :]
 
@@ -92,6 +101,7 @@ def color(images, params, threads, device, progress):
 def _canny_counts(images, sigma):
     from skimage.color import rgb2gray
     from skimage.feature import canny
+
     gray = rgb2gray(images)
     return np.array([canny(g, sigma=sigma).sum() for g in gray], dtype=np.int64)
 
@@ -118,6 +128,7 @@ def _require_alexnet_weights():
     """Fetch torchvision's ImageNet AlexNet if needed, failing with where to put it by hand."""
     import torch
     from torchvision.models import AlexNet_Weights
+
     url = AlexNet_Weights.IMAGENET1K_V1.url
     path = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
     if os.path.exists(path):
@@ -131,18 +142,22 @@ def _require_alexnet_weights():
             f"lpips needs the ImageNet-pretrained AlexNet weights {os.path.basename(url)}, which are not at "
             f"{path} and could not be downloaded ({type(e).__name__}: {e}). On a machine that is online, fetch "
             f"{url} and copy it to {path} (the directory is torch.hub.get_dir()/checkpoints; TORCH_HOME moves it), "
-            f"{ALEXNET_FIX}.") from e
+            f"{ALEXNET_FIX}."
+        ) from e
     return path
 
 
 def lpips_model(pretrained_backbone=True, seed=0, device="cpu"):
     """LPIPS(alex) with the package's own linear weights; a random backbone is seeded so runs agree."""
-    import torch
     import lpips
+    import torch
+
     if pretrained_backbone:
         _require_alexnet_weights()
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():  # seed without touching the caller's RNG
-        warnings.filterwarnings("ignore", message=".*(pretrained|weights).*", category=UserWarning)  # lpips uses tv's legacy kwarg
+        warnings.filterwarnings(
+            "ignore", message=".*(pretrained|weights).*", category=UserWarning
+        )  # lpips uses tv's legacy kwarg
         torch.manual_seed(seed)
         model = lpips.LPIPS(net="alex", pnet_rand=not pretrained_backbone, verbose=False)
     return model.eval().to(device)
@@ -150,6 +165,7 @@ def lpips_model(pretrained_backbone=True, seed=0, device="cpu"):
 
 def _to_lpips_input(images, device):
     import torch
+
     x = torch.as_tensor(np.ascontiguousarray(images), device=device)
     return x.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # uint8 HWC -> [-1, 1] NCHW as LPIPS expects
 
@@ -157,6 +173,7 @@ def _to_lpips_input(images, device):
 def lpips_features(model, x):
     """Unit-normalised AlexNet activations, one tensor per LPIPS layer."""
     import lpips
+
     return [lpips.normalize_tensor(f) for f in model.net(model.scaling_layer(x))]
 
 
@@ -166,13 +183,16 @@ def lpips_to_reference(model, x, ref_feats):
     Same arithmetic as lpips.LPIPS.forward (squared feature difference, linear layer, spatial mean,
     sum over layers) but the average image goes through AlexNet once, not once per image.
     """
-    return sum(lin((f - r) ** 2).mean(dim=(2, 3))[:, 0] for lin, f, r in zip(model.lins, lpips_features(model, x), ref_feats))
+    return sum(
+        lin((f - r) ** 2).mean(dim=(2, 3))[:, 0] for lin, f, r in zip(model.lins, lpips_features(model, x), ref_feats)
+    )
 
 
 @register("lpips", "LPIPS distance to the average image", cost_ms=(5.0, 0.2), uses_gpu=True)
 def lpips_distance(images, params, threads, device, progress):
     """LPIPS (AlexNet) distance of each image to the per-pixel average image of the set (3.2.4)."""
     import torch
+
     model = lpips_model(params.get("pretrained_backbone", True), params.get("seed", 0), device)
     batch = int(params.get("batch_size", 500))
     old_threads = torch.get_num_threads()
@@ -182,7 +202,9 @@ def lpips_distance(images, params, threads, device, progress):
         with torch.no_grad():
             ref = lpips_features(model, _to_lpips_input(images.mean(axis=0, dtype=np.float64)[None], device))
             for i in tqdm(range(0, len(images), batch), desc="lpips", unit="batch", disable=not progress):
-                out[i:i + batch] = lpips_to_reference(model, _to_lpips_input(images[i:i + batch], device), ref).cpu().numpy()
+                out[i : i + batch] = (
+                    lpips_to_reference(model, _to_lpips_input(images[i : i + batch], device), ref).cpu().numpy()
+                )
     finally:
         torch.set_num_threads(old_threads)
     return out

@@ -2,8 +2,6 @@
 
 Every page is one self-contained HTML file (plotly.js inlined) that opens offline.
 """
-import html
-import json
 
 import numpy as np
 import plotly.graph_objects as go
@@ -43,47 +41,104 @@ def heatmap_figure(metric, m, phases):
     m: the gathered matrix file as a dict (epoch, batch, distance, cosine, batch_score_*).
     """
     parts = phase_rows(m.epoch, phases)
-    fig = make_subplots(rows=len(parts), cols=1, shared_xaxes=True, vertical_spacing=0.06 if len(parts) > 1 else 0,
-                        subplot_titles=[f"phase {p}: epochs {a}-{b}, lr {lr:g}" for p, a, b, lr, _ in parts])
-    z_views = {"distance": m.distance, "z-score within epoch": row_zscore(m.distance),
-               "rank within epoch": row_rank(m.distance)}
+    fig = make_subplots(
+        rows=len(parts),
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.06 if len(parts) > 1 else 0,
+        subplot_titles=[f"phase {p}: epochs {a}-{b}, lr {lr:g}" for p, a, b, lr, _ in parts],
+    )
+    z_views = {
+        "distance": m.distance,
+        "z-score within epoch": row_zscore(m.distance),
+        "rank within epoch": row_rank(m.distance),
+    }
     k = len(m.batch)
-    score = np.broadcast_to(np.stack([m.batch_score_min, m.batch_score_mean, m.batch_score_max], -1),
-                            (len(m.epoch), k, 3))
-    custom = np.concatenate([m.distance[..., None], m.cosine[..., None], z_views["z-score within epoch"][..., None],
-                             score], -1)
-    hover = ("epoch %{y}, batch %{x}<br>distance %{customdata[0]:.5g}<br>cosine to full gradient %{customdata[1]:.4f}"
-             "<br>z-score in epoch %{customdata[2]:.2f}<br>" + metric_label(metric) +
-             ": min %{customdata[3]:,.4~r}, mean %{customdata[4]:,.4~r}, max %{customdata[5]:,.4~r}<extra></extra>")
+    score = np.broadcast_to(
+        np.stack([m.batch_score_min, m.batch_score_mean, m.batch_score_max], -1), (len(m.epoch), k, 3)
+    )
+    custom = np.concatenate(
+        [m.distance[..., None], m.cosine[..., None], z_views["z-score within epoch"][..., None], score], -1
+    )
+    hover = (
+        "epoch %{y}, batch %{x}<br>distance %{customdata[0]:.5g}<br>cosine to full gradient %{customdata[1]:.4f}"
+        "<br>z-score in epoch %{customdata[2]:.2f}<br>"
+        + metric_label(metric)
+        + ": min %{customdata[3]:,.4~r}, mean %{customdata[4]:,.4~r}, max %{customdata[5]:,.4~r}<extra></extra>"
+    )
     n = len(parts)
-    for i, (phase, first, last, lr, rows) in enumerate(parts):
+    for i, (phase, _first, _last, _lr, rows) in enumerate(parts):
         axis = "coloraxis" if i == 0 else f"coloraxis{i + 1}"
-        fig.add_trace(go.Heatmap(x=m.batch, y=m.epoch[rows], z=m.distance[rows], customdata=custom[rows],
-                                 hovertemplate=hover, coloraxis=axis, name=f"phase {phase}"), row=i + 1, col=1)
+        fig.add_trace(
+            go.Heatmap(
+                x=m.batch,
+                y=m.epoch[rows],
+                z=m.distance[rows],
+                customdata=custom[rows],
+                hovertemplate=hover,
+                coloraxis=axis,
+                name=f"phase {phase}",
+            ),
+            row=i + 1,
+            col=1,
+        )
         low, high = fig.layout[f"yaxis{i + 1 if i else ''}"].domain  # the colour bar spans its own panel
-        fig.update_layout({axis: dict(colorscale=get_colorscale("Viridis"), colorbar=dict(
-            title="distance", len=high - low, y=(low + high) / 2, yanchor="middle", x=1.02))})
+        fig.update_layout(
+            {
+                axis: dict(
+                    colorscale=get_colorscale("Viridis"),
+                    colorbar=dict(title="distance", len=high - low, y=(low + high) / 2, yanchor="middle", x=1.02),
+                )
+            }
+        )
         fig.update_yaxes(title_text="epoch", autorange="reversed", row=i + 1, col=1)
-    fig.update_xaxes(title_text=f"batch position in ascending {metric_label(metric)} order (low → high)",
-                     row=n, col=1)
+    fig.update_xaxes(title_text=f"batch position in ascending {metric_label(metric)} order (low → high)", row=n, col=1)
     buttons = []
     for label, z in z_views.items():
         # plotly.js knows no "_r" names: send the scale itself; z-scores diverge around 0
         scale = get_colorscale("RdBu_r" if label.startswith("z-score") else "Viridis")
         mid = 0 if label.startswith("z-score") else None
         axes = ["coloraxis" if i == 0 else f"coloraxis{i + 1}" for i in range(n)]
-        buttons.append(dict(label=label, method="update", args=[
-            {"z": [z[rows] for *_, rows in parts]},
-            {f"{a}.colorscale": scale for a in axes} | {f"{a}.cmid": mid for a in axes} |
-            {f"{a}.colorbar.title.text": label for a in axes}]))
+        buttons.append(
+            dict(
+                label=label,
+                method="update",
+                args=[
+                    {"z": [z[rows] for *_, rows in parts]},
+                    {f"{a}.colorscale": scale for a in axes}
+                    | {f"{a}.cmid": mid for a in axes}
+                    | {f"{a}.colorbar.title.text": label for a in axes},
+                ],
+            )
+        )
     # title on top, the view switch under it, then the first panel's title: fixed pixels, whatever the height
     height, top, bottom = max(450, 280 * n), 130, 80
     fig.update_layout(
-        title=dict(text=f"{metric}: distance of each mini-batch gradient to the full gradient",
-                   x=0, xref="paper", y=1 - 16 / height, yref="container", yanchor="top"),
-        height=height, margin=dict(t=top, b=bottom), template="plotly_white",
-        updatemenus=[dict(buttons=buttons, direction="right", x=0, y=1 + 30 / (height - top - bottom), xanchor="left",
-                          yanchor="bottom", type="buttons", showactive=True, pad=dict(t=0, b=0))])
+        title=dict(
+            text=f"{metric}: distance of each mini-batch gradient to the full gradient",
+            x=0,
+            xref="paper",
+            y=1 - 16 / height,
+            yref="container",
+            yanchor="top",
+        ),
+        height=height,
+        margin=dict(t=top, b=bottom),
+        template="plotly_white",
+        updatemenus=[
+            dict(
+                buttons=buttons,
+                direction="right",
+                x=0,
+                y=1 + 30 / (height - top - bottom),
+                xanchor="left",
+                yanchor="bottom",
+                type="buttons",
+                showactive=True,
+                pad=dict(t=0, b=0),
+            )
+        ],
+    )
     return fig
 
 
@@ -92,11 +147,13 @@ def _per_epoch(m, value):
     return np.full(len(m.epoch), np.nan) if value is None else np.asarray(value, dtype=float)
 
 
-CURVE_PANELS = ("training loss (mean over the epoch's batches)", "test accuracy after the epoch",
-                "gradient noise scale B<sub>simple</sub> (examples)<br><sup>B · mean<sub>k</sub> ‖g<sub>k</sub> − ḡ‖²"
-                " / ‖ḡ‖², McCandlish et al. 2018</sup>",
-                "gradient diversity<br><sup>Σ<sub>k</sub> ‖g<sub>k</sub>‖² / ‖Σ<sub>k</sub> g<sub>k</sub>‖², "
-                "Yin et al. 2018</sup>")
+CURVE_PANELS = (
+    "training loss (mean over the epoch's batches)",
+    "test accuracy after the epoch",
+    "gradient noise scale B<sub>simple</sub> (examples)<br><sup>B · mean<sub>k</sub> ‖g<sub>k</sub> − ḡ‖²"
+    " / ‖ḡ‖², McCandlish et al. 2018</sup>",
+    "gradient diversity<br><sup>Σ<sub>k</sub> ‖g<sub>k</sub>‖² / ‖Σ<sub>k</sub> g<sub>k</sub>‖², Yin et al. 2018</sup>",
+)
 
 
 def curves_figure(runs):
@@ -105,15 +162,30 @@ def curves_figure(runs):
     of the epoch's K batch gradients, both on log scales."""
     fig = make_subplots(rows=2, cols=2, subplot_titles=CURVE_PANELS, vertical_spacing=0.14, horizontal_spacing=0.08)
     for i, (metric, m) in enumerate(sorted(runs.items())):
-        style = dict(legendgroup=metric, mode="lines+markers",
-                     line=dict(color=f"hsl({int(360 * i / max(len(runs), 1))},60%,45%)"))
-        series = [(m.train_loss.mean(1), "%{y:.4g}"), (m.test_acc, "%{y:.4f}"),
-                  (_per_epoch(m, m.noise_scale), "%{y:.4g} examples"),
-                  (_per_epoch(m, m.gradient_diversity), "%{y:.4g}")]
+        style = dict(
+            legendgroup=metric,
+            mode="lines+markers",
+            line=dict(color=f"hsl({int(360 * i / max(len(runs), 1))},60%,45%)"),
+        )
+        series = [
+            (m.train_loss.mean(1), "%{y:.4g}"),
+            (m.test_acc, "%{y:.4f}"),
+            (_per_epoch(m, m.noise_scale), "%{y:.4g} examples"),
+            (_per_epoch(m, m.gradient_diversity), "%{y:.4g}"),
+        ]
         for j, (y, value) in enumerate(series):
-            fig.add_trace(go.Scatter(x=m.epoch, y=y, name=metric, showlegend=j == 0, **style,
-                                     hovertemplate=f"{metric}, epoch %{{x}}: {value}<extra></extra>"),
-                          row=j // 2 + 1, col=j % 2 + 1)
+            fig.add_trace(
+                go.Scatter(
+                    x=m.epoch,
+                    y=y,
+                    name=metric,
+                    showlegend=j == 0,
+                    **style,
+                    hovertemplate=f"{metric}, epoch %{{x}}: {value}<extra></extra>",
+                ),
+                row=j // 2 + 1,
+                col=j % 2 + 1,
+            )
     fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(type="log", row=1, col=1)
     fig.update_yaxes(range=[0, 1], row=1, col=2)
@@ -143,20 +215,38 @@ def layers_figure(metric, m, phases):
     epochs = np.array([[f"{a}-{b}" for _, a, b, _, _ in parts]] * len(names))
     lrs = np.array([[lr for *_, lr, _ in parts]] * len(names))
     custom = np.stack([epochs, np.char.mod("%.4g", lrs), np.char.mod("%.5g", mean_layer)], -1)
-    fig = go.Figure(go.Heatmap(
-        x=labels, y=names, z=share, customdata=custom, colorscale=get_colorscale("Viridis"), zmin=0,
-        colorbar=dict(title="share of ‖g<sub>k</sub> − ḡ‖²", tickformat=".0%"), name="share",
-        hovertemplate="%{y}<br>%{x}: epochs %{customdata[0]}, lr %{customdata[1]}<br>share of ‖g_k − ḡ‖² "
-                      "%{z:.2%}<br>mean ‖g_k − ḡ‖ over the tensor %{customdata[2]}<extra></extra>"))
+    fig = go.Figure(
+        go.Heatmap(
+            x=labels,
+            y=names,
+            z=share,
+            customdata=custom,
+            colorscale=get_colorscale("Viridis"),
+            zmin=0,
+            colorbar=dict(title="share of ‖g<sub>k</sub> − ḡ‖²", tickformat=".0%"),
+            name="share",
+            hovertemplate="%{y}<br>%{x}: epochs %{customdata[0]}, lr %{customdata[1]}<br>share of ‖g_k − ḡ‖² "
+            "%{z:.2%}<br>mean ‖g_k − ḡ‖ over the tensor %{customdata[2]}<extra></extra>",
+        )
+    )
     height = max(450, 160 + 18 * len(names))
-    fig.update_yaxes(autorange="reversed", title_text="parameter tensor (network order)", automargin=True,
-                     type="category")
+    fig.update_yaxes(
+        autorange="reversed", title_text="parameter tensor (network order)", automargin=True, type="category"
+    )
     fig.update_xaxes(title_text="training phase", side="top", type="category")
-    fig.update_layout(template="plotly_white", height=height, margin=dict(t=140),
-                      title=dict(text=f"{metric}: which parameter tensors carry the distance of the mini-batch "
-                                      f"gradients to the full gradient<br><sup>mean over the phase's epochs and "
-                                      f"batches of ‖g_k − ḡ‖² over the tensor / ‖g_k − ḡ‖²; each column sums "
-                                      f"to 100%</sup>", x=0, xref="paper"))
+    fig.update_layout(
+        template="plotly_white",
+        height=height,
+        margin=dict(t=140),
+        title=dict(
+            text=f"{metric}: which parameter tensors carry the distance of the mini-batch "
+            f"gradients to the full gradient<br><sup>mean over the phase's epochs and "
+            f"batches of ‖g_k − ḡ‖² over the tensor / ‖g_k − ḡ‖²; each column sums "
+            f"to 100%</sup>",
+            x=0,
+            xref="paper",
+        ),
+    )
     return fig
 
 
@@ -169,9 +259,18 @@ def phase_summary(m, phases):
         best = int(np.argmin(z))
         pos = np.arange(k)
         rho = np.corrcoef(pos, z.argsort().argsort())[0, 1] if k > 1 else float("nan")
-        out.append(dict(phase=phase, epochs=f"{first}-{last}", lr=lr, best_batch=best, best_quantile=best / max(k - 1, 1),
-                        spearman=float(rho), mean_distance=float(m.distance[rows].mean()),
-                        mean_cosine=float(m.cosine[rows].mean())))
+        out.append(
+            dict(
+                phase=phase,
+                epochs=f"{first}-{last}",
+                lr=lr,
+                best_batch=best,
+                best_quantile=best / max(k - 1, 1),
+                spearman=float(rho),
+                mean_distance=float(m.distance[rows].mean()),
+                mean_cosine=float(m.cosine[rows].mean()),
+            )
+        )
     return out
 
 

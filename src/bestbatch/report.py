@@ -1,4 +1,5 @@
 """The study's pages that span runs: the front page (every model, seed and metric) and the claims page."""
+
 import html
 
 _STYLE = """<style>body{font-family:sans-serif;max-width:78em;margin:2em auto;line-height:1.4;padding:0 1em}
@@ -9,8 +10,10 @@ td.l,th.l{text-align:left}pre{background:#f6f6f6;padding:1em;overflow:auto}
 
 
 def page(title, body):
-    return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>{_STYLE}</head>"
-            f"<body>\n{body}\n</body></html>\n")
+    return (
+        f'<!doctype html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>{_STYLE}</head>'
+        f"<body>\n{body}\n</body></html>\n"
+    )
 
 
 def _a(href, text):
@@ -32,12 +35,16 @@ def index_html(study, config_yaml, runs, summaries, links, claims_link, selectio
                     f"<tr><td class=l>{html.escape(model)}</td><td>{seed}</td><td class=l>{_a(href, metric)}</td>"
                     f"<td>{s['phase']}</td><td>{s['epochs']}</td><td>{s['lr']:g}</td><td>{s['mean_distance']:.4g}</td>"
                     f"<td>{s['mean_cosine']:.3f}</td><td>{s['best_batch']} ({100 * s['best_quantile']:.0f}%)</td>"
-                    f"<td>{s['spearman']:+.2f}</td></tr>")
+                    f"<td>{s['spearman']:+.2f}</td></tr>"
+                )
     run_list = "".join(
         f"<li>{html.escape(model)}, seed {seed}: {_a(links[model, seed]['curves'], 'training curves')}; heatmaps "
         + ", ".join(_a(href, metric) for metric, href in links[model, seed]["heatmaps"].items())
-        + "; layers " + ", ".join(_a(href, metric) for metric, href in links[model, seed].get("layers", {}).items())
-        + "</li>" for model, seed in runs)
+        + "; layers "
+        + ", ".join(_a(href, metric) for metric, href in links[model, seed].get("layers", {}).items())
+        + "</li>"
+        for model, seed in runs
+    )
     body = f"""<h1>bestbatch study <code>{html.escape(study)}</code></h1>
 <p>Which mini-batch best approximates the full-batch gradient, and how does that change over training?
 Every training image was scored by a metric, the sorted set was cut into a fixed sequence of mini-batches, and in
@@ -48,8 +55,12 @@ batches whose gradient is closest to the full gradient. Each run is one model, o
 <p>{_a(claims_link, "The paper's claims, tested")}: for every claim an effect size with its confidence interval over
 the seeds, a p-value from a permutation null (Holm-corrected over the study) and a verdict: supported, contradicted
 or inconclusive.</p>
-{f"<p>{_a(selection_link, 'Do the best mini-batches train faster?')}: the paper's recommendations as training "
- f"runs against controls, with equal step budgets, and a verdict per recommendation.</p>" if selection_link else ""}
+{
+        f"<p>{_a(selection_link, 'Do the best mini-batches train faster?')}: the paper's recommendations as training "
+        f"runs against controls, with equal step budgets, and a verdict per recommendation.</p>"
+        if selection_link
+        else ""
+    }
 <h2>Runs</h2><ul>{run_list}</ul>
 <h2>Summary by run and training phase</h2>
 <p>Closest batch: the batch position with the lowest mean z-scored distance in the phase (in % of the order, low
@@ -57,7 +68,7 @@ or inconclusive.</p>
 low scores are closer to the full gradient, negative means high scores are. One run's &rho; is descriptive: the
 claims page says what the seeds support. The <code>random</code> order is the control.</p>
 <table><tr><th class=l>model</th><th>seed</th><th class=l>metric</th><th>phase</th><th>epochs</th><th>lr</th>
-<th>mean distance</th><th>mean cosine</th><th>closest batch</th><th>Spearman &rho;</th></tr>{''.join(rows)}</table>
+<th>mean distance</th><th>mean cosine</th><th>closest batch</th><th>Spearman &rho;</th></tr>{"".join(rows)}</table>
 <h2>Configuration</h2><pre>{html.escape(config_yaml)}</pre>"""
     return page(f"bestbatch: {study}", body)
 
@@ -65,27 +76,46 @@ claims page says what the seeds support. The <code>random</code> order is the co
 def profile_figure(rows, phases):
     """The positional profiles: mean within-epoch z-score per decile of batch position with its interval,
     one panel per phase, one line per (model, metric)."""
-    from plotly.subplots import make_subplots
     import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
 
     deciles = [r for r in rows if r["kind"] == "profile" and r["statistic"] == "decile"]
-    fig = make_subplots(rows=1, cols=len(phases), shared_yaxes=True,
-                        subplot_titles=[f"phase {p}: epochs {a}-{b}" for p, a, b, _ in phases])
+    fig = make_subplots(
+        rows=1,
+        cols=len(phases),
+        shared_yaxes=True,
+        subplot_titles=[f"phase {p}: epochs {a}-{b}" for p, a, b, _ in phases],
+    )
     lines = sorted({(r["model"], r["metric"]) for r in deciles})
     for i, (model, metric) in enumerate(lines):
         colour = f"hsl({int(360 * i / max(len(lines), 1))},60%,45%)"
         for j, (phase, *_rest) in enumerate(phases):
-            pts = sorted((r for r in deciles if (r["model"], r["metric"], r["phase"]) == (model, metric, phase)),
-                         key=lambda r: r["bin"])
+            pts = sorted(
+                (r for r in deciles if (r["model"], r["metric"], r["phase"]) == (model, metric, phase)),
+                key=lambda r: r["bin"],
+            )
             if not pts:
                 continue
-            fig.add_trace(go.Scatter(
-                x=[r["bin"] + 1 for r in pts], y=[r["effect"] for r in pts], mode="lines+markers",
-                name=f"{model}: {metric}", legendgroup=f"{model}:{metric}", showlegend=j == 0, line=dict(color=colour),
-                error_y=dict(type="data", symmetric=False, array=[r["ci_hi"] - r["effect"] for r in pts],
-                             arrayminus=[r["effect"] - r["ci_lo"] for r in pts]),
-                hovertemplate=f"{model}, {metric}, phase {phase}<br>decile %{{x}}: mean z %{{y:.3f}}<extra></extra>"),
-                row=1, col=j + 1)
+            fig.add_trace(
+                go.Scatter(
+                    x=[r["bin"] + 1 for r in pts],
+                    y=[r["effect"] for r in pts],
+                    mode="lines+markers",
+                    name=f"{model}: {metric}",
+                    legendgroup=f"{model}:{metric}",
+                    showlegend=j == 0,
+                    line=dict(color=colour),
+                    error_y=dict(
+                        type="data",
+                        symmetric=False,
+                        array=[r["ci_hi"] - r["effect"] for r in pts],
+                        arrayminus=[r["effect"] - r["ci_lo"] for r in pts],
+                    ),
+                    hovertemplate=f"{model}, {metric}, phase {phase}<br>decile %{{x}}: mean z %{{y:.3f}}<extra></extra>",
+                ),
+                row=1,
+                col=j + 1,
+            )
     fig.update_xaxes(title_text="decile of batch position (low → high score)", dtick=1)
     fig.update_yaxes(title_text="mean within-epoch z-score (negative: closer)", row=1, col=1)
     fig.update_layout(template="plotly_white", height=480, title="Where the closest batches sit, by phase")
@@ -94,10 +124,10 @@ def profile_figure(rows, phases):
 
 VERDICT_WORDS = {
     "supported": "the data show the claimed pattern: the Holm-corrected p-value is below alpha and the effect has the "
-                 "claimed sign",
+    "claimed sign",
     "contradicted": "the data show the opposite pattern, significantly",
     "inconclusive": "the data neither support nor contradict the claim at this level: no significant effect (too few "
-                    "seeds or batches, or no effect). It is not evidence that there is no effect",
+    "seeds or batches, or no effect). It is not evidence that there is no effect",
 }
 
 
@@ -113,21 +143,31 @@ def claims_html(rows, figure_html, n_seeds, alpha, permutations, notes=()):
     summary_rows = "".join(
         f"<tr class='{r['verdict']}'><td class=l>{html.escape(str(r['model']))}</td><td class=l>{html.escape(r['claim'])}"
         f"</td><td class=l><b>{r['verdict']}</b></td><td class=l>{html.escape(r['sentence'])}</td></tr>"
-        for r in summaries)
+        for r in summaries
+    )
     test_rows = "".join(
         f"<tr class='{'control' if r['control'] else r['verdict']}'><td class=l>{html.escape(str(r['model']))}</td>"
         f"<td class=l>{html.escape(r['claim'])}</td><td class=l>{html.escape(r['metric'])}</td><td>{r['phase']}</td>"
         f"<td>{_num(r['effect'])}</td><td>{_num(r['ci_lo'])} to {_num(r['ci_hi'])}</td><td>{_num(r['p'], '.4f')}</td>"
         f"<td>{_num(r['p_holm'], '.4f')}</td><td class=l>{r['verdict']}</td><td class=l>{html.escape(r['sentence'])}</td></tr>"
-        for r in tests)
+        for r in tests
+    )
     assoc_rows = "".join(
         f"<tr><td class=l>{html.escape(str(r['model']))}</td><td class=l>{html.escape(r['metric'])}</td><td>{r['phase']}</td>"
         f"<td class=l>{html.escape(r['statistic'])}</td><td>{_num(r['effect'], '+.3f')}</td><td>{_num(r['p'], '.4f')}</td>"
-        f"<td>{_num(r['p_holm'], '.4f')}</td></tr>" for r in assoc)
+        f"<td>{_num(r['p_holm'], '.4f')}</td></tr>"
+        for r in assoc
+    )
     seeds = ", ".join(map(str, n_seeds))
-    one_seed = ("<p><b>One seed:</b> the intervals come from resampling epochs, which understates the uncertainty "
-                "(a batch that is close in one epoch tends to stay close); run several seeds for intervals whose unit "
-                "is the seed.</p>") if 1 in n_seeds else ""
+    one_seed = (
+        (
+            "<p><b>One seed:</b> the intervals come from resampling epochs, which understates the uncertainty "
+            "(a batch that is close in one epoch tends to stay close); run several seeds for intervals whose unit "
+            "is the seed.</p>"
+        )
+        if 1 in n_seeds
+        else ""
+    )
     note_list = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
     verdict_list = "".join(f"<li><b>{v}</b>: {html.escape(w)}.</li>" for v, w in VERDICT_WORDS.items())
     body = f"""<h1>The paper's claims, tested</h1>
@@ -166,8 +206,12 @@ def selection_figure(curves, models, budgets, arms, target):
     from plotly.subplots import make_subplots
 
     panels = [(m, float(b)) for m in models for b in budgets]
-    fig = make_subplots(rows=len(panels), cols=1, subplot_titles=[f"{m}, budget {b:g}" for m, b in panels],
-                        vertical_spacing=0.15 if len(panels) > 1 else 0)
+    fig = make_subplots(
+        rows=len(panels),
+        cols=1,
+        subplot_titles=[f"{m}, budget {b:g}" for m, b in panels],
+        vertical_spacing=0.15 if len(panels) > 1 else 0,
+    )
     for i, (model, budget) in enumerate(panels):
         for j, arm in enumerate(arms):
             runs = [c for (m, _s, b, a), c in curves.items() if (m, b, a) == (model, budget, arm)]
@@ -176,15 +220,29 @@ def selection_figure(curves, models, budgets, arms, target):
             steps = runs[0].step
             acc = np.mean([c.test_acc for c in runs], axis=0)
             dash = "dot" if arm == "shuffled" or ".random" in arm or arm.startswith("random_subset") else "solid"
-            fig.add_trace(go.Scatter(x=steps, y=acc, mode="lines", name=arm, legendgroup=arm, showlegend=i == 0,
-                                     line=dict(dash=dash, color=f"hsl({int(360 * j / max(len(arms), 1))},60%,45%)"),
-                                     hovertemplate=f"{arm}<br>step %{{x}}: test accuracy %{{y:.3f}} (mean over "
-                                                   f"{len(runs)} seeds)<extra></extra>"), row=i + 1, col=1)
+            fig.add_trace(
+                go.Scatter(
+                    x=steps,
+                    y=acc,
+                    mode="lines",
+                    name=arm,
+                    legendgroup=arm,
+                    showlegend=i == 0,
+                    line=dict(dash=dash, color=f"hsl({int(360 * j / max(len(arms), 1))},60%,45%)"),
+                    hovertemplate=f"{arm}<br>step %{{x}}: test accuracy %{{y:.3f}} (mean over "
+                    f"{len(runs)} seeds)<extra></extra>",
+                ),
+                row=i + 1,
+                col=1,
+            )
         fig.add_hline(y=target, line=dict(color="#999", dash="dash"), row=i + 1, col=1)
     fig.update_xaxes(title_text="optimizer steps")
     fig.update_yaxes(title_text="test accuracy", range=[0, 1])
-    fig.update_layout(template="plotly_white", height=max(450, 380 * len(panels)),
-                      title="Test accuracy per arm (solid: policies; dotted: controls; dashed line: the target)")
+    fig.update_layout(
+        template="plotly_white",
+        height=max(450, 380 * len(panels)),
+        title="Test accuracy per arm (solid: policies; dotted: controls; dashed line: the target)",
+    )
     return fig.to_html(include_plotlyjs=True, full_html=False)
 
 
@@ -194,12 +252,13 @@ SELECTION_VERDICTS = {
     "higher": "ends with a higher test accuracy than the control, significantly",
     "lower": "ends with a lower test accuracy, significantly",
     "no detectable difference": "no significant difference at this level with these seeds; not evidence that "
-                                "there is none",
+    "there is none",
 }
 
 
 def selection_html(per_arm, comparisons, recommendations, figure_html, seeds, alpha, target):
     """The selection experiment's page: a verdict per recommendation, every arm, every comparison."""
+
     def interval(r, spec):
         return "" if r["lo"] != r["lo"] else f"{r['lo']:{spec}} to {r['hi']:{spec}}"
 
@@ -211,17 +270,22 @@ def selection_html(per_arm, comparisons, recommendations, figure_html, seeds, al
         f"<td class=l>{html.escape(r['recommendation'])}</td><td class=l>{html.escape(r['model'])}</td><td>{r['budget']:g}</td>"
         f"<td class=l>{html.escape(r['arm'])} vs {html.escape(r['control'])}</td><td>{fmt(r['difference'], '+.1f')}</td>"
         f"<td>{interval(r, '+.1f')}</td><td>{fmt(r['p_holm'], '.4f')}</td><td class=l><b>{r['verdict']}</b></td></tr>"
-        for r in recommendations)
+        for r in recommendations
+    )
     arm_rows = "".join(
         f"<tr><td class=l>{html.escape(r['model'])}</td><td>{r['budget']:g}</td><td>{r['total_steps']}</td>"
         f"<td class=l>{html.escape(r['arm'])}</td><td>{r['final_accuracy']:.4f}</td>"
         f"<td>{fmt(r['final_lo'], '.4f')} to {fmt(r['final_hi'], '.4f')}</td><td>{fmt(r['steps_to_target'], '.0f')}</td>"
-        f"<td>{r['reached_target']} of {r['n_seeds']}</td></tr>" for r in per_arm)
+        f"<td>{r['reached_target']} of {r['n_seeds']}</td></tr>"
+        for r in per_arm
+    )
     cmp_rows = "".join(
         f"<tr><td class=l>{html.escape(r['model'])}</td><td>{r['budget']:g}</td><td class=l>{html.escape(r['arm'])}</td>"
         f"<td class=l>{html.escape(r['control'])}</td><td class=l>{r['quantity']}</td><td>{fmt(r['difference'], '+.4g')}</td>"
         f"<td>{interval(r, '+.4g')}</td><td>{fmt(r['p'], '.4f')}</td><td>{fmt(r['p_holm'], '.4f')}</td>"
-        f"<td class=l>{r['verdict']}</td></tr>" for r in comparisons)
+        f"<td class=l>{r['verdict']}</td></tr>"
+        for r in comparisons
+    )
     verdict_list = "".join(f"<li><b>{v}</b>: {html.escape(w)}.</li>" for v, w in SELECTION_VERDICTS.items())
     body = f"""<h1>Do the "best" mini-batches train faster?</h1>
 <p>The paper ends with two recommendations it never tried: training converges slightly faster (1) without the

@@ -3,6 +3,7 @@
 Pure arithmetic on numbers the workflow knows before any job runs; `workflow/rules/common.smk`
 calls `job_resources` once and hands each rule its entry.
 """
+
 from dataclasses import dataclass
 
 from .config import num_batches
@@ -32,6 +33,7 @@ LIGHT_JOB = dict(mem_mb=2000, runtime=MIN_RUNTIME)  # gather, plots, index: seco
 @dataclass(frozen=True)
 class Study:
     """The sizes a job's cost depends on."""
+
     model: str
     n_train: int
     n_test: int
@@ -58,9 +60,11 @@ def _base_mb(gpu):
 
 def model_cost(name):
     if name not in MODEL_COST:
-        raise ValueError(f"models: no cost figures for model {name!r}; known: {', '.join(sorted(MODEL_COST))} "
-                         f"(add its parameter count, activation memory and time per image to "
-                         f"bestbatch.resources.MODEL_COST)")
+        raise ValueError(
+            f"models: no cost figures for model {name!r}; known: {', '.join(sorted(MODEL_COST))} "
+            f"(add its parameter count, activation memory and time per image to "
+            f"bestbatch.resources.MODEL_COST)"
+        )
     return MODEL_COST[name]
 
 
@@ -81,31 +85,42 @@ def job_resources(s):
     # copied plus the rows queued for the shard writer (depth 3), the checkpoint read and the one
     # written, all of P values; the float64 running sum of the g_k; the data set (bytes, tensor,
     # batch copies); and, on CPU, one batch of activations (one net at a time).
-    train_mem = mem_mb(_base_mb(s.gpu) + 3 * data_mb + n_params * (12 * s.value_bytes + 8) / 1e6
-                       + (0 if s.gpu else act_mb * s.batch_size * s.value_bytes / 4))
+    train_mem = mem_mb(
+        _base_mb(s.gpu)
+        + 3 * data_mb
+        + n_params * (12 * s.value_bytes + 8) / 1e6
+        + (0 if s.gpu else act_mb * s.batch_size * s.value_bytes / 4)
+    )
     # two forward+backward passes per image (the trained net and the frozen one), the test set once
     per_image_ms = gpu_ms if s.gpu else cpu_ms * s.value_bytes / 4 / s.threads
     train_runtime = minutes(((2 * s.n_train + s.n_test / 3) * per_image_ms / 1000 + shard_mb / DISK_MB_PER_S) / 60)
     # reduce_epoch: the shard is memory-mapped (clean page cache, reclaimable under the job's limit) and
     # only a 4 MiB block of g_bar is allocated; the request leaves room for a row's and the sum's worth
     # of mapped pages
-    reduce = dict(mem_mb=mem_mb(_base_mb(False) + n_params * (s.value_bytes + 16) / 1e6 + 100),
-                  runtime=minutes((shard_mb / DISK_MB_PER_S + k * n_params * 5e-9) / 60), gpu=0)
+    reduce = dict(
+        mem_mb=mem_mb(_base_mb(False) + n_params * (s.value_bytes + 16) / 1e6 + 100),
+        runtime=minutes((shard_mb / DISK_MB_PER_S + k * n_params * 5e-9) / 60),
+        gpu=0,
+    )
     # ordering: per image, ms on one CPU core / on the GPU; memory up to 12 bytes per image byte
     # (float64 greyscale or mean image, per-worker chunks)
     ordering = {}
     for name, metric in METRICS.items():
         on_gpu = s.gpu and metric.uses_gpu
         per_image = metric.cost_ms[1] if on_gpu else metric.cost_ms[0] / s.threads
-        ordering[name] = dict(mem_mb=mem_mb(_base_mb(on_gpu) + 12 * data_mb),
-                              runtime=minutes(s.n_train * per_image / 1000 / 60), gpu=int(on_gpu))
+        ordering[name] = dict(
+            mem_mb=mem_mb(_base_mb(on_gpu) + 12 * data_mb),
+            runtime=minutes(s.n_train * per_image / 1000 / 60),
+            gpu=int(on_gpu),
+        )
     data_job = dict(mem_mb=mem_mb(_base_mb(False) + 4 * data_mb), runtime=MIN_RUNTIME, gpu=0)
     return {
         "train_epoch": dict(mem_mb=train_mem, runtime=train_runtime, gpu=int(s.gpu)),
         "reduce_epoch": reduce,
         # init_model: the model and its checkpoint
-        "init_model": dict(mem_mb=mem_mb(_base_mb(False) + 3 * n_params * s.value_bytes / 1e6), runtime=MIN_RUNTIME,
-                           gpu=0),
+        "init_model": dict(
+            mem_mb=mem_mb(_base_mb(False) + 3 * n_params * s.value_bytes / 1e6), runtime=MIN_RUNTIME, gpu=0
+        ),
         # synthetic_dataset, verify_dataset: the images as bytes, arrays and pickles
         "synthetic_dataset": data_job,
         "verify_dataset": data_job,
@@ -119,5 +134,6 @@ def select_chunk_resources(s, chunk_epochs):
     _, _, _, cpu_ms, gpu_ms = model_cost(s.model)
     per_image_ms = gpu_ms if s.gpu else cpu_ms * s.value_bytes / 4 / s.threads
     epoch_minutes = (s.n_train + s.n_test / 3) * per_image_ms / 1000 / 60
-    return dict(mem_mb=job_resources(s)["train_epoch"]["mem_mb"], runtime=minutes(chunk_epochs * epoch_minutes),
-                gpu=int(s.gpu))
+    return dict(
+        mem_mb=job_resources(s)["train_epoch"]["mem_mb"], runtime=minutes(chunk_epochs * epoch_minutes), gpu=int(s.gpu)
+    )

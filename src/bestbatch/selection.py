@@ -30,6 +30,7 @@ metric's order, so the same batch in the same pass gets the same crops under eve
 The summary statistics at the end (`steps_to_target`, `compare`) need numpy and scipy only; PyTorch is
 imported by the functions that train, so the analysis can import this module without it.
 """
+
 import logging
 import math
 from dataclasses import dataclass, field
@@ -90,8 +91,10 @@ def milestone_steps(lr_milestones, K, budget=1.0, epochs=None):
         raise ValueError(f"lr_milestones {list(lr_milestones)} must be positive integers, strictly increasing")
     steps = [_round_half_up(Fraction(int(m)) * K * b) for m in lr_milestones]
     if any(s2 <= s1 for s1, s2 in zip([0] + steps, steps)):
-        raise ValueError(f"lr_milestones {list(lr_milestones)} at budget {budget} with K={K} give steps {steps}: "
-                         f"a phase would be empty; use a larger budget or fewer milestones")
+        raise ValueError(
+            f"lr_milestones {list(lr_milestones)} at budget {budget} with K={K} give steps {steps}: "
+            f"a phase would be empty; use a larger budget or fewer milestones"
+        )
     if epochs is not None and steps and steps[-1] >= total_steps(epochs, K, budget):
         raise ValueError(f"milestone steps {steps} reach the end of the run ({total_steps(epochs, K, budget)} steps)")
     return steps
@@ -111,7 +114,9 @@ def phase_bounds(milestone_steps, total_steps):
     """[(phase, first_step, end_step), ...]: phase p takes the steps first_step <= s < end_step."""
     bounds = [0] + list(milestone_steps) + [total_steps]
     if any(b2 <= b1 for b1, b2 in zip(bounds, bounds[1:])):
-        raise ValueError(f"milestone steps {list(milestone_steps)} do not split {total_steps} steps into non-empty phases")
+        raise ValueError(
+            f"milestone steps {list(milestone_steps)} do not split {total_steps} steps into non-empty phases"
+        )
     return [(i + 1, bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
 
 
@@ -126,33 +131,40 @@ def policy(name, **defaults):
     `defaults` are its parameters and their default values: `policy_positions` fills them in and refuses
     any other key. The positions are those of the metric's ascending order (0..K-1) visited in `phase`.
     """
+
     def register(fn):
         if name in POLICIES:
             raise ValueError(f"policy {name!r} is already registered")
         fn.defaults = dict(defaults)
         POLICIES[name] = fn
         return fn
+
     return register
 
 
 def policy_positions(name, K, n_phases, params=None, profile=None):
     """{phase: sorted int64 positions} of policy `name` for every phase 1..n_phases, checked."""
     if name not in POLICIES:
-        raise ValueError(f"unknown policy {name!r}; known: {', '.join(sorted(POLICIES))} "
-                         f"(add one with @policy in bestbatch/selection.py)")
+        raise ValueError(
+            f"unknown policy {name!r}; known: {', '.join(sorted(POLICIES))} "
+            f"(add one with @policy in bestbatch/selection.py)"
+        )
     fn = POLICIES[name]
     params = dict(params or {})
     unknown = sorted(set(params) - set(fn.defaults))
     if unknown:
-        raise ValueError(f"policy {name!r}: unknown parameter {unknown[0]!r}; allowed: "
-                         f"{', '.join(sorted(fn.defaults)) or 'none'}")
+        raise ValueError(
+            f"policy {name!r}: unknown parameter {unknown[0]!r}; allowed: {', '.join(sorted(fn.defaults)) or 'none'}"
+        )
     params = {**fn.defaults, **params}
     out = {}
     for phase in range(1, n_phases + 1):
         pos = np.asarray(fn(K, phase, n_phases, params, profile=profile))
         if pos.ndim != 1 or pos.size == 0 or not np.issubdtype(pos.dtype, np.integer):
-            raise ValueError(f"policy {name!r}, phase {phase}: expected a non-empty 1-D integer array of positions, "
-                             f"got {pos.dtype} {pos.shape}")
+            raise ValueError(
+                f"policy {name!r}, phase {phase}: expected a non-empty 1-D integer array of positions, "
+                f"got {pos.dtype} {pos.shape}"
+            )
         if pos.min() < 0 or pos.max() >= K or np.any(np.diff(pos) <= 0):
             raise ValueError(f"policy {name!r}, phase {phase}: positions must be sorted, unique and in 0..{K - 1}")
         out[phase] = pos.astype(np.int64)
@@ -198,8 +210,10 @@ def measured_best(K, phase, n_phases, params, profile=None):
     profile: {phase: (K,) mean z profile averaged over the study's seeds} (`profile_from_distances`).
     """
     if profile is None:
-        raise ValueError("measured_best needs `profile`: {phase: (K,) mean within-epoch z-scored distance of each "
-                         "position, averaged over the seeds of the Algorithm 1 study} (profile_from_distances)")
+        raise ValueError(
+            "measured_best needs `profile`: {phase: (K,) mean within-epoch z-scored distance of each "
+            "position, averaged over the seeds of the Algorithm 1 study} (profile_from_distances)"
+        )
     if phase not in profile:
         raise ValueError(f"measured_best: the profile has no phase {phase} (it has {sorted(profile)})")
     z = np.asarray(profile[phase], dtype=float)
@@ -216,17 +230,19 @@ def profile_from_distances(distances_by_phase):
     """{phase: (K,) profile} from {phase: [one (E, K) distance matrix of the phase's epochs per seed]}: each
     seed's mean within-epoch z-score per position (bestbatch.stats.batch_profile), averaged over the seeds."""
     from .stats import seed_profiles
+
     return {phase: seed_profiles(Ds).mean(0) for phase, Ds in distances_by_phase.items()}
 
 
 # --- plans --------------------------------------------------------------------------------------------
+
 
 def policy_plan(order, batch_size, positions_per_phase):
     """{phase: (n_p, batch_size) int64 image indices}: the metric's ascending `order` cut into K fixed
     batches, the positions of each phase picked in ascending position order."""
     order = np.asarray(order, dtype=np.int64)
     K = num_batches(len(order), batch_size)
-    batches = order[:K * batch_size].reshape(K, batch_size)
+    batches = order[: K * batch_size].reshape(K, batch_size)
     plan = {}
     for phase, pos in positions_per_phase.items():
         pos = np.asarray(pos, dtype=np.int64)
@@ -250,7 +266,7 @@ def random_subset_plan(plan, n_images, rng_seed):
         n_b, b = np.asarray(batches).shape
         if n_b * b > n_images:
             raise ValueError(f"phase {phase}: {n_b} x {b} images asked of a set of {n_images}")
-        out[phase] = perm[:n_b * b].reshape(n_b, b)
+        out[phase] = perm[: n_b * b].reshape(n_b, b)
     return out
 
 
@@ -284,8 +300,10 @@ class Visitor:
                 raise ValueError("Visitor: shuffled takes no plan and no positions")
             return
         if plan is None or sorted(plan) != [p for p, _, _ in self.bounds]:
-            raise ValueError(f"Visitor: a fixed plan needs one entry per phase 1..{len(self.bounds)}, "
-                             f"got {None if plan is None else sorted(plan)}")
+            raise ValueError(
+                f"Visitor: a fixed plan needs one entry per phase 1..{len(self.bounds)}, "
+                f"got {None if plan is None else sorted(plan)}"
+            )
         self.plan = {p: np.asarray(b, dtype=np.int64) for p, b in plan.items()}
         for p, b in self.plan.items():
             if b.ndim != 2 or b.shape[0] < 1 or b.shape[1] != self.batch_size:
@@ -312,7 +330,7 @@ class Visitor:
         if self.kind == "shuffled":
             pass_, position = divmod(step, self.K)
             perm = shuffled_permutation(self.seed, pass_, self.n_images)
-            return perm[position * self.batch_size:(position + 1) * self.batch_size].astype(np.int64), pass_, position
+            return perm[position * self.batch_size : (position + 1) * self.batch_size].astype(np.int64), pass_, position
         phase = self.phase(step)
         first = self.bounds[phase - 1][1]
         n = len(self.plan[phase])
@@ -328,8 +346,28 @@ class Visitor:
 
 # --- training -----------------------------------------------------------------------------------------
 
-def train_chunk(net, optimizer, images, labels, visitor, start_step, end_step, *, lr, milestone_steps, lr_gamma,
-                seed, augment, dtype, test_images, test_labels, eval_every, last_step, progress=False):
+
+def train_chunk(
+    net,
+    optimizer,
+    images,
+    labels,
+    visitor,
+    start_step,
+    end_step,
+    *,
+    lr,
+    milestone_steps,
+    lr_gamma,
+    seed,
+    augment,
+    dtype,
+    test_images,
+    test_labels,
+    eval_every,
+    last_step,
+    progress=False,
+):
     """Plain SGD steps start_step <= s < end_step of a run (net in train mode; the caller's optimizer).
 
     Each step is Algorithm 1's net_normal step: zero_grad, forward, cross_entropy, backward, step, on
@@ -351,11 +389,15 @@ def train_chunk(net, optimizer, images, labels, visitor, start_step, end_step, *
     from .training import NonFiniteError, evaluate
 
     if last_step != visitor.total_steps or list(milestone_steps) != visitor.milestone_steps:
-        raise ValueError(f"train_chunk: last_step {last_step} / milestones {list(milestone_steps)} differ from the "
-                         f"visitor's {visitor.total_steps} / {visitor.milestone_steps}")
+        raise ValueError(
+            f"train_chunk: last_step {last_step} / milestones {list(milestone_steps)} differ from the "
+            f"visitor's {visitor.total_steps} / {visitor.milestone_steps}"
+        )
     if not 0 <= start_step < end_step <= last_step or eval_every < 1:
-        raise ValueError(f"train_chunk: need 0 <= start_step < end_step <= last_step and eval_every >= 1, got "
-                         f"{start_step}, {end_step}, {last_step}, {eval_every}")
+        raise ValueError(
+            f"train_chunk: need 0 <= start_step < end_step <= last_step and eval_every >= 1, got "
+            f"{start_step}, {end_step}, {last_step}, {eval_every}"
+        )
     net.train()
     rows, losses = [], []
     for s in tqdm(range(start_step, end_step), desc="steps", unit="step", disable=not progress, mininterval=2):
@@ -377,8 +419,17 @@ def train_chunk(net, optimizer, images, labels, visitor, start_step, end_step, *
             if bad.size:
                 raise NonFiniteError(f"non-finite training loss at step {s + 1 - len(chunk) + int(bad[0])} (0-based)")
             test_loss, test_acc = evaluate(net, test_images, test_labels, dtype)
-            rows.append(dict(step=s + 1, phase=phase_of_step(s, milestone_steps), lr=step_lr, test_loss=test_loss,
-                             test_acc=test_acc, train_loss=float(chunk.mean()), train_steps=len(chunk)))
+            rows.append(
+                dict(
+                    step=s + 1,
+                    phase=phase_of_step(s, milestone_steps),
+                    lr=step_lr,
+                    test_loss=test_loss,
+                    test_acc=test_acc,
+                    train_loss=float(chunk.mean()),
+                    train_steps=len(chunk),
+                )
+            )
             log.info("step %d: test accuracy %.4f, train loss %.4f", s + 1, test_acc, chunk.mean())
             losses = []
     if losses:
@@ -390,6 +441,7 @@ def train_chunk(net, optimizer, images, labels, visitor, start_step, end_step, *
 
 
 # --- summary statistics (numpy / scipy only) ----------------------------------------------------------
+
 
 def steps_to_target(steps, accuracies, target):
     """The first evaluated step whose accuracy reaches `target` (>=); nan if none does."""
@@ -409,6 +461,7 @@ NO_DIFFERENCE = "no detectable difference"
 @dataclass
 class Comparison:
     """A policy against a control, paired over seeds: difference = policy - control."""
+
     quantity: str
     n_seeds: int
     mean_difference: float
@@ -439,7 +492,7 @@ def compare(policy_values, control_values, alpha=0.05, quantity="steps_to_target
         raise ValueError(f"compare: need two 1-D arrays of one value per seed, paired; got {a.shape}, {b.shape}")
     never_a, never_b = np.isnan(a), np.isnan(b)
     if quantity == "steps_to_target":
-        if (never_a.any() or never_b.any()):
+        if never_a.any() or never_b.any():
             if budget_steps is None:
                 raise ValueError("compare: a run never reached the target; pass budget_steps (it counts as budget + 1)")
             a, b = np.where(never_a, budget_steps + 1, a), np.where(never_b, budget_steps + 1, b)
@@ -466,7 +519,16 @@ def compare(policy_values, control_values, alpha=0.05, quantity="steps_to_target
         verdict = NO_DIFFERENCE
     else:
         verdict = better if sign * mean > 0 else worse if sign * mean < 0 else NO_DIFFERENCE
-    return Comparison(quantity=quantity, n_seeds=S, mean_difference=mean, lo=float(lo), hi=float(hi),
-                      interval=interval, p=float(p), verdict=verdict, differences=d.tolist(),
-                      policy_never_reached=never_a.tolist() if quantity == "steps_to_target" else [False] * S,
-                      control_never_reached=never_b.tolist() if quantity == "steps_to_target" else [False] * S)
+    return Comparison(
+        quantity=quantity,
+        n_seeds=S,
+        mean_difference=mean,
+        lo=float(lo),
+        hi=float(hi),
+        interval=interval,
+        p=float(p),
+        verdict=verdict,
+        differences=d.tolist(),
+        policy_never_reached=never_a.tolist() if quantity == "steps_to_target" else [False] * S,
+        control_never_reached=never_b.tolist() if quantity == "steps_to_target" else [False] * S,
+    )

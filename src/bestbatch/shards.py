@@ -12,6 +12,7 @@ host rows are allocated so that their bytes sit at the same 4 KiB phase as their
 the unaligned head and tail of each row (< 4 KiB each) go through the page cache. Where the file
 system refuses O_DIRECT, everything is written buffered and flushed row by row.
 """
+
 import ctypes
 import ctypes.util
 import errno
@@ -49,7 +50,7 @@ def _raw_host(nbytes, pinned=False):
 def _at_phase(raw, nbytes, phase):
     """The `nbytes` of `raw` whose address is `phase` modulo ALIGN (a view, which keeps `raw` alive)."""
     offset = (phase - raw.data_ptr()) % ALIGN
-    return raw[offset:offset + nbytes]
+    return raw[offset : offset + nbytes]
 
 
 def aligned_host(nbytes, phase=0, pinned=False):
@@ -157,7 +158,7 @@ class ShardWriter:
         b = max(end // ALIGN * ALIGN, a)
         if self.direct_fd is not None and b > a and (data.ctypes.data + a - start) % ALIGN == 0:
             try:
-                _pwrite_all(self.direct_fd, data[a - start:b - start], a)
+                _pwrite_all(self.direct_fd, data[a - start : b - start], a)
             except OSError as exc:
                 if exc.errno != errno.EINVAL:
                     raise
@@ -165,8 +166,8 @@ class ShardWriter:
                 self.direct_fd = None
             else:
                 self.direct_bytes += b - a
-                _pwrite_all(self.plain_fd, data[:a - start], start)
-                _pwrite_all(self.plain_fd, data[b - start:], b)
+                _pwrite_all(self.plain_fd, data[: a - start], start)
+                _pwrite_all(self.plain_fd, data[b - start :], b)
                 return
         _pwrite_all(self.plain_fd, data, start)
         flush_range(self.plain_fd, start, data.nbytes)  # so the final fsync has little left
@@ -271,8 +272,6 @@ class ShardWriter:
         if self.plain_fd is not None:
             self._close()
         discard(self.tmp)
-
-
 
 
 def shard_bytes(k_batches, n_params, dtype):

@@ -25,6 +25,7 @@ position matters more than a random relabelling of the batches would. Intervals 
 Statistics are never tuned to give a verdict: a claim whose Holm-adjusted p is not below alpha is
 reported as inconclusive.
 """
+
 import math
 import warnings
 import zlib
@@ -34,14 +35,17 @@ from typing import NamedTuple
 import numpy as np
 from scipy import stats as sps
 
-ONE_SEED_METHOD = ("epoch bootstrap (one seed): understates uncertainty, because a batch that is close in one "
-                   "epoch tends to stay close")
+ONE_SEED_METHOD = (
+    "epoch bootstrap (one seed): understates uncertainty, because a batch that is close in one "
+    "epoch tends to stay close"
+)
 SCHEMES = ("shared", "per_seed", "per_epoch")
 ALTERNATIVES = ("two-sided", "less", "greater")
 VERDICTS = ("supported", "contradicted", "inconclusive")
 
 
 # --- z-scores and profiles ----------------------------------------------------------------------------
+
 
 def zscore_rows(D):
     """(D - row mean) / row std per epoch (population std; a constant row has std 0, taken as 1 -> all 0)."""
@@ -120,9 +124,11 @@ def position_bins(K, n):
 
 # --- intervals ----------------------------------------------------------------------------------------
 
+
 @dataclass
 class Estimate:
     """A value (or a vector of them) with its interval; `method` says how the interval was made."""
+
     mean: object
     lo: object
     hi: object
@@ -195,6 +201,7 @@ def contrast_estimate(Ds, region_mask, alpha=0.05, rng=None, n_boot=2000):
 
 # --- rank correlation ---------------------------------------------------------------------------------
 
+
 def spearman(x, y):
     """Spearman's rho along the last axis (average ranks for ties); nan where either side is constant.
 
@@ -214,6 +221,7 @@ def spearman(x, y):
 # --- statistics: functions of the seeds' profiles -----------------------------------------------------
 # A statistic maps profiles P of shape (..., S, K) to (...): vectorised over any leading axes, so the
 # observed value is statistic(P) and the null is statistic of the (n_perm, S, K) permuted profiles.
+
 
 def contrast(region_mask):
     """Statistic: mean over seeds of [mean profile inside the region - mean outside] (negative: closer)."""
@@ -238,6 +246,7 @@ def score_rho(scores):
 
 
 # --- the permutation null -----------------------------------------------------------------------------
+
 
 def _permutations(rng, shape, K):
     """Random permutations of 0..K-1, one per leading index: shape + (K,)."""
@@ -316,6 +325,7 @@ def permutation_test(Ds, statistic, n_perm=1999, rng=None, alternative="two-side
 
 # --- multiplicity -------------------------------------------------------------------------------------
 
+
 def holm(pvalues):
     """Holm-Bonferroni adjusted p-values, in the input order: monotone in the sorted order, capped at 1.
 
@@ -334,31 +344,51 @@ def holm(pvalues):
 
 # --- the paper's claims -------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Claim:
     id: str
-    text: str           # in plain words, as the paper states it (section 5)
+    text: str  # in plain words, as the paper states it (section 5)
     metrics: tuple
     phases: tuple
-    region: str         # a key of REGIONS
-    expected: str       # "closer" or "farther" to the full gradient than the rest of the positions
+    region: str  # a key of REGIONS
+    expected: str  # "closer" or "farther" to the full gradient than the rest of the positions
 
 
 PAPER_CLAIMS = [
-    Claim("early-upper-quartile",
-          "In the first training phase the best mini-batches for intensity and for perceptual similarity "
-          "(LPIPS) come from the upper quartile.",
-          ("intensity", "lpips"), (1,), "upper_quartile", "closer"),
-    Claim("early-color-outside-middle-80",
-          "In the first training phase the best colour (HSV) mini-batches come from outside the middle 80 percent.",
-          ("color",), (1,), "outside_middle_80", "closer"),
-    Claim("early-edges-middle-80",
-          "In the first training phase the best edge mini-batches come from inside the middle 80 percent.",
-          ("edges",), (1,), "middle_80", "closer"),
-    Claim("late-extremes-poor",
-          "In the second and third training phases the metric extremes produce poor mini-batches, "
-          "for all four metrics.",
-          ("intensity", "color", "edges", "lpips"), (2, 3), "extremes_10", "farther"),
+    Claim(
+        "early-upper-quartile",
+        "In the first training phase the best mini-batches for intensity and for perceptual similarity "
+        "(LPIPS) come from the upper quartile.",
+        ("intensity", "lpips"),
+        (1,),
+        "upper_quartile",
+        "closer",
+    ),
+    Claim(
+        "early-color-outside-middle-80",
+        "In the first training phase the best colour (HSV) mini-batches come from outside the middle 80 percent.",
+        ("color",),
+        (1,),
+        "outside_middle_80",
+        "closer",
+    ),
+    Claim(
+        "early-edges-middle-80",
+        "In the first training phase the best edge mini-batches come from inside the middle 80 percent.",
+        ("edges",),
+        (1,),
+        "middle_80",
+        "closer",
+    ),
+    Claim(
+        "late-extremes-poor",
+        "In the second and third training phases the metric extremes produce poor mini-batches, for all four metrics.",
+        ("intensity", "color", "edges", "lpips"),
+        (2, 3),
+        "extremes_10",
+        "farther",
+    ),
 ]
 
 
@@ -391,44 +421,69 @@ def sentence(phase, metric, region, effect, ci_lo, ci_hi, p_adjusted, verdict, n
     closer = effect < 0
     size, lo, hi = (-effect, -ci_hi, -ci_lo) if closer else (effect, ci_lo, ci_hi)
     way = "closer to" if closer else "farther from"
-    over = (f"over {n_seeds} seeds" if n_seeds >= 2
-            else "epoch bootstrap of 1 seed, which understates the uncertainty")
-    text = (f"In phase {phase} {subject} of {of} are {size:.2f} SD {way} the full gradient than {rest} "
-            f"({round(100 * (1 - alpha))}% CI {lo:.2f} to {hi:.2f} {over}, Holm-adjusted {_fmt_p(p_adjusted)})")
+    over = f"over {n_seeds} seeds" if n_seeds >= 2 else "epoch bootstrap of 1 seed, which understates the uncertainty"
+    text = (
+        f"In phase {phase} {subject} of {of} are {size:.2f} SD {way} the full gradient than {rest} "
+        f"({round(100 * (1 - alpha))}% CI {lo:.2f} to {hi:.2f} {over}, Holm-adjusted {_fmt_p(p_adjusted)})"
+    )
     if control:
-        chance = ("a pattern this strong arises by chance, so weigh the claims with care"
-                  if np.isfinite(p_adjusted) and p_adjusted < alpha else
-                  "the random ordering makes no claim; it shows how large such a pattern is by chance")
+        chance = (
+            "a pattern this strong arises by chance, so weigh the claims with care"
+            if np.isfinite(p_adjusted) and p_adjusted < alpha
+            else "the random ordering makes no claim; it shows how large such a pattern is by chance"
+        )
         return f"{text}: control ({chance})."
     return f"{text}: {verdict}."
 
 
 # --- a whole study ------------------------------------------------------------------------------------
 
+
 def _cell_rng(seed, model, metric, phase):
     """A generator per (model, metric, phase): results do not depend on the order cells are analysed in."""
-    return np.random.default_rng([int(seed), zlib.crc32(str(model).encode()), zlib.crc32(str(metric).encode()),
-                                  zlib.crc32(str(phase).encode())])
+    return np.random.default_rng(
+        [int(seed), zlib.crc32(str(model).encode()), zlib.crc32(str(metric).encode()), zlib.crc32(str(phase).encode())]
+    )
 
 
 def _row(**fields):
-    base = dict(kind=None, model=None, claim=None, metric=None, phase=None, region=None, expected=None,
-                statistic=None, bin=None, effect=float("nan"), ci_lo=float("nan"), ci_hi=float("nan"),
-                p=float("nan"), p_holm=float("nan"), verdict=None, sentence=None, n_seeds=None, method=None,
-                control=False, n_perm=None)
+    base = dict(
+        kind=None,
+        model=None,
+        claim=None,
+        metric=None,
+        phase=None,
+        region=None,
+        expected=None,
+        statistic=None,
+        bin=None,
+        effect=float("nan"),
+        ci_lo=float("nan"),
+        ci_hi=float("nan"),
+        p=float("nan"),
+        p_holm=float("nan"),
+        verdict=None,
+        sentence=None,
+        n_seeds=None,
+        method=None,
+        control=False,
+        n_perm=None,
+    )
     base.update(fields)
     return base
 
 
 class SeedRun(NamedTuple):
     """One seed's distances of one (model, metric): the gathered matrix as the statistics need it."""
+
     distance: np.ndarray  # (E, K)
-    epoch: np.ndarray     # (E,)
+    epoch: np.ndarray  # (E,)
     score: np.ndarray = None  # (K,) the batches' mean metric scores
 
 
-def analyse_study(matrices, phases, metrics, claims=PAPER_CLAIMS, n_perm=9999, alpha=0.05, seed=0, n_boot=2000,
-                  scheme="shared"):
+def analyse_study(
+    matrices, phases, metrics, claims=PAPER_CLAIMS, n_perm=9999, alpha=0.05, seed=0, n_boot=2000, scheme="shared"
+):
     """Every claim, control, association and profile of a study as tidy rows (a list of dicts, one schema).
 
     matrices: {(model, metric): [per seed: SeedRun(distance=(E, K), epoch=(E,), score=(K,) batch mean scores)]}
@@ -462,8 +517,8 @@ def analyse_study(matrices, phases, metrics, claims=PAPER_CLAIMS, n_perm=9999, a
                 cell = dict(model=model, metric=metric, phase=phase, n_seeds=S, n_perm=n_perm)
 
                 def test(statistic):
-                    observed = float(statistic(P))
-                    return observed, permutation_p(observed, statistic(null))
+                    observed = float(statistic(P))  # noqa: B023 (called in this iteration)
+                    return observed, permutation_p(observed, statistic(null))  # noqa: B023
 
                 for claim in claims:
                     if phase not in claim.phases:
@@ -474,50 +529,104 @@ def analyse_study(matrices, phases, metrics, claims=PAPER_CLAIMS, n_perm=9999, a
                     mask = region_mask(claim.region, K)
                     effect, p = test(contrast(mask))
                     est = contrast_estimate(Ds, mask, alpha, rng, n_boot)
-                    rows.append(_row(kind="control" if is_control else "claim", claim=claim.id, region=claim.region,
-                                     expected=claim.expected, statistic="contrast", effect=effect, ci_lo=est.lo,
-                                     ci_hi=est.hi, p=p, method=est.method, control=is_control, **cell))
+                    rows.append(
+                        _row(
+                            kind="control" if is_control else "claim",
+                            claim=claim.id,
+                            region=claim.region,
+                            expected=claim.expected,
+                            statistic="contrast",
+                            effect=effect,
+                            ci_lo=est.lo,
+                            ci_hi=est.hi,
+                            p=p,
+                            method=est.method,
+                            control=is_control,
+                            **cell,
+                        )
+                    )
                 rho, p = test(position_rho)
-                rows.append(_row(kind="association", statistic="rho_position", effect=rho, p=p,
-                                 method="Spearman rho of position with the seed-averaged profile", **cell))
+                rows.append(
+                    _row(
+                        kind="association",
+                        statistic="rho_position",
+                        effect=rho,
+                        p=p,
+                        method="Spearman rho of position with the seed-averaged profile",
+                        **cell,
+                    )
+                )
                 if all(score is not None for _, score in picked):
                     scores = np.stack([np.asarray(score, dtype=float) for _, score in picked])
                     rho, p = test(score_rho(scores))
-                    rows.append(_row(kind="association", statistic="rho_score", effect=rho, p=p,
-                                     method="mean over seeds of Spearman rho of batch mean score with the profile",
-                                     **cell))
+                    rows.append(
+                        _row(
+                            kind="association",
+                            statistic="rho_score",
+                            effect=rho,
+                            p=p,
+                            method="mean over seeds of Spearman rho of batch mean score with the profile",
+                            **cell,
+                        )
+                    )
                 for name, n in (("decile", 10), ("quartile", 4)):
                     if K < n:
                         continue
                     est = positional_profile(Ds, n, alpha, rng, n_boot)
                     for b in range(n):
-                        rows.append(_row(kind="profile", statistic=name, bin=b + 1, effect=float(est.mean[b]),
-                                         ci_lo=float(est.lo[b]), ci_hi=float(est.hi[b]), method=est.method, **cell))
+                        rows.append(
+                            _row(
+                                kind="profile",
+                                statistic=name,
+                                bin=b + 1,
+                                effect=float(est.mean[b]),
+                                ci_lo=float(est.lo[b]),
+                                ci_hi=float(est.hi[b]),
+                                method=est.method,
+                                **cell,
+                            )
+                        )
 
     tested = [r for r in rows if r["kind"] in ("claim", "control", "association")]
     m = sum(np.isfinite(r["p"]) for r in tested)
     if m and m / (n_perm + 1) >= alpha:
-        warnings.warn(f"{m} tests with n_perm={n_perm}: the smallest possible Holm-adjusted p is "
-                      f"{m / (n_perm + 1):.3g} >= alpha = {alpha}, so nothing can be significant; raise n_perm",
-                      stacklevel=2)
+        warnings.warn(
+            f"{m} tests with n_perm={n_perm}: the smallest possible Holm-adjusted p is "
+            f"{m / (n_perm + 1):.3g} >= alpha = {alpha}, so nothing can be significant; raise n_perm",
+            stacklevel=2,
+        )
     for r, adj in zip(tested, holm([r["p"] for r in tested])):
         r["p_holm"] = float(adj)
     for r in rows:
         if r["kind"] in ("claim", "control"):
             r["verdict"] = "control" if r["control"] else verdict(r["effect"], r["p_holm"], r["expected"], alpha)
-            r["sentence"] = sentence(r["phase"], r["metric"], r["region"], r["effect"], r["ci_lo"], r["ci_hi"],
-                                     r["p_holm"], r["verdict"], r["n_seeds"], alpha, r["control"])
+            r["sentence"] = sentence(
+                r["phase"],
+                r["metric"],
+                r["region"],
+                r["effect"],
+                r["ci_lo"],
+                r["ci_hi"],
+                r["p_holm"],
+                r["verdict"],
+                r["n_seeds"],
+                alpha,
+                r["control"],
+            )
         elif r["kind"] == "association":
             what = "position" if r["statistic"] == "rho_position" else "batch mean score"
             of = "the random ordering" if r["metric"] == "random" else r["metric"]
-            r["sentence"] = (f"In phase {r['phase']} the Spearman rho of {what} with the z-scored distance for {of} "
-                             f"is {r['effect']:+.2f} ({r['n_seeds']} seeds, Holm-adjusted {_fmt_p(r['p_holm'])}).")
+            r["sentence"] = (
+                f"In phase {r['phase']} the Spearman rho of {what} with the z-scored distance for {of} "
+                f"is {r['effect']:+.2f} ({r['n_seeds']} seeds, Holm-adjusted {_fmt_p(r['p_holm'])})."
+            )
 
     by_id = {c.id: c for c in claims}
     for model in models:
         for claim_id in dict.fromkeys(r["claim"] for r in rows if r["kind"] == "claim" and r["model"] == model):
-            verdicts = [r["verdict"] for r in rows if r["kind"] == "claim" and r["model"] == model
-                        and r["claim"] == claim_id]
+            verdicts = [
+                r["verdict"] for r in rows if r["kind"] == "claim" and r["model"] == model and r["claim"] == claim_id
+            ]
             if all(v == "supported" for v in verdicts):
                 overall = "supported"
             elif any(v == "contradicted" for v in verdicts):
@@ -526,17 +635,27 @@ def analyse_study(matrices, phases, metrics, claims=PAPER_CLAIMS, n_perm=9999, a
                 overall = "inconclusive"
             counts = ", ".join(f"{verdicts.count(v)} {v}" for v in VERDICTS if v in verdicts)
             n = len(verdicts)
-            rows.append(_row(kind="summary", model=model, claim=claim_id, region=by_id[claim_id].region,
-                             expected=by_id[claim_id].expected, verdict=overall,
-                             sentence=f"{model}: \"{by_id[claim_id].text}\" {overall.capitalize()}: {counts} "
-                                      f"({n} metric-phase row{'s' if n != 1 else ''})."))
+            rows.append(
+                _row(
+                    kind="summary",
+                    model=model,
+                    claim=claim_id,
+                    region=by_id[claim_id].region,
+                    expected=by_id[claim_id].expected,
+                    verdict=overall,
+                    sentence=f'{model}: "{by_id[claim_id].text}" {overall.capitalize()}: {counts} '
+                    f"({n} metric-phase row{'s' if n != 1 else ''}).",
+                )
+            )
     return rows
 
 
 # --- simulated studies (no training) ------------------------------------------------------------------
 
-def simulate_study(rng, n_seeds=3, epochs=10, K=32, effect=0.0, region=None, persistence=0.8, ar=0.5, shared=0.0,
-                   effect_epochs=None):
+
+def simulate_study(
+    rng, n_seeds=3, epochs=10, K=32, effect=0.0, region=None, persistence=0.8, ar=0.5, shared=0.0, effect_epochs=None
+):
     """Distance matrices of one (model, metric) without training: [per seed SeedRun(distance, epoch, score)].
 
     Each cell's latent x[e, k] = sqrt(persistence) b_k + sqrt(1 - persistence) u[e, k] has unit variance:
@@ -566,6 +685,7 @@ def simulate_study(rng, n_seeds=3, epochs=10, K=32, effect=0.0, region=None, per
             u[i] = ar * u[i - 1] + math.sqrt(1 - ar * ar) * rng.standard_normal(K)
         x = math.sqrt(persistence) * b + math.sqrt(1 - persistence) * u
         x[np.ix_(rows_with_effect, mask)] += effect
-        out.append(SeedRun(distance=scale[:, None] * (1 + 0.1 * x), epoch=e + 1,
-                        score=np.cumsum(rng.exponential(size=K))))
+        out.append(
+            SeedRun(distance=scale[:, None] * (1 + 0.1 * x), epoch=e + 1, score=np.cumsum(rng.exponential(size=K)))
+        )
     return out

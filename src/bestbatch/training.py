@@ -8,6 +8,7 @@ this, which would make g_k the running sum g_1 + ... + g_k). `net_compare` runs 
 the paper, so each g_k uses its own batch's BatchNorm statistics; its running statistics are thrown
 away with it and never reach `net_normal`.
 """
+
 import copy
 import ctypes
 import platform
@@ -106,8 +107,7 @@ class KeepLast:
         pass
 
 
-def run_epoch(net, optimizer, images, labels, order, *, epoch, batch_size, seed, augment, dtype, sink,
-              progress=True):
+def run_epoch(net, optimizer, images, labels, order, *, epoch, batch_size, seed, augment, dtype, sink, progress=True):
     """Train `net` one epoch over the fixed batches of `order`, probing every batch's gradient.
 
     images: (N, 3, H, W) uint8 on the device; labels: (N,) int64 on the device; order: (N,) int64;
@@ -127,7 +127,7 @@ def run_epoch(net, optimizer, images, labels, order, *, epoch, batch_size, seed,
     _, n_params = parameter_layout(net)
     grad_sum = sink.total(images.device, n_params)
     for k in tqdm(range(n_batches), desc=f"epoch {epoch}", unit="batch", disable=not progress, mininterval=2):
-        idx = order[k * batch_size:(k + 1) * batch_size]
+        idx = order[k * batch_size : (k + 1) * batch_size]
         x = make_batch(images, idx, seed, epoch, k, augment, dtype)
         y = labels[idx]
         # net_normal: the ordinary training step
@@ -146,7 +146,9 @@ def run_epoch(net, optimizer, images, labels, order, *, epoch, batch_size, seed,
     losses, acc = losses.cpu().numpy(), correct.cpu().numpy() / batch_size
     bad = np.flatnonzero(~np.isfinite(losses))
     if bad.size:
-        raise NonFiniteError(f"non-finite training loss in epoch {epoch}, batch {int(bad[0])} (0-based, in the fixed order)")
+        raise NonFiniteError(
+            f"non-finite training loss in epoch {epoch}, batch {int(bad[0])} (0-based, in the fixed order)"
+        )
     return dict(train_loss=losses, train_acc=acc)
 
 
@@ -156,9 +158,9 @@ def evaluate(net, images, labels, dtype, batch_size=1000):
     net.eval()
     loss_sum, correct = 0.0, 0
     for i in range(0, len(labels), batch_size):
-        x = normalize(images[i:i + batch_size], dtype)
+        x = normalize(images[i : i + batch_size], dtype)
         out = net(x)
-        loss_sum += F.cross_entropy(out, labels[i:i + batch_size], reduction="sum").item()
-        correct += (out.argmax(1) == labels[i:i + batch_size]).sum().item()
+        loss_sum += F.cross_entropy(out, labels[i : i + batch_size], reduction="sum").item()
+        correct += (out.argmax(1) == labels[i : i + batch_size]).sum().item()
     net.train()
     return loss_sum / len(labels), correct / len(labels)

@@ -12,6 +12,7 @@ reaches that point:
   after_checkpoint:<epoch>:0  train_epoch, checkpoint renamed into place, shard not yet
   reduce:<epoch>:<b>          reduce_epoch, after parameter block b (1-based) of every row, before the output
 """
+
 import os
 import signal
 from pathlib import Path

@@ -10,6 +10,15 @@ rule claims:
         csv=report(f"{R}/claims.csv", caption="../report/claims.rst", category="Study"),
         statistics=f"{R}/statistics.csv",
         html=report(f"{R}/claims.html", caption="../report/claims.rst", category="Study"),
+    log:
+        f"{L}/claims.log",
+    benchmark:
+        f"{B}/claims.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        **LIGHT_JOB,
     params:
         runs=RUN_LIST,
         metrics=METRICS,
@@ -17,15 +26,6 @@ rule claims:
         alpha=config["analysis"]["alpha"],
         permutations=config["analysis"]["permutations"],
         seed=config["analysis"]["seed"],
-    log:
-        f"{L}/claims.log",
-    benchmark:
-        f"{B}/claims.tsv"
-    threads: 1
-    resources:
-        **LIGHT_JOB,
-    conda:
-        "../../envs/analysis.yaml"
     script:
         "../scripts/claims.py"
 
@@ -33,7 +33,9 @@ rule claims:
 rule index:
     input:
         matrices=ALL_MATRICES,
-        heatmaps=[f"{R}/{model}/seed_{seed}/plots/heatmap_{metric}.html" for model, seed in RUN_LIST for metric in METRICS],
+        heatmaps=[
+            f"{R}/{model}/seed_{seed}/plots/heatmap_{metric}.html" for model, seed in RUN_LIST for metric in METRICS
+        ],
         layers=[f"{R}/{model}/seed_{seed}/plots/layers_{metric}.html" for model, seed in RUN_LIST for metric in METRICS],
         curves=[f"{R}/{model}/seed_{seed}/plots/training_curves.html" for model, seed in RUN_LIST],
         claims=f"{R}/claims.html",
@@ -41,21 +43,21 @@ rule index:
     output:
         html=report(f"{R}/index.html", caption="../report/index.rst", category="Study"),
         summary=f"{R}/summary.json",
+    log:
+        f"{L}/index.log",
+    benchmark:
+        f"{B}/index.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
     params:
         study=STUDY,
         runs=RUN_LIST,
         metrics=METRICS,
         phases=PHASES,
         config=config,
-    log:
-        f"{L}/index.log",
-    benchmark:
-        f"{B}/index.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=5,
-    conda:
-        "../../envs/analysis.yaml"
     script:
         "../scripts/index.py"

@@ -8,8 +8,15 @@ sys.path.insert(0, str(Path(workflow.current_basedir.get_path_or_uri(secret_free
 
 from snakemake.utils import validate
 
-from bestbatch.config import (ConfigError, check_semantics, config_hash, explain_invalid, load_schema, ordering_hash,
-                              phases)
+from bestbatch.config import (
+    ConfigError,
+    check_semantics,
+    config_hash,
+    explain_invalid,
+    load_schema,
+    ordering_hash,
+    phases,
+)
 from bestbatch.data import layout_of, planned_sizes
 from bestbatch import metrics as metric_registry
 from bestbatch.config import num_batches
@@ -17,7 +24,6 @@ from bestbatch.resources import LIGHT_JOB, Study, job_resources, select_chunk_re
 from bestbatch.selection import total_steps
 from bestbatch.steps.selection import arms as selection_arms, parse_arm
 from bestbatch.workflow_support import release_stale_locks
-
 
 # --- the config, validated once: the schema's errors name the dotted key, Snakemake fills the defaults --
 SCHEMA = "../schemas/config.schema.yaml"
@@ -106,16 +112,38 @@ DATA_PARAMS = dict(data_root=data_root, data_format=LAYOUT.source)
 TRAINING_PARAMS = dict(
     **DATA_PARAMS,
     num_classes=N_CLASSES,
-    **{key: T[key] for key in ("batch_size", "lr", "lr_milestones", "lr_gamma", "momentum", "weight_decay",
-                               "augment", "dtype", "device", "threads", "cuda_tf32", "cuda_deterministic")},
+    **{
+        key: T[key]
+        for key in (
+            "batch_size",
+            "lr",
+            "lr_milestones",
+            "lr_gamma",
+            "momentum",
+            "weight_decay",
+            "augment",
+            "dtype",
+            "device",
+            "threads",
+            "cuda_tf32",
+            "cuda_deterministic",
+        )
+    },
 )
 
 
 # --- what a job costs, sized from the config and the data (bestbatch.resources) -------------------
 def study_sizes(model):
-    return Study(model=model, n_train=N_TRAIN, n_test=N_TEST, batch_size=T["batch_size"],
-                 value_bytes=8 if T["dtype"] == "float64" else 4, threads=T["threads"], gpu=USES_GPU,
-                 n_classes=N_CLASSES)
+    return Study(
+        model=model,
+        n_train=N_TRAIN,
+        n_test=N_TEST,
+        batch_size=T["batch_size"],
+        value_bytes=8 if T["dtype"] == "float64" else 4,
+        threads=T["threads"],
+        gpu=USES_GPU,
+        n_classes=N_CLASSES,
+    )
 
 
 COST = {model: job_resources(study_sizes(model)) for model in MODELS}
@@ -170,6 +198,7 @@ if SEL:
 def selection_chunks(budget):
     return range(-(-total_steps(EPOCHS, SEL_K, float(budget)) // (SEL["chunk_epochs"] * SEL_K)))
 
+
 def arm_ordering(wildcards):
     arm = parse_arm(wildcards.arm)
     if arm["kind"] == "shuffled":
@@ -178,11 +207,13 @@ def arm_ordering(wildcards):
         return f"{R}/orderings/{arm['metric']}_seed_{wildcards.seed}.h5"
     return f"{R}/orderings/{arm['metric']}.h5"
 
+
 def arm_start(wildcards):
     chunk = int(wildcards.chunk)
     if chunk == 0:
         return f"{R}/{wildcards.model}/seed_{wildcards.seed}/checkpoints/init.pt"
     return expand(f"{SELR}/checkpoints/chunk_{chunk - 1}.pt", **wildcards)[0]
+
 
 def arm_profiles(wildcards):
     """measured_best reads the Algorithm 1 matrices of the same model, every seed, the arm's metric."""

@@ -3,23 +3,23 @@ if SYNTHETIC:
     rule synthetic_dataset:
         output:
             DATA_FILES,
+        log:
+            f"{L}/synthetic_dataset.log",
+        benchmark:
+            f"{B}/synthetic_dataset.tsv"
+        group:
+            "prepare"
+        conda:
+            "../../envs/analysis.yaml"
+        threads: 1
+        resources:
+            **DATA_COST["synthetic_dataset"],
         params:
             root=lambda wildcards, output: str(Path(output[0]).parents[1]),
             n_train=DATA["synthetic"]["n_train"],
             n_test=DATA["synthetic"]["n_test"],
             seed=DATA["synthetic"]["seed"],
             format=DATA["synthetic"]["format"],
-        log:
-            f"{L}/synthetic_dataset.log",
-        benchmark:
-            f"{B}/synthetic_dataset.tsv"
-        threads: 1
-        resources:
-            **DATA_COST["synthetic_dataset"],
-        group:
-            "prepare"
-        conda:
-            "../../envs/analysis.yaml"
         script:
             "../scripts/synthetic_dataset.py"
 
@@ -29,6 +29,17 @@ rule verify_dataset:
         data=DATA_INPUT,
     output:
         f"{R}/dataset.json",
+    log:
+        f"{L}/verify_dataset.log",
+    benchmark:
+        f"{B}/verify_dataset.tsv"
+    group:
+        "prepare"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        **DATA_COST["verify_dataset"],
     params:
         root=data_root,
         source=LAYOUT.source,
@@ -38,16 +49,5 @@ rule verify_dataset:
         n_train=N_TRAIN,
         n_test=N_TEST,
         n_classes=N_CLASSES,
-    log:
-        f"{L}/verify_dataset.log",
-    benchmark:
-        f"{B}/verify_dataset.tsv"
-    threads: 1
-    resources:
-        **DATA_COST["verify_dataset"],
-    group:
-        "prepare"
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/verify_dataset.py"

@@ -7,15 +7,15 @@ rule reduce_epoch:
         f"{L}/{{model}}/seed_{{seed}}/{{metric}}/reduce_epoch_{{epoch}}.log",
     benchmark:
         f"{B}/{{model}}/seed_{{seed}}/{{metric}}/reduce_epoch_{{epoch}}.tsv"
+    group:
+        epochs_group
+    conda:
+        "../../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=cost("reduce_epoch", "mem_mb"),
         runtime=cost("reduce_epoch", "runtime"),
         gpu=0,
-    group:
-        epochs_group
-    conda:
-        "../../envs/analysis.yaml"
     script:
         "../scripts/reduce_epoch.py"
 
@@ -36,16 +36,16 @@ rule gather_distances:
             category="Matrices",
             labels={"model": "{model}", "seed": "{seed}", "metric": "{metric}", "format": "CSV"},
         ),
-    params:
-        batch_size=T["batch_size"],
     log:
         f"{L}/{{model}}/seed_{{seed}}/{{metric}}/gather_distances.log",
     benchmark:
         f"{B}/{{model}}/seed_{{seed}}/{{metric}}/gather_distances.tsv"
+    conda:
+        "../../envs/analysis.yaml"
     threads: 1
     resources:
         **LIGHT_JOB,
-    conda:
-        "../../envs/analysis.yaml"
+    params:
+        batch_size=T["batch_size"],
     script:
         "../scripts/gather_distances.py"

@@ -11,25 +11,25 @@ if UNSEEDED_METRICS:
             data=DATA_INPUT,
         output:
             f"{R}/orderings/{{metric}}.h5",
+        log:
+            f"{L}/orderings/{{metric}}.log",
+        benchmark:
+            f"{B}/orderings/{{metric}}.tsv"
         wildcard_constraints:
             metric="|".join(UNSEEDED_METRICS),
+        conda:
+            "../../envs/torch.yaml"
+        threads: T["threads"]
+        resources:
+            mem_mb=cost("ordering", "mem_mb"),
+            runtime=cost("ordering", "runtime"),
+            gpu=cost("ordering", "gpu"),
         params:
             **DATA_PARAMS,
             params=lambda wildcards: config["orderings"].get(wildcards.metric, {}),
             threads=T["threads"],
             device=T["device"],
             config_hash=lambda wildcards: ordering_hash(config, wildcards.metric),
-        log:
-            f"{L}/orderings/{{metric}}.log",
-        benchmark:
-            f"{B}/orderings/{{metric}}.tsv"
-        threads: T["threads"]
-        resources:
-            mem_mb=cost("ordering", "mem_mb"),
-            runtime=cost("ordering", "runtime"),
-            gpu=cost("ordering", "gpu"),
-        conda:
-            "../../envs/torch.yaml"
         script:
             "../scripts/ordering.py"
 
@@ -43,24 +43,24 @@ if SEEDED_METRICS:
             data=DATA_INPUT,
         output:
             f"{R}/orderings/{{metric}}_seed_{{seed}}.h5",
+        log:
+            f"{L}/orderings/{{metric}}_seed_{{seed}}.log",
+        benchmark:
+            f"{B}/orderings/{{metric}}_seed_{{seed}}.tsv"
         wildcard_constraints:
             metric="|".join(SEEDED_METRICS),
+        conda:
+            "../../envs/torch.yaml"
+        threads: T["threads"]
+        resources:
+            mem_mb=cost("ordering", "mem_mb"),
+            runtime=cost("ordering", "runtime"),
+            gpu=cost("ordering", "gpu"),
         params:
             **DATA_PARAMS,
             params=lambda wildcards: dict(config["orderings"].get(wildcards.metric, {}), run_seed=int(wildcards.seed)),
             threads=T["threads"],
             device=T["device"],
             config_hash=lambda wildcards: ordering_hash(config, wildcards.metric, int(wildcards.seed)),
-        log:
-            f"{L}/orderings/{{metric}}_seed_{{seed}}.log",
-        benchmark:
-            f"{B}/orderings/{{metric}}_seed_{{seed}}.tsv"
-        threads: T["threads"]
-        resources:
-            mem_mb=cost("ordering", "mem_mb"),
-            runtime=cost("ordering", "runtime"),
-            gpu=cost("ordering", "gpu"),
-        conda:
-            "../../envs/torch.yaml"
         script:
             "../scripts/ordering.py"

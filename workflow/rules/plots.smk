@@ -9,17 +9,17 @@ rule heatmap:
             subcategory="{model}, seed {seed}",
             labels={"model": "{model}", "seed": "{seed}", "metric": "{metric}"},
         ),
-    params:
-        phases=PHASES,
     log:
         f"{L}/{{model}}/seed_{{seed}}/plots/heatmap_{{metric}}.log",
     benchmark:
         f"{B}/{{model}}/seed_{{seed}}/plots/heatmap_{{metric}}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
     threads: 1
     resources:
         **LIGHT_JOB,
-    conda:
-        "../../envs/analysis.yaml"
+    params:
+        phases=PHASES,
     script:
         "../scripts/heatmap.py"
 
@@ -35,17 +35,17 @@ rule layers:
             subcategory="{model}, seed {seed}",
             labels={"model": "{model}", "seed": "{seed}", "metric": "{metric}"},
         ),
-    params:
-        phases=PHASES,
     log:
         f"{L}/{{model}}/seed_{{seed}}/plots/layers_{{metric}}.log",
     benchmark:
         f"{B}/{{model}}/seed_{{seed}}/plots/layers_{{metric}}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
     threads: 1
     resources:
         **LIGHT_JOB,
-    conda:
-        "../../envs/analysis.yaml"
+    params:
+        phases=PHASES,
     script:
         "../scripts/layers.py"
 
@@ -60,16 +60,16 @@ rule curves:
             category="Training",
             labels={"model": "{model}", "seed": "{seed}"},
         ),
-    params:
-        metrics=METRICS,
     log:
         f"{L}/{{model}}/seed_{{seed}}/plots/curves.log",
     benchmark:
         f"{B}/{{model}}/seed_{{seed}}/plots/curves.tsv"
+    conda:
+        "../../envs/analysis.yaml"
     threads: 1
     resources:
         **LIGHT_JOB,
-    conda:
-        "../../envs/analysis.yaml"
+    params:
+        metrics=METRICS,
     script:
         "../scripts/curves.py"

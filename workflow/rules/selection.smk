@@ -16,10 +16,21 @@ if SEL:
         output:
             state=maybe_temp(f"{SELR}/checkpoints/chunk_{{chunk}}.pt", config["outputs"]["keep_checkpoints"]),
             curve=f"{SELR}/chunks/chunk_{{chunk}}.h5",
+        log:
+            f"{L}/selection/{{model}}/budget_{{budget}}/seed_{{seed}}/{{arm}}/chunk_{{chunk}}.log",
+        benchmark:
+            f"{B}/selection/{{model}}/budget_{{budget}}/seed_{{seed}}/{{arm}}/chunk_{{chunk}}.tsv"
         wildcard_constraints:
             arm="|".join(re.escape(a) for a in ARMS),
             budget="|".join(re.escape(b) for b in BUDGETS),
             chunk=r"\d+",
+        conda:
+            "../../envs/torch.yaml"
+        threads: T["threads"]
+        resources:
+            mem_mb=lambda wildcards: SELECT_COST[wildcards.model]["mem_mb"],
+            runtime=lambda wildcards: SELECT_COST[wildcards.model]["runtime"],
+            gpu=int(USES_GPU),
         params:
             **TRAINING_PARAMS,
             model="{model}",
@@ -33,63 +44,57 @@ if SEL:
             drop_fraction=SEL["drop_fraction"],
             best_fraction=SEL["best_fraction"],
             config_hash=run_hash,
-        log:
-            f"{L}/selection/{{model}}/budget_{{budget}}/seed_{{seed}}/{{arm}}/chunk_{{chunk}}.log",
-        benchmark:
-            f"{B}/selection/{{model}}/budget_{{budget}}/seed_{{seed}}/{{arm}}/chunk_{{chunk}}.tsv"
-        threads: T["threads"]
-        resources:
-            mem_mb=lambda wildcards: SELECT_COST[wildcards.model]["mem_mb"],
-            runtime=lambda wildcards: SELECT_COST[wildcards.model]["runtime"],
-            gpu=int(USES_GPU),
-        conda:
-            "../../envs/torch.yaml"
         script:
             "../scripts/select_train.py"
 
     rule select_gather:
         input:
-            lambda wildcards: expand(f"{SELR}/chunks/chunk_{{chunk}}.h5", chunk=selection_chunks(wildcards.budget),
-                                     **wildcards),
+            lambda wildcards: expand(
+                f"{SELR}/chunks/chunk_{{chunk}}.h5", chunk=selection_chunks(wildcards.budget), **wildcards
+            ),
         output:
             h5=f"{SELR}/curve.h5",
             csv=f"{SELR}/curve.csv",
-        wildcard_constraints:
-            arm="|".join(re.escape(a) for a in ARMS),
-            budget="|".join(re.escape(b) for b in BUDGETS),
         log:
             f"{L}/selection/{{model}}/budget_{{budget}}/seed_{{seed}}/{{arm}}/gather.log",
         benchmark:
             f"{B}/selection/{{model}}/budget_{{budget}}/seed_{{seed}}/{{arm}}/gather.tsv"
+        wildcard_constraints:
+            arm="|".join(re.escape(a) for a in ARMS),
+            budget="|".join(re.escape(b) for b in BUDGETS),
+        conda:
+            "../../envs/analysis.yaml"
         threads: 1
         resources:
             **LIGHT_JOB,
-        conda:
-            "../../envs/analysis.yaml"
         script:
             "../scripts/select_gather.py"
 
     rule selection:
         input:
-            [f"{R}/selection/{model}/budget_{budget}/seed_{seed}/{arm}/curve.h5"
-             for model, seed in RUN_LIST for budget in BUDGETS for arm in ARMS],
+            [
+                f"{R}/selection/{model}/budget_{budget}/seed_{seed}/{arm}/curve.h5"
+                for model, seed in RUN_LIST
+                for budget in BUDGETS
+                for arm in ARMS
+            ],
         output:
             csv=report(f"{R}/selection.csv", caption="../report/selection.rst", category="Study"),
             html=report(f"{R}/selection.html", caption="../report/selection.rst", category="Study"),
+        log:
+            f"{L}/selection.log",
+        benchmark:
+            f"{B}/selection.tsv"
+        conda:
+            "../../envs/analysis.yaml"
+        threads: 1
+        resources:
+            **LIGHT_JOB,
         params:
             runs=RUN_LIST,
             budgets=BUDGETS,
             arms=ARMS,
             target_accuracy=SEL["target_accuracy"],
             alpha=config["analysis"]["alpha"],
-        log:
-            f"{L}/selection.log",
-        benchmark:
-            f"{B}/selection.tsv"
-        threads: 1
-        resources:
-            **LIGHT_JOB,
-        conda:
-            "../../envs/analysis.yaml"
         script:
             "../scripts/selection.py"

@@ -3,25 +3,25 @@ rule init_model:
         f"{R}/dataset.json",
     output:
         f"{RUN}/checkpoints/init.pt",
+    log:
+        f"{L}/{{model}}/seed_{{seed}}/init_model.log",
+    benchmark:
+        f"{B}/{{model}}/seed_{{seed}}/init_model.tsv"
+    group:
+        "prepare"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=cost("init_model", "mem_mb"),
+        runtime=cost("init_model", "runtime"),
+        gpu=0,
     params:
         model="{model}",
         num_classes=N_CLASSES,
         seed="{seed}",
         dtype=T["dtype"],
         config_hash=run_hash,
-    log:
-        f"{L}/{{model}}/seed_{{seed}}/init_model.log",
-    benchmark:
-        f"{B}/{{model}}/seed_{{seed}}/init_model.tsv"
-    threads: 1
-    resources:
-        mem_mb=cost("init_model", "mem_mb"),
-        runtime=cost("init_model", "runtime"),
-        gpu=0,
-    group:
-        "prepare"
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/init_model.py"
 
@@ -36,23 +36,23 @@ rule train_epoch:
     output:
         state=maybe_temp(f"{RUN}/{{metric}}/checkpoints/epoch_{{epoch}}.pt", config["outputs"]["keep_checkpoints"]),
         shard=maybe_temp(f"{RUN}/{{metric}}/shards/epoch_{{epoch}}.h5", config["outputs"]["keep_shards"]),
-    params:
-        **TRAINING_PARAMS,
-        model="{model}",
-        seed="{seed}",
-        config_hash=run_hash,
     log:
         f"{L}/{{model}}/seed_{{seed}}/{{metric}}/train_epoch_{{epoch}}.log",
     benchmark:
         f"{B}/{{model}}/seed_{{seed}}/{{metric}}/train_epoch_{{epoch}}.tsv"
+    group:
+        epochs_group
+    conda:
+        "../../envs/torch.yaml"
     threads: T["threads"]
     resources:
         mem_mb=cost("train_epoch", "mem_mb"),
         runtime=cost("train_epoch", "runtime"),
         gpu=int(USES_GPU),
-    group:
-        epochs_group
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        **TRAINING_PARAMS,
+        model="{model}",
+        seed="{seed}",
+        config_hash=run_hash,
     script:
         "../scripts/train_epoch.py"

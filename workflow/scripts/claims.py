@@ -1,9 +1,16 @@
 """The paper's claims tested over the seeds: effect sizes, CIs, Holm-corrected permutation p-values, verdicts."""
+
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 from bestbatch.steps.analysis import evaluate_claims  # noqa: E402
 
-evaluate_claims(list(snakemake.input), snakemake.output.csv, snakemake.output.statistics, snakemake.output.html,
-                **snakemake.params, log=snakemake.log[0])
+evaluate_claims(
+    list(snakemake.input),
+    snakemake.output.csv,
+    snakemake.output.statistics,
+    snakemake.output.html,
+    **snakemake.params,
+    log=snakemake.log[0],
+)

@@ -1,4 +1,5 @@
 """Training loss and test accuracy of every metric's run, on one page."""
+
 import sys
 from pathlib import Path
 

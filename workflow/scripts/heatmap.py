@@ -1,9 +1,11 @@
 """One metric's phase-split interactive heatmap."""
+
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 from bestbatch.steps.plots import heatmap_page  # noqa: E402
 
-heatmap_page(snakemake.input[0], snakemake.output[0], metric=snakemake.wildcards.metric, **snakemake.params,
-             log=snakemake.log[0])
+heatmap_page(
+    snakemake.input[0], snakemake.output[0], metric=snakemake.wildcards.metric, **snakemake.params, log=snakemake.log[0]
+)

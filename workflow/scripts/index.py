@@ -1,10 +1,20 @@
 """The study's front page: every run's heatmaps and curves, a per-phase summary, the claims, the config."""
+
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 from bestbatch.steps.analysis import study_index  # noqa: E402
 
-study_index(list(snakemake.input.matrices), list(snakemake.input.heatmaps), list(snakemake.input.layers),
-            list(snakemake.input.curves), snakemake.input.claims, snakemake.output.html, snakemake.output.summary,
-            selection_html=(list(snakemake.input.selection) or [None])[0], **snakemake.params, log=snakemake.log[0])
+study_index(
+    list(snakemake.input.matrices),
+    list(snakemake.input.heatmaps),
+    list(snakemake.input.layers),
+    list(snakemake.input.curves),
+    snakemake.input.claims,
+    snakemake.output.html,
+    snakemake.output.summary,
+    selection_html=(list(snakemake.input.selection) or [None])[0],
+    **snakemake.params,
+    log=snakemake.log[0],
+)

@@ -1,4 +1,5 @@
 """Epoch 0: the seeded initialisation shared by every metric."""
+
 import sys
 from pathlib import Path
 

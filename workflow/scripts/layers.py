@@ -1,9 +1,11 @@
 """Which parameter tensors carry the distance to the full gradient, phase by phase."""
+
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 from bestbatch.steps.plots import layers_page  # noqa: E402
 
-layers_page(snakemake.input[0], snakemake.output[0], metric=snakemake.wildcards.metric, **snakemake.params,
-            log=snakemake.log[0])
+layers_page(
+    snakemake.input[0], snakemake.output[0], metric=snakemake.wildcards.metric, **snakemake.params, log=snakemake.log[0]
+)

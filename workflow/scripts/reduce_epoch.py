@@ -1,4 +1,5 @@
 """Distances of one epoch's mini-batch gradients to the full gradient (one read of the shard)."""
+
 import sys
 from pathlib import Path
 

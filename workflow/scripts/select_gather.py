@@ -1,4 +1,5 @@
 """One arm's run of the selection experiment: its chunks' evaluations as one curve."""
+
 import sys
 from pathlib import Path
 

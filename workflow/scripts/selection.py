@@ -1,9 +1,11 @@
 """The selection experiment's comparison over seeds: every arm, every control, a verdict per recommendation."""
+
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 from bestbatch.steps.selection import summarise_selection  # noqa: E402
 
-summarise_selection(list(snakemake.input), snakemake.output.csv, snakemake.output.html, **snakemake.params,
-                    log=snakemake.log[0])
+summarise_selection(
+    list(snakemake.input), snakemake.output.csv, snakemake.output.html, **snakemake.params, log=snakemake.log[0]
+)

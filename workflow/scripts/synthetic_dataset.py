@@ -1,4 +1,5 @@
 """Generate the synthetic data set in CIFAR-10's on-disk format."""
+
 import sys
 from pathlib import Path
 

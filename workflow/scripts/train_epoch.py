@@ -1,11 +1,20 @@
 """One (metric, epoch) job of Algorithm 1: train net_normal, probe net_compare, write the shard."""
+
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 from bestbatch.steps.training import train_epoch  # noqa: E402
 
-train_epoch(snakemake.input.order, snakemake.input.state, snakemake.output.state, snakemake.output.shard,
-            metric=snakemake.wildcards.metric, epoch=int(snakemake.wildcards.epoch), **snakemake.params,
-            shard_io=snakemake.config["outputs"]["shard_io"],  # read here, not a param: it changes no result
-            granted_threads=snakemake.threads, log=snakemake.log[0])
+train_epoch(
+    snakemake.input.order,
+    snakemake.input.state,
+    snakemake.output.state,
+    snakemake.output.shard,
+    metric=snakemake.wildcards.metric,
+    epoch=int(snakemake.wildcards.epoch),
+    **snakemake.params,
+    shard_io=snakemake.config["outputs"]["shard_io"],  # read here, not a param: it changes no result
+    granted_threads=snakemake.threads,
+    log=snakemake.log[0],
+)

@@ -1,4 +1,5 @@
 """Read the data set once, check it, and record what it holds."""
+
 import sys
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """Model factory: every model the config may name, built the same way from a name."""
+
 import torch
 
 from .dpn import DPN26, DPN92

@@ -1,4 +1,5 @@
 """Dual Path Networks for CIFAR-10, as in kuangliu/pytorch-cifar (DPN92: 34,236,634 parameters)."""
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -62,10 +63,24 @@ class DPN(nn.Module):
 
 
 def DPN26(num_classes=10):
-    return DPN(dict(in_planes=(96, 192, 384, 768), out_planes=(256, 512, 1024, 2048),
-                    num_blocks=(2, 2, 2, 2), dense_depth=(16, 32, 24, 128)), num_classes)
+    return DPN(
+        dict(
+            in_planes=(96, 192, 384, 768),
+            out_planes=(256, 512, 1024, 2048),
+            num_blocks=(2, 2, 2, 2),
+            dense_depth=(16, 32, 24, 128),
+        ),
+        num_classes,
+    )
 
 
 def DPN92(num_classes=10):
-    return DPN(dict(in_planes=(96, 192, 384, 768), out_planes=(256, 512, 1024, 2048),
-                    num_blocks=(3, 4, 20, 3), dense_depth=(16, 32, 24, 128)), num_classes)
+    return DPN(
+        dict(
+            in_planes=(96, 192, 384, 768),
+            out_planes=(256, 512, 1024, 2048),
+            num_blocks=(3, 4, 20, 3),
+            dense_depth=(16, 32, 24, 128),
+        ),
+        num_classes,
+    )

@@ -1,4 +1,5 @@
 """ResNet18 in its CIFAR form, as in kuangliu/pytorch-cifar (11,173,962 parameters)."""
+
 import torch.nn as nn
 import torch.nn.functional as F
 

@@ -1,4 +1,5 @@
 """A small CNN (about 100k parameters) that trains in minutes on two CPU cores: the demo's model."""
+
 import torch.nn as nn
 
 

@@ -1,4 +1,5 @@
 """Rules of analysis.smk: what spans the runs of a study — its front page and the claims, tested."""
+
 import json
 import logging
 import os
@@ -18,8 +19,22 @@ log = logging.getLogger("bestbatch")
 
 
 @step
-def study_index(matrix_paths, heatmap_paths, layers_paths, curves_paths, claims_html, out_html, out_summary, *, study,
-                runs, metrics, phases, config, selection_html=None):
+def study_index(
+    matrix_paths,
+    heatmap_paths,
+    layers_paths,
+    curves_paths,
+    claims_html,
+    out_html,
+    out_summary,
+    *,
+    study,
+    runs,
+    metrics,
+    phases,
+    config,
+    selection_html=None,
+):
     """The study's front page. runs: [[model, seed]]; matrix_paths, heatmap_paths and layers_paths: one per
     (run, metric) in that order; curves_paths: one per run."""
     here = os.path.dirname(out_html)
@@ -31,20 +46,33 @@ def study_index(matrix_paths, heatmap_paths, layers_paths, curves_paths, claims_
     for (model, seed, metric), heatmap, layers in zip(keys, heatmap_paths, layers_paths):
         links[model, seed]["heatmaps"][metric] = rel(heatmap)
         links[model, seed]["layers"][metric] = rel(layers)
-    write_text(out_summary, json.dumps([dict(model=m, seed=s, metric=x, phases=summaries[m, s, x]) for m, s, x in keys],
-                                       indent=2))
-    write_text(out_html, index_html(study, yaml.safe_dump(config, sort_keys=False), runs, summaries, links,
-                                    rel(claims_html), rel(selection_html) if selection_html else None))
+    write_text(
+        out_summary,
+        json.dumps([dict(model=m, seed=s, metric=x, phases=summaries[m, s, x]) for m, s, x in keys], indent=2),
+    )
+    write_text(
+        out_html,
+        index_html(
+            study,
+            yaml.safe_dump(config, sort_keys=False),
+            runs,
+            summaries,
+            links,
+            rel(claims_html),
+            rel(selection_html) if selection_html else None,
+        ),
+    )
 
 
 @step
-def evaluate_claims(matrix_paths, out_csv, out_statistics, out_html, *, runs, metrics, phases, alpha, permutations,
-                seed):
+def evaluate_claims(
+    matrix_paths, out_csv, out_statistics, out_html, *, runs, metrics, phases, alpha, permutations, seed
+):
     """The paper's claims tested over the seeds (bestbatch.stats): claims.csv (claims, controls, one summary
     per model and claim), statistics.csv (every row, profiles and associations too) and the claims page."""
     runs = [(model, int(s)) for model, s in runs]
     matrices = {}
-    for (model, s, metric), path in zip([(m, s, x) for m, s in runs for x in metrics], matrix_paths):
+    for (model, _s, metric), path in zip([(m, s, x) for m, s in runs for x in metrics], matrix_paths):
         m = read_matrix(path)
         matrices.setdefault((model, metric), []).append(stats.SeedRun(m.distance, m.epoch, m.batch_score_mean))
     with warnings.catch_warnings(record=True) as caught:

@@ -1,4 +1,5 @@
 """Rules of data.smk: the synthetic stand-in, and the check of the data set every job reads."""
+
 import json
 import logging
 
@@ -16,8 +17,9 @@ def synthetic_dataset(*, root, n_train, n_test, seed, format="cifar10"):
     cifar100: 100 classes)."""
     n_classes = 100 if format == "cifar100" else 10
     paths = write_dataset(root, *make_synthetic(n_train, n_test, seed, n_classes), source=format)
-    log.info("wrote %d train and %d test images of %d classes to %s (%s layout)", n_train, n_test, n_classes, root,
-             format)
+    log.info(
+        "wrote %d train and %d test images of %d classes to %s (%s layout)", n_train, n_test, n_classes, root, format
+    )
     return paths
 
 
@@ -30,18 +32,27 @@ def verify_dataset(out_json, *, root, source, download, verify, batch_size, n_tr
     what = dict(n_train="training images", n_test="test images", n_classes="classes")
     for key, planned in dict(n_train=n_train, n_test=n_test, n_classes=n_classes).items():
         if found[key] != planned:
-            raise DatasetError(f"{root}: the data set holds {found[key]} {what[key]}, but the workflow was planned "
-                               f"for {planned} {what[key]} (the sizes it found when Snakemake started); the files "
-                               f"changed since: run snakemake again so that it plans for the data on disk")
+            raise DatasetError(
+                f"{root}: the data set holds {found[key]} {what[key]}, but the workflow was planned "
+                f"for {planned} {what[key]} (the sizes it found when Snakemake started); the files "
+                f"changed since: run snakemake again so that it plans for the data on disk"
+            )
     n = found["n_train"]
     try:
         check_batch_size(batch_size, n, where=f" in {root}")
     except ConfigError as exc:
         raise DatasetError(str(exc)) from None
     k = num_batches(n, batch_size)
-    summary = dict(dataset_summary(ds), source=source, batch_size=batch_size, num_batches=k,
-                   dropped_images=n - k * batch_size)
+    summary = dict(
+        dataset_summary(ds), source=source, batch_size=batch_size, num_batches=k, dropped_images=n - k * batch_size
+    )
     write_text(out_json, json.dumps(summary, indent=2))
-    log.info("%d training images, %d classes: %d batches of %d, %d dropped", n, found["n_classes"], k, batch_size,
-             n - k * batch_size)
+    log.info(
+        "%d training images, %d classes: %d batches of %d, %d dropped",
+        n,
+        found["n_classes"],
+        k,
+        batch_size,
+        n - k * batch_size,
+    )
     return summary

@@ -1,4 +1,5 @@
 """Rules of distances.smk: one epoch's distances from its shard, and a metric's epochs gathered."""
+
 import logging
 from dataclasses import replace
 
@@ -34,9 +35,12 @@ def gather_distances(epoch_paths, out_h5, out_csv, *, metric, batch_size=None):
     m = gather_matrix(epochs)
     if batch_size is None:
         log.warning("%s: no batch_size given, so the gradient noise scale is left NaN", metric)
-    m = replace(m, batch_size=batch_size,
-                noise_scale=None if batch_size is None else noise_scale(m.distance, m.full_norm, batch_size),
-                gradient_diversity=gradient_diversity(m.norm, m.full_norm))
+    m = replace(
+        m,
+        batch_size=batch_size,
+        noise_scale=None if batch_size is None else noise_scale(m.distance, m.full_norm, batch_size),
+        gradient_diversity=gradient_diversity(m.norm, m.full_norm),
+    )
     write_matrix(out_h5, metric, m, epochs[-1][1].provenance)
     table = write_matrix_csv(out_csv, metric, m)
     log.info("%s: %d epochs x %d batches x %d parameter tensors", metric, *m.layer_distance.shape)

@@ -1,4 +1,5 @@
 """Rule of orderings.smk: score every training image by one metric and write the ascending order."""
+
 import json
 import logging
 
@@ -16,14 +17,29 @@ def fix_threads(configured, granted):
     import torch
 
     if granted is not None and granted < configured:
-        log.warning("Snakemake granted %d threads (--cores); running %d (training.threads) so that results do "
-                    "not depend on --cores", granted, configured)
+        log.warning(
+            "Snakemake granted %d threads (--cores); running %d (training.threads) so that results do "
+            "not depend on --cores",
+            granted,
+            configured,
+        )
     torch.set_num_threads(configured)
 
 
 @step
-def make_ordering(out_path, *, data_root, data_format, metric, params, threads, device, config_hash, granted_threads=None,
-                  progress=True):
+def make_ordering(
+    out_path,
+    *,
+    data_root,
+    data_format,
+    metric,
+    params,
+    threads,
+    device,
+    config_hash,
+    granted_threads=None,
+    progress=True,
+):
     """params: the metric's `orderings.<metric>` settings; device: training.device (only lpips uses it)."""
     import torch
 
@@ -35,6 +51,13 @@ def make_ordering(out_path, *, data_root, data_format, metric, params, threads, 
     log.info("ordering %s of %d images on %s", metric, len(ds.train_labels), dev)
     scores = metrics.score_images(metric, ds.train_images, params, threads=threads, device=str(dev), progress=progress)
     order = metrics.order_from_scores(scores)
-    write_ordering(out_path, metric, order, scores, metrics.display_score(scores), params,
-                   json.dumps(provenance(config_hash, device_description(dev))))
+    write_ordering(
+        out_path,
+        metric,
+        order,
+        scores,
+        metrics.display_score(scores),
+        params,
+        json.dumps(provenance(config_hash, device_description(dev))),
+    )
     return order

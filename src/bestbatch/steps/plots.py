@@ -1,4 +1,5 @@
 """Rules of plots.smk: a run's heatmaps, layer shares and training curves, from its gathered matrices."""
+
 from ..formats import read_matrix
 from ..logs import step
 from ..plots import curves_figure, heatmap_figure, layers_figure, write_figure

@@ -1,4 +1,5 @@
 """Rules of training.smk: the shared initialisation, and one (metric, epoch) job of Algorithm 1."""
+
 import json
 import logging
 import shutil
@@ -13,8 +14,17 @@ from ..formats import EpochRecords, load_checkpoint, provenance, read_ordering, 
 from ..logs import step
 from ..models import build_model
 from ..shards import ShardWriter, shard_bytes
-from ..training import (DTYPES, device_description, evaluate, keep_freed_memory, make_optimizer, parameter_layout,
-                        pick_device, run_epoch, set_numerics)
+from ..training import (
+    DTYPES,
+    device_description,
+    evaluate,
+    keep_freed_memory,
+    make_optimizer,
+    parameter_layout,
+    pick_device,
+    run_epoch,
+    set_numerics,
+)
 from ..workflow_support import KillableSink, kill_point
 from .orderings import fix_threads
 
@@ -27,9 +37,11 @@ def check_disk(path, need_bytes, free_bytes=None):
     folder.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(folder).free if free_bytes is None else free_bytes
     if need_bytes > free:
-        raise OSError(f"not enough disk for the gradient shard {path}: it needs {need_bytes / 1e9:.2f} GB "
-                      f"(K batches x P parameters x bytes per value, plus P float64 for their sum), {folder} has "
-                      f"{free / 1e9:.2f} GB free; free space there or put results/ on a larger disk")
+        raise OSError(
+            f"not enough disk for the gradient shard {path}: it needs {need_bytes / 1e9:.2f} GB "
+            f"(K batches x P parameters x bytes per value, plus P float64 for their sum), {folder} has "
+            f"{free / 1e9:.2f} GB free; free space there or put results/ on a larger disk"
+        )
     log.info("gradient shard: %.3f GB needed, %.1f GB free in %s", need_bytes / 1e9, free / 1e9, folder)
 
 
@@ -42,8 +54,13 @@ def prepare_training(*, data_root, data_format, device, threads, granted_threads
     if dev.type == "cpu":
         keep_freed_memory()
     ds = load_dataset(data_root, data_format)
-    return (dev, images_to_tensor(ds.train_images, dev), torch.as_tensor(ds.train_labels, device=dev),
-            images_to_tensor(ds.test_images, dev), torch.as_tensor(ds.test_labels, device=dev))
+    return (
+        dev,
+        images_to_tensor(ds.train_images, dev),
+        torch.as_tensor(ds.train_labels, device=dev),
+        images_to_tensor(ds.test_images, dev),
+        torch.as_tensor(ds.test_labels, device=dev),
+    )
 
 
 @step
@@ -55,17 +72,49 @@ def init_model(out_path, *, model, num_classes, seed, dtype, config_hash):
 
 
 @step
-def train_epoch(order_path, start_checkpoint, out_checkpoint, out_shard, *, data_root, data_format, metric, epoch,
-                model, num_classes, batch_size, lr, lr_milestones, lr_gamma, momentum, weight_decay, seed, augment,
-                dtype, device, threads, cuda_tf32, cuda_deterministic, config_hash, shard_io="direct", granted_threads=None,
-                progress=True):
+def train_epoch(
+    order_path,
+    start_checkpoint,
+    out_checkpoint,
+    out_shard,
+    *,
+    data_root,
+    data_format,
+    metric,
+    epoch,
+    model,
+    num_classes,
+    batch_size,
+    lr,
+    lr_milestones,
+    lr_gamma,
+    momentum,
+    weight_decay,
+    seed,
+    augment,
+    dtype,
+    device,
+    threads,
+    cuda_tf32,
+    cuda_deterministic,
+    config_hash,
+    shard_io="direct",
+    granted_threads=None,
+    progress=True,
+):
     """One (metric, epoch) job of Algorithm 1: a checkpoint and a gradient shard.
 
     dtype is the config's name ("float32" or "float64"); from here on it is a torch dtype."""
     seed = int(seed)  # an int, or its text from a wildcard
     dev, images, labels, test_images, test_labels = prepare_training(
-        data_root=data_root, data_format=data_format, device=device, threads=threads, granted_threads=granted_threads,
-        cuda_tf32=cuda_tf32, cuda_deterministic=cuda_deterministic)
+        data_root=data_root,
+        data_format=data_format,
+        device=device,
+        threads=threads,
+        granted_threads=granted_threads,
+        cuda_tf32=cuda_tf32,
+        cuda_deterministic=cuda_deterministic,
+    )
     log.info("metric %s, epoch %d, device %s", metric, epoch, device_description(dev))
     torch_dtype = DTYPES[dtype]
     order, scores = read_ordering(order_path)
@@ -85,26 +134,62 @@ def train_epoch(order_path, start_checkpoint, out_checkpoint, out_shard, *, data
     layout, n_params = parameter_layout(net)
     k_batches = num_batches(len(order), batch_size)
     check_disk(out_shard, shard_bytes(k_batches, n_params, torch_dtype))
-    batch_scores = scores[order[:k_batches * batch_size]].reshape(k_batches, -1)  # the fixed batches' scores
-    meta = dict(provenance(config_hash, device_description(dev), seed=seed, dtype=dtype, cuda_tf32=cuda_tf32,
-                           cuda_deterministic=cuda_deterministic),
-                metric=metric, epoch=epoch, start_params_sha256=state_digest(state.model))
+    batch_scores = scores[order[: k_batches * batch_size]].reshape(k_batches, -1)  # the fixed batches' scores
+    meta = dict(
+        provenance(
+            config_hash,
+            device_description(dev),
+            seed=seed,
+            dtype=dtype,
+            cuda_tf32=cuda_tf32,
+            cuda_deterministic=cuda_deterministic,
+        ),
+        metric=metric,
+        epoch=epoch,
+        start_params_sha256=state_digest(state.model),
+    )
     try:
         with ShardWriter(out_shard, k_batches, n_params, torch_dtype, direct=shard_io == "direct") as shard:
-            stats = run_epoch(net, optimizer, images, labels, order, epoch=epoch, batch_size=batch_size, seed=seed,
-                              augment=augment, dtype=torch_dtype, sink=KillableSink(shard, epoch), progress=progress)
+            stats = run_epoch(
+                net,
+                optimizer,
+                images,
+                labels,
+                order,
+                epoch=epoch,
+                batch_size=batch_size,
+                seed=seed,
+                augment=augment,
+                dtype=torch_dtype,
+                sink=KillableSink(shard, epoch),
+                progress=progress,
+            )
             test_loss, test_acc = evaluate(net, test_images, test_labels, torch_dtype)
             save_checkpoint(out_checkpoint, net.state_dict(), optimizer.state_dict(), epoch, meta)
             kill_point("after_checkpoint", epoch)
             records = EpochRecords(
-                epoch=epoch, lr=epoch_lr, phase=phase_of_epoch(epoch, lr_milestones), metric=metric,
-                test_loss=test_loss, test_acc=test_acc, provenance=json.dumps(meta), **stats,
-                batch_score_min=batch_scores.min(1), batch_score_mean=batch_scores.mean(1),
-                batch_score_max=batch_scores.max(1))
+                epoch=epoch,
+                lr=epoch_lr,
+                phase=phase_of_epoch(epoch, lr_milestones),
+                metric=metric,
+                test_loss=test_loss,
+                test_acc=test_acc,
+                provenance=json.dumps(meta),
+                **stats,
+                batch_score_min=batch_scores.min(1),
+                batch_score_mean=batch_scores.mean(1),
+                batch_score_max=batch_scores.max(1),
+            )
             shard.finish(layout, records)
     except BaseException:
         Path(out_checkpoint).unlink(missing_ok=True)  # no checkpoint without its shard
         raise
-    log.info("epoch %d: train loss %.4f, train acc %.4f, test acc %.4f, lr %g", epoch,
-             float(records.train_loss.mean()), float(records.train_acc.mean()), test_acc, epoch_lr)
+    log.info(
+        "epoch %d: train loss %.4f, train acc %.4f, test acc %.4f, lr %g",
+        epoch,
+        float(records.train_loss.mean()),
+        float(records.train_acc.mean()),
+        test_acc,
+        epoch_lr,
+    )
     return records
