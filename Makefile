@@ -4,14 +4,29 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
 
-.PHONY: env demo test dryrun clean-demo
+# Every config the checks cover: the paper's, the demo, and the test configs.
+CONFIGS := config/config.yaml config/demo.yaml $(sort $(wildcard .test/config/*.yaml))
+SNAKEMAKE := $(BIN)/snakemake
+# Building the DAG needs no PyTorch: `env-light` is the venv without it, for the check jobs on GitHub.
+NO_TORCH := torch|torchvision|lpips|scikit-image
+
+.PHONY: env env-light demo test dryrun check format-check lint dryruns clean-demo
 
 env: $(VENV)/.installed
+env-light: $(VENV)/.installed-light
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+$(VENV)/.installed-light: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	grep -vE '^($(NO_TORCH))==' requirements.txt > $(VENV)/requirements-light.txt
+	$(BIN)/python -m pip install --quiet -r $(VENV)/requirements-light.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
@@ -23,6 +38,24 @@ test: env
 
 dryrun: env
 	$(BIN)/snakemake -n --quiet rules
+
+# What CI checks besides the tests: .ci/run and the jobs of .github/workflows/main.yml run these targets
+# (after `make env` or `make env-light`).
+check: format-check lint dryruns
+
+format-check:
+	$(BIN)/snakefmt --check .
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+lint:
+	$(BIN)/actionlint
+	set -e; for c in $(CONFIGS); do echo "snakemake --lint --configfile $$c"; $(SNAKEMAKE) --lint --configfile $$c; done
+
+dryruns:
+	$(SNAKEMAKE) -n --quiet rules
+	$(SNAKEMAKE) -n --quiet rules --profile slurm
+	set -e; for c in $(CONFIGS); do echo "snakemake -n --configfile $$c"; $(SNAKEMAKE) -n --quiet rules --configfile $$c; done
 
 clean-demo:
 	rm -rf results/demo logs/demo

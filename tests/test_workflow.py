@@ -65,8 +65,14 @@ def test_paper_dag_chains_epochs_per_metric(tmp_path):
     assert "intensity" not in out
 
 
-def test_lint_is_clean():
-    proc = subprocess.run(SNAKEMAKE + ["--lint"], cwd=REPO, capture_output=True, text=True, timeout=300)
+CONFIG_FILES = [*sorted((REPO / "config").glob("*.yaml")), *sorted((REPO / ".test" / "config").glob("*.yaml"))]
+
+
+@pytest.mark.parametrize("configfile", CONFIG_FILES, ids=[p.relative_to(REPO).as_posix() for p in CONFIG_FILES])
+def test_lint_is_clean_on_every_config(configfile):
+    proc = subprocess.run(
+        SNAKEMAKE + ["--lint", "--configfile", str(configfile)], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0 and "Congratulations" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
 
