@@ -12,6 +12,7 @@ import h5py
 import pytest
 import yaml
 from conftest import REPO, SNAKEMAKE, TINY_CONFIG
+from envcheck import install_recorder, missing, script_rules
 
 COPY_VERSION = "0.2.0+deployed-copy"
 
@@ -69,9 +70,9 @@ def deploy(root, source, config):
     return root
 
 
-def snakemake(root, *args, timeout=900):
-    # No PYTHONPATH: the workflow must find its package itself.
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+def snakemake(root, *args, timeout=900, **extra_env):
+    # No PYTHONPATH to the package: the workflow must find it itself.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | extra_env
     proc = subprocess.run([*SNAKEMAKE, *args], cwd=root, capture_output=True, text=True, env=env, timeout=timeout)
     assert proc.returncode == 0, f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
     return proc.stdout + proc.stderr
@@ -97,7 +98,8 @@ def test_a_bad_user_config_is_refused_with_the_key(tmp_path, source):
 def test_a_study_runs_as_a_module_from_another_folder(tmp_path, source):
     config = dict(TINY_CONFIG, study="mine")
     root = deploy(tmp_path / "my-study", source, config)
-    snakemake(root, "--cores", "2")
+    site, imports = install_recorder(tmp_path / "imports")
+    snakemake(root, "--cores", "2", PYTHONPATH=str(site), BESTBATCH_IMPORT_LOG=str(imports))
     results = root / "results" / "mine"
     assert (results / "index.html").is_file() and (results / "claims.csv").is_file()
     assert (root / "logs" / "mine").is_dir()
@@ -112,3 +114,16 @@ def test_a_study_runs_as_a_module_from_another_folder(tmp_path, source):
     # the report finds its captions in the workflow's folder
     snakemake(root, "--report", "report.html")
     assert (root / "report.html").stat().st_size > 0
+
+    # each job imported only what its rule's conda environment holds (imports inside functions included)
+    env_of = {script: env for _, _, script, env in script_rules()}
+    seen = set()
+    for record in imports.glob("*.json"):
+        job = json.loads(record.read_text())
+        name = os.path.basename(job["argv0"])
+        if "/.snakemake/scripts/" not in job["argv0"]:
+            continue  # the Snakemake process itself
+        script = name.split(".", 1)[1]  # Snakemake runs a copy named tmp<random>.<script>
+        seen.add(script)
+        assert not missing(env_of[script], job["modules"]), (script, env_of[script].name)
+    assert len(seen) >= 12, sorted(seen)  # every rule of the study but the selection's

@@ -1,4 +1,5 @@
-"""Snakemake's concerns, not the science: stale locks after a kill, and fault injection for the tests.
+"""Snakemake's concerns, not the science: stale locks after a kill, the package for the rules' conda
+environments, and fault injection for the tests.
 
 Resuming after a kill: Snakemake's lock files outlive a SIGKILLed run and would block the rerun.
 A lock is stale when no process on this host is a Snakemake run (or one of its jobs) in the same
@@ -57,6 +58,33 @@ def release_stale_locks(workdir="."):
     for f in files:
         f.unlink(missing_ok=True)
     return files
+
+
+# envs/*.yaml end with the pip line `${BESTBATCH_PACKAGE}`: pip expands it when Snakemake creates the environment
+# (--sdm conda), and common.smk sets it from where the rules were read.
+PACKAGE_VARIABLE = "BESTBATCH_PACKAGE"
+
+
+def package_requirement(rules_dir):
+    """The pip requirement that installs this workflow's own package: `rules_dir` is the folder the rule files
+    were read from, as Snakemake knows it (workflow.current_basedir).
+
+    A local folder (a checkout, or a module declared with a path) gives `bestbatch @ file:///<checkout>`; a
+    module declared with github(...)/gitlab(...) gives the same repository at the same tag, commit or branch;
+    a local git repository (git+file) likewise."""
+    if getattr(rules_dir, "host", None):  # github(...), gitlab(...)
+        url, ref = (
+            f"git+https://{rules_dir.host}/{rules_dir.repo}",
+            rules_dir.tag or rules_dir.commit or rules_dir.branch,
+        )
+    elif getattr(rules_dir, "repo_path", None):  # a local git repository at a ref
+        url, ref = f"git+{Path(rules_dir.repo_path).resolve().as_uri()}", rules_dir.ref
+    else:
+        root = Path(rules_dir.get_path_or_uri(secret_free=True)).resolve().parents[1]
+        if not (root / "pyproject.toml").is_file():
+            raise FileNotFoundError(f"no pyproject.toml in {root}: the rules are expected in <workflow>/workflow/rules")
+        return f"bestbatch @ {root.as_uri()}"
+    return f"bestbatch @ {url}@{ref}" if ref else f"bestbatch @ {url}"
 
 
 def kill_point(point, epoch, step=0):

@@ -1,3 +1,4 @@
+import os
 import re
 import sys
 from pathlib import Path
@@ -23,7 +24,11 @@ from bestbatch.config import num_batches
 from bestbatch.resources import LIGHT_JOB, Study, job_resources, select_chunk_resources
 from bestbatch.selection import total_steps
 from bestbatch.steps.selection import arms as selection_arms, parse_arm
-from bestbatch.workflow_support import release_stale_locks
+from bestbatch.workflow_support import PACKAGE_VARIABLE, package_requirement, release_stale_locks
+
+# The rules' conda environments (--sdm conda) install the package itself from the pip line ${BESTBATCH_PACKAGE}:
+# this checkout, or the repository and tag a module was declared with.
+os.environ[PACKAGE_VARIABLE] = package_requirement(workflow.current_basedir)
 
 # --- the config, validated once: the schema's errors name the dotted key, Snakemake fills the defaults --
 SCHEMA = "../schemas/config.schema.yaml"
