@@ -53,7 +53,7 @@ def dry_run_seconds(repeats=3, models=None, seeds=None):
                     "-m",
                     "snakemake",
                     "-s",
-                    str(HERE.parent / "Snakefile"),
+                    str(HERE.parent / "workflow" / "Snakefile"),
                     "--directory",
                     work,
                     "--configfile",

@@ -47,7 +47,7 @@ def run_snakemake(workdir, *args, check=True, timeout=900):
     """Run the real workflow in `workdir` (which gets its own results/ and logs/)."""
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
     proc = subprocess.run(
-        [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args],
+        [*SNAKEMAKE, "-s", str(REPO / "workflow" / "Snakefile"), "--directory", str(workdir), *args],
         capture_output=True,
         text=True,
         env=env,

@@ -16,7 +16,7 @@ from conftest import REPO
 from packaging.requirements import Requirement
 
 SRC = REPO / "src"
-RULE_FILES = [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
+RULE_FILES = [REPO / "workflow" / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
 PACKAGE_LINE = "${BESTBATCH_PACKAGE}"
 
 

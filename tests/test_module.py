@@ -65,7 +65,7 @@ def deploy(root, source, config):
     """The user's folder: their config in config/, the module declaration in workflow/Snakefile."""
     (root / "workflow").mkdir(parents=True)
     (root / "config").mkdir()
-    (root / "workflow" / "Snakefile").write_text(USER_SNAKEFILE.format(snakefile=source / "Snakefile"))
+    (root / "workflow" / "Snakefile").write_text(USER_SNAKEFILE.format(snakefile=source / "workflow" / "Snakefile"))
     (root / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return root
 

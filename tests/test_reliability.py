@@ -32,7 +32,7 @@ def killable_run(workdir, cfg, kill_at=None):
         [
             *SNAKEMAKE,
             "-s",
-            str(REPO / "Snakefile"),
+            str(REPO / "workflow" / "Snakefile"),
             "--directory",
             str(workdir),
             "--configfile",
