@@ -255,7 +255,8 @@ VALID = {
     ("study",): lambda v: isinstance(v, str) and re.fullmatch(r"[A-Za-z0-9_.-]+", v) is not None,
     ("data", "source"): lambda v: v in ("cifar10", "cifar100", "synthetic"),
     ("data", "root"): lambda v: isinstance(v, str) and len(v) > 0,
-    ("data", "synthetic", "n_train"): lambda v: _int(v) and v >= 64,
+    # at least two batches of the tiny config's batch size
+    ("data", "synthetic", "n_train"): lambda v: _int(v) and v >= 2 * TINY_CONFIG["training"]["batch_size"],
     ("models",): lambda v: (
         isinstance(v, list)
         and len(v) > 0
@@ -266,7 +267,8 @@ VALID = {
         isinstance(v, list) and len(v) > 0 and all(_int(x) and x >= 0 for x in v) and len(set(v)) == len(v)
     ),
     ("training", "epochs"): lambda v: _int(v) and v >= 3,
-    ("training", "batch_size"): lambda v: _int(v) and 1 <= v <= 160,  # at least two batches
+    # at least two batches of the tiny config's images
+    ("training", "batch_size"): lambda v: _int(v) and 1 <= v <= TINY_CONFIG["data"]["synthetic"]["n_train"] // 2,
     ("training", "lr"): lambda v: _num(v) and v > 0,
     ("training", "momentum"): lambda v: _num(v) and 0 <= v <= 1,
     ("training", "weight_decay"): lambda v: _num(v) and v >= 0,
