@@ -366,32 +366,26 @@ def test_dataset_check_refuses_data_that_changed_since_planning(tmp_path):
     from bestbatch.steps.data import verify_dataset
 
     write_dataset(tmp_path / "d", *make_synthetic(300, 40, seed=1))
+
+    def check(batch_size, n_train):
+        verify_dataset(
+            tmp_path / "dataset.json",
+            root=tmp_path / "d",
+            source="cifar10",
+            download=False,
+            verify="auto",
+            batch_size=batch_size,
+            n_train=n_train,
+            n_test=40,
+            n_classes=10,
+        )
+
     with pytest.raises(
         DatasetError, match=r"holds 300 training images, but the workflow was planned for 1024 training"
     ):
-        verify_dataset(
-            tmp_path / "dataset.json",
-            root=tmp_path / "d",
-            source="cifar10",
-            download=False,
-            verify="auto",
-            batch_size=64,
-            n_train=1024,
-            n_test=40,
-            n_classes=10,
-        )
+        check(batch_size=64, n_train=1024)
     with pytest.raises(
         DatasetError, match=r"training.batch_size: 200 leaves one batch per epoch \(300 training images"
     ):
-        verify_dataset(
-            tmp_path / "dataset.json",
-            root=tmp_path / "d",
-            source="cifar10",
-            download=False,
-            verify="auto",
-            batch_size=200,
-            n_train=300,
-            n_test=40,
-            n_classes=10,
-        )
+        check(batch_size=200, n_train=300)
     assert not (tmp_path / "dataset.json").exists()
