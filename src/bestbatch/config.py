@@ -140,6 +140,17 @@ def check_semantics(config, n_train=None):
                 f"{' and the random control' if 'random' in missing else ''} come from there); "
                 f"allowed: {', '.join(config['metrics'])}"
             )
+        if "shuffled" not in sel.get("controls", ["shuffled"]):
+            raise ConfigError(
+                "selection.controls: must include shuffled: each seed's target accuracy is selection.target_fraction "
+                "of its shuffled (standard SGD) run's final accuracy"
+            )
+        if "measured_best" in sel["policies"] and len(config["seeds"]) < 2:
+            raise ConfigError(
+                f"selection.policies: measured_best needs at least two seeds (seeds is {config['seeds']}): it is "
+                "cross-fitted, each seed's batches picked from the other seeds' Algorithm 1 runs, never from the run "
+                "that shares its init.pt; add seeds or drop measured_best"
+            )
     if n_train is None:
         n_train, *_ = planned_sizes(config["data"]["source"], config["data"]["root"], config["data"].get("synthetic"))
     check_batch_size(t["batch_size"], n_train)

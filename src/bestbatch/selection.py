@@ -27,17 +27,16 @@ cycle through a phase's plan (one permutation for `shuffled`), counted over the 
 metric's order, so the same batch in the same pass gets the same crops under every policy; with budget
 1.0 and whole-epoch milestones the `all` policy is exactly Algorithm 1's net_normal (pass = epoch - 1).
 
-The summary statistics at the end (`steps_to_target`, `compare`) need numpy and scipy only; PyTorch is
-imported by the functions that train, so the analysis can import this module without it.
+The experiment's arms and the comparisons between them are named here (`arms`, `comparison_plan`); the
+comparisons themselves, their corrections and verdicts are statistics (`bestbatch.stats.analyse_selection`).
+PyTorch is imported by the functions that train, so the analysis can import this module without it.
 """
 
 import logging
 import math
-from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
-from scipy import stats as sps
 
 from .config import num_batches
 
@@ -207,7 +206,10 @@ def measured_best(K, phase, n_phases, params, profile=None):
     """Per phase, the round(K x best_fraction) positions (round half up, at least 1) with the lowest mean
     within-epoch z-scored distance in the Algorithm 1 study of the same model (ties: the lower position).
 
-    profile: {phase: (K,) mean z profile averaged over the study's seeds} (`profile_from_distances`).
+    profile: {phase: (K,) mean z profile} (`profile_from_distances`) of the *other* seeds' Algorithm 1 runs
+    (cross-fitted: what picks a seed's batches never saw that seed's run, which starts from the same
+    init.pt). On the random ordering, whose batches differ from seed to seed, no other run measured the same
+    batches: that arm picks as many positions at random instead (`random_pick`).
     """
     if profile is None:
         raise ValueError(
@@ -219,11 +221,25 @@ def measured_best(K, phase, n_phases, params, profile=None):
     z = np.asarray(profile[phase], dtype=float)
     if z.shape != (K,) or not np.all(np.isfinite(z)):
         raise ValueError(f"measured_best: the profile of phase {phase} must be {K} finite values, got {z.shape}")
-    f = _exact(params["best_fraction"], "best_fraction")
+    return np.sort(np.argsort(z, kind="stable")[: best_count(K, params["best_fraction"])])
+
+
+def best_count(K, best_fraction):
+    """How many positions measured_best keeps of K: round half up of K x best_fraction, at least 1."""
+    f = _exact(best_fraction, "best_fraction")
     if not 0 < f <= 1:
-        raise ValueError(f"measured_best: best_fraction {params['best_fraction']} must be in (0, 1]")
-    n = max(1, _round_half_up(K * f))
-    return np.sort(np.argsort(z, kind="stable")[:n])
+        raise ValueError(f"measured_best: best_fraction {best_fraction} must be in (0, 1]")
+    return max(1, _round_half_up(K * f))
+
+
+def random_pick(K, n_phases, best_fraction, seed):
+    """measured_best's control on the random ordering: per phase best_count(K, best_fraction) positions
+    drawn at random (np.random.default_rng([seed, phase, 2])), sorted."""
+    n = best_count(K, best_fraction)
+    return {
+        phase: np.sort(np.random.default_rng([int(seed), phase, 2]).choice(K, n, replace=False)).astype(np.int64)
+        for phase in range(1, n_phases + 1)
+    }
 
 
 def profile_from_distances(distances_by_phase):
@@ -280,7 +296,9 @@ class Visitor:
 
     kind "fixed": `plan` {phase: (n_p, B) indices}; in phase p (steps first_p <= s < end_p) step s takes
     row j = (s - first_p) mod n_p, in pass P_p + (s - first_p) // n_p, where P_p counts the passes (partial
-    ones included) of the phases before. `positions` {phase: (n_p,) labels} names each row for the
+    ones included) of the phases before. A pass the phase leaves partial (r < n_p steps, a budget below one
+    pass per phase) visits r rows spread evenly over the whole plan, in order (`partial_row`): every row
+    is visited once or not at all, so no part of the order is left out by its position. `positions` {phase: (n_p,) labels} names each row for the
     augmentation seed (a policy's positions in the metric's order; default: the row index).
     kind "shuffled": standard SGD, phases ignored: step s is batch s mod K of pass s // K, the permutation
     of that pass from np.random.default_rng([seed, pass]) (K = n_images // batch_size).
@@ -332,10 +350,21 @@ class Visitor:
             perm = shuffled_permutation(self.seed, pass_, self.n_images)
             return perm[position * self.batch_size : (position + 1) * self.batch_size].astype(np.int64), pass_, position
         phase = self.phase(step)
-        first = self.bounds[phase - 1][1]
+        _, first, end = self.bounds[phase - 1]
         n = len(self.plan[phase])
         p_in, j = divmod(step - first, n)
-        return self.plan[phase][j], self.pass_offset[phase] + p_in, int(self.positions[phase][j])
+        pass_ = self.pass_offset[phase] + p_in
+        partial = (end - first) - p_in * n  # steps left in the phase from this pass's start
+        if partial < n:
+            j = self.partial_row(j, n, partial, pass_)
+        return self.plan[phase][j], pass_, int(self.positions[phase][j])
+
+    def partial_row(self, i, n, r, pass_):
+        """Row of the i-th step of a partial pass of r < n steps over n rows: floor((i n + o) / r) with a
+        seeded offset o in 0..n-1 (np.random.default_rng([seed, pass, 1])). The r rows are spread evenly
+        over the whole plan in its order (systematic sampling with a random start), never its first r."""
+        offset = int(np.random.default_rng([self.seed, int(pass_), 1]).integers(n))
+        return (i * n + offset) // r
 
     def images_per_phase(self):
         """{phase: distinct images the run visits in that phase}."""
@@ -440,95 +469,90 @@ def train_chunk(
     return rows
 
 
-# --- summary statistics (numpy / scipy only) ----------------------------------------------------------
+# --- the experiment: arms, and what each is compared with ----------------------------------------------
+
+CONTROLS = ("shuffled", "random_subset", "random_ordering")
+# The paper's two recommendations (section 5, future work 2), as (policy, metrics it names, words): the
+# confirmatory family of the selection page (each policy against the same order with every batch).
+RECOMMENDATIONS = (
+    ("drop_extremes", None, "Training converges slightly faster without the batches at the metric's extremes."),
+    (
+        "phase1_upper_quartile",
+        ("intensity", "lpips"),
+        "In the first phase, training on high-intensity, very distinct (high LPIPS) batches only converges faster.",
+    ),
+)
+QUANTITIES = ("steps_to_target", "final_accuracy")
 
 
-def steps_to_target(steps, accuracies, target):
-    """The first evaluated step whose accuracy reaches `target` (>=); nan if none does."""
-    steps, acc = np.asarray(steps, dtype=float), np.asarray(accuracies, dtype=float)
-    if steps.shape != acc.shape or steps.ndim != 1:
-        raise ValueError(f"steps and accuracies must be 1-D and of one length, got {steps.shape}, {acc.shape}")
-    if np.any(np.diff(steps) <= 0):
-        raise ValueError("steps must be increasing")
-    hit = np.flatnonzero(acc >= target)
-    return float(steps[hit[0]]) if hit.size else math.nan
+def arms(policies, metrics, controls):
+    """Every arm of the experiment, in a stable order."""
+    out = [f"{p}.{m}" for p in policies for m in metrics]
+    if "random_ordering" in controls:
+        out += [f"{p}.random" for p in policies]
+    if "random_subset" in controls:
+        out += [f"random_subset.{p}.{m}" for p in policies if p != "all" for m in metrics]
+    if "shuffled" in controls:
+        out.append("shuffled")
+    return out
 
 
-QUANTITIES = {"steps_to_target": ("faster", "slower"), "final_accuracy": ("higher", "lower")}
-NO_DIFFERENCE = "no detectable difference"
+def parse_arm(arm):
+    """dict(kind=policy|random_subset|shuffled, policy=..., metric=...) of an arm's name."""
+    parts = arm.split(".")
+    if parts == ["shuffled"]:
+        return dict(kind="shuffled", policy=None, metric=None)
+    if parts[0] == "random_subset" and len(parts) == 3:
+        return dict(kind="random_subset", policy=parts[1], metric=parts[2])
+    if len(parts) == 2:
+        return dict(kind="policy", policy=parts[0], metric=parts[1])
+    raise ValueError(f"not an arm of the selection experiment: {arm!r}")
 
 
-@dataclass
-class Comparison:
-    """A policy against a control, paired over seeds: difference = policy - control."""
-
-    quantity: str
-    n_seeds: int
-    mean_difference: float
-    lo: float
-    hi: float
-    interval: str
-    p: float
-    verdict: str
-    differences: list = field(default_factory=list)
-    policy_never_reached: list = field(default_factory=list)
-    control_never_reached: list = field(default_factory=list)
+def controls_of(arm, all_arms):
+    """The arms an arm is compared with: the same ordering with every batch, the same number of random
+    images, the same policy on the random ordering, and standard SGD (those present)."""
+    a = parse_arm(arm)
+    if a["kind"] != "policy" or a["metric"] == "random":
+        return []
+    wanted = [
+        f"all.{a['metric']}" if a["policy"] != "all" else None,
+        f"random_subset.{a['policy']}.{a['metric']}",
+        f"{a['policy']}.random",
+        "shuffled",
+    ]
+    return [c for c in wanted if c in all_arms]
 
 
-def compare(policy_values, control_values, alpha=0.05, quantity="steps_to_target", budget_steps=None):
-    """Paired comparison over seeds (seed i of the policy with seed i of the control).
+def recommendation_of(arm, control, quantity):
+    """The words of the paper's recommendation this comparison tests (confirmatory), or None (exploratory)."""
+    a = parse_arm(arm)
+    if a["kind"] != "policy" or quantity != "steps_to_target" or control != f"all.{a['metric']}":
+        return None
+    for policy, named, words in RECOMMENDATIONS:
+        if a["policy"] == policy and (named is None or a["metric"] in named):
+            return words
+    return None
 
-    quantity "steps_to_target": nan (the target never reached) counts as budget_steps + 1 and is flagged;
-    verdict "faster" when the mean difference < 0 and p < alpha, "slower" when > 0 and p < alpha.
-    quantity "final_accuracy": "higher" / "lower" likewise. Otherwise "no detectable difference", which
-    is not evidence of no effect. The interval is a t-interval over seeds (df = S - 1) and p a paired
-    t-test (scipy.stats.ttest_rel); with one seed there is neither. Differences equal in every seed give
-    p = 1 when they are 0 and p = 0 otherwise (the t statistic is 0 or infinite).
-    """
-    if quantity not in QUANTITIES:
-        raise ValueError(f"compare: unknown quantity {quantity!r}; allowed: {', '.join(QUANTITIES)}")
-    a, b = np.asarray(policy_values, dtype=float), np.asarray(control_values, dtype=float)
-    if a.shape != b.shape or a.ndim != 1 or a.size == 0:
-        raise ValueError(f"compare: need two 1-D arrays of one value per seed, paired; got {a.shape}, {b.shape}")
-    never_a, never_b = np.isnan(a), np.isnan(b)
-    if quantity == "steps_to_target":
-        if never_a.any() or never_b.any():
-            if budget_steps is None:
-                raise ValueError("compare: a run never reached the target; pass budget_steps (it counts as budget + 1)")
-            a, b = np.where(never_a, budget_steps + 1, a), np.where(never_b, budget_steps + 1, b)
-    elif never_a.any() or never_b.any():
-        raise ValueError("compare: final accuracies must be finite")
-    d = a - b
-    S = d.size
-    mean = float(d.mean())
-    better, worse = QUANTITIES[quantity]
-    if S == 1:
-        lo = hi = p = math.nan
-        interval = "one seed: no interval and no test (the seed is the unit of replication)"
-    else:
-        sd = float(d.std(ddof=1))
-        half = sps.t.ppf(1 - alpha / 2, S - 1) * sd / math.sqrt(S)
-        lo, hi = mean - half, mean + half
-        interval = f"t-interval over {S} seeds (df = {S - 1}), paired"
-        if sd == 0:
-            p = 1.0 if mean == 0 else 0.0
-        else:
-            p = float(sps.ttest_rel(a, b).pvalue)
-    sign = -1 if quantity == "steps_to_target" else 1  # the direction that is "better"
-    if not (p < alpha):
-        verdict = NO_DIFFERENCE
-    else:
-        verdict = better if sign * mean > 0 else worse if sign * mean < 0 else NO_DIFFERENCE
-    return Comparison(
-        quantity=quantity,
-        n_seeds=S,
-        mean_difference=mean,
-        lo=float(lo),
-        hi=float(hi),
-        interval=interval,
-        p=float(p),
-        verdict=verdict,
-        differences=d.tolist(),
-        policy_never_reached=never_a.tolist() if quantity == "steps_to_target" else [False] * S,
-        control_never_reached=never_b.tolist() if quantity == "steps_to_target" else [False] * S,
-    )
+
+def comparison_plan(all_arms):
+    """[(arm, control, quantity, recommendation or None)]: every policy arm against each of its controls in
+    both quantities; the comparisons that test one of the paper's recommendations carry its words."""
+    return [
+        (arm, control, quantity, recommendation_of(arm, control, quantity))
+        for arm in all_arms
+        for control in controls_of(arm, all_arms)
+        for quantity in QUANTITIES
+    ]
+
+
+def evaluation_every(total_steps, chunk_steps, evaluations):
+    """Steps between evaluations: the largest divisor of a job's chunk_steps that gives at least
+    `evaluations` evaluations over total_steps (so every chunk starts on the evaluation grid)."""
+    if total_steps < 1 or chunk_steps < 1 or evaluations < 1:
+        raise ValueError(f"evaluation_every: {total_steps}, {chunk_steps}, {evaluations} must be >= 1")
+    best = 1
+    for every in range(1, chunk_steps + 1):
+        if chunk_steps % every == 0 and total_steps // every >= evaluations:
+            best = every
+    return best

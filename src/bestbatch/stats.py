@@ -26,10 +26,12 @@ Statistics are never tuned to give a verdict: a claim whose Holm-adjusted p is n
 reported as inconclusive.
 """
 
+import functools
 import math
 import warnings
 import zlib
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import NamedTuple
 
 import numpy as np
@@ -254,6 +256,18 @@ def _permutations(rng, shape, K):
     return rng.permuted(np.broadcast_to(np.arange(K), (n, K)), axis=1).reshape(*shape, K)
 
 
+def relabellings(rng, n_perm, S, K, scheme="shared"):
+    """(n_perm, S, K) index arrays: replicate i reads seed s's position k from position [i, s, k].
+
+    shared: one permutation per replicate, the same for every seed (a broadcast view); per_seed: one per
+    seed. Every epoch of a seed is relabelled alike (the profile is relabelled)."""
+    if scheme == "shared":
+        return np.broadcast_to(_permutations(rng, (n_perm,), K)[:, None, :], (n_perm, S, K))
+    if scheme == "per_seed":
+        return _permutations(rng, (n_perm, S), K)
+    raise ValueError(f"relabellings: scheme {scheme!r} relabels epochs, not profiles; known: shared, per_seed")
+
+
 def permuted_profiles(Ds, n_perm, rng=None, scheme="shared"):
     """(n_perm, S, K) profiles under the null that batch positions are exchangeable.
 
@@ -275,12 +289,8 @@ def permuted_profiles(Ds, n_perm, rng=None, scheme="shared"):
             perm = _permutations(rng, (n_perm, Z.shape[0]), K)
             out[:, s] = np.take_along_axis(np.broadcast_to(Z, perm.shape), perm, -1).mean(1)
         return out
-    P = seed_profiles(Ds)
-    if scheme == "shared":
-        perm = _permutations(rng, (n_perm,), K)
-        return P[:, perm].transpose(1, 0, 2)
-    perm = _permutations(rng, (n_perm, S), K)
-    return np.take_along_axis(np.broadcast_to(P, perm.shape), perm, -1)
+    perm = relabellings(rng, n_perm, S, K, scheme)
+    return np.take_along_axis(np.broadcast_to(seed_profiles(Ds), perm.shape), perm, -1)
 
 
 def permutation_p(observed, null, alternative="two-sided"):
@@ -342,6 +352,187 @@ def holm(pvalues):
     return out
 
 
+def holm_levels(pvalues, alpha):
+    """Per test, the level alpha_j at which Holm's step-down procedure decides it (nan for a nan p).
+
+    Sorted p_(1) <= ... <= p_(m): Holm rejects while p_(j) < alpha / (m - j + 1) and stops at the first j0
+    that fails. The j-th test (j < j0) is decided at alpha / (m - j + 1); j0 and every test after it at
+    alpha / (m - j0 + 1). So p < level exactly when the Holm-adjusted p < alpha, and an interval that
+    inverts the test at `level` excludes the null value exactly when the verdict is significant.
+    """
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    m = ok.size
+    stopped = None
+    for j, i in enumerate(ok[np.argsort(p[ok], kind="stable")]):
+        level = alpha / (m - j)
+        if stopped is None and not p[i] < level:
+            stopped = level
+        out[i] = level if stopped is None else stopped
+    return out
+
+
+# --- intervals that agree with their tests --------------------------------------------------------------
+# Every test here compares an observed statistic t with null values (relabellings, sign flips) and both
+# move linearly with a hypothesised effect delta: the observed statistic of the data shifted by delta is
+# t - delta, a null value a_i - delta b_i with |b_i| <= 1. The interval at `level` is every delta whose
+# p-value is at least `level`: it excludes 0 exactly when p < level.
+
+
+def inverted_interval(observed, null_a, null_b, level, offset, denominator):
+    """(lo, hi): the deltas with p(delta) = (offset + #{i : |a_i - delta b_i| >= |t - delta|}) / denominator
+    >= level. Each null value is at least as extreme as t - delta on a closed interval of delta that holds
+    t (where t - delta = 0), so the set is one interval: its ends are order statistics of those intervals'
+    ends. +-inf where no delta is excluded (too few replicates for this level)."""
+    t = float(observed)
+    a, b = np.asarray(null_a, dtype=float), np.asarray(null_b, dtype=float)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"null_a and null_b must be 1-D and of one length, got {a.shape}, {b.shape}")
+    if np.any(np.abs(b) > 1 + 1e-9):
+        raise ValueError("inverted_interval: every |b_i| must be <= 1")
+    need = math.ceil(level * denominator - offset - 1e-9)  # null values that must be at least as extreme
+    if not np.isfinite(t) or level != level:
+        return math.nan, math.nan
+    if need <= 0:
+        return -math.inf, math.inf
+    # |a - d b| >= |t - d|  <=>  (b^2 - 1) d^2 + 2 (t - a b) d + (a^2 - t^2) >= 0
+    A, B, C = b * b - 1, 2 * (t - a * b), a * a - t * t
+    lo, hi = np.full(a.shape, -math.inf), np.full(a.shape, math.inf)
+    curved = A < -1e-12
+    disc = np.sqrt(np.maximum(B[curved] ** 2 - 4 * A[curved] * C[curved], 0.0))
+    r1, r2 = (-B[curved] + disc) / (2 * A[curved]), (-B[curved] - disc) / (2 * A[curved])
+    lo[curved], hi[curved] = np.minimum(r1, r2), np.maximum(r1, r2)
+    flat = ~curved  # |b| = 1: a half-line through t, or every delta where a = +-t (B = C = 0 up to rounding)
+    every = np.abs(B[flat]) <= 1e-9 * np.maximum(1.0, np.maximum(abs(t), np.abs(a[flat])))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        edge = -C[flat] / B[flat]
+    rising = B[flat] > 0  # B d + C >= 0 from the edge upwards
+    lo[flat] = np.where(every, -math.inf, np.where(rising, edge, -math.inf))
+    hi[flat] = np.where(every, math.inf, np.where(rising, math.inf, edge))
+    lo, hi = np.minimum(lo, t), np.maximum(hi, t)  # rounding must not lose t itself
+    if need > a.size:
+        return t, t
+    return float(np.sort(lo)[need - 1]), float(np.sort(hi)[a.size - need])
+
+
+# --- paired comparisons over seeds: the exact sign-flip test ---------------------------------------------
+# Two arms of the selection experiment trained from the same seed form a pair; the seed is the unit of
+# replication. Under the null that the two arms are exchangeable within a seed, each seed's difference is
+# as likely to have either sign, so the 2^S sign flips of the differences are equally likely: the test is
+# exact for any distribution, ties and grid values included (a zero difference flips to itself and counts
+# as extreme). Its smallest two-sided p is 2 / 2^S: 0.25 with 3 seeds.
+
+EXACT_FLIPS = 16  # up to 2^16 sign vectors enumerated; more seeds: Monte-Carlo flips
+
+
+@dataclass
+class SignFlip:
+    """A paired sign-flip test of the mean difference; `a` and `b` describe it for inverted_interval."""
+
+    mean: float
+    p: float
+    a: np.ndarray
+    b: np.ndarray
+    offset: int
+    denominator: int
+    exact: bool
+
+    def interval(self, level):
+        return inverted_interval(self.mean, self.a, self.b, level, self.offset, self.denominator)
+
+
+@functools.lru_cache(maxsize=EXACT_FLIPS)
+def _all_flips(S):
+    """(2^S, S) every sign vector, as float (read-only: shared by the calls)."""
+    flips = (1 - 2 * ((np.arange(2**S)[:, None] >> np.arange(S)) & 1)).astype(float)
+    flips.setflags(write=False)
+    return flips
+
+
+def sign_flip_test(differences, rng=None, n_random=2**16):
+    """Two-sided exact sign-flip test of mean(differences) = 0 (every one of the 2^S sign vectors for
+    S <= EXACT_FLIPS, else n_random random ones plus the observed: p = (1 + hits) / (1 + n_random))."""
+    d = np.asarray(differences, dtype=float)
+    if d.ndim != 1 or d.size == 0 or not np.all(np.isfinite(d)):
+        raise ValueError(f"sign_flip_test: need a 1-D array of finite paired differences, got {d}")
+    S = d.size
+    if S <= EXACT_FLIPS:
+        flips, offset, exact = _all_flips(S), 0, True
+    else:
+        flips = np.random.default_rng(rng).choice([-1, 1], size=(n_random, S))
+        offset, exact = 1, False
+    a, b, t = flips @ d / S, flips.sum(1) / S, float(d.mean())
+    tol = 1e-10 * max(1.0, abs(t))
+    hits = int(np.count_nonzero(np.abs(a) >= abs(t) - tol))
+    denominator = flips.shape[0] + offset
+    return SignFlip(t, (offset + hits) / denominator, a, b, offset, denominator, exact)
+
+
+def smallest_sign_flip_p(n_seeds):
+    """The smallest two-sided p an exact sign-flip test over n_seeds can give: 2 / 2^S."""
+    return 2.0 ** (1 - n_seeds)
+
+
+def seeds_for_a_verdict(n_tests, alpha):
+    """The fewest seeds at which a sign-flip test can pass Holm's first step (p < alpha / n_tests): with
+    that many, a verdict needs every seed's difference to have the same sign; more seeds give power."""
+    S = 1
+    while not smallest_sign_flip_p(S) < alpha / max(n_tests, 1):
+        S += 1
+    return S
+
+
+# --- runs that did not learn ----------------------------------------------------------------------------
+# A fixed order can stop a network from learning (a sorted order that groups classes into batches). Such a
+# run's gradients answer no question about training; it is named on every page and never averaged in.
+
+CHANCE_MARGIN_SE = 3  # "at chance": within 3 binomial standard errors of a chance classifier on the test set
+
+
+@dataclass
+class Learning:
+    """Whether a run learned: its mean test accuracy over the last phase against chance (1 / classes)."""
+
+    learned: bool
+    accuracy: float
+    chance: float
+    margin: float
+
+    def describe(self):
+        if self.learned:
+            return f"learned: test accuracy {self.accuracy:.2f} over the last phase, chance {self.chance:.2f}"
+        return (
+            f"the network did not learn under this order: test accuracy {self.accuracy:.2f} over the last phase, "
+            f"chance {self.chance:.2f}"
+        )
+
+
+def learning_status(last_phase_accuracy, n_classes, n_test):
+    """Learning of a run from its test accuracies over its last phase: it did not learn when their mean is
+    at most chance + CHANCE_MARGIN_SE x sqrt(chance (1 - chance) / n_test), chance = 1 / n_classes (the
+    test sets here are balanced); e.g. 0.109 for CIFAR-10's 10,000 test images, 0.140 for 512."""
+    acc = np.asarray(last_phase_accuracy, dtype=float)
+    if acc.size == 0 or not np.all(np.isfinite(acc)) or n_classes < 2 or n_test < 1:
+        raise ValueError(
+            f"learning_status: need finite accuracies, n_classes >= 2 and n_test >= 1 "
+            f"(got {acc.size} values, {n_classes}, {n_test})"
+        )
+    chance = 1.0 / n_classes
+    margin = CHANCE_MARGIN_SE * math.sqrt(chance * (1 - chance) / n_test)
+    mean = float(acc.mean())
+    return Learning(mean > chance + margin, mean, chance, margin)
+
+
+def run_learning(epochs, test_acc, phases, n_classes, n_test):
+    """Learning of an Algorithm 1 run from its per-epoch test accuracies over the study's last phase
+    (phases: [(phase, first_epoch, last_epoch, lr)]; a run that stops earlier: its last epoch)."""
+    epochs, acc = np.asarray(epochs), np.asarray(test_acc, dtype=float)
+    _, first, last, _ = phases[-1]
+    sel = (epochs >= first) & (epochs <= last)
+    return learning_status(acc[sel] if sel.any() else acc[epochs == epochs.max()], n_classes, n_test)
+
+
 # --- the paper's claims -------------------------------------------------------------------------------
 
 
@@ -392,6 +583,14 @@ PAPER_CLAIMS = [
 ]
 
 
+NOT_INTERPRETABLE = "not interpretable"
+FAMILIES = {
+    "confirmatory": "the paper's claims: their verdicts are Holm-corrected over this family only",
+    "exploratory": "the random-order controls and the associations with position and score: Holm-corrected over "
+    "this family on its own; leads, not verdicts",
+}
+
+
 def verdict(effect, p_adjusted, expected, alpha=0.05):
     """supported: adjusted p < alpha with the claimed sign; contradicted: adjusted p < alpha, opposite sign;
     otherwise inconclusive. A negative effect is "closer", a positive one "farther"."""
@@ -408,23 +607,52 @@ def _fmt_p(p):
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
-def sentence(phase, metric, region, effect, ci_lo, ci_hi, p_adjusted, verdict, n_seeds, alpha=0.05, control=False):
+def fmt_level(level):
+    """A confidence level 1 - level in percent, as many digits as it needs: 95%, 99.6%, 99.58%."""
+    if not np.isfinite(level):
+        return "?"
+    pct = 100 * (1 - level)
+    for digits in range(0, 4):
+        if abs(round(pct, digits) - pct) < 1e-9 or digits == 3:
+            return f"{pct:.{digits}f}%"
+
+
+def fmt_interval(lo, hi, spec=".2f"):
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "unbounded" if lo != lo or np.isinf(lo) or np.isinf(hi) else "not available"
+    return f"{lo:{spec}} to {hi:{spec}}"
+
+
+def sentence(
+    phase, metric, region, effect, ci_lo, ci_hi, level, p_adjusted, verdict, n_seeds, control=False, note="", alpha=0.05
+):
     """One plain-English sentence for a claim (or control) row, with the numbers.
 
     e.g. "In phase 1 the upper-quartile batches of intensity are 0.31 SD closer to the full gradient than
-    the rest (95% CI 0.12 to 0.50 over 3 seeds, Holm-adjusted p = 0.004): supported."
+    the rest (99.6% interval 0.12 to 0.50 by inverting the permutation test at Holm's level; 3 seeds,
+    Holm-adjusted p = 0.004): supported." The interval is of the shift in mean z between the region and
+    the rest; it excludes 0 exactly when the Holm-adjusted p is below alpha.
     """
     subject, rest = REGION_WORDS.get(region, (f"the batches in {region}", "the rest"))
     of = "the random ordering" if metric == "random" else metric
+    if verdict == NOT_INTERPRETABLE:
+        return f"In phase {phase} {subject} of {of} could not be tested: {note}: {verdict}."
     if not np.isfinite(effect):
         return f"In phase {phase} {subject} of {of} could not be compared with {rest}: {verdict}."
     closer = effect < 0
     size, lo, hi = (-effect, -ci_hi, -ci_lo) if closer else (effect, ci_lo, ci_hi)
     way = "closer to" if closer else "farther from"
-    over = f"over {n_seeds} seeds" if n_seeds >= 2 else "epoch bootstrap of 1 seed, which understates the uncertainty"
+    seeds = f"{n_seeds} seed{'s' if n_seeds != 1 else ''}"
+    interval = (
+        f"{fmt_level(level)} interval {fmt_interval(lo, hi)}"
+        if np.isfinite(lo) and np.isfinite(hi)
+        else f"the {fmt_level(level)} interval is unbounded: no shift is rejected at Holm's level"
+    )
+    extra = f"; {note}" if note else ""
     text = (
         f"In phase {phase} {subject} of {of} are {size:.2f} SD {way} the full gradient than {rest} "
-        f"({round(100 * (1 - alpha))}% CI {lo:.2f} to {hi:.2f} {over}, Holm-adjusted {_fmt_p(p_adjusted)})"
+        f"({interval}, by inverting the permutation test at Holm's level; {seeds}{extra}; "
+        f"Holm-adjusted {_fmt_p(p_adjusted)})"
     )
     if control:
         chance = (
@@ -432,7 +660,7 @@ def sentence(phase, metric, region, effect, ci_lo, ci_hi, p_adjusted, verdict, n
             if np.isfinite(p_adjusted) and p_adjusted < alpha
             else "the random ordering makes no claim; it shows how large such a pattern is by chance"
         )
-        return f"{text}: control ({chance})."
+        return f"{text}: control, exploratory ({chance})."
     return f"{text}: {verdict}."
 
 
@@ -449,6 +677,7 @@ def _cell_rng(seed, model, metric, phase):
 def _row(**fields):
     base = dict(
         kind=None,
+        family=None,
         model=None,
         claim=None,
         metric=None,
@@ -460,11 +689,13 @@ def _row(**fields):
         effect=float("nan"),
         ci_lo=float("nan"),
         ci_hi=float("nan"),
+        level=float("nan"),
         p=float("nan"),
         p_holm=float("nan"),
         verdict=None,
         sentence=None,
         n_seeds=None,
+        not_learned=None,
         method=None,
         control=False,
         n_perm=None,
@@ -479,6 +710,22 @@ class SeedRun(NamedTuple):
     distance: np.ndarray  # (E, K)
     epoch: np.ndarray  # (E,)
     score: np.ndarray = None  # (K,) the batches' mean metric scores
+    seed: object = None  # the run's seed, to name it
+    learning: Learning = None  # None: taken as learned
+
+
+def _not_learned_note(runs):
+    """Words for the runs of a cell that did not learn: which seeds, their accuracy and chance."""
+    bad = [r for r in runs if r.learning is not None and not r.learning.learned]
+    if not bad:
+        return ""
+    names = ", ".join(str(r.seed) for r in bad if r.seed is not None)
+    accuracy = ", ".join(f"{r.learning.accuracy:.2f}" for r in bad)
+    which = f"seed{'s' if len(bad) > 1 else ''} {names}" if names else f"{len(bad)} seed(s)"
+    return (
+        f"the network did not learn under this order in {which} (test accuracy {accuracy} over the last phase, "
+        f"chance {bad[0].learning.chance:.2f})"
+    )
 
 
 def analyse_study(
@@ -486,69 +733,109 @@ def analyse_study(
 ):
     """Every claim, control, association and profile of a study as tidy rows (a list of dicts, one schema).
 
-    matrices: {(model, metric): [per seed: SeedRun(distance=(E, K), epoch=(E,), score=(K,) batch mean scores)]}
+    matrices: {(model, metric): [per seed: SeedRun(distance=(E, K), epoch=(E,), score=(K,), seed, learning)]}
     phases: [(phase, first_epoch, last_epoch, lr)].
-    kind "claim": a claim tested on one (model, metric, phase); "control": the same test on the random
-    ordering (control=True, verdict "control"); "association": Spearman rho of position (rho_position) and
-    of batch mean score (rho_score) with the profile; "profile": mean z per decile and quartile with its
-    interval; "summary": per (model, claim), supported if all its rows are supported, contradicted if any
-    is contradicted, else inconclusive. Holm runs over every p-value the study reports (claims, controls,
-    associations). Deterministic given `seed`.
+    kind "claim": a claim tested on one (model, metric, phase), family "confirmatory"; "control": the same
+    test on the random ordering (control=True, verdict "control"), family "exploratory"; "association":
+    Spearman rho of position (rho_position) and of batch mean score (rho_score) with the profile,
+    "exploratory"; "profile": mean z per decile and quartile with a t-interval over seeds (descriptive);
+    "summary": per (model, claim), supported if all its rows are supported, contradicted if any is
+    contradicted, else inconclusive. Holm runs within each family. A claim's or control's interval inverts
+    its permutation test at the level Holm decides it at (holm_levels), so it excludes 0 exactly when the
+    Holm-adjusted p < alpha. A seed whose run did not learn (SeedRun.learning) is left out and named; a
+    cell with no seed left gets "not interpretable" rows outside both families. Deterministic given `seed`.
     """
+    if scheme not in ("shared", "per_seed"):
+        raise ValueError(f"analyse_study: scheme {scheme!r}; use shared or per_seed (per_epoch is the wrong null)")
     models = list(dict.fromkeys(model for model, _ in matrices))
-    rows = []
+    rows, tests = [], []  # tests: (row, observed, null_a, null_b) of the claims and controls, for the intervals
     for model in models:
         for metric in metrics:
             runs = matrices.get((model, metric)) or []
+            note = _not_learned_note(runs)
+            learned = [r for r in runs if r.learning is None or r.learning.learned]
             for phase, first, last, _lr in phases:
+                cell = dict(model=model, metric=metric, phase=phase, not_learned=note or None)
                 picked = []
-                for run in runs:
+                for run in learned:
                     epoch = np.asarray(run.epoch)
                     sel = (epoch >= first) & (epoch <= last)
                     if sel.any():
                         picked.append((np.asarray(run.distance, dtype=float)[sel], run.score))
+                applicable = [
+                    c
+                    for c in claims
+                    if phase in c.phases and (metric in c.metrics or (metric == "random" and "random" not in c.metrics))
+                ]
                 if not picked:
+                    if runs and note:
+                        for claim in applicable:
+                            is_control = metric not in claim.metrics
+                            rows.append(
+                                _row(
+                                    kind="control" if is_control else "claim",
+                                    claim=claim.id,
+                                    region=claim.region,
+                                    expected=claim.expected,
+                                    statistic="contrast",
+                                    verdict=NOT_INTERPRETABLE,
+                                    control=is_control,
+                                    n_seeds=0,
+                                    method="not tested: no seed of this order learned",
+                                    sentence=sentence(
+                                        phase,
+                                        metric,
+                                        claim.region,
+                                        *[math.nan] * 4,
+                                        math.nan,
+                                        NOT_INTERPRETABLE,
+                                        0,
+                                        note=note,
+                                    ),
+                                    **cell,
+                                )
+                            )
                     continue
                 Ds = _seeds([D for D, _ in picked])
                 K, S = Ds[0].shape[1], len(Ds)
+                cell.update(n_seeds=S, n_perm=n_perm)
                 rng = _cell_rng(seed, model, metric, phase)
                 P = seed_profiles(Ds)
-                null = permuted_profiles(Ds, n_perm, rng, scheme)
-                cell = dict(model=model, metric=metric, phase=phase, n_seeds=S, n_perm=n_perm)
+                perm = relabellings(rng, n_perm, S, K, scheme)
+                null = np.take_along_axis(np.broadcast_to(P, perm.shape), perm, -1)
 
                 def test(statistic):
                     observed = float(statistic(P))  # noqa: B023 (called in this iteration)
-                    return observed, permutation_p(observed, statistic(null))  # noqa: B023
+                    null_values = np.asarray(statistic(null), dtype=float)  # noqa: B023
+                    return observed, permutation_p(observed, null_values), null_values
 
-                for claim in claims:
-                    if phase not in claim.phases:
-                        continue
-                    is_control = metric == "random" and "random" not in claim.metrics
-                    if metric not in claim.metrics and not is_control:
-                        continue
+                for claim in applicable:
+                    is_control = metric not in claim.metrics
                     mask = region_mask(claim.region, K)
-                    effect, p = test(contrast(mask))
-                    est = contrast_estimate(Ds, mask, alpha, rng, n_boot)
-                    rows.append(
-                        _row(
-                            kind="control" if is_control else "claim",
-                            claim=claim.id,
-                            region=claim.region,
-                            expected=claim.expected,
-                            statistic="contrast",
-                            effect=effect,
-                            ci_lo=est.lo,
-                            ci_hi=est.hi,
-                            p=p,
-                            method=est.method,
-                            control=is_control,
-                            **cell,
-                        )
+                    effect, p, null_a = test(contrast(mask))
+                    # the same relabellings of the shift delta x mask: each replicate's contrast moves by b delta
+                    null_b = (mask[perm] @ contrast_weights(mask)).mean(-1)
+                    row = _row(
+                        kind="control" if is_control else "claim",
+                        family="exploratory" if is_control else "confirmatory",
+                        claim=claim.id,
+                        region=claim.region,
+                        expected=claim.expected,
+                        statistic="contrast",
+                        effect=effect,
+                        p=p,
+                        method=f"permutation test ({n_perm:,} relabellings, {scheme}) over {S} seed(s); interval: "
+                        "the shifts of the region's mean z it does not reject at Holm's level",
+                        control=is_control,
+                        **cell,
                     )
-                rho, p = test(position_rho)
+                    rows.append(row)
+                    tests.append((row, effect, null_a, null_b))
+                rho, p, _ = test(position_rho)
                 rows.append(
                     _row(
                         kind="association",
+                        family="exploratory",
                         statistic="rho_position",
                         effect=rho,
                         p=p,
@@ -558,10 +845,11 @@ def analyse_study(
                 )
                 if all(score is not None for _, score in picked):
                     scores = np.stack([np.asarray(score, dtype=float) for _, score in picked])
-                    rho, p = test(score_rho(scores))
+                    rho, p, _ = test(score_rho(scores))
                     rows.append(
                         _row(
                             kind="association",
+                            family="exploratory",
                             statistic="rho_score",
                             effect=rho,
                             p=p,
@@ -587,18 +875,22 @@ def analyse_study(
                             )
                         )
 
-    tested = [r for r in rows if r["kind"] in ("claim", "control", "association")]
-    m = sum(np.isfinite(r["p"]) for r in tested)
-    if m and m / (n_perm + 1) >= alpha:
-        warnings.warn(
-            f"{m} tests with n_perm={n_perm}: the smallest possible Holm-adjusted p is "
-            f"{m / (n_perm + 1):.3g} >= alpha = {alpha}, so nothing can be significant; raise n_perm",
-            stacklevel=2,
-        )
-    for r, adj in zip(tested, holm([r["p"] for r in tested])):
-        r["p_holm"] = float(adj)
+    for family in FAMILIES:
+        members = [r for r in rows if r["family"] == family and np.isfinite(r["p"])]
+        m = len(members)
+        if m and m / (n_perm + 1) >= alpha:
+            warnings.warn(
+                f"{m} tests in the {family} family with n_perm={n_perm}: the smallest possible Holm-adjusted p is "
+                f"{m / (n_perm + 1):.3g} >= alpha = {alpha}, so nothing can be significant; raise n_perm",
+                stacklevel=2,
+            )
+        pvalues = [r["p"] for r in members]
+        for r, adj, level in zip(members, holm(pvalues), holm_levels(pvalues, alpha)):
+            r["p_holm"], r["level"] = float(adj), float(level)
+    for row, observed, null_a, null_b in tests:
+        row["ci_lo"], row["ci_hi"] = inverted_interval(observed, null_a, null_b, row["level"], 1, n_perm + 1)
     for r in rows:
-        if r["kind"] in ("claim", "control"):
+        if r["kind"] in ("claim", "control") and r["verdict"] != NOT_INTERPRETABLE:
             r["verdict"] = "control" if r["control"] else verdict(r["effect"], r["p_holm"], r["expected"], alpha)
             r["sentence"] = sentence(
                 r["phase"],
@@ -607,18 +899,20 @@ def analyse_study(
                 r["effect"],
                 r["ci_lo"],
                 r["ci_hi"],
+                r["level"],
                 r["p_holm"],
                 r["verdict"],
                 r["n_seeds"],
-                alpha,
                 r["control"],
+                r["not_learned"] or "",
+                alpha,
             )
         elif r["kind"] == "association":
             what = "position" if r["statistic"] == "rho_position" else "batch mean score"
             of = "the random ordering" if r["metric"] == "random" else r["metric"]
             r["sentence"] = (
                 f"In phase {r['phase']} the Spearman rho of {what} with the z-scored distance for {of} "
-                f"is {r['effect']:+.2f} ({r['n_seeds']} seeds, Holm-adjusted {_fmt_p(r['p_holm'])})."
+                f"is {r['effect']:+.2f} ({r['n_seeds']} seeds, exploratory, Holm-adjusted {_fmt_p(r['p_holm'])})."
             )
 
     by_id = {c.id: c for c in claims}
@@ -627,13 +921,15 @@ def analyse_study(
             verdicts = [
                 r["verdict"] for r in rows if r["kind"] == "claim" and r["model"] == model and r["claim"] == claim_id
             ]
-            if all(v == "supported" for v in verdicts):
+            if all(v == NOT_INTERPRETABLE for v in verdicts):
+                overall = NOT_INTERPRETABLE
+            elif all(v == "supported" for v in verdicts):
                 overall = "supported"
             elif any(v == "contradicted" for v in verdicts):
                 overall = "contradicted"
             else:
                 overall = "inconclusive"
-            counts = ", ".join(f"{verdicts.count(v)} {v}" for v in VERDICTS if v in verdicts)
+            counts = ", ".join(f"{verdicts.count(v)} {v}" for v in (*VERDICTS, NOT_INTERPRETABLE) if v in verdicts)
             n = len(verdicts)
             rows.append(
                 _row(
@@ -688,4 +984,190 @@ def simulate_study(
         out.append(
             SeedRun(distance=scale[:, None] * (1 + 0.1 * x), epoch=e + 1, score=np.cumsum(rng.exponential(size=K)))
         )
+    return out
+
+
+# --- the selection experiment: do the "best" batches train faster? ---------------------------------------
+# Runs of one (model, budget, seed) are paired: every arm starts from the seed's init.pt. A comparison is a
+# paired exact sign-flip test over seeds of policy - control, in steps to a target accuracy or in final
+# accuracy. The comparisons that test the paper's recommendations (each policy against the same order with
+# every batch, in steps to target) are the confirmatory family, Holm-corrected on their own; every other
+# comparison is exploratory, Holm-corrected within its family, and prints no verdict. Intervals invert the
+# sign-flip test at the level Holm decides it at.
+
+SELECTION_WORDS = {"steps_to_target": ("faster", "slower"), "final_accuracy": ("higher", "lower")}
+NO_DIFFERENCE = "no detectable difference"
+TOO_FEW_SEEDS = "too few seeds"
+EXPLORATORY = "exploratory"
+
+
+def steps_to_target(steps, accuracies, target):
+    """The first evaluated step whose accuracy reaches `target` (>=); nan if none does (or target is nan)."""
+    steps, acc = np.asarray(steps, dtype=float), np.asarray(accuracies, dtype=float)
+    if steps.shape != acc.shape or steps.ndim != 1:
+        raise ValueError(f"steps and accuracies must be 1-D and of one length, got {steps.shape}, {acc.shape}")
+    if np.any(np.diff(steps) <= 0):
+        raise ValueError("steps must be increasing")
+    hit = np.flatnonzero(acc >= target)
+    return float(steps[hit[0]]) if hit.size else math.nan
+
+
+def _last_phase(curve):
+    phase = np.asarray(curve.phase)
+    return np.asarray(curve.test_acc, dtype=float)[phase == phase.max()]
+
+
+def analyse_selection(
+    curves, plan, *, total_steps, target_fraction, alpha, n_classes, n_test, reference="shuffled", rng=0
+):
+    """The selection page's numbers: (per_arm rows, comparison rows, families).
+
+    curves: {(model, budget, arm): {seed: curve}} with curve.step, .phase, .test_acc (one evaluation each);
+    plan: [(arm, control, quantity, recommendation or None)] (bestbatch.selection.comparison_plan);
+    total_steps: {budget: optimizer steps of every run of that budget}.
+    A seed's target accuracy is target_fraction x the final test accuracy of its `reference` run (standard
+    SGD) of the same model and budget; where that run did not learn, the seed has no target and leaves the
+    steps-to-target comparisons (named). A run that never reaches its target counts as total_steps + 1.
+    Runs at chance (learning_status) are named per arm and left out of the arm's mean final accuracy; they
+    stay in the paired comparisons, where not learning is the policy's outcome.
+    """
+    per_arm, rows, tests = [], [], []
+    for model, budget in dict.fromkeys((m, b) for m, b, _ in curves):
+        T = total_steps[budget]
+        ref = curves.get((model, budget, reference))
+        if ref is None:
+            raise ValueError(f"analyse_selection: no {reference!r} runs for {model}, budget {budget:g}")
+        target, no_target = {}, []
+        for seed, c in ref.items():
+            status = learning_status(_last_phase(c), n_classes, n_test)
+            target[seed] = target_fraction * float(c.test_acc[-1]) if status.learned else math.nan
+            if not status.learned:
+                no_target.append(seed)
+        values = {}
+        for (m, b, arm), by_seed in curves.items():
+            if (m, b) != (model, budget):
+                continue
+            seeds = sorted(by_seed)
+            status = {s: learning_status(_last_phase(by_seed[s]), n_classes, n_test) for s in seeds}
+            final = {s: float(by_seed[s].test_acc[-1]) for s in seeds}
+            reached = {s: steps_to_target(by_seed[s].step, by_seed[s].test_acc, target.get(s, math.nan)) for s in seeds}
+            values[arm] = dict(final_accuracy=final, steps_to_target=reached)
+            learned = [final[s] for s in seeds if status[s].learned]
+            mean, lo, hi, _ = t_interval(learned, alpha) if learned else (math.nan,) * 4
+            n_reached = sum(np.isfinite(reached[s]) for s in seeds)
+            per_arm.append(
+                dict(
+                    model=model,
+                    budget=budget,
+                    total_steps=T,
+                    arm=arm,
+                    n_seeds=len(seeds),
+                    final_accuracy=float(mean),
+                    final_lo=float(lo),
+                    final_hi=float(hi),
+                    not_learned=", ".join(str(s) for s in seeds if not status[s].learned) or None,
+                    steps_to_target=float(np.nanmean([reached[s] for s in seeds])) if n_reached else math.nan,
+                    reached_target=int(n_reached),
+                    target=float(np.nanmean(list(target.values())))
+                    if any(np.isfinite(list(target.values())))
+                    else math.nan,
+                )
+            )
+        for arm, control, quantity, recommendation in plan:
+            if arm not in values or control not in values:
+                continue
+            a, c = values[arm][quantity], values[control][quantity]
+            seeds = [
+                s for s in sorted(a) if s in c and (quantity != "steps_to_target" or np.isfinite(target.get(s, np.nan)))
+            ]
+            x = np.array([a[s] for s in seeds], dtype=float)
+            y = np.array([c[s] for s in seeds], dtype=float)
+            never_a, never_c = np.isnan(x), np.isnan(y)
+            if quantity == "steps_to_target":
+                x, y = np.where(never_a, T + 1, x), np.where(never_c, T + 1, y)
+            row = dict(
+                model=model,
+                budget=budget,
+                arm=arm,
+                control=control,
+                quantity=quantity,
+                family="confirmatory" if recommendation else "exploratory",
+                recommendation=recommendation,
+                n_seeds=len(seeds),
+                difference=float((x - y).mean()) if seeds else math.nan,
+                lo=math.nan,
+                hi=math.nan,
+                level=math.nan,
+                p=math.nan,
+                p_holm=math.nan,
+                never_reached=int(never_a.sum() + never_c.sum()) if quantity == "steps_to_target" else 0,
+                seeds_without_target=", ".join(map(str, no_target))
+                if quantity == "steps_to_target" and no_target
+                else None,
+                verdict=None,
+            )
+            rows.append(row)
+            if seeds:
+                test = sign_flip_test(x - y, rng=np.random.default_rng([int(rng), len(rows)]))
+                row["p"] = test.p
+                tests.append((row, test))
+    families = {}
+    for family in ("confirmatory", "exploratory"):
+        members = [r for r in rows if r["family"] == family and np.isfinite(r["p"])]
+        pvalues = [r["p"] for r in members]
+        for r, adj, level in zip(members, holm(pvalues), holm_levels(pvalues, alpha)):
+            r["p_holm"], r["level"] = float(adj), float(level)
+        m = len(members)
+        families[family] = dict(
+            n_tests=m,
+            seeds_needed=seeds_for_a_verdict(m, alpha) if m else None,
+            n_seeds=sorted({r["n_seeds"] for r in members}),
+        )
+    for row, test in tests:
+        row["lo"], row["hi"] = test.interval(row["level"])
+    for r in rows:
+        if r["family"] == "exploratory":
+            r["verdict"] = EXPLORATORY
+            continue
+        better, worse = SELECTION_WORDS[r["quantity"]]
+        sign = -1 if r["quantity"] == "steps_to_target" else 1  # the direction that is "better"
+        if np.isfinite(r["p_holm"]) and r["p_holm"] < alpha and r["difference"] != 0:
+            r["verdict"] = better if sign * r["difference"] > 0 else worse
+        elif r["n_seeds"] == 0 or smallest_sign_flip_p(r["n_seeds"]) * families["confirmatory"]["n_tests"] >= alpha:
+            r["verdict"] = TOO_FEW_SEEDS
+        else:
+            r["verdict"] = NO_DIFFERENCE
+    return per_arm, rows, families
+
+
+def simulate_selection(
+    rng, arms, seeds, budgets, total_steps, eval_every, *, n_test=512, n_classes=10, speedup=None, fail=0.0, final=0.7
+):
+    """Curves of one model's selection experiment without training, for calibration: {(model, budget, arm):
+    {seed: curve}} with curve.step / .phase / .test_acc, as analyse_selection reads them.
+
+    A run's test accuracy after s steps is final_r (1 - exp(-s / tau_r)) plus evaluation noise, rounded to
+    whole test images (ties), evaluated every eval_every[budget] steps (a grid) and at the end. tau_r and
+    final_r share a seed effect (the same init.pt for every arm of a seed) and vary per run; with
+    speedup=None every arm of a seed is drawn from one distribution (the null). speedup {arm: factor}
+    multiplies that arm's tau (0.5: twice as fast). A run fails to learn with probability `fail` (accuracy
+    at chance throughout), whatever its arm. Three phases split each run in thirds.
+    """
+    speedup = speedup or {}
+    out = {}
+    for budget in budgets:
+        T, every = total_steps[budget], eval_every[budget]
+        steps = np.unique(np.append(np.arange(every, T + 1, every), T))
+        phase = 1 + (3 * (steps - 1)) // T
+        for seed in seeds:
+            seed_tau = math.exp(0.3 * rng.standard_normal())
+            seed_final = 0.05 * rng.standard_normal()
+            for arm in arms:
+                tau = 0.15 * T * seed_tau * math.exp(0.25 * rng.standard_normal()) * speedup.get(arm, 1.0)
+                top = min(0.98, max(0.2, final + seed_final + 0.03 * rng.standard_normal()))
+                acc = top * (1 - np.exp(-steps / tau)) + 0.02 * rng.standard_normal(steps.size)
+                if rng.random() < fail:
+                    acc = 1 / n_classes + 0.01 * rng.standard_normal(steps.size)
+                acc = np.round(np.clip(acc, 0, 1) * n_test) / n_test
+                out.setdefault(("sim", budget, arm), {})[seed] = SimpleNamespace(step=steps, phase=phase, test_acc=acc)
     return out

@@ -26,6 +26,10 @@ rule claims:
         alpha=config["analysis"]["alpha"],
         permutations=config["analysis"]["permutations"],
         seed=config["analysis"]["seed"],
+        n_classes=N_CLASSES,
+        n_test=N_TEST,
+        n_train=N_TRAIN,
+        batch_size=T["batch_size"],
     script:
         "../scripts/claims.py"
 
@@ -59,5 +63,7 @@ rule index:
         metrics=METRICS,
         phases=PHASES,
         config=config,
+        n_classes=N_CLASSES,
+        n_test=N_TEST,
     script:
         "../scripts/index.py"

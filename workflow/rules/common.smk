@@ -23,7 +23,7 @@ from bestbatch import metrics as metric_registry
 from bestbatch.config import num_batches
 from bestbatch.resources import LIGHT_JOB, Study, job_resources, select_chunk_resources
 from bestbatch.selection import total_steps
-from bestbatch.steps.selection import arms as selection_arms, parse_arm
+from bestbatch.selection import arms as selection_arms, parse_arm
 from bestbatch.workflow_support import PACKAGE_VARIABLE, package_requirement, release_stale_locks
 
 # The rules' conda environments (--sdm conda) install the package itself from the pip line ${BESTBATCH_PACKAGE}:
@@ -221,8 +221,9 @@ def arm_start(wildcards):
 
 
 def arm_profiles(wildcards):
-    """measured_best reads the Algorithm 1 matrices of the same model, every seed, the arm's metric."""
+    """measured_best reads the Algorithm 1 matrices of the same model and metric from every other seed
+    (cross-fitted: never the run that shares its init.pt); on the random ordering it picks at random."""
     arm = parse_arm(wildcards.arm)
-    if arm["policy"] != "measured_best":
+    if arm["policy"] != "measured_best" or arm["metric"] == "random":
         return []
-    return [f"{R}/{wildcards.model}/seed_{s}/{arm['metric']}/distances.h5" for s in SEEDS]
+    return [f"{R}/{wildcards.model}/seed_{s}/{arm['metric']}/distances.h5" for s in SEEDS if str(s) != wildcards.seed]

@@ -71,5 +71,8 @@ rule curves:
         **LIGHT_JOB,
     params:
         metrics=METRICS,
+        phases=PHASES,
+        n_classes=N_CLASSES,
+        n_test=N_TEST,
     script:
         "../scripts/curves.py"

@@ -43,6 +43,7 @@ if SEL:
             phases=PHASES,
             drop_fraction=SEL["drop_fraction"],
             best_fraction=SEL["best_fraction"],
+            evaluations=SEL["evaluations"],
             config_hash=run_hash,
         script:
             "../scripts/select_train.py"
@@ -94,7 +95,11 @@ if SEL:
             runs=RUN_LIST,
             budgets=BUDGETS,
             arms=ARMS,
-            target_accuracy=SEL["target_accuracy"],
+            target_fraction=SEL["target_fraction"],
             alpha=config["analysis"]["alpha"],
+            n_classes=N_CLASSES,
+            n_test=N_TEST,
+            n_train=N_TRAIN,
+            batch_size=T["batch_size"],
         script:
             "../scripts/selection.py"

@@ -10,50 +10,14 @@ import json
 import logging
 import zlib
 
-import numpy as np
-
 from ..logs import step
 
 log = logging.getLogger("bestbatch")
 
-CONTROLS = ("shuffled", "random_subset", "random_ordering")
-# The paper's two recommendations (section 5, future work 2), as (policy, metrics it names, words).
-RECOMMENDATIONS = (
-    ("drop_extremes", None, "Training converges slightly faster without the batches at the metric's extremes."),
-    (
-        "phase1_upper_quartile",
-        ("intensity", "lpips"),
-        "In the first phase, training on high-intensity, very distinct (high LPIPS) batches only converges faster.",
-    ),
-)
-
-
-def arms(policies, metrics, controls):
-    """Every arm of the experiment, in a stable order."""
-    out = [f"{p}.{m}" for p in policies for m in metrics]
-    if "random_ordering" in controls:
-        out += [f"{p}.random" for p in policies]
-    if "random_subset" in controls:
-        out += [f"random_subset.{p}.{m}" for p in policies if p != "all" for m in metrics]
-    if "shuffled" in controls:
-        out.append("shuffled")
-    return out
-
-
-def parse_arm(arm):
-    """dict(kind=policy|random_subset|shuffled, policy=..., metric=...) of an arm's name."""
-    parts = arm.split(".")
-    if parts == ["shuffled"]:
-        return dict(kind="shuffled", policy=None, metric=None)
-    if parts[0] == "random_subset" and len(parts) == 3:
-        return dict(kind="random_subset", policy=parts[1], metric=parts[2])
-    if len(parts) == 2:
-        return dict(kind="policy", policy=parts[0], metric=parts[1])
-    raise ValueError(f"not an arm of the selection experiment: {arm!r}")
-
 
 def measured_profile(matrix_paths, phases):
-    """{phase: mean within-epoch z profile over the seeds} of the Algorithm 1 matrices of one model and metric."""
+    """{phase: mean within-epoch z profile over the seeds} of the Algorithm 1 matrices of one model and metric
+    (the workflow passes the matrices of every seed but the arm's own: cross-fitted)."""
     from ..formats import read_matrix
     from ..selection import profile_from_distances
 
@@ -99,6 +63,7 @@ def train_arm_chunk(
     cuda_deterministic,
     drop_fraction,
     best_fraction,
+    evaluations,
     config_hash,
     granted_threads=None,
     progress=True,
@@ -108,15 +73,20 @@ def train_arm_chunk(
     Every arm of a budget takes total_steps(epochs, K, budget) optimizer steps; the lr schedule is in
     steps (the epoch milestones scaled by the budget), so phases line up. Chunk 0 starts from the run
     seed's init.pt, the same initialisation as Algorithm 1's runs. order_path: the arm's ordering (None
-    for shuffled); profile_paths: the Algorithm 1 matrices of this model and metric (measured_best only)."""
+    for shuffled); profile_paths: the Algorithm 1 matrices of this model and metric from every other seed
+    (measured_best on a metric's order only; on the random ordering it picks as many positions at random).
+    The test set is evaluated every evaluation_every(T, chunk steps, evaluations) steps and at the end."""
     from ..formats import load_checkpoint, provenance, read_ordering, save_checkpoint, write_curve
     from ..models import build_model
     from ..selection import (
         Visitor,
+        evaluation_every,
         lr_of_step,
         milestone_steps,
+        parse_arm,
         policy_plan,
         policy_positions,
+        random_pick,
         random_subset_plan,
         steps_per_epoch,
         total_steps,
@@ -154,8 +124,11 @@ def train_arm_chunk(
             "drop_extremes": dict(drop_fraction=drop_fraction),
             "measured_best": dict(best_fraction=best_fraction),
         }.get(a["policy"], {})
-        profile = measured_profile(profile_paths, phases) if a["policy"] == "measured_best" else None
-        positions = policy_positions(a["policy"], K, len(milestones) + 1, params, profile)
+        if a["policy"] == "measured_best" and a["metric"] == "random":
+            positions = random_pick(K, len(milestones) + 1, best_fraction, seed)
+        else:
+            profile = measured_profile(profile_paths, phases) if a["policy"] == "measured_best" else None
+            positions = policy_positions(a["policy"], K, len(milestones) + 1, params, profile)
         plan = policy_plan(order, batch_size, positions)
         if a["kind"] == "random_subset":
             plan = random_subset_plan(plan, n_images, zlib.crc32(f"{seed}:{arm}".encode()))
@@ -200,7 +173,7 @@ def train_arm_chunk(
         dtype=torch_dtype,
         test_images=test_images,
         test_labels=test_labels,
-        eval_every=K,
+        eval_every=evaluation_every(T, chunk_epochs * K, evaluations),
         last_step=T,
         progress=progress,
     )
@@ -235,116 +208,66 @@ def gather_curve(chunk_paths, out_h5, out_csv):
     write_curve(out_h5, rows, attrs, csv_path=out_csv)
 
 
-def controls_of(arm, all_arms):
-    """The arms an arm is compared with: the same ordering with every batch, the same number of random
-    images, the same policy on the random ordering, and standard SGD (those present)."""
-    a = parse_arm(arm)
-    if a["kind"] != "policy" or a["metric"] == "random":
-        return []
-    wanted = [
-        f"all.{a['metric']}" if a["policy"] != "all" else None,
-        f"random_subset.{a['policy']}.{a['metric']}",
-        f"{a['policy']}.random",
-        "shuffled",
-    ]
-    return [c for c in wanted if c in all_arms]
-
-
 @step
-def summarise_selection(curve_paths, out_csv, out_html, *, runs, budgets, arms, target_accuracy, alpha):
-    """Steps to the target accuracy and final accuracy per arm with intervals over seeds, every policy
-    against its controls (paired over seeds, Holm-corrected), and a verdict per recommendation of the
-    paper. runs: [[model, seed]]; curve_paths: one per (model, seed, budget, arm) in that order."""
+def summarise_selection(
+    curve_paths,
+    out_csv,
+    out_html,
+    *,
+    runs,
+    budgets,
+    arms,
+    target_fraction,
+    alpha,
+    n_classes,
+    n_test,
+    n_train,
+    batch_size,
+):
+    """The selection page and CSV: reads every arm's curve and hands them to bestbatch.stats.analyse_selection
+    (steps to a target relative to standard SGD, paired sign-flip tests over seeds, Holm within the
+    confirmatory and exploratory families, intervals that agree with the tests, runs that did not learn).
+    runs: [[model, seed]]; curve_paths: one per (model, seed, budget, arm) in that order."""
     import pandas as pd
 
     from ..atomic import atomic_path, write_text
     from ..formats import read_curve
     from ..report import selection_figure, selection_html
-    from ..selection import QUANTITIES, compare, steps_to_target
-    from ..stats import holm, t_interval
+    from ..selection import comparison_plan
+    from ..stats import analyse_selection
 
     keys = [(m, int(s), float(b), arm) for m, s in runs for b in budgets for arm in arms]
-    curves = {key: read_curve(path) for key, path in zip(keys, curve_paths)}
+    curves, total_steps = {}, {}
+    for (model, seed, budget, arm), path in zip(keys, curve_paths):
+        curve, attrs = read_curve(path)
+        curves.setdefault((model, budget, arm), {})[seed] = curve
+        total_steps[budget] = int(attrs["total_steps"])
+    per_arm, comparisons, families = analyse_selection(
+        curves,
+        comparison_plan(arms),
+        total_steps=total_steps,
+        target_fraction=target_fraction,
+        alpha=alpha,
+        n_classes=n_classes,
+        n_test=n_test,
+    )
+    with atomic_path(out_csv) as tmp:
+        pd.concat(
+            [pd.DataFrame(per_arm).assign(kind="arm"), pd.DataFrame(comparisons).assign(kind="comparison")]
+        ).to_csv(tmp, index=False, float_format="%.6g")
     models = list(dict.fromkeys(m for m, _ in runs))
     seeds = sorted({int(s) for _, s in runs})
-    per_arm, comparisons = [], []
-    for model in models:
-        for budget in map(float, budgets):
-            total = None
-            values = {}
-            for arm in arms:
-                final, reached = [], []
-                for seed in seeds:
-                    c, attrs = curves[model, seed, budget, arm]
-                    total = attrs["total_steps"]
-                    final.append(float(c.test_acc[-1]))
-                    reached.append(steps_to_target(c.step, c.test_acc, target_accuracy))
-                values[arm] = dict(final_accuracy=final, steps_to_target=reached)
-                mean, lo, hi = (float(x) for x in t_interval(final, alpha)[:3])
-                n_reached = int(np.sum(~np.isnan(reached)))
-                per_arm.append(
-                    dict(
-                        model=model,
-                        budget=budget,
-                        total_steps=total,
-                        arm=arm,
-                        n_seeds=len(seeds),
-                        final_accuracy=mean,
-                        final_lo=lo,
-                        final_hi=hi,
-                        steps_to_target=float(np.nanmean(reached)) if n_reached else float("nan"),
-                        reached_target=n_reached,
-                    )
-                )
-            for arm in arms:
-                for control in controls_of(arm, arms):
-                    for quantity in QUANTITIES:
-                        c = compare(values[arm][quantity], values[control][quantity], alpha, quantity, total)
-                        comparisons.append(
-                            dict(
-                                model=model,
-                                budget=budget,
-                                arm=arm,
-                                control=control,
-                                quantity=quantity,
-                                difference=c.mean_difference,
-                                lo=c.lo,
-                                hi=c.hi,
-                                p=c.p,
-                                n_seeds=c.n_seeds,
-                                interval=c.interval,
-                                never_reached=len(c.policy_never_reached) + len(c.control_never_reached),
-                            )
-                        )
-    for row, p_adj in zip(comparisons, holm([r["p"] for r in comparisons])):
-        better, worse = QUANTITIES[row["quantity"]]
-        sign = -1 if row["quantity"] == "steps_to_target" else 1
-        row["p_holm"] = float(p_adj)
-        row["verdict"] = (
-            "no detectable difference" if not p_adj < alpha else better if sign * row["difference"] > 0 else worse
-        )
-    recommendations = []
-    for policy, named, words in RECOMMENDATIONS:
-        for row in comparisons:
-            a = parse_arm(row["arm"])
-            if (
-                a["policy"] == policy
-                and row["quantity"] == "steps_to_target"
-                and row["control"].startswith("all.")
-                and (named is None or a["metric"] in named)
-            ):
-                recommendations.append(dict(row, recommendation=words))
-    table = pd.DataFrame(per_arm)
-    with atomic_path(out_csv) as tmp:
-        pd.concat([table.assign(kind="arm"), pd.DataFrame(comparisons).assign(kind="comparison")]).to_csv(
-            tmp, index=False, float_format="%.6g"
-        )
-    figure = selection_figure({key: c for key, (c, _) in curves.items()}, models, budgets, arms, target_accuracy)
-    write_text(out_html, selection_html(per_arm, comparisons, recommendations, figure, seeds, alpha, target_accuracy))
+    figure = selection_figure(curves, models, [float(b) for b in budgets], arms)
+    dropped = n_train % batch_size
+    write_text(
+        out_html,
+        selection_html(per_arm, comparisons, families, figure, seeds, alpha, target_fraction, n_train, batch_size),
+    )
     log.info(
-        "%d arms, %d comparisons; recommendations: %s",
+        "%d arms, %d comparisons (%d left out of every batch); confirmatory verdicts: %s",
         len(per_arm),
         len(comparisons),
-        [r["verdict"] for r in recommendations],
+        dropped,
+        [r["verdict"] for r in comparisons if r["family"] == "confirmatory"],
     )
     return per_arm, comparisons
