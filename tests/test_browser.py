@@ -446,8 +446,12 @@ def test_selection_page_loads_offline_with_one_line_per_arm(br, tmp_path):
         runs=[["tiny", 0], ["tiny", 1]],
         budgets=["1"],
         arms=arms,
-        target_accuracy=0.6,
+        target_fraction=0.9,
         alpha=0.05,
+        n_classes=10,
+        n_test=512,
+        n_train=1000,
+        batch_size=64,
     )
     br.open(tmp_path / "selection.html")
     assert br.driver.execute_script("return document.querySelector('.js-plotly-plot').data.length") == len(arms)

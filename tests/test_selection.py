@@ -1,10 +1,10 @@
 """Training on a subset of a metric's fixed batches (bestbatch.selection): the policies' batch sets, the
-step schedule, equal step budgets, shuffled SGD and the `all` policy against plain loops bit for bit,
-chunked training against one go, the summary statistics, and a planted effect the policies must find."""
+step schedule, equal step budgets, partial passes spread over the plan, shuffled SGD and the `all` policy
+against plain loops bit for bit, chunked training against one go, the comparison plan, and a planted effect
+the policies must find (the statistics themselves: tests/test_selection_stats.py)."""
 
 import copy
 import io
-import math
 import subprocess
 import sys
 import textwrap
@@ -14,7 +14,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import REPO
-from scipy import stats as sps
 
 from bestbatch import selection as S
 from bestbatch.augment import images_to_tensor, make_batch
@@ -22,7 +21,7 @@ from bestbatch.config import lr_of_epoch, phase_of_epoch
 from bestbatch.data import make_synthetic
 from bestbatch.metrics import order_from_scores, score_images
 from bestbatch.models import build_model
-from bestbatch.stats import REGIONS
+from bestbatch.stats import REGIONS, sign_flip_test
 from bestbatch.training import KeepLast, make_optimizer, run_epoch
 
 LR, MOMENTUM, WD, GAMMA = 0.1, 0.9, 5e-4, 0.1
@@ -155,8 +154,17 @@ def test_adding_a_policy_is_one_function(tiny_data):
         v = S.Visitor(
             "fixed", plan, n_images=96, batch_size=16, seed=0, milestone_steps=[7], total_steps=13, positions=pos
         )
-        assert [v.batch(s)[2] for s in range(13)] == [0, 2, 4, 0, 2, 4, 0] + [1, 3, 5] * 2
+        # phase 1's third pass is partial (one step): its row comes from the whole plan, not always row 0
+        last = pos[1][v.partial_row(0, 3, 1, 2)]
+        assert [v.batch(s)[2] for s in range(13)] == [0, 2, 4, 0, 2, 4, last] + [1, 3, 5] * 2
         assert [v.batch(s)[1] for s in range(13)] == [0, 0, 0, 1, 1, 1, 2] + [3, 3, 3, 4, 4, 4]
+        lasts = {
+            S.Visitor("fixed", plan, n_images=96, batch_size=16, seed=seed, milestone_steps=[7], total_steps=13).batch(
+                6
+            )[2]
+            for seed in range(30)
+        }
+        assert lasts == {0, 1, 2}  # row labels (no positions given): every row of the plan can end the phase
         assert np.array_equal(v.batch(8)[0], tiny_data[4][48:64])  # position 3: images 48..63 of the order
         with pytest.raises(ValueError, match="already registered"):
             S.policy("every_other")(every_other)
@@ -363,39 +371,88 @@ def test_chunked_training_equals_one_go(tiny_data, kind):
     assert [r["step"] for r in rows] == list(range(3, 31, 3)) and [r["phase"] for r in rows][::3] == [1, 1, 2, 3]
 
 
-# --- summary statistics -------------------------------------------------------------------------------
+# --- partial passes ---------------------------------------------------------------------------------
 
 
-def test_steps_to_target():
-    assert S.steps_to_target([10, 20, 30], [0.1, 0.5, 0.4], 0.5) == 20
-    assert S.steps_to_target([10, 20, 30], [0.6, 0.7, 0.8], 0.5) == 10
-    assert math.isnan(S.steps_to_target([10, 20, 30], [0.1, 0.2, 0.3], 0.5))
+@pytest.mark.parametrize("budget", [0.25, 0.4])
+def test_a_partial_pass_covers_the_whole_plan_evenly(budget):
+    """The demo's layout at budget 0.25: 24 steps a phase over 32 batches. Every arm spreads them over its
+    whole plan: each row visited at most once per pass, the skipped rows spread evenly (no run of them), and
+    every arm of the budget still takes the same steps."""
+    N, B, epochs, milestones = 2048, 64, 9, [3, 6]
+    K = S.steps_per_epoch(N, B)
+    T, M = S.total_steps(epochs, K, budget), S.milestone_steps(milestones, K, budget, epochs)
+    order = np.random.default_rng(0).permutation(N)
+    profile = {p: np.random.default_rng(p).standard_normal(K) for p in (1, 2, 3)}
+    visitors = {}
+    for name in ("all", "drop_extremes", "phase1_upper_quartile", "measured_best"):
+        pos = S.policy_positions(name, K, 3, profile=profile)
+        plan = S.policy_plan(order, B, pos)
+        common = dict(n_images=N, batch_size=B, seed=3, milestone_steps=M, total_steps=T)
+        visitors[name] = (S.Visitor("fixed", plan, positions=pos, **common), pos)
+        if name != "all":
+            visitors[f"random_subset.{name}"] = (S.Visitor("fixed", S.random_subset_plan(plan, N, 1), **common), None)
+    for name, (v, pos) in visitors.items():
+        seen_steps = 0
+        for phase, first, end in v.bounds:
+            n = len(v.plan[phase])
+            rows = [v.batch(s) for s in range(first, end)]
+            seen_steps += len(rows)
+            labels = pos[phase] if pos is not None else np.arange(n)
+            row_of = {int(label): j for j, label in enumerate(labels)}
+            by_pass = {}
+            for idx, pass_, label in rows:
+                j = row_of[label]
+                assert np.array_equal(idx, v.plan[phase][j])
+                by_pass.setdefault(pass_, []).append(j)
+            for pass_, js in by_pass.items():
+                counts = np.bincount(js, minlength=n)
+                assert counts.max() - counts.min() <= 1 and counts.max() == 1, (name, phase, pass_)
+                if len(js) < n:  # partial: the visited rows are evenly spread, in the plan's order
+                    assert js == sorted(js)
+                    gaps = np.diff([-1] + js + [n])
+                    assert gaps.max() - gaps.min() <= 1 + (n // len(js)), (name, phase, gaps)
+                    skipped = np.flatnonzero(counts == 0)
+                    assert not (len(skipped) > 1 and np.all(np.diff(skipped) == 1)), (name, phase, skipped)
+        assert seen_steps == T, name
+    # the demo's 0.25: all.intensity no longer trains on positions 0-23 only
+    if budget == 0.25:
+        v, pos = visitors["all"]
+        first_phase = [v.batch(s)[2] for s in range(v.bounds[0][1], v.bounds[0][2])]
+        assert len(first_phase) == 24 and max(first_phase) >= 28 and first_phase != list(range(24))
 
 
-def test_compare_paired_over_seeds():
-    policy, control = np.array([100.0, 120, 90, 110]), np.array([140.0, 150, 130, 160])
-    c = S.compare(policy, control, alpha=0.05)
-    d = policy - control
-    half = sps.t.ppf(0.975, 3) * d.std(ddof=1) / 2
-    assert c.mean_difference == d.mean() and c.verdict == "faster" and c.n_seeds == 4
-    assert c.p == pytest.approx(sps.ttest_rel(policy, control).pvalue) and c.p < 0.05
-    assert (c.lo, c.hi) == pytest.approx((d.mean() - half, d.mean() + half))
-    assert S.compare(control, policy).verdict == "slower"
-    noisy = S.compare([100, 200, 90], [110, 100, 120])
-    assert noisy.verdict == "no detectable difference" and noisy.p > 0.05
-    # never reached: budget + 1, flagged
-    c = S.compare([100, np.nan, 90], [np.nan, np.nan, np.nan], budget_steps=200)
-    assert c.differences == [-101, 0, -111] and c.policy_never_reached == [False, True, False]
-    assert c.control_never_reached == [True, True, True]
-    with pytest.raises(ValueError, match="budget_steps"):
-        S.compare([100, np.nan], [90, 80])
-    # one seed: no interval, no test
-    c = S.compare([100], [150])
-    assert math.isnan(c.lo) and math.isnan(c.p) and "one seed" in c.interval and c.verdict == "no detectable difference"
-    # final accuracy
-    assert S.compare([0.8, 0.82, 0.79], [0.7, 0.71, 0.72], quantity="final_accuracy").verdict == "higher"
-    assert S.compare([0.6, 0.62, 0.59], [0.7, 0.71, 0.72], quantity="final_accuracy").verdict == "lower"
-    assert S.compare([10, 20], [10, 20]).p == 1.0  # equal in every seed
+def test_measured_best_random_arm_picks_as_many_positions_at_random():
+    pick = S.random_pick(32, 3, 0.5, seed=4)
+    assert all(len(p) == S.best_count(32, 0.5) == 16 and np.all(np.diff(p) > 0) for p in pick.values())
+    assert not np.array_equal(pick[1], pick[2])  # a pick per phase
+    assert np.array_equal(pick[1], S.random_pick(32, 3, 0.5, seed=4)[1])
+    assert not np.array_equal(pick[1], S.random_pick(32, 3, 0.5, seed=5)[1])
+    assert S.best_count(5, 0.5) == 3 and S.best_count(7, 0.01) == 1
+
+
+def test_evaluation_grid_gives_enough_evaluations_and_divides_the_chunks():
+    # the demo: 9 epochs of 32 batches, one job per run
+    assert S.evaluation_every(288, 288, 20) == 12 and S.evaluation_every(72, 288, 20) == 3
+    # the paper: 150 x 195 steps in jobs of 10 epochs
+    every = S.evaluation_every(29250, 1950, 20)
+    assert 1950 % every == 0 and 29250 // every >= 20 and 29250 // (every + 1) < 40
+    assert S.evaluation_every(5, 10, 20) == 1  # fewer steps than evaluations: every step
+
+
+def test_comparison_plan_names_the_confirmatory_family():
+    arms = S.arms(["all", "drop_extremes", "phase1_upper_quartile", "measured_best"], ["intensity"], S.CONTROLS)
+    plan = S.comparison_plan(arms)
+    assert len(plan) == 28  # per budget: the demo's page has 56 over its two budgets
+    confirmatory = [(a, c) for a, c, q, words in plan if words]
+    assert confirmatory == [
+        ("drop_extremes.intensity", "all.intensity"),
+        ("phase1_upper_quartile.intensity", "all.intensity"),
+    ]
+    arms = S.arms(["all", "drop_extremes", "phase1_upper_quartile"], ["intensity", "color"], S.CONTROLS)
+    words = {(a, c) for a, c, q, w in S.comparison_plan(arms) if w}
+    assert ("phase1_upper_quartile.color", "all.color") not in words  # the paper names intensity and LPIPS only
+    assert ("drop_extremes.color", "all.color") in words
 
 
 def test_the_statistics_import_without_torch(tmp_path):
@@ -406,8 +463,9 @@ def test_the_statistics_import_without_torch(tmp_path):
                 if name.split(".")[0] in ("torch", "torchvision", "lpips"):
                     raise ImportError(name)
         sys.meta_path.insert(0, NoTorch())
-        from bestbatch.selection import compare, policy_positions, steps_to_target
-        print(compare([1, 2, 3], [2, 3, 5]).verdict, policy_positions("all", 4, 1)[1].tolist())
+        from bestbatch.selection import comparison_plan, policy_positions
+        from bestbatch.stats import analyse_selection, sign_flip_test
+        print(sign_flip_test([1, 2, 3]).p, policy_positions("all", 4, 1)[1].tolist())
     """)
     proc = subprocess.run(
         [sys.executable, "-c", code],
@@ -443,7 +501,7 @@ def test_drop_extremes_beats_random_subset_when_the_extremes_are_noisy():
         torch.as_tensor(test_labels.astype(np.int64)),
     )
     finals = {"drop_extremes": [], "random_subset": []}
-    for seed in range(5):
+    for seed in range(6):  # 6 seeds: the sign-flip test's smallest p, 2 / 2^6, is below 0.05
         noisy = train_labels.astype(np.int64)
         noisy[extremes] = np.random.default_rng([99, seed]).integers(0, 10, len(extremes))
         y = torch.as_tensor(noisy)
@@ -483,7 +541,8 @@ def test_drop_extremes_beats_random_subset_when_the_extremes_are_noisy():
             )
             assert rows[-1]["step"] == T
             finals[name].append(rows[-1]["test_acc"])
-    c = S.compare(finals["drop_extremes"], finals["random_subset"], alpha=0.05, quantity="final_accuracy")
-    summary = f"{finals}, {c}"
-    assert np.mean(finals["drop_extremes"]) > np.mean(finals["random_subset"]), summary
-    assert c.verdict == "higher" and c.p < 0.05, summary
+    test = sign_flip_test(np.subtract(finals["drop_extremes"], finals["random_subset"]))
+    summary = f"{finals}, p = {test.p}"
+    assert test.mean > 0 and test.p < 0.05, summary
+    lo, hi = test.interval(0.05)
+    assert 0 < lo <= test.mean <= hi, summary

@@ -139,15 +139,25 @@ def test_verdict_and_sentence():
     assert st.verdict(-0.3, 0.05, "closer") == "inconclusive"  # p must be below alpha
     assert st.verdict(np.nan, 0.01, "closer") == "inconclusive"
     assert (
-        st.sentence(1, "intensity", "upper_quartile", -0.31, -0.50, -0.12, 0.004, "supported", 3)
+        st.sentence(1, "intensity", "upper_quartile", -0.31, -0.50, -0.12, 0.05 / 12, 0.004, "supported", 3)
         == "In phase 1 the upper-quartile batches of intensity are 0.31 SD closer to the full gradient than the "
-        "rest (95% CI 0.12 to 0.50 over 3 seeds, Holm-adjusted p = 0.004): supported."
+        "rest (99.58% interval 0.12 to 0.50, by inverting the permutation test at Holm's level; 3 seeds; "
+        "Holm-adjusted p = 0.004): supported."
     )
-    s = st.sentence(2, "edges", "extremes_10", 0.2, -0.1, 0.5, 0.3, "inconclusive", 1)
-    assert "0.20 SD farther from the full gradient than the middle 80%" in s and "understates" in s
-    assert st.sentence(1, "random", "upper_quartile", 0.1, -0.2, 0.4, 0.9, "control", 3, control=True).endswith(
+    s = st.sentence(2, "edges", "extremes_10", 0.2, -0.1, 0.5, 0.05, 0.3, "inconclusive", 1)
+    assert "0.20 SD farther from the full gradient than the middle 80%" in s and "(95% interval -0.10 to 0.50" in s
+    assert "1 seed;" in s and s.endswith(": inconclusive.")
+    s = st.sentence(2, "edges", "extremes_10", 0.2, -np.inf, np.inf, 0.05, 0.3, "inconclusive", 3)
+    assert "the 95% interval is unbounded" in s
+    assert st.sentence(1, "random", "upper_quartile", 0.1, -0.2, 0.4, 0.05, 0.9, "control", 3, control=True).endswith(
         "it shows how large such a pattern is by chance)."
     )
+    note = "the network did not learn under this order in seeds 0, 1, 2 (test accuracy 0.10, 0.10, 0.10 over the last phase, chance 0.10)"
+    s = st.sentence(1, "color", "outside_middle_80", *[np.nan] * 5, st.NOT_INTERPRETABLE, 0, note=note)
+    assert (
+        s == f"In phase 1 the batches outside the middle 80% of color could not be tested: {note}: not interpretable."
+    )
+    assert [st.fmt_level(x) for x in (0.05, 0.05 / 12, 0.01, 0.05 / 7)] == ["95%", "99.58%", "99%", "99.29%"]
 
 
 def test_the_module_does_not_import_torch():
@@ -242,6 +252,84 @@ def test_a_planted_effect_is_found_and_its_opposite_contradicts_the_claim():
     )
 
 
+# --- the whole claims page under the null ---------------------------------------------------------------
+
+
+def _null_pages(n_studies, seed, n_perm=999):
+    """Pure-null studies in the demo's shape (5 orderings, 3 seeds, 9 epochs in 3 phases, 32 batches,
+    persistence 0.8, batch effects shared by the seeds as with a deterministic order), through analyse_study."""
+    rng = np.random.default_rng(seed)
+    out = dict(confirmatory=0, exploratory=0, verdict=0, covered=0, covered_95=0, rows=0)
+    for i in range(n_studies):
+        matrices = {("m", x): st.simulate_study(rng, 3, 9, 32, persistence=0.8, shared=0.7) for x in METRICS}
+        rows = st.analyse_study(matrices, PHASES, METRICS, n_perm=n_perm, seed=i)
+        for family in ("confirmatory", "exploratory"):
+            out[family] += any(r["family"] == family and r["p_holm"] < 0.05 for r in rows)
+        out["verdict"] += any(r["verdict"] in ("supported", "contradicted") for r in rows)
+        for r in rows:
+            if r["kind"] in ("claim", "control"):
+                out["rows"] += 1
+                out["covered"] += r["ci_lo"] <= 0 <= r["ci_hi"]
+        # the inversion itself at 95% (no Holm): covers the true shift, 0, about 95% of the time
+        D = [run.distance[:3] for run in matrices["m", "intensity"]]
+        mask = st.region_mask("upper_quartile", 32)
+        P = st.seed_profiles(D)
+        perm = st.relabellings(rng, n_perm, 3, 32)
+        null = np.take_along_axis(np.broadcast_to(P, perm.shape), perm, -1)
+        T = st.contrast(mask)
+        lo, hi = st.inverted_interval(
+            T(P), T(null), (mask[perm] @ st.contrast_weights(mask)).mean(-1), 0.05, 1, n_perm + 1
+        )
+        out["covered_95"] += lo <= 0 <= hi
+    return out
+
+
+def test_the_claims_page_is_calibrated_and_its_intervals_cover():
+    """200 null studies of the demo's shape: the share with any supported or contradicted verdict (the
+    confirmatory family after Holm) is at most alpha within Monte-Carlo error, and so is the exploratory
+    family's on its own; the intervals printed beside the tests cover the true effect (0) in >= 0.93 of
+    the rows, and the plain 95% inversion in about 95% of the studies."""
+    n = 200
+    out = _null_pages(n, seed=11)
+    binom = lambda k: (float(sps.beta.ppf(0.025, k, n - k + 1)) if k else 0.0, float(sps.beta.ppf(0.975, k + 1, n - k)))  # noqa: E731
+    for family in ("confirmatory", "exploratory"):
+        lo, hi = binom(out[family])
+        print(f"claims page, {family} family: {out[family] / n:.3f} of null studies (95% CI {lo:.3f} to {hi:.3f})")
+        assert lo <= 0.05, out
+    assert out["verdict"] == out["confirmatory"]  # verdicts come from the confirmatory family only
+    coverage = out["covered"] / out["rows"]
+    print(f"coverage of the printed intervals {coverage:.3f}; of the 95% inversion {out['covered_95'] / n:.3f}")
+    assert coverage >= 0.93
+    assert 0.9 <= out["covered_95"] / n <= 0.99
+
+
+def test_a_run_that_did_not_learn_is_named_and_kept_out_of_the_confirmatory_family():
+    matrices = _study(models=("small_cnn",), seed=3)
+    chance = st.learning_status([0.1] * 3, 10, 512)
+    learned = st.learning_status([0.6] * 3, 10, 512)
+    # color: no seed learned; edges: seed 2 did not learn
+    matrices["small_cnn", "color"] = [
+        r._replace(seed=s, learning=chance) for s, r in enumerate(matrices["small_cnn", "color"])
+    ]
+    matrices["small_cnn", "edges"] = [
+        r._replace(seed=s, learning=chance if s == 2 else learned) for s, r in enumerate(matrices["small_cnn", "edges"])
+    ]
+    rows = st.analyse_study(matrices, PHASES, METRICS, n_perm=999, seed=0)
+    color = [r for r in rows if r["kind"] == "claim" and r["metric"] == "color"]
+    assert color and all(r["verdict"] == st.NOT_INTERPRETABLE and r["family"] is None for r in color)
+    assert all("did not learn" in r["sentence"] and "chance 0.10" in r["sentence"] for r in color)
+    assert not [r for r in rows if r["metric"] == "color" and r["kind"] in ("association", "profile")]
+    edges = [r for r in rows if r["kind"] == "claim" and r["metric"] == "edges"]
+    assert all(r["n_seeds"] == 2 and r["family"] == "confirmatory" and "seed 2" in r["sentence"] for r in edges)
+    confirmatory = [r for r in rows if r["family"] == "confirmatory"]
+    np.testing.assert_allclose([r["p_holm"] for r in confirmatory], st.holm([r["p"] for r in confirmatory]))
+    assert len(color) == 3 and len(confirmatory) == 12 - 3  # colour: phase 1's claim and the late extremes (2, 3)
+    summary = {r["claim"]: r for r in rows if r["kind"] == "summary"}
+    assert summary["early-color-outside-middle-80"]["verdict"] == st.NOT_INTERPRETABLE
+    assert "not interpretable" in summary["late-extremes-poor"]["sentence"]
+    assert summary["late-extremes-poor"]["verdict"] != "supported"
+
+
 # --- a whole study ------------------------------------------------------------------------------------
 
 
@@ -281,14 +369,26 @@ def test_analyse_study_end_to_end():
         )
         assert len([r for r in kind("association") if r["model"] == model]) == 5 * 3 * 2
         assert len([r for r in kind("profile") if r["model"] == model]) == 5 * 3 * (10 + 4)
-    tested = kind("claim") + kind("control") + kind("association")
-    np.testing.assert_allclose([r["p_holm"] for r in tested], st.holm([r["p"] for r in tested]))
-    assert all(r["p_holm"] >= r["p"] for r in tested)
+    # two families, each Holm-corrected on its own: the claims (confirmatory), controls and associations
+    confirmatory = kind("claim")
+    exploratory = kind("control") + kind("association")
+    assert {r["family"] for r in confirmatory} == {"confirmatory"} and {r["family"] for r in exploratory} == {
+        "exploratory"
+    }
+    for family in (confirmatory, exploratory):
+        np.testing.assert_allclose([r["p_holm"] for r in family], st.holm([r["p"] for r in family]))
+        np.testing.assert_allclose([r["level"] for r in family], st.holm_levels([r["p"] for r in family], 0.05))
+    assert all(r["p_holm"] >= r["p"] for r in confirmatory + exploratory)
     assert {r["verdict"] for r in kind("claim")} <= set(st.VERDICTS)
-    for r in kind("claim"):
-        assert r["verdict"] == st.verdict(r["effect"], r["p_holm"], r["expected"])
-        assert r["sentence"].endswith(f": {r['verdict']}.") and r["n_seeds"] == 3 and "3 seeds" in r["method"]
+    for r in kind("claim") + kind("control"):
+        if r["kind"] == "claim":
+            assert r["verdict"] == st.verdict(r["effect"], r["p_holm"], r["expected"])
+            assert r["sentence"].endswith(f": {r['verdict']}.")
+        assert r["n_seeds"] == 3 and "3 seed" in r["method"] and "3 seeds" in r["sentence"]
         assert r["ci_lo"] <= r["effect"] <= r["ci_hi"]
+        # the interval beside a p-value agrees with it: 0 is outside exactly when Holm's p is below alpha
+        assert (not r["ci_lo"] <= 0 <= r["ci_hi"]) == (r["p_holm"] < 0.05), r["sentence"]
+        assert st.fmt_level(r["level"]) in r["sentence"]
     for r in kind("summary"):
         verdicts = [c["verdict"] for c in kind("claim") if c["model"] == r["model"] and c["claim"] == r["claim"]]
         want = (

@@ -67,13 +67,14 @@ def test_steps_that_do_not_train_run_without_torch(tmp_path):
         gather_distances(paths, "m.h5", "m.csv", metric="edges", batch_size=50, log="gather.log")
         phases = [(1, 1, 1, 0.1), (2, 2, 2, 0.01)]
         heatmap_page("m.h5", "plots/heatmap_edges.html", metric="edges", phases=phases)
-        curves_page(["m.h5"], "plots/curves.html", metrics=["edges"])
+        curves_page(["m.h5"], "plots/curves.html", metrics=["edges"], phases=phases, n_classes=10, n_test=50)
         layers_page("m.h5", "plots/layers_edges.html", metric="edges", phases=phases)
         study_index(["m.h5"], ["plots/heatmap_edges.html"], ["plots/layers_edges.html"], ["plots/curves.html"],
                     "claims.html", "index.html", "summary.json", study="s", runs=[["tiny", 0]], metrics=["edges"],
-                    phases=phases, config={"study": "s"})
+                    phases=phases, config={"study": "s"}, n_classes=10, n_test=50)
         evaluate_claims(["m.h5"], "claims.csv", "statistics.csv", "claims.html", runs=[["tiny", 0]], metrics=["edges"],
-                        phases=phases, alpha=0.05, permutations=99, seed=0)
+                        phases=phases, alpha=0.05, permutations=99, seed=0, n_classes=10, n_test=50, n_train=200,
+                        batch_size=50)
         print(json.load(open("dataset.json"))["num_batches"], sorted(m for m in sys.modules if m.startswith("torch")))
     """,
         tmp_path,

@@ -156,12 +156,20 @@ CURVE_PANELS = (
 )
 
 
-def curves_figure(runs):
+def curves_figure(runs, learning=None):
     """Per epoch, one line per metric's fixed order: training loss and test accuracy, and beside them the
     gradient noise scale B_simple (McCandlish et al. 2018) and the gradient diversity (Yin et al. 2018)
-    of the epoch's K batch gradients, both on log scales."""
+    of the epoch's K batch gradients, both on log scales.
+
+    learning: {metric: stats.Learning}, optional; a metric whose run did not learn is named in the legend
+    ("(did not learn)") and under the title, with its accuracy over the last phase and chance."""
+    learning = learning or {}
+    failed = {
+        metric: learning[metric] for metric in sorted(runs) if metric in learning and not learning[metric].learned
+    }
     fig = make_subplots(rows=2, cols=2, subplot_titles=CURVE_PANELS, vertical_spacing=0.14, horizontal_spacing=0.08)
     for i, (metric, m) in enumerate(sorted(runs.items())):
+        name = f"{metric} (did not learn)" if metric in failed else metric
         style = dict(
             legendgroup=metric,
             mode="lines+markers",
@@ -178,10 +186,10 @@ def curves_figure(runs):
                 go.Scatter(
                     x=m.epoch,
                     y=y,
-                    name=metric,
+                    name=name,
                     showlegend=j == 0,
                     **style,
-                    hovertemplate=f"{metric}, epoch %{{x}}: {value}<extra></extra>",
+                    hovertemplate=f"{name}, epoch %{{x}}: {value}<extra></extra>",
                 ),
                 row=j // 2 + 1,
                 col=j % 2 + 1,
@@ -191,7 +199,18 @@ def curves_figure(runs):
     fig.update_yaxes(range=[0, 1], row=1, col=2)
     fig.update_yaxes(type="log", title_text="examples", row=2, col=1)
     fig.update_yaxes(type="log", row=2, col=2)
-    fig.update_layout(template="plotly_white", height=850, title="What each fixed order does to learning")
+    title = "What each fixed order does to learning"
+    if failed:  # the finding, under the title: which orders kept the network at chance
+        title += "".join(
+            f"<br><sup><span style='color:#b00000'>{metric}: {status.describe()}</span></sup>"
+            for metric, status in failed.items()
+        )
+    fig.update_layout(
+        template="plotly_white",
+        height=850 + 20 * len(failed),
+        title=title,
+        **(dict(margin=dict(t=100 + 20 * len(failed))) if failed else {}),
+    )
     return fig
 
 

@@ -5,7 +5,7 @@ import html
 _STYLE = """<style>body{font-family:sans-serif;max-width:78em;margin:2em auto;line-height:1.4;padding:0 1em}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:right}
 td.l,th.l{text-align:left}pre{background:#f6f6f6;padding:1em;overflow:auto}
-.supported{background:#d9f2d9}.contradicted{background:#f8d7d7}.inconclusive{background:#f2f2f2}
+.supported{background:#d9f2d9}.contradicted{background:#f8d7d7}.inconclusive{background:#f2f2f2}.not-interpretable{background:#fde9c8}
 .control{color:#555;font-style:italic}</style>"""
 
 
@@ -20,12 +20,39 @@ def _a(href, text):
     return f"<a href='{html.escape(href)}'>{html.escape(text)}</a>"
 
 
-def index_html(study, config_yaml, runs, summaries, links, claims_link, selection_link=None):
+def index_html(study, config_yaml, runs, summaries, links, claims_link, selection_link=None, learning=None):
     """The study's front page.
 
     runs: [(model, seed)]; summaries: {(model, seed, metric): [per-phase summary dicts]};
     links: {(model, seed): dict(curves=href, heatmaps={metric: href}, layers={metric: href})}; claims_link: href of
-    the claims page."""
+    the claims page; learning: {(model, seed, metric): stats.Learning}, optional: the runs that did not learn are
+    named above the conclusions and every row of the summary says whether its run learned."""
+    learning = learning or {}
+
+    def learned(key):
+        status = learning.get(key)
+        if status is None:
+            return ""
+        if status.learned:
+            return "<td class=l>yes</td>"
+        return f"<td class=l><b>no: test accuracy {status.accuracy:.2f}, chance {status.chance:.2f}</b></td>"
+
+    failed = [(key, status) for key, status in learning.items() if not status.learned]
+    not_learned = (
+        "<div style='border:2px solid #b00000;background:#fbeaea;padding:.2em 1em;margin:1em 0'>"
+        "<h2>Runs in which the network did not learn</h2><ul>"
+        + "".join(
+            f"<li>{html.escape(model)}, seed {seed}, metric {html.escape(metric)}: "
+            f"{html.escape(status.describe())}</li>"
+            for (model, seed, metric), status in failed
+        )
+        + "</ul><p>Under these orders the network stayed at chance: that is a finding in itself. The gradients of a "
+        "network that does not learn say nothing about which batches help it learn, so each such run is left out of "
+        "its claim rows, and where no seed of a model and metric learned, those rows are <b>not interpretable</b> and "
+        "left out of the confirmatory family (the claims page says so).</p></div>"
+        if failed
+        else ""
+    )
     rows = []
     for model, seed in runs:
         heatmaps = links[model, seed]["heatmaps"]
@@ -35,7 +62,7 @@ def index_html(study, config_yaml, runs, summaries, links, claims_link, selectio
                     f"<tr><td class=l>{html.escape(model)}</td><td>{seed}</td><td class=l>{_a(href, metric)}</td>"
                     f"<td>{s['phase']}</td><td>{s['epochs']}</td><td>{s['lr']:g}</td><td>{s['mean_distance']:.4g}</td>"
                     f"<td>{s['mean_cosine']:.3f}</td><td>{s['best_batch']} ({100 * s['best_quantile']:.0f}%)</td>"
-                    f"<td>{s['spearman']:+.2f}</td></tr>"
+                    f"<td>{s['spearman']:+.2f}</td>{learned((model, seed, metric))}</tr>"
                 )
     run_list = "".join(
         f"<li>{html.escape(model)}, seed {seed}: {_a(links[model, seed]['curves'], 'training curves')}; heatmaps "
@@ -45,12 +72,14 @@ def index_html(study, config_yaml, runs, summaries, links, claims_link, selectio
         + "</li>"
         for model, seed in runs
     )
+    learned_th, table = ("<th class=l>learned</th>" if learning else ""), "".join(rows)
     body = f"""<h1>bestbatch study <code>{html.escape(study)}</code></h1>
 <p>Which mini-batch best approximates the full-batch gradient, and how does that change over training?
 Every training image was scored by a metric, the sorted set was cut into a fixed sequence of mini-batches, and in
 every epoch the gradient g<sub>k</sub> of each batch at the epoch-start parameters was compared with their mean, the
 full gradient. A heatmap cell is the distance ||g<sub>k</sub> &minus; g&#772;||<sub>2</sub>: dark (low) cells are the
 batches whose gradient is closest to the full gradient. Each run is one model, one seed and one metric's order.</p>
+{not_learned}
 <h2>Conclusions</h2>
 <p>{_a(claims_link, "The paper's claims, tested")}: for every claim an effect size with its confidence interval over
 the seeds, a p-value from a permutation null (Holm-corrected over the study) and a verdict: supported, contradicted
@@ -68,7 +97,7 @@ or inconclusive.</p>
 low scores are closer to the full gradient, negative means high scores are. One run's &rho; is descriptive: the
 claims page says what the seeds support. The <code>random</code> order is the control.</p>
 <table><tr><th class=l>model</th><th>seed</th><th class=l>metric</th><th>phase</th><th>epochs</th><th>lr</th>
-<th>mean distance</th><th>mean cosine</th><th>closest batch</th><th>Spearman &rho;</th></tr>{"".join(rows)}</table>
+<th>mean distance</th><th>mean cosine</th><th>closest batch</th><th>Spearman &rho;</th>{learned_th}</tr>{table}</table>
 <h2>Configuration</h2><pre>{html.escape(config_yaml)}</pre>"""
     return page(f"bestbatch: {study}", body)
 
@@ -128,6 +157,8 @@ VERDICT_WORDS = {
     "contradicted": "the data show the opposite pattern, significantly",
     "inconclusive": "the data neither support nor contradict the claim at this level: no significant effect (too few "
     "seeds or batches, or no effect). It is not evidence that there is no effect",
+    "not interpretable": "the network did not learn under this order (test accuracy at chance over the last phase), "
+    "so its gradients say nothing about training; the row is left out of the confirmatory family",
 }
 
 
@@ -135,21 +166,51 @@ def _num(x, spec=".3f"):
     return "" if x is None or x != x else format(x, spec)
 
 
-def claims_html(rows, figure_html, n_seeds, alpha, permutations, notes=()):
+def _interval(lo, hi, level, spec=".3f"):
+    from .stats import fmt_level
+
+    if lo is None or lo != lo:
+        return ""
+    bounds = (
+        f"{_num(lo, spec)} to {_num(hi, spec)}" if abs(lo) != float("inf") and abs(hi) != float("inf") else "unbounded"
+    )
+    return f"{bounds} ({fmt_level(level)})"
+
+
+def dropped_images_note(n_train, batch_size):
+    """What the last partial batch leaves out, in words (empty when the batches hold every image)."""
+    K, left = n_train // batch_size, n_train % batch_size
+    if not left:
+        return ""
+    return (
+        f"<p><b>Images in no batch:</b> {n_train:,} images in batches of {batch_size} make K = {K} batches; the last "
+        f"{left} images of every order (its {left} highest-scoring images) fall in the dropped partial batch, so "
+        f"they are in no batch, no full gradient g&#772; and no policy. A region such as the highest 10% is the "
+        f"highest 10% of the K batches, which stops {left} images short of the top of the order.</p>"
+    )
+
+
+def claims_html(rows, figure_html, n_seeds, alpha, permutations, notes=(), n_train=None, batch_size=None):
     """The claims page: one verdict per (model, claim) in plain words, every test behind it, the controls."""
+    from .stats import FAMILIES
+
     summaries = [r for r in rows if r["kind"] == "summary"]
     tests = [r for r in rows if r["kind"] in ("claim", "control")]
     assoc = [r for r in rows if r["kind"] == "association"]
+    not_learned = sorted({(str(r["model"]), r["metric"], r["not_learned"]) for r in tests if r.get("not_learned")})
     summary_rows = "".join(
-        f"<tr class='{r['verdict']}'><td class=l>{html.escape(str(r['model']))}</td><td class=l>{html.escape(r['claim'])}"
-        f"</td><td class=l><b>{r['verdict']}</b></td><td class=l>{html.escape(r['sentence'])}</td></tr>"
+        f"<tr class='{r['verdict'].replace(' ', '-')}'><td class=l>{html.escape(str(r['model']))}</td>"
+        f"<td class=l>{html.escape(r['claim'])}</td><td class=l><b>{r['verdict']}</b></td>"
+        f"<td class=l>{html.escape(r['sentence'])}</td></tr>"
         for r in summaries
     )
     test_rows = "".join(
-        f"<tr class='{'control' if r['control'] else r['verdict']}'><td class=l>{html.escape(str(r['model']))}</td>"
-        f"<td class=l>{html.escape(r['claim'])}</td><td class=l>{html.escape(r['metric'])}</td><td>{r['phase']}</td>"
-        f"<td>{_num(r['effect'])}</td><td>{_num(r['ci_lo'])} to {_num(r['ci_hi'])}</td><td>{_num(r['p'], '.4f')}</td>"
-        f"<td>{_num(r['p_holm'], '.4f')}</td><td class=l>{r['verdict']}</td><td class=l>{html.escape(r['sentence'])}</td></tr>"
+        f"<tr class='{'control' if r['control'] else r['verdict'].replace(' ', '-')}'>"
+        f"<td class=l>{html.escape(str(r['model']))}</td><td class=l>{html.escape(r['claim'])}</td>"
+        f"<td class=l>{html.escape(r['metric'])}</td><td>{r['phase']}</td><td class=l>{r['family'] or 'none'}</td>"
+        f"<td>{_num(r['effect'])}</td><td>{_interval(r['ci_lo'], r['ci_hi'], r['level'])}</td>"
+        f"<td>{_num(r['p'], '.4f')}</td><td>{_num(r['p_holm'], '.4f')}</td><td class=l>{r['verdict']}</td>"
+        f"<td class=l>{html.escape(r['sentence'])}</td></tr>"
         for r in tests
     )
     assoc_rows = "".join(
@@ -161,46 +222,73 @@ def claims_html(rows, figure_html, n_seeds, alpha, permutations, notes=()):
     seeds = ", ".join(map(str, n_seeds))
     one_seed = (
         (
-            "<p><b>One seed:</b> the intervals come from resampling epochs, which understates the uncertainty "
-            "(a batch that is close in one epoch tends to stay close); run several seeds for intervals whose unit "
-            "is the seed.</p>"
+            "<p><b>One seed:</b> the error bars of the profile figure come from resampling epochs, which understates "
+            "the uncertainty (a batch that is close in one epoch tends to stay close); the tests and their intervals "
+            "do not depend on it.</p>"
         )
         if 1 in n_seeds
         else ""
     )
+    learned_note = (
+        "<p><b>Runs that did not learn:</b></p><ul>"
+        + "".join(
+            f"<li>{html.escape(model)}, {html.escape(metric)}: {html.escape(words)}.</li>"
+            for model, metric, words in not_learned
+        )
+        + "</ul><p>A fixed, sorted order can stop a network from learning (an order that groups classes into "
+        "batches): that is a finding. Such a run is left out of its rows; where no seed learned, the rows are "
+        "<b>not interpretable</b> and outside both families.</p>"
+        if not_learned
+        else ""
+    )
+    family_list = "".join(
+        f"<li><b>{name}</b> ({sum(r['family'] == name and r['p'] == r['p'] for r in rows)} tests): {html.escape(words)}.</li>"
+        for name, words in FAMILIES.items()
+    )
     note_list = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
     verdict_list = "".join(f"<li><b>{v}</b>: {html.escape(w)}.</li>" for v, w in VERDICT_WORDS.items())
+    dropped = dropped_images_note(n_train, batch_size) if n_train and batch_size else ""
     body = f"""<h1>The paper's claims, tested</h1>
 <p>Each claim of the paper's section 5 is restated as a test on the within-epoch z-scored distances (each epoch's row
 of the distance matrix standardised, so the epoch's gradient scale is divided out; negative z is closer to the full
 gradient). The <b>effect</b> is the difference in mean z between a region of batch positions and the rest, in units
-of the epoch's standard deviation; its <b>interval</b> ({100 * (1 - alpha):.0f}%) is taken over the seeds ({seeds} per
-model and metric). The <b>p-value</b> comes from {permutations:,} permutations of the batch positions, one permutation
-shared by all epochs of the phase and all seeds (a batch that is close in one epoch tends to stay close, and
-permuting each epoch on its own would ignore that and reject far too often), and is Holm-corrected over every test on
-this page. Verdicts at alpha = {alpha:g}:</p><ul>{verdict_list}</ul>
+of the epoch's standard deviation, averaged over the seeds ({seeds} per model and metric). The <b>p-value</b> comes
+from {permutations:,} relabellings of the batch positions, one relabelling shared by all epochs of the phase and all
+seeds (a batch that is close in one epoch tends to stay close, and the seeds of a deterministic order train on the
+same batches: relabelling each epoch or each seed on its own would reject far too often).</p>
+<p>The tests form two families, each Holm-corrected on its own:</p><ul>{family_list}</ul>
+<p>The <b>interval</b> is of the shift in the region's mean z: every shift that the same permutation test does not
+reject at the level Holm decides that test at (shown beside it: 95% for a single test, higher where Holm asks for
+more). So it excludes 0 exactly when the Holm-adjusted p is below alpha, and it covers batch-to-batch variation as
+well as the seeds' (an interval over the seeds alone would not). Unbounded means no shift is rejected at that level.
+Verdicts at alpha = {alpha:g}:</p><ul>{verdict_list}</ul>
 <p>The <code>random</code> ordering is analysed exactly like the metrics as a control: it makes no claim, and its rows
 show how large such patterns are by chance. On the demo's synthetic data and with few seeds most verdicts are
 expected to be inconclusive: that is what the data say, and the statistics are not tuned to say more.</p>
-{one_seed}{f"<p><b>Notes:</b></p><ul>{note_list}</ul>" if notes else ""}
+{learned_note}{one_seed}{dropped}{f"<p><b>Notes:</b></p><ul>{note_list}</ul>" if notes else ""}
 <h2>Verdict per claim</h2>
 <table><tr><th class=l>model</th><th class=l>claim</th><th class=l>verdict</th><th class=l>in plain words</th></tr>
 {summary_rows}</table>
 <h2>Every test</h2>
-<table><tr><th class=l>model</th><th class=l>claim</th><th class=l>metric</th><th>phase</th><th>effect (SD)</th>
-<th>interval</th><th>p</th><th>Holm p</th><th class=l>verdict</th><th class=l>sentence</th></tr>{test_rows}</table>
+<table><tr><th class=l>model</th><th class=l>claim</th><th class=l>metric</th><th>phase</th><th class=l>family</th>
+<th>effect (SD)</th><th>interval (level)</th><th>p</th><th>Holm p</th><th class=l>verdict</th><th class=l>sentence</th></tr>
+{test_rows}</table>
 <h2>Where the closest batches sit</h2>
+<p>Mean z per decile of batch position; error bars: {"t-intervals over the seeds" if 1 not in n_seeds else "see above"},
+which describe how the runs vary, not whether position matters (that is the tests' job).</p>
 {figure_html}
-<h2>Association with position and score</h2>
+<h2>Association with position and score (exploratory)</h2>
 <p>Spearman &rho; of the batch position (rho_position) and of the batch's mean metric score (rho_score) with the
-seed-averaged profile of mean z; negative: higher positions (scores) are closer to the full gradient.</p>
+seed-averaged profile of mean z; negative: higher positions (scores) are closer to the full gradient. The two nearly
+repeat each other (batch mean scores rise with position). Holm p within the exploratory family.</p>
 <table><tr><th class=l>model</th><th class=l>metric</th><th>phase</th><th class=l>statistic</th><th>&rho;</th><th>p</th>
 <th>Holm p</th></tr>{assoc_rows}</table>"""
     return page("bestbatch: the paper's claims, tested", body)
 
 
-def selection_figure(curves, models, budgets, arms, target):
-    """Test accuracy against optimizer steps, mean over seeds, one panel per (model, budget), one line per arm."""
+def selection_figure(curves, models, budgets, arms):
+    """Test accuracy against optimizer steps, mean over seeds, one panel per (model, budget), one line per arm.
+    curves: {(model, budget, arm): {seed: curve}}."""
     import numpy as np
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -214,15 +302,14 @@ def selection_figure(curves, models, budgets, arms, target):
     )
     for i, (model, budget) in enumerate(panels):
         for j, arm in enumerate(arms):
-            runs = [c for (m, _s, b, a), c in curves.items() if (m, b, a) == (model, budget, arm)]
+            runs = list(curves.get((model, budget, arm), {}).values())
             if not runs:
                 continue
-            steps = runs[0].step
             acc = np.mean([c.test_acc for c in runs], axis=0)
             dash = "dot" if arm == "shuffled" or ".random" in arm or arm.startswith("random_subset") else "solid"
             fig.add_trace(
                 go.Scatter(
-                    x=steps,
+                    x=runs[0].step,
                     y=acc,
                     mode="lines",
                     name=arm,
@@ -235,56 +322,98 @@ def selection_figure(curves, models, budgets, arms, target):
                 row=i + 1,
                 col=1,
             )
-        fig.add_hline(y=target, line=dict(color="#999", dash="dash"), row=i + 1, col=1)
     fig.update_xaxes(title_text="optimizer steps")
     fig.update_yaxes(title_text="test accuracy", range=[0, 1])
     fig.update_layout(
         template="plotly_white",
         height=max(450, 380 * len(panels)),
-        title="Test accuracy per arm (solid: policies; dotted: controls; dashed line: the target)",
+        title="Test accuracy per arm, mean over seeds (solid: policies; dotted: controls)",
     )
     return fig.to_html(include_plotlyjs=True, full_html=False)
 
 
 SELECTION_VERDICTS = {
-    "faster": "reaches the target accuracy in fewer steps than the control, significantly (Holm-corrected)",
+    "faster": "reaches the target accuracy in fewer steps than the control, significantly (Holm-corrected within the "
+    "confirmatory family)",
     "slower": "needs more steps than the control, significantly",
-    "higher": "ends with a higher test accuracy than the control, significantly",
-    "lower": "ends with a lower test accuracy, significantly",
     "no detectable difference": "no significant difference at this level with these seeds; not evidence that "
     "there is none",
+    "too few seeds": "with this many seeds no outcome could be significant: the sign-flip test's smallest p times the "
+    "family's size is not below alpha (see above how many seeds a verdict needs)",
+    "exploratory": "a comparison outside the paper's recommendations: its p is Holm-corrected within the exploratory "
+    "family, and it gives a lead for a new study, not a verdict",
 }
 
 
-def selection_html(per_arm, comparisons, recommendations, figure_html, seeds, alpha, target):
+def selection_html(per_arm, comparisons, families, figure_html, seeds, alpha, target_fraction, n_train, batch_size):
     """The selection experiment's page: a verdict per recommendation, every arm, every comparison."""
-
-    def interval(r, spec):
-        return "" if r["lo"] != r["lo"] else f"{r['lo']:{spec}} to {r['hi']:{spec}}"
+    from .stats import smallest_sign_flip_p
 
     def fmt(x, spec):
         return "" if x is None or x != x else format(x, spec)
 
+    def klass(r):
+        return {"faster": "supported", "slower": "contradicted"}.get(r["verdict"], "inconclusive")
+
+    confirmatory = [r for r in comparisons if r["family"] == "confirmatory"]
     rec_rows = "".join(
-        f"<tr class='{'supported' if r['verdict'] == 'faster' else 'contradicted' if r['verdict'] == 'slower' else 'inconclusive'}'>"
-        f"<td class=l>{html.escape(r['recommendation'])}</td><td class=l>{html.escape(r['model'])}</td><td>{r['budget']:g}</td>"
-        f"<td class=l>{html.escape(r['arm'])} vs {html.escape(r['control'])}</td><td>{fmt(r['difference'], '+.1f')}</td>"
-        f"<td>{interval(r, '+.1f')}</td><td>{fmt(r['p_holm'], '.4f')}</td><td class=l><b>{r['verdict']}</b></td></tr>"
-        for r in recommendations
+        f"<tr class='{klass(r)}'><td class=l>{html.escape(r['recommendation'])}</td>"
+        f"<td class=l>{html.escape(r['model'])}</td><td>{r['budget']:g}</td>"
+        f"<td class=l>{html.escape(r['arm'])} vs {html.escape(r['control'])}</td><td>{r['n_seeds']}</td>"
+        f"<td>{fmt(r['difference'], '+.1f')}</td><td>{_interval(r['lo'], r['hi'], r['level'], '+.1f')}</td>"
+        f"<td>{fmt(r['p'], '.4f')}</td><td>{fmt(r['p_holm'], '.4f')}</td><td class=l><b>{r['verdict']}</b></td></tr>"
+        for r in confirmatory
     )
     arm_rows = "".join(
         f"<tr><td class=l>{html.escape(r['model'])}</td><td>{r['budget']:g}</td><td>{r['total_steps']}</td>"
-        f"<td class=l>{html.escape(r['arm'])}</td><td>{r['final_accuracy']:.4f}</td>"
-        f"<td>{fmt(r['final_lo'], '.4f')} to {fmt(r['final_hi'], '.4f')}</td><td>{fmt(r['steps_to_target'], '.0f')}</td>"
-        f"<td>{r['reached_target']} of {r['n_seeds']}</td></tr>"
+        f"<td class=l>{html.escape(r['arm'])}</td><td>{fmt(r['final_accuracy'], '.4f')}</td>"
+        f"<td>{fmt(r['final_lo'], '.4f')} to {fmt(r['final_hi'], '.4f')}</td>"
+        f"<td class=l>{'seed ' + html.escape(r['not_learned']) if r['not_learned'] else ''}</td>"
+        f"<td>{fmt(r['steps_to_target'], '.0f')}</td><td>{r['reached_target']} of {r['n_seeds']}</td></tr>"
         for r in per_arm
     )
     cmp_rows = "".join(
-        f"<tr><td class=l>{html.escape(r['model'])}</td><td>{r['budget']:g}</td><td class=l>{html.escape(r['arm'])}</td>"
-        f"<td class=l>{html.escape(r['control'])}</td><td class=l>{r['quantity']}</td><td>{fmt(r['difference'], '+.4g')}</td>"
-        f"<td>{interval(r, '+.4g')}</td><td>{fmt(r['p'], '.4f')}</td><td>{fmt(r['p_holm'], '.4f')}</td>"
-        f"<td class=l>{r['verdict']}</td></tr>"
+        f"<tr class='{klass(r)}'><td class=l>{html.escape(r['model'])}</td><td>{r['budget']:g}</td>"
+        f"<td class=l>{html.escape(r['arm'])}</td><td class=l>{html.escape(r['control'])}</td>"
+        f"<td class=l>{r['quantity']}</td><td class=l>{r['family']}</td><td>{r['n_seeds']}</td>"
+        f"<td>{fmt(r['difference'], '+.4g')}</td><td>{_interval(r['lo'], r['hi'], r['level'], '+.4g')}</td>"
+        f"<td>{fmt(r['p'], '.4f')}</td><td>{fmt(r['p_holm'], '.4f')}</td><td class=l>{r['verdict']}</td></tr>"
         for r in comparisons
+    )
+    S = len(seeds)
+    power = []
+    for name, info in families.items():
+        m, need = info["n_tests"], info["seeds_needed"]
+        if not m:
+            continue
+        state = (
+            f"<b>with {S} seeds no {name} comparison can be significant</b>"
+            if S < need
+            else f"{S} seeds can reach it when every seed agrees in sign"
+        )
+        power.append(
+            f"<li>{name}: {m} tests; Holm's first step needs p &lt; {alpha:g}/{m} = {alpha / m:.4g}; a verdict needs "
+            f"at least <b>{need} seeds</b> ({need} seeds give a smallest p of {smallest_sign_flip_p(need):.4g}); "
+            f"{state}. More seeds than that give power against run-to-run noise.</li>"
+        )
+    no_target = sorted({r["seeds_without_target"] for r in comparisons if r.get("seeds_without_target")})
+    not_learned = [r for r in per_arm if r["not_learned"]]
+    learned_note = (
+        "<p><b>Runs that did not learn</b> (test accuracy at chance over the last phase): "
+        + "; ".join(
+            f"{html.escape(r['model'])}, budget {r['budget']:g}, {html.escape(r['arm'])}: seed {html.escape(r['not_learned'])}"
+            for r in not_learned
+        )
+        + ". They are left out of an arm's mean final accuracy and named here; in the paired comparisons not "
+        "learning is the policy's outcome (its final accuracy, or a target never reached).</p>"
+        if not_learned
+        else ""
+    )
+    target_note = (
+        f"<p><b>Seeds without a target</b> (their standard-SGD run did not learn): {', '.join(no_target)}; they are "
+        f"left out of the steps-to-target comparisons.</p>"
+        if no_target
+        else ""
     )
     verdict_list = "".join(f"<li><b>{v}</b>: {html.escape(w)}.</li>" for v, w in SELECTION_VERDICTS.items())
     body = f"""<h1>Do the "best" mini-batches train faster?</h1>
@@ -296,21 +425,41 @@ ordering with every batch (<code>all.&lt;metric&gt;</code>), as many images draw
 (<code>&lt;policy&gt;.random</code>) and standard SGD reshuffled every epoch (<code>shuffled</code>). Every arm of a
 budget takes the same number of optimizer steps, with the learning-rate schedule in steps so the phases line up;
 a smaller budget is where curricula are said to help (Wu, Dyer and Neyshabur, "When do curricula work?", ICLR 2021).
-Differences are paired over the {len(seeds)} seeds ({", ".join(map(str, seeds))}), with t-intervals over seeds and
-paired t-tests, Holm-corrected over every comparison on this page; the target accuracy is {target:g}.
-A run that never reaches it counts as the budget's steps + 1. Verdicts at alpha = {alpha:g}:</p><ul>{verdict_list}</ul>
-<p>On the demo's small synthetic set and few seeds most comparisons are expected to show no detectable difference:
-that is what the data say.</p>
-<h2>The paper's recommendations</h2>
+At a budget below one pass per phase, each arm's partial pass visits rows spread evenly over its whole plan.</p>
+<p><b>Steps to target.</b> A seed's target is {target_fraction:g} &times; the final test accuracy of its
+<code>shuffled</code> run of the same model and budget (as "time to 94%" in the CIFAR-10 speed runs); a run's steps
+to target is its first evaluation at or above it (at least 20 evaluations a run, by default); a run that never
+reaches it counts as the budget's steps + 1.</p>
+<p><b>Tests.</b> Each comparison is paired over the {S} seeds ({", ".join(map(str, seeds))}): every arm of a seed
+starts from the same initial network. The p-value is an exact sign-flip test of the mean difference: under the null
+each seed's difference is as likely negative as positive, so all 2<sup>S</sup> sign flips are equally likely; it
+holds for grid-valued steps and ties. Its smallest two-sided p is 2/2<sup>S</sup> ({smallest_sign_flip_p(S):.4g}
+with {S} seeds). The interval is every mean difference the same test does not reject at the level Holm decides
+it at (shown beside it), so it excludes 0 exactly when the Holm-adjusted p is below alpha = {alpha:g}; unbounded
+means no difference is rejected at that level. Families, each Holm-corrected on its own:</p><ul>{"".join(power)}</ul>
+<p>Only the confirmatory family (the paper's recommendations: each policy against the same order with every batch,
+in steps to target) prints verdicts:</p><ul>{verdict_list}</ul>
+<p><b>measured_best</b> picks, per phase, the batches closest to the full gradient in the Algorithm 1 runs of the
+other seeds (cross-fitted: never the run that shares its seed's initial network). It may say whether batches
+measured close in runs of the same model, data and order train a new run faster than its controls; it may not say
+so for another model, data set or order, nor that closeness is the cause (the picked batches also differ in
+content). The random ordering's batches differ from seed to seed, so no other run measured them:
+<code>measured_best.random</code> picks as many of its batches at random, the control for picking by measurement.</p>
+{learned_note}{target_note}{dropped_images_note(n_train, batch_size)}
+<h2>The paper's recommendations (confirmatory)</h2>
 <p>Each policy against the same ordering with every batch, in steps to the target (negative: fewer steps).</p>
-<table><tr><th class=l>recommendation</th><th class=l>model</th><th>budget</th><th class=l>comparison</th>
-<th>steps (difference)</th><th>interval</th><th>Holm p</th><th class=l>verdict</th></tr>{rec_rows}</table>
+<table><tr><th class=l>recommendation</th><th class=l>model</th><th>budget</th><th class=l>comparison</th><th>seeds</th>
+<th>steps (difference)</th><th>interval (level)</th><th>p</th><th>Holm p</th><th class=l>verdict</th></tr>{rec_rows}</table>
 <h2>Test accuracy against steps</h2>
 {figure_html}
 <h2>Every arm</h2>
+<p>Final accuracy: mean over the seeds that learned, with a t-interval over those seeds (a description of the
+runs, not a test).</p>
 <table><tr><th class=l>model</th><th>budget</th><th>steps</th><th class=l>arm</th><th>final accuracy</th>
-<th>interval</th><th>steps to target (mean of those reaching it)</th><th>reached</th></tr>{arm_rows}</table>
+<th>interval</th><th class=l>did not learn</th><th>steps to target (mean of those reaching it)</th><th>reached</th></tr>
+{arm_rows}</table>
 <h2>Every comparison</h2>
 <table><tr><th class=l>model</th><th>budget</th><th class=l>arm</th><th class=l>control</th><th class=l>quantity</th>
-<th>difference</th><th>interval</th><th>p</th><th>Holm p</th><th class=l>verdict</th></tr>{cmp_rows}</table>"""
+<th class=l>family</th><th>seeds</th><th>difference</th><th>interval (level)</th><th>p</th><th>Holm p</th>
+<th class=l>verdict</th></tr>{cmp_rows}</table>"""
     return page("bestbatch: do the best mini-batches train faster?", body)

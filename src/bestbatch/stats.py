@@ -608,13 +608,11 @@ def _fmt_p(p):
 
 
 def fmt_level(level):
-    """A confidence level 1 - level in percent, as many digits as it needs: 95%, 99.6%, 99.58%."""
-    if not np.isfinite(level):
+    """The confidence 1 - level in percent, with level to two significant digits: 95%, 99.58%, 99%."""
+    if not np.isfinite(level) or not 0 < level < 1:
         return "?"
-    pct = 100 * (1 - level)
-    for digits in range(0, 4):
-        if abs(round(pct, digits) - pct) < 1e-9 or digits == 3:
-            return f"{pct:.{digits}f}%"
+    digits = max(0, 1 - math.floor(math.log10(100 * level)))
+    return f"{100 * (1 - level):.{digits}f}".rstrip("0").rstrip(".") + "%"
 
 
 def fmt_interval(lo, hi, spec=".2f"):

@@ -33,22 +33,43 @@ def study_index(
     metrics,
     phases,
     config,
+    n_classes,
+    n_test,
     selection_html=None,
 ):
     """The study's front page. runs: [[model, seed]]; matrix_paths, heatmap_paths and layers_paths: one per
-    (run, metric) in that order; curves_paths: one per run."""
+    (run, metric) in that order; curves_paths: one per run. A run whose network did not learn
+    (stats.run_learning) is named on the page and marked in summary.json."""
     here = os.path.dirname(out_html)
     rel = lambda path: os.path.relpath(path, here)  # noqa: E731
     runs = [(model, int(seed)) for model, seed in runs]
     keys = [(model, seed, metric) for model, seed in runs for metric in metrics]
-    summaries = {key: phase_summary(read_matrix(path), phases) for key, path in zip(keys, matrix_paths)}
+    summaries, learning = {}, {}
+    for key, path in zip(keys, matrix_paths):
+        m = read_matrix(path)
+        summaries[key] = phase_summary(m, phases)
+        learning[key] = stats.run_learning(m.epoch, m.test_acc, phases, n_classes, n_test)
     links = {run: dict(curves=rel(curves), heatmaps={}, layers={}) for run, curves in zip(runs, curves_paths)}
     for (model, seed, metric), heatmap, layers in zip(keys, heatmap_paths, layers_paths):
         links[model, seed]["heatmaps"][metric] = rel(heatmap)
         links[model, seed]["layers"][metric] = rel(layers)
     write_text(
         out_summary,
-        json.dumps([dict(model=m, seed=s, metric=x, phases=summaries[m, s, x]) for m, s, x in keys], indent=2),
+        json.dumps(
+            [
+                dict(
+                    model=m,
+                    seed=s,
+                    metric=x,
+                    learned=learning[m, s, x].learned,
+                    test_accuracy_last_phase=learning[m, s, x].accuracy,
+                    chance=learning[m, s, x].chance,
+                    phases=summaries[m, s, x],
+                )
+                for m, s, x in keys
+            ],
+            indent=2,
+        ),
     )
     write_text(
         out_html,
@@ -60,21 +81,42 @@ def study_index(
             links,
             rel(claims_html),
             rel(selection_html) if selection_html else None,
+            learning,
         ),
     )
 
 
 @step
 def evaluate_claims(
-    matrix_paths, out_csv, out_statistics, out_html, *, runs, metrics, phases, alpha, permutations, seed
+    matrix_paths,
+    out_csv,
+    out_statistics,
+    out_html,
+    *,
+    runs,
+    metrics,
+    phases,
+    alpha,
+    permutations,
+    seed,
+    n_classes,
+    n_test,
+    n_train,
+    batch_size,
 ):
     """The paper's claims tested over the seeds (bestbatch.stats): claims.csv (claims, controls, one summary
-    per model and claim), statistics.csv (every row, profiles and associations too) and the claims page."""
+    per model and claim), statistics.csv (every row, profiles and associations too) and the claims page.
+    A run whose network did not learn (stats.run_learning) is named and left out of its rows."""
     runs = [(model, int(s)) for model, s in runs]
     matrices = {}
-    for (model, _s, metric), path in zip([(m, s, x) for m, s in runs for x in metrics], matrix_paths):
+    for (model, s, metric), path in zip([(m, s, x) for m, s in runs for x in metrics], matrix_paths):
         m = read_matrix(path)
-        matrices.setdefault((model, metric), []).append(stats.SeedRun(m.distance, m.epoch, m.batch_score_mean))
+        learning = stats.run_learning(m.epoch, m.test_acc, phases, n_classes, n_test)
+        if not learning.learned:
+            log.warning("%s, seed %d, %s: %s", model, s, metric, learning.describe())
+        matrices.setdefault((model, metric), []).append(
+            stats.SeedRun(m.distance, m.epoch, m.batch_score_mean, seed=s, learning=learning)
+        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         rows = stats.analyse_study(matrices, phases, metrics, n_perm=permutations, alpha=alpha, seed=seed)
@@ -87,7 +129,10 @@ def evaluate_claims(
     with atomic_path(out_csv) as tmp:
         table[table["kind"].isin(["claim", "control", "summary"])].to_csv(tmp, index=False, float_format="%.6g")
     n_seeds = sorted({len(v) for v in matrices.values()})
-    write_text(out_html, claims_html(rows, profile_figure(rows, phases), n_seeds, alpha, permutations, notes))
+    write_text(
+        out_html,
+        claims_html(rows, profile_figure(rows, phases), n_seeds, alpha, permutations, notes, n_train, batch_size),
+    )
     verdicts = table[table["kind"] == "summary"]["verdict"].value_counts().to_dict()
     log.info("%d rows; claim verdicts per model: %s", len(rows), verdicts)
     return rows

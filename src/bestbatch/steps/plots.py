@@ -3,6 +3,7 @@
 from ..formats import read_matrix
 from ..logs import step
 from ..plots import curves_figure, heatmap_figure, layers_figure, write_figure
+from ..stats import run_learning
 
 
 @step
@@ -18,7 +19,9 @@ def layers_page(matrix_path, out_html, *, metric, phases):
 
 
 @step
-def curves_page(matrix_paths, out_html, *, metrics):
+def curves_page(matrix_paths, out_html, *, metrics, phases, n_classes, n_test):
     """Training loss, test accuracy, gradient noise scale and gradient diversity of every metric's run,
-    on one page."""
-    write_figure(curves_figure({m: read_matrix(p) for m, p in zip(metrics, matrix_paths)}), out_html)
+    on one page; a run whose network did not learn (stats.run_learning) is named on it."""
+    runs = {metric: read_matrix(path) for metric, path in zip(metrics, matrix_paths)}
+    learning = {metric: run_learning(m.epoch, m.test_acc, phases, n_classes, n_test) for metric, m in runs.items()}
+    write_figure(curves_figure(runs, learning), out_html)

@@ -127,7 +127,10 @@ def train_arm_chunk(
         if a["policy"] == "measured_best" and a["metric"] == "random":
             positions = random_pick(K, len(milestones) + 1, best_fraction, seed)
         else:
-            profile = measured_profile(profile_paths, phases) if a["policy"] == "measured_best" else None
+            profile = None
+            if a["policy"] == "measured_best":
+                log.info("measured_best, cross-fitted: picks from the Algorithm 1 runs %s", ", ".join(profile_paths))
+                profile = measured_profile(profile_paths, phases)
             positions = policy_positions(a["policy"], K, len(milestones) + 1, params, profile)
         plan = policy_plan(order, batch_size, positions)
         if a["kind"] == "random_subset":
