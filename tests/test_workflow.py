@@ -312,7 +312,10 @@ def test_selection_experiment_gives_every_arm_the_same_steps_and_a_page(tmp_path
     confirmatory = comparisons[comparisons["family"] == "confirmatory"]
     assert len(confirmatory) == 2 * 2 and set(confirmatory["verdict"]) == {"too few seeds"}
     assert set(comparisons[comparisons["family"] == "exploratory"]["verdict"]) == {"exploratory"}
-    assert (comparisons["p"] >= 0.5).all()  # 2 / 2^2
+    final = comparisons[comparisons["quantity"] == "final_accuracy"]
+    assert (final["n_seeds"] == 2).all() and (final["p"] >= 0.5).all()  # 2 / 2^2
+    steps = comparisons[comparisons["quantity"] == "steps_to_target"]  # seeds whose shuffled run learned
+    assert (steps["p"].isna() == (steps["n_seeds"] == 0)).all() and (steps["p"].dropna() >= 0.5).all()
     assert {"all.intensity", "random_subset.drop_extremes.intensity", "drop_extremes.random", "shuffled"} <= set(
         comparisons[comparisons["arm"] == "drop_extremes.intensity"]["control"]
     )

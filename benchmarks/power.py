@@ -1,0 +1,126 @@
+"""Power and false-positive rates of the verdicts the workflow prints, on simulated studies (no training).
+
+    PYTHONPATH=src .venv/bin/python benchmarks/power.py [--studies 100] [--experiments 200]
+
+Claims page: `bestbatch.stats.analyse_study` (what the `claims` rule runs, with its default 9,999
+permutations) on simulated distance matrices (`stats.simulate_study`: persistent batch effects shared by
+the seeds, AR(1) epoch noise, epoch scales), at the demo's shape (3 seeds, 3 epochs a phase, 32 batches)
+and the paper's with three seeds (50 epochs a phase, 195 batches), five orderings. A planted effect makes
+the upper-quartile batches of intensity closer in phase 1 (the first claim); "found" is the verdict
+"supported" on that row, "any verdict under the null" a supported or contradicted verdict anywhere on
+the page when nothing is planted.
+
+Selection page: `stats.analyse_selection` on simulated curves (`stats.simulate_selection`: grid-valued
+evaluations, accuracies in whole test images, runs that never reach the target) in the demo's layout;
+"found" is the verdict "faster" for drop_extremes.intensity against all.intensity when that arm trains
+2.5x faster (tau x 0.4). Prints one Markdown table, with Clopper-Pearson 95% intervals (Monte-Carlo error).
+"""
+
+import argparse
+import time
+
+import numpy as np
+from scipy import stats as sps
+
+from bestbatch import selection as sel
+from bestbatch import stats as st
+
+METRICS = ["intensity", "color", "edges", "lpips", "random"]
+
+
+def interval(k, n):
+    lo = sps.beta.ppf(0.025, k, n - k + 1) if k else 0.0
+    hi = sps.beta.ppf(0.975, k + 1, n - k) if k < n else 1.0
+    return f"{k / n:.3f} ({lo:.3f} to {hi:.3f})"
+
+
+def claims(shape, effect, n_studies, n_perm, seed):
+    """(share of studies where the planted row is supported, share with any verdict) at a shape."""
+    E, K = shape
+    phases = [(1, 1, E, 0.1), (2, E + 1, 2 * E, 0.01), (3, 2 * E + 1, 3 * E, 0.001)]
+    early = np.arange(1, 3 * E + 1) <= E
+    rng = np.random.default_rng(seed)
+    found = verdicts = 0
+    for i in range(n_studies):
+        matrices = {
+            ("m", x): st.simulate_study(
+                rng,
+                3,
+                3 * E,
+                K,
+                effect=-effect if x == "intensity" else 0.0,
+                region="upper_quartile",
+                effect_epochs=early,
+                shared=0.7,
+            )
+            for x in METRICS
+        }
+        rows = st.analyse_study(matrices, phases, METRICS, n_perm=n_perm, seed=i)
+        planted = [
+            r
+            for r in rows
+            if r["kind"] == "claim"
+            and r["metric"] == "intensity"
+            and r["phase"] == 1
+            and r["claim"] == "early-upper-quartile"
+        ]
+        found += planted[0]["verdict"] == "supported"
+        verdicts += any(r["verdict"] in ("supported", "contradicted") for r in rows)
+    return found, verdicts
+
+
+def selection(n_seeds, speedup, n_experiments, seed):
+    arms = sel.arms(["all", "drop_extremes", "phase1_upper_quartile", "measured_best"], ["intensity"], sel.CONTROLS)
+    T = {b: sel.total_steps(9, 32, b) for b in (1.0, 0.25)}
+    every = {b: sel.evaluation_every(T[b], 9 * 32, 20) for b in T}
+    plan = sel.comparison_plan(arms)
+    rng = np.random.default_rng(seed)
+    found = verdicts = 0
+    for _ in range(n_experiments):
+        curves = st.simulate_selection(
+            rng, arms, list(range(n_seeds)), list(T), T, every, speedup={"drop_extremes.intensity": speedup}
+        )
+        _, rows, _ = st.analyse_selection(
+            curves, plan, total_steps=T, target_fraction=0.9, alpha=0.05, n_classes=10, n_test=512
+        )
+        found += any(r["arm"] == "drop_extremes.intensity" and r["verdict"] == "faster" for r in rows)
+        verdicts += any(r["verdict"] in ("faster", "slower") for r in rows)
+    return found, verdicts
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--studies", type=int, default=100, help="simulated studies per claims row")
+    ap.add_argument("--experiments", type=int, default=200, help="simulated experiments per selection row")
+    ap.add_argument("--permutations", type=int, default=9999, help="the claims rule's default")
+    args = ap.parse_args()
+    print("| page | shape | planted | found (95% CI) | any verdict (95% CI) | seconds |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, shape in (
+        ("demo: 3 seeds, 3 epochs a phase, 32 batches", (3, 32)),
+        ("paper: 3 seeds, 50 epochs a phase, 195 batches", (50, 195)),
+    ):
+        for effect in (0.0, 0.3, 0.5):
+            t0 = time.time()
+            found, verdicts = claims(shape, effect, args.studies, args.permutations, seed=int(100 * effect))
+            n = args.studies
+            print(
+                f"| claims | {name} | {effect:g} SD, phase-1 upper quartile of intensity | "
+                f"{interval(found, n) if effect else '–'} | {interval(verdicts, n)} | {time.time() - t0:.0f} |",
+                flush=True,
+            )
+    for n_seeds in (3, 8, 10):
+        for speedup in (1.0, 0.4):
+            t0 = time.time()
+            found, verdicts = selection(n_seeds, speedup, args.experiments, seed=n_seeds)
+            n = args.experiments
+            what = "none" if speedup == 1.0 else "drop_extremes.intensity 2.5x faster"
+            print(
+                f"| selection | demo layout, {n_seeds} seeds | {what} | {interval(found, n) if speedup != 1.0 else '–'} "
+                f"| {interval(verdicts, n)} | {time.time() - t0:.0f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
