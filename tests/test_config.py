@@ -218,8 +218,7 @@ def test_an_ordering_is_rerun_only_for_what_changes_it():
 
 
 def test_selection_policies_agree_with_the_registry_and_need_their_orderings():
-    from bestbatch.selection import POLICIES
-    from bestbatch.steps.selection import CONTROLS
+    from bestbatch.selection import CONTROLS, POLICIES
 
     sel = SCHEMA["properties"]["selection"]["properties"]
     assert sel["policies"]["items"]["enum"] == list(POLICIES)
@@ -233,4 +232,20 @@ def test_selection_policies_agree_with_the_registry_and_need_their_orderings():
     bad = copy.deepcopy(good)
     bad["metrics"] = ["intensity"]  # the random_ordering control needs the random ordering
     with pytest.raises(ConfigError, match=r"^selection.metrics: random must be in metrics"):
+        validate_config(bad)
+    # the targets are relative to standard SGD: shuffled must be there
+    bad = copy.deepcopy(good)
+    bad["selection"]["controls"] = ["random_subset", "random_ordering"]
+    with pytest.raises(ConfigError, match=r"^selection.controls: must include shuffled"):
+        validate_config(bad)
+    # measured_best is cross-fitted: one seed has no other seed to pick from
+    bad = copy.deepcopy(good)
+    bad["seeds"] = [0]
+    with pytest.raises(ConfigError, match=r"^selection.policies: measured_best needs at least two seeds"):
+        validate_config(bad)
+    bad["selection"]["policies"] = ["all", "drop_extremes"]
+    validate_config(bad)  # without measured_best one seed is fine
+    bad = copy.deepcopy(good)
+    bad["selection"]["target_accuracy"] = 0.5  # the old key: refused by name
+    with pytest.raises(ConfigError, match=r"^selection.target_accuracy: unknown key"):
         validate_config(bad)
