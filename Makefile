@@ -10,7 +10,7 @@ SNAKEMAKE := $(BIN)/snakemake
 # Building the DAG needs no PyTorch: `env-light` is the venv without it, for the check jobs on GitHub.
 NO_TORCH := torch|torchvision|lpips|scikit-image
 
-.PHONY: env env-light demo test dryrun check format-check lint dryruns clean-demo
+.PHONY: env env-light demo test dryrun check format-check lint dryruns clean-demo gpu-check
 
 env: $(VENV)/.installed
 env-light: $(VENV)/.installed-light
@@ -38,6 +38,10 @@ test: env
 
 dryrun: env
 	$(BIN)/snakemake -n --quiet rules
+
+# On a machine with a CUDA GPU: the CUDA tests and the GPU figures into benchmarks/results.md (within 8 minutes).
+gpu-check: env
+	PYTHON=$(BIN)/python bash benchmarks/gpu_check.sh
 
 # What CI checks besides the tests: .ci/run and the jobs of .github/workflows/main.yml run these targets
 # (after `make env` or `make env-light`).

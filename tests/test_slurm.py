@@ -104,6 +104,36 @@ def test_profile_slurm_works_as_typed_and_bundles_the_paper_epochs(paper_plan):
     assert {j["rule"] for j in paper_plan if j["group"] is None} == LOCAL_RULES | {"ordering", "seeded_ordering"}
 
 
+def test_parallel_layout_bundles_the_training_chain_and_the_compare_jobs_apart(tmp_path):
+    """execution.layout: parallel: N consecutive train_epoch jobs of a run are one submission, and the
+    compare_epoch + reduce_epoch jobs of the same N epochs another, which waits for that training bundle's
+    checkpoints and runs beside the next one; both kinds ask for a GPU where they compute gradients."""
+    layout = write_config(tmp_path / "parallel.yaml", {"execution": {"layout": "parallel"}})
+    plan = planned_jobs(
+        snakemake_in_repo(
+            "--profile", "slurm", "--configfile", "config/config.yaml", str(layout), "-n", "--directory", str(tmp_path)
+        )
+    )
+    groups = {}
+    for job in plan:
+        if job["group"] is not None:
+            groups.setdefault(job["group"], []).append(job)
+    trains = {g: jobs for g, jobs in groups.items() if g.startswith("train_epochs_")}
+    compares = {g: jobs for g, jobs in groups.items() if g.startswith("compare_epochs_")}
+    assert len(trains) == len(compares) == 5 * 150 // EPOCHS_PER_JOB
+    assert set(groups) == set(trains) | set(compares) | {"prepare"}
+    for name, jobs in trains.items():
+        assert Counter(j["rule"] for j in jobs) == {"train_epoch": EPOCHS_PER_JOB}
+        assert GROUP.fullmatch(name.removeprefix("train_"))
+        assert all(j["resources"]["gpu"] == 1 for j in jobs)
+    for jobs in compares.values():
+        assert Counter(j["rule"] for j in jobs) == {"compare_epoch": EPOCHS_PER_JOB, "reduce_epoch": EPOCHS_PER_JOB}
+        assert all(j["resources"]["gpu"] == int(j["rule"] == "compare_epoch") for j in jobs)
+    # each half is priced on its own: lighter than the inline job that does both
+    res = {j["rule"]: j["resources"] for j in plan}
+    assert res["train_epoch"]["runtime"] < 35 and res["compare_epoch"]["runtime"] < 35
+
+
 def test_gpu_rules_ask_for_one_gpu_in_the_paper_plan(paper_plan):
     for job in paper_plan:
         wants_gpu = job["rule"] in GPU_RULES or (job["rule"] == "ordering" and job["wildcards"]["metric"] == "lpips")

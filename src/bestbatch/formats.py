@@ -10,7 +10,8 @@ Gradient shard `<metric>/shards/epoch_<e>.h5` (written by shards.ShardWriter, re
     gradient_sum     (P,) float64            the rows' sum, kept during training
     layout_name, layout_offset, layout_shape (L,)  the flat vector's parameter tensors: name, first
                                              index, shape as JSON
-    + the epoch's records (below)
+    + the epoch's records (below); written by the parallel layout's compare job, without the training
+      ones (train_loss, train_acc, test_loss, test_acc), which the reduction takes from the training records
 Per-epoch file `<metric>/epochs/epoch_<e>.h5` (the reduction of one shard, without the gradients):
     distance, cosine, norm  (K,) float64     ||g_k - g_bar||, cos(g_k, g_bar), ||g_k||
     layer_distance (K, L) float64            ||g_k - g_bar|| over parameter tensor l's slice alone, in
@@ -41,7 +42,9 @@ Selection curve `selection/<model>/budget_<b>/seed_<s>/<arm>/chunk_<c>.h5` and, 
     budget, total_steps, provenance. `.../curve.csv` is the same as a table (CURVE_COLUMNS).
 Checkpoint `*.pt` (torch.save of a dict, loaded with weights_only=True): model (state dict),
     optimizer (state dict or None), epoch, meta (JSON: provenance, and for an epoch its metric and
-    the digest of the parameters it started from), format, format_version.
+    the digest of the parameters it started from), format, format_version. Bytewise reproducible.
+Training records `<metric>/records/epoch_<e>.h5` (the parallel layout's train_epoch; temporary):
+    train_loss, train_acc (K,) float64; attrs epoch, test_loss, test_acc.
 """
 
 import hashlib
@@ -51,7 +54,7 @@ import os
 import platform
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import h5py
 import numpy as np
@@ -67,6 +70,7 @@ SHARD, EPOCH, MATRIX, ORDERING, CHECKPOINT = (
     "checkpoint",
 )
 CURVE = "selection curve"
+TRAINING = "epoch training records"
 
 # the shard's two big datasets; the writer lays them out for direct I/O, the reduction maps them
 SHARD_ROWS, SHARD_SUM = "gradients", "gradient_sum"
@@ -174,19 +178,57 @@ class EpochRecords:
 
 RECORD_DATASETS = ("train_loss", "train_acc", "batch_score_min", "batch_score_mean", "batch_score_max")
 RECORD_ATTRS = tuple(f.name for f in fields(EpochRecords) if f.name not in RECORD_DATASETS)
+# What net_normal's training gives: in the inline layout the shard holds them; in the parallel layout the
+# compare job writes the shard without them (None) and the reduction takes them from the training job's
+# records file (write_training).
+TRAINING_RECORDS = ("train_loss", "train_acc", "test_loss", "test_acc")
 
 
 def _write_records(f, records):
     for name in RECORD_DATASETS:
-        f[name] = getattr(records, name)
+        if getattr(records, name) is not None:
+            f[name] = getattr(records, name)
     for name in RECORD_ATTRS:
-        f.attrs[name] = _attr(getattr(records, name))
+        if getattr(records, name) is not None:
+            f.attrs[name] = _attr(getattr(records, name))
 
 
 def _read_records(f):
     return EpochRecords(
-        **{name: f[name][:] for name in RECORD_DATASETS}, **{name: _plain(f.attrs[name]) for name in RECORD_ATTRS}
+        **{name: f[name][:] if name in f else None for name in RECORD_DATASETS},
+        **{name: _plain(f.attrs[name]) if name in f.attrs else None for name in RECORD_ATTRS},
     )
+
+
+def with_training(records, training):
+    """`records` with net_normal's fields (TRAINING_RECORDS) taken from `training` (read_training)."""
+    return replace(records, **{name: training[name] for name in TRAINING_RECORDS})
+
+
+def write_training(path, epoch, training):
+    """The parallel layout's training records of one epoch, `<metric>/records/epoch_<e>.h5`: train_loss,
+    train_acc (K,) float64; attrs epoch, test_loss, test_acc. The reduction completes the shard's with them."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f["train_loss"] = np.asarray(training["train_loss"], dtype=np.float64)
+        f["train_acc"] = np.asarray(training["train_acc"], dtype=np.float64)
+        f.attrs["epoch"] = int(epoch)
+        f.attrs["test_loss"] = float(training["test_loss"])
+        f.attrs["test_acc"] = float(training["test_acc"])
+        _stamp(f.attrs, TRAINING)
+
+
+def read_training(path, epoch):
+    """{train_loss, train_acc, test_loss, test_acc} of `epoch` from write_training's file (checked)."""
+    with h5py.File(path, "r") as f:
+        _check(f.attrs, TRAINING, path)
+        if int(f.attrs["epoch"]) != int(epoch):
+            raise FormatError(f"{path}: holds the training records of epoch {int(f.attrs['epoch'])}, not {epoch}")
+        return dict(
+            train_loss=f["train_loss"][:],
+            train_acc=f["train_acc"][:],
+            test_loss=float(f.attrs["test_loss"]),
+            test_acc=float(f.attrs["test_acc"]),
+        )
 
 
 # --- gradient shard ------------------------------------------------------------------------------------
@@ -558,20 +600,26 @@ def read_curve(path):
 
 
 def save_checkpoint(path, model_state, optimizer_state, epoch, meta):
+    """The file is bytewise reproducible: torch.save into memory names its archive "archive", not after the
+    temporary file it would otherwise be written to."""
+    import io
+
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(
-            dict(
-                model=model_state,
-                optimizer=optimizer_state,
-                epoch=epoch,
-                meta=json.dumps(meta),
-                format=CHECKPOINT,
-                format_version=FORMAT_VERSION,
-            ),
-            tmp,
-        )
+    buffer = io.BytesIO()
+    torch.save(
+        dict(
+            model=model_state,
+            optimizer=optimizer_state,
+            epoch=epoch,
+            meta=json.dumps(meta),
+            format=CHECKPOINT,
+            format_version=FORMAT_VERSION,
+        ),
+        buffer,
+    )
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(buffer.getbuffer())
 
 
 @dataclass

@@ -94,6 +94,21 @@ def job_resources(s):
     # two forward+backward passes per image (the trained net and the frozen one), the test set once
     per_image_ms = gpu_ms if s.gpu else cpu_ms * s.value_bytes / 4 / s.threads
     train_runtime = minutes(((2 * s.n_train + s.n_test / 3) * per_image_ms / 1000 + shard_mb / DISK_MB_PER_S) / 60)
+    # The parallel layout's halves. train_only: one net, its gradients and momentum, the checkpoint read and
+    # the one written; one forward+backward pass per image and the test set once. compare_epoch: the frozen
+    # net and its gradients, the rows queued for the shard writer (depth 3), the float64 sum; one pass per
+    # image and the shard written.
+    one_net_mem = _base_mb(s.gpu) + 3 * data_mb + (0 if s.gpu else act_mb * s.batch_size * s.value_bytes / 4)
+    train_only = dict(
+        mem_mb=mem_mb(one_net_mem + n_params * 5 * s.value_bytes / 1e6),
+        runtime=minutes(((s.n_train + s.n_test / 3) * per_image_ms / 1000) / 60),
+        gpu=int(s.gpu),
+    )
+    compare = dict(
+        mem_mb=mem_mb(one_net_mem + n_params * (6 * s.value_bytes + 8) / 1e6),
+        runtime=minutes((s.n_train * per_image_ms / 1000 + shard_mb / DISK_MB_PER_S) / 60),
+        gpu=int(s.gpu),
+    )
     # reduce_epoch: the shard is memory-mapped (clean page cache, reclaimable under the job's limit) and
     # only a 4 MiB block of g_bar is allocated; the request leaves room for a row's and the sum's worth
     # of mapped pages
@@ -116,6 +131,8 @@ def job_resources(s):
     data_job = dict(mem_mb=mem_mb(_base_mb(False) + 4 * data_mb), runtime=MIN_RUNTIME, gpu=0)
     return {
         "train_epoch": dict(mem_mb=train_mem, runtime=train_runtime, gpu=int(s.gpu)),
+        "train_only": train_only,
+        "compare_epoch": compare,
         "reduce_epoch": reduce,
         # init_model: the model and its checkpoint
         "init_model": dict(

@@ -108,7 +108,8 @@ class KeepLast:
 
 
 def run_epoch(net, optimizer, images, labels, order, *, epoch, batch_size, seed, augment, dtype, sink, progress=True):
-    """Train `net` one epoch over the fixed batches of `order`, probing every batch's gradient.
+    """Train `net` one epoch over the fixed batches of `order`, probing every batch's gradient (the inline
+    layout: one job does both halves of Algorithm 1).
 
     images: (N, 3, H, W) uint8 on the device; labels: (N,) int64 on the device; order: (N,) int64;
     dtype: the torch dtype of both nets. `sink` receives the gradients (see KeepLast and
@@ -117,32 +118,103 @@ def run_epoch(net, optimizer, images, labels, order, *, epoch, batch_size, seed,
     tensor (one of more than 32 MiB is a fresh mmap: ~11k page faults per ResNet18 batch).
     Returns per-batch training loss and accuracy.
     """
+    return epoch_pass(
+        net,
+        optimizer,
+        copy.deepcopy(net),
+        images,
+        labels,
+        order,
+        epoch=epoch,
+        batch_size=batch_size,
+        seed=seed,
+        augment=augment,
+        dtype=dtype,
+        sink=sink,
+        progress=progress,
+    )
+
+
+def train_pass(net, optimizer, images, labels, order, *, epoch, batch_size, seed, augment, dtype, progress=True):
+    """net_normal's half of an epoch alone (the parallel layout's train_epoch): the same steps on the same
+    inputs as run_epoch, bitwise. Returns per-batch training loss and accuracy."""
+    return epoch_pass(
+        net,
+        optimizer,
+        None,
+        images,
+        labels,
+        order,
+        epoch=epoch,
+        batch_size=batch_size,
+        seed=seed,
+        augment=augment,
+        dtype=dtype,
+        sink=None,
+        progress=progress,
+    )
+
+
+def compare_pass(net_compare, images, labels, order, *, epoch, batch_size, seed, augment, dtype, sink, progress=True):
+    """net_compare's half of an epoch alone (the parallel layout's compare_epoch): `net_compare` holds the
+    epoch-start parameters (the previous epoch's checkpoint) and every g_k goes to `sink`, as in run_epoch.
+    The inputs are the same (make_batch is seeded by seed, epoch and batch), so the g_k are too."""
+    epoch_pass(
+        None,
+        None,
+        net_compare,
+        images,
+        labels,
+        order,
+        epoch=epoch,
+        batch_size=batch_size,
+        seed=seed,
+        augment=augment,
+        dtype=dtype,
+        sink=sink,
+        progress=progress,
+    )
+
+
+def epoch_pass(
+    net, optimizer, net_compare, images, labels, order, *, epoch, batch_size, seed, augment, dtype, sink, progress
+):
+    """The loop of Algorithm 1 over the fixed batches: for each batch k, net_normal's step (when `net` is
+    given) and then net_compare's gradient g_k into `sink` (when `net_compare` is given). Returns the
+    per-batch training loss and accuracy when training, else None."""
     n_batches = num_batches(len(order), batch_size)
     order = torch.as_tensor(order, device=images.device)
-    net_compare = copy.deepcopy(net)  # frozen at the epoch-start parameters
-    net.train()
-    net_compare.train()
-    losses = torch.empty(n_batches, dtype=torch.float64, device=images.device)
-    correct = torch.empty(n_batches, dtype=torch.float64, device=images.device)
-    _, n_params = parameter_layout(net)
-    grad_sum = sink.total(images.device, n_params)
-    for k in tqdm(range(n_batches), desc=f"epoch {epoch}", unit="batch", disable=not progress, mininterval=2):
+    for model in (net, net_compare):
+        if model is not None:
+            model.train()
+    if net is not None:
+        losses = torch.empty(n_batches, dtype=torch.float64, device=images.device)
+        correct = torch.empty(n_batches, dtype=torch.float64, device=images.device)
+    if net_compare is not None:
+        _, n_params = parameter_layout(net_compare)
+        grad_sum = sink.total(images.device, n_params)
+    desc = f"epoch {epoch}" + (
+        "" if net is not None and net_compare is not None else " (train)" if net else " (compare)"
+    )
+    for k in tqdm(range(n_batches), desc=desc, unit="batch", disable=not progress, mininterval=2):
         idx = order[k * batch_size : (k + 1) * batch_size]
         x = make_batch(images, idx, seed, epoch, k, augment, dtype)
         y = labels[idx]
-        # net_normal: the ordinary training step
-        optimizer.zero_grad(set_to_none=True)
-        out = net(x)
-        loss = F.cross_entropy(out, y)
-        loss.backward()
-        optimizer.step()
-        losses[k] = loss.detach()
-        correct[k] = (out.argmax(1) == y).sum()
-        # net_compare: the gradient at the epoch-start parameters, on the same inputs
-        g, _ = batch_gradient(net_compare, x, y, out=sink.row(k, images.device, dtype, n_params))
-        grad_sum.add_(g)  # float64 running sum: the reduction then reads the shard only once
-        # (a NaN or inf in some g_k is caught by the reduction, which names the batch)
-        sink.put(k, g)
+        if net is not None:  # net_normal: the ordinary training step
+            optimizer.zero_grad(set_to_none=True)
+            out = net(x)
+            loss = F.cross_entropy(out, y)
+            loss.backward()
+            optimizer.step()
+            losses[k] = loss.detach()
+            correct[k] = (out.argmax(1) == y).sum()
+        if net_compare is not None:  # the gradient at the epoch-start parameters, on the same inputs
+            g, _ = batch_gradient(net_compare, x, y, out=sink.row(k, images.device, dtype, n_params))
+            grad_sum.add_(g)  # float64 running sum: the reduction then reads the shard only once
+            # (a NaN or inf in some g_k is caught by the reduction, which names the batch)
+            sink.put(k, g)
+    if net is None:
+        return None
     losses, acc = losses.cpu().numpy(), correct.cpu().numpy() / batch_size
     bad = np.flatnonzero(~np.isfinite(losses))
     if bad.size:

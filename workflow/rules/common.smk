@@ -67,6 +67,9 @@ DATA_FILES = [f"{DATA['root']}/{LAYOUT.dirname}/{name}" for name in LAYOUT.files
 DATA_INPUT = DATA_FILES if SYNTHETIC else []
 PHASES = phases(EPOCHS, T["lr"], T["lr_milestones"], T["lr_gamma"])
 SEL = config.get("selection")  # the selection experiment, when configured (selection.smk)
+# How Algorithm 1 is laid out as jobs (bestbatch.config.NOT_RESULT_KEYS: the same results either way):
+# inline, train_epoch writes checkpoint and shard; parallel, train_epoch trains and compare_epoch writes the shard.
+PARALLEL = config["execution"]["layout"] == "parallel"
 # One run: a model, a seed, a metric's fixed order. Its outputs live under RUN/<metric>/.
 RUN = f"{R}/{{model}}/seed_{{seed}}"
 
@@ -190,6 +193,17 @@ def epochs_group(wildcards):
         # as one step and overlap (reduce_epoch e beside train_epoch e+1) as the request assumed
         return "epochs"
     return epochs_group_name(wildcards.model, wildcards.seed, wildcards.metric, wildcards.epoch)
+
+
+# The parallel layout bundles a chain in two: N consecutive train_epoch jobs ("train_..."), and the
+# compare_epoch and reduce_epoch jobs of the same N epochs ("compare_..."), which start once the training
+# bundle has written the checkpoints they need and run beside the next training bundle.
+def train_group(wildcards):
+    return "train" if workflow.remote_exec else "train_" + epochs_group(wildcards)
+
+
+def compare_group(wildcards):
+    return "compare" if workflow.remote_exec else "compare_" + epochs_group(wildcards)
 
 
 # --- the selection experiment (selection.smk), when configured ---------------------------------------

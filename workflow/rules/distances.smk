@@ -1,6 +1,7 @@
 rule reduce_epoch:
     input:
-        f"{RUN}/{{metric}}/shards/epoch_{{epoch}}.h5",
+        shard=f"{RUN}/{{metric}}/shards/epoch_{{epoch}}.h5",
+        training=[f"{RUN}/{{metric}}/records/epoch_{{epoch}}.h5"] if PARALLEL else [],
     output:
         f"{RUN}/{{metric}}/epochs/epoch_{{epoch}}.h5",
     log:
@@ -8,7 +9,7 @@ rule reduce_epoch:
     benchmark:
         f"{B}/{{model}}/seed_{{seed}}/{{metric}}/reduce_epoch_{{epoch}}.tsv"
     group:
-        epochs_group
+        compare_group if PARALLEL else epochs_group
     conda:
         "../../envs/analysis.yaml"
     threads: 1

@@ -26,7 +26,9 @@ rule init_model:
         "../scripts/init_model.py"
 
 
-# outputs.shard_io is not a param: how a shard is written changes no result, so it must not rerun epochs
+# outputs.shard_io is not a param: how a shard is written changes no result, so it must not rerun epochs.
+# Inline layout: one job per epoch trains net_normal and writes the shard of net_compare's gradients.
+# Parallel layout: train_epoch trains and writes its records; compare_epoch (below) writes the shard.
 rule train_epoch:
     input:
         dataset=f"{R}/dataset.json",
@@ -34,20 +36,24 @@ rule train_epoch:
         order=ordering_file,
         state=previous_checkpoint,
     output:
+        **(
+            {"records": temp(f"{RUN}/{{metric}}/records/epoch_{{epoch}}.h5")}
+            if PARALLEL
+            else {"shard": maybe_temp(f"{RUN}/{{metric}}/shards/epoch_{{epoch}}.h5", config["outputs"]["keep_shards"])}
+        ),
         state=maybe_temp(f"{RUN}/{{metric}}/checkpoints/epoch_{{epoch}}.pt", config["outputs"]["keep_checkpoints"]),
-        shard=maybe_temp(f"{RUN}/{{metric}}/shards/epoch_{{epoch}}.h5", config["outputs"]["keep_shards"]),
     log:
         f"{L}/{{model}}/seed_{{seed}}/{{metric}}/train_epoch_{{epoch}}.log",
     benchmark:
         f"{B}/{{model}}/seed_{{seed}}/{{metric}}/train_epoch_{{epoch}}.tsv"
     group:
-        epochs_group
+        train_group if PARALLEL else epochs_group
     conda:
         "../../envs/torch.yaml"
     threads: T["threads"]
     resources:
-        mem_mb=cost("train_epoch", "mem_mb"),
-        runtime=cost("train_epoch", "runtime"),
+        mem_mb=cost("train_only" if PARALLEL else "train_epoch", "mem_mb"),
+        runtime=cost("train_only" if PARALLEL else "train_epoch", "runtime"),
         gpu=int(USES_GPU),
     params:
         **TRAINING_PARAMS,
@@ -56,3 +62,35 @@ rule train_epoch:
         config_hash=run_hash,
     script:
         "../scripts/train_epoch.py"
+
+
+if PARALLEL:
+
+    rule compare_epoch:
+        input:
+            dataset=f"{R}/dataset.json",
+            data=DATA_INPUT,
+            order=ordering_file,
+            state=previous_checkpoint,
+        output:
+            shard=maybe_temp(f"{RUN}/{{metric}}/shards/epoch_{{epoch}}.h5", config["outputs"]["keep_shards"]),
+        log:
+            f"{L}/{{model}}/seed_{{seed}}/{{metric}}/compare_epoch_{{epoch}}.log",
+        benchmark:
+            f"{B}/{{model}}/seed_{{seed}}/{{metric}}/compare_epoch_{{epoch}}.tsv"
+        group:
+            compare_group
+        conda:
+            "../../envs/torch.yaml"
+        threads: T["threads"]
+        resources:
+            mem_mb=cost("compare_epoch", "mem_mb"),
+            runtime=cost("compare_epoch", "runtime"),
+            gpu=int(USES_GPU),
+        params:
+            **TRAINING_PARAMS,
+            model="{model}",
+            seed="{seed}",
+            config_hash=run_hash,
+        script:
+            "../scripts/compare_epoch.py"

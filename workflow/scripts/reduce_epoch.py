@@ -6,4 +6,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))  # scriptdir may hold ".."
 from bestbatch.steps.distances import reduce_epoch  # noqa: E402
 
-reduce_epoch(snakemake.input[0], snakemake.output[0], log=snakemake.log[0])
+reduce_epoch(
+    snakemake.input.shard, snakemake.output[0], (list(snakemake.input.training) or [None])[0], log=snakemake.log[0]
+)

@@ -1,4 +1,4 @@
-"""One (metric, epoch) job of Algorithm 1: train net_normal, probe net_compare, write the shard."""
+"""One (metric, epoch) job of Algorithm 1: train net_normal (and, inline, probe net_compare and write the shard)."""
 
 import sys
 from pathlib import Path
@@ -10,7 +10,8 @@ train_epoch(
     snakemake.input.order,
     snakemake.input.state,
     snakemake.output.state,
-    snakemake.output.shard,
+    snakemake.output.get("shard"),  # inline layout
+    snakemake.output.get("records"),  # parallel layout
     metric=snakemake.wildcards.metric,
     epoch=int(snakemake.wildcards.epoch),
     **snakemake.params,

@@ -4,7 +4,17 @@ import logging
 from dataclasses import replace
 
 from ..distances import gradient_diversity, noise_scale, reduce_shard
-from ..formats import gather_matrix, read_epoch, read_shard_records, write_epoch, write_matrix, write_matrix_csv
+from ..formats import (
+    FormatError,
+    gather_matrix,
+    read_epoch,
+    read_shard_records,
+    read_training,
+    with_training,
+    write_epoch,
+    write_matrix,
+    write_matrix_csv,
+)
 from ..logs import step
 from ..workflow_support import kill_point
 
@@ -12,10 +22,15 @@ log = logging.getLogger("bestbatch")
 
 
 @step
-def reduce_epoch(shard_path, out_path):
+def reduce_epoch(shard_path, out_path, training_path=None):
     """The epoch's distances, per parameter tensor too (one read of its shard), plus its small records,
-    without the gradients."""
+    without the gradients. training_path: the parallel layout's training records of the epoch, which
+    complete a shard its compare job wrote (that shard has none of net_normal's)."""
     records, n_params = read_shard_records(shard_path)
+    if training_path is not None:
+        records = with_training(records, read_training(training_path, records.epoch))
+    elif records.train_loss is None:
+        raise FormatError(f"{shard_path} holds no training records: reduce it with the epoch's records file")
     result = reduce_shard(shard_path, progress=lambda block: kill_point("reduce", records.epoch, block))
     write_epoch(out_path, result, n_params, records)
     log.info("epoch %d: %d batches, %d parameters", records.epoch, len(records.train_loss), n_params)

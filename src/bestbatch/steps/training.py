@@ -10,12 +10,21 @@ import torch
 from ..augment import images_to_tensor
 from ..config import lr_of_epoch, num_batches, phase_of_epoch
 from ..data import load_dataset
-from ..formats import EpochRecords, load_checkpoint, provenance, read_ordering, save_checkpoint, state_digest
+from ..formats import (
+    EpochRecords,
+    load_checkpoint,
+    provenance,
+    read_ordering,
+    save_checkpoint,
+    state_digest,
+    write_training,
+)
 from ..logs import step
 from ..models import build_model
 from ..shards import ShardWriter, shard_bytes
 from ..training import (
     DTYPES,
+    compare_pass,
     device_description,
     evaluate,
     keep_freed_memory,
@@ -24,6 +33,7 @@ from ..training import (
     pick_device,
     run_epoch,
     set_numerics,
+    train_pass,
 )
 from ..workflow_support import KillableSink, kill_point
 from .orderings import fix_threads
@@ -71,12 +81,99 @@ def init_model(out_path, *, model, num_classes, seed, dtype, config_hash):
     save_checkpoint(out_path, net.state_dict(), None, 0, provenance(config_hash, seed=seed, dtype=dtype))
 
 
+def _epoch_setup(
+    order_path,
+    start_checkpoint,
+    *,
+    metric,
+    epoch,
+    model,
+    num_classes,
+    batch_size,
+    seed,
+    dtype,
+    device,
+    threads,
+    granted_threads,
+    data_root,
+    data_format,
+    cuda_tf32,
+    cuda_deterministic,
+    config_hash,
+):
+    """What both halves of an epoch start from: the device and data, the fixed order, the network at the
+    epoch-start parameters, the shard's size, the batches' scores and the epoch's provenance."""
+    dev, images, labels, test_images, test_labels = prepare_training(
+        data_root=data_root,
+        data_format=data_format,
+        device=device,
+        threads=threads,
+        granted_threads=granted_threads,
+        cuda_tf32=cuda_tf32,
+        cuda_deterministic=cuda_deterministic,
+    )
+    log.info("metric %s, epoch %d, device %s", metric, epoch, device_description(dev))
+    torch_dtype = DTYPES[dtype]
+    order, scores = read_ordering(order_path)
+    state = load_checkpoint(start_checkpoint, dev)
+    if state.epoch != epoch - 1:
+        raise RuntimeError(f"{start_checkpoint} holds epoch {state.epoch}, expected epoch {epoch - 1}")
+    net = build_model(model, num_classes=num_classes).to(device=dev, dtype=torch_dtype)
+    net.load_state_dict(state.model)
+    k_batches = num_batches(len(order), batch_size)
+    batch_scores = scores[order[: k_batches * batch_size]].reshape(k_batches, -1)  # the fixed batches' scores
+    meta = dict(
+        provenance(
+            config_hash,
+            device_description(dev),
+            seed=seed,
+            dtype=dtype,
+            cuda_tf32=cuda_tf32,
+            cuda_deterministic=cuda_deterministic,
+        ),
+        metric=metric,
+        epoch=epoch,
+        start_params_sha256=state_digest(state.model),
+    )
+    return dict(
+        dev=dev,
+        images=images,
+        labels=labels,
+        test_images=test_images,
+        test_labels=test_labels,
+        order=order,
+        state=state,
+        net=net,
+        torch_dtype=torch_dtype,
+        k_batches=k_batches,
+        batch_scores=batch_scores,
+        meta=meta,
+    )
+
+
+def _records(epoch, lr, lr_milestones, metric, meta, batch_scores, training):
+    """The epoch's records; `training` None: the compare job's, without net_normal's (formats.TRAINING_RECORDS)."""
+    training = training or dict.fromkeys(("train_loss", "train_acc", "test_loss", "test_acc"))
+    return EpochRecords(
+        epoch=epoch,
+        lr=lr,
+        phase=phase_of_epoch(epoch, lr_milestones),
+        metric=metric,
+        provenance=json.dumps(meta),
+        **training,
+        batch_score_min=batch_scores.min(1),
+        batch_score_mean=batch_scores.mean(1),
+        batch_score_max=batch_scores.max(1),
+    )
+
+
 @step
 def train_epoch(
     order_path,
     start_checkpoint,
     out_checkpoint,
-    out_shard,
+    out_shard=None,
+    out_records=None,
     *,
     data_root,
     data_format,
@@ -102,94 +199,148 @@ def train_epoch(
     granted_threads=None,
     progress=True,
 ):
-    """One (metric, epoch) job of Algorithm 1: a checkpoint and a gradient shard.
+    """One (metric, epoch) job of Algorithm 1: a checkpoint and, in the inline layout (`out_shard` given),
+    the gradient shard. In the parallel layout (`out_records` given instead) it trains only and writes
+    net_normal's records of the epoch; compare_epoch writes the shard from the previous checkpoint.
 
     dtype is the config's name ("float32" or "float64"); from here on it is a torch dtype."""
     seed = int(seed)  # an int, or its text from a wildcard
-    dev, images, labels, test_images, test_labels = prepare_training(
-        data_root=data_root,
-        data_format=data_format,
+    e = _epoch_setup(
+        order_path,
+        start_checkpoint,
+        metric=metric,
+        epoch=epoch,
+        model=model,
+        num_classes=num_classes,
+        batch_size=batch_size,
+        seed=seed,
+        dtype=dtype,
         device=device,
         threads=threads,
         granted_threads=granted_threads,
+        data_root=data_root,
+        data_format=data_format,
         cuda_tf32=cuda_tf32,
         cuda_deterministic=cuda_deterministic,
+        config_hash=config_hash,
     )
-    log.info("metric %s, epoch %d, device %s", metric, epoch, device_description(dev))
-    torch_dtype = DTYPES[dtype]
-    order, scores = read_ordering(order_path)
-
-    state = load_checkpoint(start_checkpoint, dev)
-    if state.epoch != epoch - 1:
-        raise RuntimeError(f"{start_checkpoint} holds epoch {state['epoch']}, expected epoch {epoch - 1}")
-    net = build_model(model, num_classes=num_classes).to(device=dev, dtype=torch_dtype)
-    net.load_state_dict(state.model)
+    net, state, torch_dtype = e["net"], e["state"], e["torch_dtype"]
     epoch_lr = lr_of_epoch(epoch, lr, lr_milestones, lr_gamma)
     optimizer = make_optimizer(net, epoch_lr, momentum, weight_decay)
     if state.optimizer is not None:
         optimizer.load_state_dict(state.optimizer)
     for group in optimizer.param_groups:
         group["lr"] = epoch_lr  # the step schedule, applied at epoch boundaries
+    common = dict(epoch=epoch, batch_size=batch_size, seed=seed, augment=augment, dtype=torch_dtype, progress=progress)
+    data = (e["images"], e["labels"], e["order"])
 
-    layout, n_params = parameter_layout(net)
-    k_batches = num_batches(len(order), batch_size)
-    check_disk(out_shard, shard_bytes(k_batches, n_params, torch_dtype))
-    batch_scores = scores[order[: k_batches * batch_size]].reshape(k_batches, -1)  # the fixed batches' scores
-    meta = dict(
-        provenance(
-            config_hash,
-            device_description(dev),
-            seed=seed,
-            dtype=dtype,
-            cuda_tf32=cuda_tf32,
-            cuda_deterministic=cuda_deterministic,
-        ),
-        metric=metric,
-        epoch=epoch,
-        start_params_sha256=state_digest(state.model),
-    )
-    try:
-        with ShardWriter(out_shard, k_batches, n_params, torch_dtype, direct=shard_io == "direct") as shard:
-            stats = run_epoch(
-                net,
-                optimizer,
-                images,
-                labels,
-                order,
-                epoch=epoch,
-                batch_size=batch_size,
-                seed=seed,
-                augment=augment,
-                dtype=torch_dtype,
-                sink=KillableSink(shard, epoch),
-                progress=progress,
-            )
-            test_loss, test_acc = evaluate(net, test_images, test_labels, torch_dtype)
-            save_checkpoint(out_checkpoint, net.state_dict(), optimizer.state_dict(), epoch, meta)
-            kill_point("after_checkpoint", epoch)
-            records = EpochRecords(
-                epoch=epoch,
-                lr=epoch_lr,
-                phase=phase_of_epoch(epoch, lr_milestones),
-                metric=metric,
-                test_loss=test_loss,
-                test_acc=test_acc,
-                provenance=json.dumps(meta),
-                **stats,
-                batch_score_min=batch_scores.min(1),
-                batch_score_mean=batch_scores.mean(1),
-                batch_score_max=batch_scores.max(1),
-            )
-            shard.finish(layout, records)
-    except BaseException:
-        Path(out_checkpoint).unlink(missing_ok=True)  # no checkpoint without its shard
-        raise
+    def finish(stats):
+        test_loss, test_acc = evaluate(net, e["test_images"], e["test_labels"], torch_dtype)
+        training = dict(stats, test_loss=test_loss, test_acc=test_acc)
+        save_checkpoint(out_checkpoint, net.state_dict(), optimizer.state_dict(), epoch, e["meta"])
+        kill_point("after_checkpoint", epoch)
+        return _records(epoch, epoch_lr, lr_milestones, metric, e["meta"], e["batch_scores"], training)
+
+    if (out_shard is None) == (out_records is None):
+        raise ValueError("train_epoch: give out_shard (inline layout) or out_records (parallel layout), not both")
+    if out_shard is None:
+        try:
+            records = finish(train_pass(net, optimizer, *data, **common))
+            write_training(out_records, epoch, records.__dict__)
+        except BaseException:
+            Path(out_checkpoint).unlink(missing_ok=True)  # no checkpoint without its records
+            raise
+    else:
+        layout, n_params = parameter_layout(net)
+        check_disk(out_shard, shard_bytes(e["k_batches"], n_params, torch_dtype))
+        try:
+            with ShardWriter(out_shard, e["k_batches"], n_params, torch_dtype, direct=shard_io == "direct") as shard:
+                records = finish(run_epoch(net, optimizer, *data, **common, sink=KillableSink(shard, epoch)))
+                shard.finish(layout, records)
+        except BaseException:
+            Path(out_checkpoint).unlink(missing_ok=True)  # no checkpoint without its shard
+            raise
     log.info(
         "epoch %d: train loss %.4f, train acc %.4f, test acc %.4f, lr %g",
         epoch,
         float(records.train_loss.mean()),
         float(records.train_acc.mean()),
-        test_acc,
+        records.test_acc,
         epoch_lr,
     )
     return records
+
+
+@step
+def compare_epoch(
+    order_path,
+    start_checkpoint,
+    out_shard,
+    *,
+    data_root,
+    data_format,
+    metric,
+    epoch,
+    model,
+    num_classes,
+    batch_size,
+    lr,
+    lr_milestones,
+    lr_gamma,
+    seed,
+    augment,
+    dtype,
+    device,
+    threads,
+    cuda_tf32,
+    cuda_deterministic,
+    config_hash,
+    shard_io="direct",
+    granted_threads=None,
+    progress=True,
+    **_training_only,
+):
+    """The parallel layout's compare job of (metric, epoch): net_compare at the epoch-start parameters (the
+    checkpoint of epoch - 1) computes every fixed batch's gradient on the same inputs as the training job
+    and writes the shard with its float64 sum; the training job's records file completes its records at the
+    reduction. `_training_only`: the training params this job does not use (momentum, weight_decay)."""
+    seed = int(seed)
+    e = _epoch_setup(
+        order_path,
+        start_checkpoint,
+        metric=metric,
+        epoch=epoch,
+        model=model,
+        num_classes=num_classes,
+        batch_size=batch_size,
+        seed=seed,
+        dtype=dtype,
+        device=device,
+        threads=threads,
+        granted_threads=granted_threads,
+        data_root=data_root,
+        data_format=data_format,
+        cuda_tf32=cuda_tf32,
+        cuda_deterministic=cuda_deterministic,
+        config_hash=config_hash,
+    )
+    net, torch_dtype = e["net"], e["torch_dtype"]
+    layout, n_params = parameter_layout(net)
+    check_disk(out_shard, shard_bytes(e["k_batches"], n_params, torch_dtype))
+    epoch_lr = lr_of_epoch(epoch, lr, lr_milestones, lr_gamma)
+    with ShardWriter(out_shard, e["k_batches"], n_params, torch_dtype, direct=shard_io == "direct") as shard:
+        compare_pass(
+            net,
+            e["images"],
+            e["labels"],
+            e["order"],
+            epoch=epoch,
+            batch_size=batch_size,
+            seed=seed,
+            augment=augment,
+            dtype=torch_dtype,
+            sink=KillableSink(shard, epoch),
+            progress=progress,
+        )
+        shard.finish(layout, _records(epoch, epoch_lr, lr_milestones, metric, e["meta"], e["batch_scores"], None))
+    log.info("epoch %d: %d batch gradients at the epoch-start parameters", epoch, e["k_batches"])

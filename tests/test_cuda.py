@@ -1,0 +1,156 @@
+"""The CUDA paths: gradients on the GPU against the CPU's float64, the shard writer's pinned rows, the two
+layouts on the GPU, and a workflow job that asks for a GPU using it. Marked `cuda`; skipped (cleanly, with
+the reason) on a machine without a CUDA device. `benchmarks/gpu_check.sh` runs them first on a lent GPU."""
+
+import copy
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_CONFIG, run_snakemake, write_config
+
+from bestbatch.augment import images_to_tensor
+from bestbatch.distances import batch_distances, reduce_shard
+from bestbatch.formats import EpochRecords, provenance, shard_rows
+from bestbatch.models import build_model
+from bestbatch.shards import ShardWriter
+from bestbatch.training import (
+    KeepLast,
+    compare_pass,
+    make_optimizer,
+    parameter_layout,
+    run_epoch,
+    set_numerics,
+    train_pass,
+)
+
+# BESTBATCH_CUDA_REHEARSAL=1 runs these tests on the CPU instead: a rehearsal of the tests themselves (and of
+# gpu_check.sh --rehearse) on a machine without a GPU; it proves nothing about CUDA.
+REHEARSAL = os.environ.get("BESTBATCH_CUDA_REHEARSAL") == "1"
+DEVICE = "cpu" if REHEARSAL else "cuda"
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(
+        not (REHEARSAL or torch.cuda.is_available()), reason="no CUDA device (torch.cuda.is_available() is False)"
+    ),
+]
+
+B, K = 16, 4
+
+
+def data(device, n=B * K, seed=0):
+    rng = np.random.default_rng(seed)
+    images = images_to_tensor(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), device)
+    return images, torch.as_tensor(rng.integers(0, 10, n), device=device), rng.permutation(n)
+
+
+class Rows(KeepLast):
+    """Keeps every g_k (copied to the CPU)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows = {}
+
+    def put(self, k, g):
+        self.rows[k] = g.detach().double().cpu().numpy().copy()
+
+
+def epoch(model, device, dtype, sink, seed=0):
+    set_numerics(torch.device(device), allow_tf32=False, deterministic=True)
+    net = build_model(model, seed=seed).to(device=device, dtype=dtype)
+    opt = make_optimizer(net, 0.1, 0.9, 5e-4)
+    images, labels, order = data(device)
+    stats = run_epoch(
+        net,
+        opt,
+        images,
+        labels,
+        order,
+        epoch=1,
+        batch_size=B,
+        seed=0,
+        augment=True,
+        dtype=dtype,
+        sink=sink,
+        progress=False,
+    )
+    return net, stats
+
+
+@pytest.mark.parametrize("model", ["tiny_mlp_bn", "small_cnn"])
+def test_gradients_on_cuda_match_the_cpu_in_float64(model):
+    gpu, cpu = Rows(), Rows()
+    epoch(model, DEVICE, torch.float64, gpu)
+    epoch(model, "cpu", torch.float64, cpu)
+    for k in range(K):
+        np.testing.assert_allclose(gpu.rows[k], cpu.rows[k], rtol=1e-9, atol=1e-12)
+    G = np.stack([gpu.rows[k] for k in range(K)])
+    want = batch_distances(np.stack([cpu.rows[k] for k in range(K)]))
+    np.testing.assert_allclose(batch_distances(G)["distance"], want["distance"], rtol=1e-9)
+
+
+def test_the_shard_writer_on_cuda_writes_the_rows_computed(tmp_path):
+    """On CUDA put() copies each row into a pinned host row with a non-blocking copy: the file must hold
+    exactly the gradients computed on the device, and the float64 sum their sum."""
+    kept = Rows()
+    epoch("small_cnn", DEVICE, torch.float32, kept)
+    net = build_model("small_cnn", seed=0).to(device=DEVICE)
+    layout, n_params = parameter_layout(net)
+    path = tmp_path / "epoch_1.h5"
+    with ShardWriter(path, K, n_params, torch.float32) as writer:
+        _, stats = epoch("small_cnn", DEVICE, torch.float32, writer)
+        writer.finish(
+            layout,
+            EpochRecords(
+                epoch=1,
+                lr=0.1,
+                phase=1,
+                metric="m",
+                test_loss=0.0,
+                test_acc=0.0,
+                provenance=json.dumps(provenance("test", DEVICE)),
+                **stats,
+                batch_score_min=np.zeros(K),
+                batch_score_mean=np.zeros(K),
+                batch_score_max=np.zeros(K),
+            ),
+        )
+    with shard_rows(path) as (rows, total):
+        for k in range(K):
+            assert np.array_equal(np.asarray(rows[k], dtype=np.float64), kept.rows[k]), k  # deterministic: bitwise
+        np.testing.assert_allclose(total, np.sum([kept.rows[k] for k in range(K)], 0), rtol=1e-10, atol=1e-12)
+        assert rows.shape == (K, n_params)
+    result = reduce_shard(path)
+    np.testing.assert_allclose(
+        result["distance"], batch_distances(np.stack([kept.rows[k] for k in range(K)]))["distance"], rtol=1e-9
+    )
+
+
+def test_the_parallel_layouts_halves_equal_the_inline_epoch_on_cuda():
+    inline = Rows()
+    net_a, stats_a = epoch("small_cnn", DEVICE, torch.float32, inline)
+    set_numerics(torch.device(DEVICE), allow_tf32=False, deterministic=True)
+    start = build_model("small_cnn", seed=0).to(device=DEVICE)
+    net_b, compare = copy.deepcopy(start), Rows()
+    images, labels, order = data(DEVICE)
+    args = dict(epoch=1, batch_size=B, seed=0, augment=True, dtype=torch.float32, progress=False)
+    stats_b = train_pass(net_b, make_optimizer(net_b, 0.1, 0.9, 5e-4), images, labels, order, **args)
+    compare_pass(start, images, labels, order, **args, sink=compare)
+    assert np.array_equal(stats_a["train_loss"], stats_b["train_loss"])
+    for (name, a), b in zip(net_a.state_dict().items(), net_b.state_dict().values()):
+        assert torch.equal(a, b), name
+    for k in range(K):
+        assert np.array_equal(inline.rows[k], compare.rows[k]), k
+
+
+@pytest.mark.slow
+def test_a_gpu_job_of_the_workflow_runs_on_cuda(tmp_path):
+    config = dict(copy.deepcopy(TINY_CONFIG), metrics=["intensity"], seeds=[0])
+    config["training"] = dict(config["training"], device="cpu" if REHEARSAL else "auto")
+    cfg = write_config(tmp_path / "tiny.yaml", config)
+    run = "results/tiny/tiny_mlp_bn/seed_0/intensity"
+    run_snakemake(tmp_path, "--configfile", str(cfg), "--cores", "2", f"{run}/distances.h5")
+    log = (tmp_path / "logs/tiny/tiny_mlp_bn/seed_0/intensity/train_epoch_1.log").read_text()
+    assert f"device {DEVICE}" in log, log[-2000:]
