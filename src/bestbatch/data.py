@@ -12,10 +12,15 @@ globals that rebuild a numpy array (plus `_codecs.encode`, with which protocol 2
 and refuses every other global, naming it; `restricted_load` reads one file that way.
 md5 is checked only where a file's batch_label claims the official release: official files must be intact, while generated or
 user-built copies (their own batch_label) are accepted on structure alone and marked official=False.
+
+Image folders (`data.source: imagefolder`, torchvision's ImageFolder layout) are scanned, decoded once and
+written in CIFAR-10's format under the study's results: see the section "image folders" below.
 """
 
 import hashlib
 import io
+import json
+import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,7 +109,10 @@ CIFAR_DIRNAME, TRAIN_FILES, TEST_FILE, META_FILE = (
 
 
 def layout_of(source, synthetic=None):
-    """The on-disk format of `data.source` (a synthetic set is written in `data.synthetic.format`)."""
+    """The on-disk format of `data.source` (a synthetic set is written in `data.synthetic.format`; an image
+    folder is decoded into CIFAR-10's format, whatever its class count)."""
+    if source == "imagefolder":
+        return CIFAR10
     return LAYOUTS[(synthetic or {}).get("format", "cifar10") if source == "synthetic" else source]
 
 
@@ -405,7 +413,10 @@ def measure_sizes(root, source="cifar10"):
 def planned_sizes(source, root, synthetic=None):
     """(n_train, n_test, n_classes, how) that the workflow plans for before the data is checked:
     a synthetic set's configured sizes, else what the files under `root` hold, else (files not there
-    yet) the official release's. The dataset check compares them with what it reads."""
+    yet) the official release's; an image folder's are counted in its train/ and test/ folders (no image is
+    decoded; a folder that cannot be used raises DatasetError). The dataset check compares them with what it reads."""
+    if source == "imagefolder":
+        return (*imagefolder_sizes(root), f"counted in the image folder {root} when Snakemake started")
     layout = layout_of(source, synthetic)
     n_classes_official = 100 if layout is CIFAR100 else 10
     if source == "synthetic":
@@ -468,17 +479,26 @@ def write_dataset(
     label="bestbatch synthetic",
     official_labels=False,
     protocol=2,
+    filenames=None,
 ):
     """Write arrays in a python-version layout (`source`: cifar10 or cifar100); returns the written paths.
 
     Each batch_label names `label` (so it never claims the official release), unless official_labels:
-    then the files carry the official batch labels, like a subset or re-pickled copy of the release."""
+    then the files carry the official batch labels, like a subset or re-pickled copy of the release.
+    filenames: (train names, test names) for the batches' 'filenames' (default synthetic_00001.png, ...)."""
     if not label.strip():
         raise ValueError("label must be non-empty so the batch_label never claims the official release")
     layout = LAYOUTS[source]
     classes = [str(c) for c in classes]
     train_images, train_labels = _check_split(train_images, train_labels, len(classes), "train")
     test_images, test_labels = _check_split(test_images, test_labels, len(classes), "test")
+    if filenames is not None:
+        filenames = [[str(f) for f in names] for names in filenames]
+        if [len(f) for f in filenames] != [len(train_labels), len(test_labels)]:
+            raise ValueError(
+                f"filenames must name every image: got {[len(f) for f in filenames]} names for "
+                f"{len(train_labels)} training and {len(test_labels)} test images"
+            )
     folder = Path(root) / layout.dirname
     folder.mkdir(parents=True, exist_ok=True)
     rows = lambda x: x.transpose(0, 3, 1, 2).reshape(len(x), 3072)  # HWC -> 1024 R, 1024 G, 1024 B
@@ -491,11 +511,14 @@ def write_dataset(
     paths, start = [], 0
     for name, batch_label, idx in batches + [(layout.test_file, "testing batch 1 of 1", None)]:
         x, y = (train_images[idx], train_labels[idx]) if idx is not None else (test_images, test_labels)
+        names = [f"synthetic_{start + j + 1:05d}.png" for j in range(len(y))]
+        if filenames is not None:
+            names = [filenames[0][i] for i in idx] if idx is not None else filenames[1]
         d = {
             "batch_label": batch_label if official_labels else f"{label} {batch_label}",
             layout.label_key: y.tolist(),
             "data": np.ascontiguousarray(rows(x)),
-            "filenames": [f"synthetic_{start + j + 1:05d}.png" for j in range(len(y))],
+            "filenames": names,
         }
         if layout is CIFAR100:
             d["coarse_labels"] = (y // 5).tolist()  # CIFAR-100's 20 superclasses of 5 classes each
@@ -596,3 +619,283 @@ def make_synthetic(n_train, n_test, seed, n_classes=10):
     test = _synthetic_split(n_test, test_rng, n_classes)
     classes = tuple(f"{_KINDS[c % len(_KINDS)]}_{round(360 * c / n_classes):03d}" for c in range(n_classes))
     return train[0], train[1], test[0], test[1], classes
+
+
+# ----------------------------------------------------------------------------------- image folders
+# `data.source: imagefolder`: <root>/train/<class>/<image> and <root>/test/<class>/<image>, torchvision's
+# ImageFolder convention (classes are the train/ subfolders, sorted by name; files sorted within a class;
+# a class folder may hold subfolders). The images are decoded once into CIFAR-10's python format under the
+# study's results (write_imagefolder_cache), which every job reads with load_dataset(..., "cifar10"); so the
+# metrics, orderings and models see the decoded 32x32 RGB uint8 images, after the conversions below.
+#
+# What is read, converted or refused (every refusal is a DatasetError naming the file):
+#   hidden files and folders (a name starting with "."): ignored, not counted;
+#   files of other extensions, or outside a class folder: ignored, counted in one log line;
+#   a missing train/ or test/, no class folder, fewer than two classes, an empty class folder, or test classes
+#     other than the training classes: refused, naming the folder or the classes;
+#   8-bit RGB: read as it is; 8-bit greyscale (L), bilevel (1) and palette (P): converted to RGB, logged;
+#   RGBA, LA, PA, or a transparent colour (tRNS): converted to RGB if every pixel is fully opaque (logged),
+#     else refused ("has transparency");
+#   16-bit per channel (I;16, a 48/64-bit PNG), 32-bit integer (I), floating point (F), and any other mode
+#     (CMYK, YCbCr, ...): refused, naming the mode;
+#   unreadable, truncated or corrupt files: refused;
+#   a size other than 32x32: refused, naming the size, unless image_size=32 (`data.image_size`) is declared:
+#     then cropped to the largest centred square and resized to 32x32 with Pillow's bicubic filter (which
+#     antialiases when it shrinks), logged. EXIF orientation and ICC profiles are ignored, as torchvision's
+#     ImageFolder loader ignores them.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+IMAGE_SIZE = 32  # what the CIFAR-style models take
+_SHOWN_PROBLEMS = 20  # a refusal lists at most this many files
+
+
+@dataclass(frozen=True)
+class ImageFolderScan:
+    """What scan_imagefolder found, without decoding: the class names, each split's files, and a fingerprint
+    that changes when any image is added, removed, renamed or rewritten (its size or mtime changes)."""
+
+    root: Path
+    classes: tuple
+    train: tuple  # ((path relative to root, class index, size in bytes, mtime_ns), ...) in reading order
+    test: tuple
+    ignored: tuple  # paths relative to root of the files skipped (other extensions, outside a class folder)
+    fingerprint: str  # sha256 hex of the classes and every file's path, size and mtime
+
+    @property
+    def sizes(self):
+        """(n_train, n_test, n_classes)"""
+        return len(self.train), len(self.test), len(self.classes)
+
+    def paths(self, split=None):
+        """The image files (str, under root) of one split ("train", "test") or of both, in reading order."""
+        entries = {"train": self.train, "test": self.test}[split] if split else self.train + self.test
+        return [str(self.root / rel) for rel, *_ in entries]
+
+
+def _visible(name):
+    return not name.startswith(".")
+
+
+def _class_folders(split_dir):
+    return sorted(e.name for e in os.scandir(split_dir) if _visible(e.name) and e.is_dir())
+
+
+def _scan_class(root, folder, label, extensions, ignored):
+    """((relative path, label, size, mtime_ns), ...) of the images under one class folder, sorted."""
+    found = []
+    for dirpath, dirnames, names in os.walk(folder, followlinks=True):
+        dirnames[:] = [d for d in dirnames if _visible(d)]
+        for name in filter(_visible, names):
+            path = Path(dirpath) / name
+            rel = path.relative_to(root)
+            if not name.lower().endswith(extensions):
+                ignored.append(rel.as_posix())
+                continue
+            try:
+                st = path.stat()
+            except OSError as e:
+                raise DatasetError(f"{path}: cannot be read ({e}); replace or remove it.") from e
+            found.append((rel.parts, rel.as_posix(), label, st.st_size, st.st_mtime_ns))
+    return [entry[1:] for entry in sorted(found)]
+
+
+def scan_imagefolder(root, extensions=IMAGE_EXTENSIONS, log=None):
+    """Describe `<root>/train/<class>/*` and `<root>/test/<class>/*` without decoding an image: an ImageFolderScan.
+
+    Refuses (DatasetError naming the folder) a missing train/ or test/, fewer than two class folders, an empty
+    class folder, and test classes that differ from the training classes. Extensions match case-insensitively."""
+    root = Path(root)
+    extensions = tuple(e.lower() for e in extensions)
+    layout = f"expected {root}/train/<class>/<image> and {root}/test/<class>/<image> ({', '.join(extensions)})"
+    for split in ("train", "test"):
+        if not (root / split).is_dir():
+            raise DatasetError(f"{root / split}: no such folder; {layout}.")
+    classes = _class_folders(root / "train")
+    if len(classes) < 2:
+        raise DatasetError(
+            f"{root / 'train'}: {len(classes)} class folder{'s' * (len(classes) != 1)} "
+            f"({', '.join(classes) or 'none'}); a classifier needs at least two: {layout}."
+        )
+    test_classes = _class_folders(root / "test")
+    if test_classes != classes:
+        only_train = sorted(set(classes) - set(test_classes))
+        only_test = sorted(set(test_classes) - set(classes))
+        raise DatasetError(
+            f"{root}: test/ and train/ must hold the same class folders: "
+            + "; ".join(
+                [f"only in {root / 'train'}: {', '.join(only_train)}"] * bool(only_train)
+                + [f"only in {root / 'test'}: {', '.join(only_test)}"] * bool(only_test)
+            )
+            + "."
+        )
+    ignored, splits = [], {}
+    for split in ("train", "test"):
+        top = [e.name for e in os.scandir(root / split) if _visible(e.name) and not e.is_dir()]
+        ignored += [f"{split}/{name}" for name in sorted(top)]  # files outside a class folder
+        splits[split] = []
+        for label, name in enumerate(classes):
+            before = len(ignored)
+            files = _scan_class(root, root / split / name, label, extensions, ignored)
+            if not files:
+                others = len(ignored) - before
+                raise DatasetError(
+                    f"{root / split / name}: an empty class folder: it holds no {'/'.join(extensions)} image"
+                    f"{f' ({others} other file(s) ignored)' if others else ''}; add images, or remove the class "
+                    f"from both train/ and test/."
+                )
+            splits[split] += files
+    if ignored and log is not None:
+        log.info(
+            "%s: ignored %d file(s) that are not %s images or lie outside a class folder, e.g. %s",
+            root,
+            len(ignored),
+            "/".join(extensions),
+            ignored[0],
+        )
+    described = {"classes": classes, "train": splits["train"], "test": splits["test"]}
+    fingerprint = hashlib.sha256(json.dumps(described, separators=(",", ":")).encode()).hexdigest()
+    return ImageFolderScan(
+        root,
+        tuple(classes),
+        tuple(map(tuple, splits["train"])),
+        tuple(map(tuple, splits["test"])),
+        tuple(ignored),
+        fingerprint,
+    )
+
+
+def imagefolder_sizes(root):
+    """(n_train, n_test, n_classes) of the image folder `root`, counted by scan_imagefolder (nothing decoded)."""
+    return scan_imagefolder(root).sizes
+
+
+class _Refused(Exception):
+    """One image that cannot be used; the message names the file."""
+
+
+def _rawmode(img):
+    """The stored pixel format (e.g. RGB;16B for a 48-bit PNG), which Pillow may narrow to its mode."""
+    for tile in getattr(img, "tile", None) or ():
+        args = tile[3] if len(tile) > 3 else None
+        raw = args if isinstance(args, str) else args[0] if isinstance(args, tuple) and args else None
+        if isinstance(raw, str):
+            return raw
+    return ""
+
+
+def _decode_image(path, image_size, notes):
+    """One image as (32, 32, 3) uint8, converted as the section comment says; conversions go to `notes`."""
+    from PIL import Image
+
+    try:
+        img = Image.open(path)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise _Refused(f"{path}: cannot be read as an image ({type(e).__name__}: {e}); replace or remove it") from e
+    with img:
+        mode, raw = img.mode, _rawmode(img)
+        if ";16" in raw or ";32" in raw or mode.startswith(("I", "F")):
+            stored = f", stored as {raw}" if raw and raw != mode else ""
+            raise _Refused(
+                f"{path}: mode {mode}{stored}, a 16/32-bit integer or floating-point image; only 8-bit images "
+                f"are read: save it as 8-bit RGB"
+            )
+        try:
+            img.load()
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+            raise _Refused(f"{path}: truncated or corrupt ({type(e).__name__}: {e}); replace or remove it") from e
+        if mode in ("L", "1", "P", "RGB") and "transparency" in img.info:
+            img, mode = img.convert("RGBA"), f"{mode} with a transparent colour"
+        if img.mode in ("RGBA", "LA", "PA"):
+            rgba = img.convert("RGBA")
+            alpha = np.asarray(rgba.getchannel("A"))
+            if alpha.min() < 255:
+                raise _Refused(
+                    f"{path}: has transparency (mode {mode}; {int((alpha < 255).sum())} of {alpha.size} pixels "
+                    f"not fully opaque); bestbatch will not guess a background: flatten it onto one and save it as RGB"
+                )
+            img = rgba.convert("RGB")
+            notes["alpha"].append((path, mode))
+        elif img.mode in ("L", "1", "P"):
+            img = img.convert("RGB")
+            notes["grey"].append((path, mode))
+        elif img.mode != "RGB":
+            raise _Refused(f"{path}: mode {mode} is not read (8-bit RGB, greyscale or palette only): save it as RGB")
+        if img.size != (IMAGE_SIZE, IMAGE_SIZE):
+            w, h = img.size
+            if image_size is None:
+                raise _Refused(
+                    f"{path}: {w}x{h} pixels; the models take {IMAGE_SIZE}x{IMAGE_SIZE} images: resize it, or "
+                    f"declare data.image_size: {IMAGE_SIZE} to have every image centre-cropped and resized"
+                )
+            s = min(w, h)
+            box = ((w - s) / 2, (h - s) / 2, (w + s) / 2, (h + s) / 2)  # the largest centred square
+            img = img.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BICUBIC, box=box)
+            notes["resized"].append((path, f"{w}x{h}"))
+        return np.asarray(img, dtype=np.uint8)
+
+
+def decode_imagefolder(root, image_size=None, log=None, scan=None):
+    """(train_images, train_labels, test_images, test_labels, classes) of the image folder `root`: uint8
+    (N, 32, 32, 3) and int64 (N,), in scan_imagefolder's order (`scan`: its result, to skip scanning again).
+
+    image_size: None (every image must be 32x32) or 32 (other sizes are centre-cropped to a square and resized).
+    Conversions are logged to `log`, one line per kind; every file that cannot be used is listed in one
+    DatasetError (at most 20, each named with what is wrong)."""
+    if image_size not in (None, IMAGE_SIZE):
+        raise ValueError(f"image_size must be {IMAGE_SIZE} (the models' input) or None, got {image_size!r}")
+    scan = scan or scan_imagefolder(root, log=log)
+    root = Path(root)
+    notes = {"grey": [], "alpha": [], "resized": []}
+    problems, out = [], []
+    for entries in (scan.train, scan.test):
+        images = np.zeros((len(entries), IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+        for i, (rel, *_) in enumerate(entries):
+            try:
+                images[i] = _decode_image(root / rel, image_size, notes)
+            except _Refused as e:
+                problems.append(str(e))
+        out += [images, np.array([label for _, label, *_ in entries], np.int64)]
+    if problems:
+        more = len(problems) - _SHOWN_PROBLEMS
+        raise DatasetError(
+            f"{root}: {len(problems)} of {len(scan.train) + len(scan.test)} image file(s) cannot be used:\n  "
+            + "\n  ".join(problems[:_SHOWN_PROBLEMS])
+            + (f"\n  ... and {more} more" if more > 0 else "")
+        )
+    if log is not None:
+        said = {
+            "grey": "converted %d greyscale/palette image(s) to RGB (%s), e.g. %s",
+            "alpha": "dropped the alpha channel of %d fully opaque image(s) (%s), e.g. %s",
+            "resized": "resized %d image(s) to 32x32 (largest centred square, Pillow bicubic; sizes %s), e.g. %s",
+        }
+        for kind, text in said.items():
+            if notes[kind]:
+                kinds = sorted({what for _, what in notes[kind]})
+                shown = ", ".join(kinds[:5]) + (f", ... ({len(kinds)} in all)" if len(kinds) > 5 else "")
+                log.info(text, len(notes[kind]), shown, notes[kind][0][0])
+    return (*out, scan.classes)
+
+
+def write_imagefolder_cache(root, out_root, image_size=None, log=None, fingerprint=None):
+    """Decode the image folder `root` once and write it in CIFAR-10's python format under `out_root` (what
+    load_dataset(out_root, "cifar10") reads); returns the written paths. The batch labels name the folder, so
+    the files never claim the official release; the batches' filenames are the images' paths under `root`.
+
+    fingerprint: the scan's when the workflow was planned; refused if the folder has changed since."""
+    scan = scan_imagefolder(root, log=log)
+    if fingerprint is not None and scan.fingerprint != fingerprint:
+        raise DatasetError(
+            f"{root}: the image folder changed since the workflow was planned (fingerprint {scan.fingerprint[:12]}, "
+            f"planned for {str(fingerprint)[:12]}): run snakemake again so that it plans for the files on disk."
+        )
+    arrays = decode_imagefolder(root, image_size, log, scan=scan)
+    names = ([rel for rel, *_ in scan.train], [rel for rel, *_ in scan.test])
+    paths = write_dataset(out_root, *arrays, source="cifar10", label=f"bestbatch imagefolder {root}", filenames=names)
+    if log is not None:
+        log.info(
+            "decoded %d train and %d test images of %d classes from %s (fingerprint %s) into %s",
+            *scan.sizes,
+            root,
+            scan.fingerprint[:12],
+            Path(out_root) / CIFAR10.dirname,
+        )
+    return paths

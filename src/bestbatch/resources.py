@@ -42,6 +42,7 @@ class Study:
     threads: int
     gpu: bool  # whether training runs on a GPU
     n_classes: int = 10
+    probe: tuple = None  # (P, activation MB per image, ms per image on the job's device kind) of a model_cost probe
 
 
 def mem_mb(x):
@@ -76,8 +77,12 @@ def model_params(name, n_classes=10):
 
 def job_resources(s):
     """{rule: dict(mem_mb, runtime, gpu)}, and for `ordering` {metric: dict(...)}, for study sizes `s`."""
-    _, _, act_mb, cpu_ms, gpu_ms = model_cost(s.model)
-    n_params = model_params(s.model, s.n_classes)
+    if s.probe is not None:  # a model outside the table: its own measured figures
+        n_params, act_mb, cpu_ms = s.probe
+        gpu_ms = cpu_ms
+    else:
+        _, _, act_mb, cpu_ms, gpu_ms = model_cost(s.model)
+        n_params = model_params(s.model, s.n_classes)
     k = num_batches(s.n_train, s.batch_size)
     data_mb = (s.n_train + s.n_test) * 3 * 32 * 32 / 1e6  # the uint8 images
     shard_mb = k * n_params * s.value_bytes / 1e6  # one epoch's K x P gradients
@@ -148,9 +153,67 @@ def job_resources(s):
 def select_chunk_resources(s, chunk_epochs):
     """A selection job's request: `chunk_epochs` epoch-equivalents of plain training (one forward and
     backward pass per image, the test set once per epoch-equivalent); memory as train_epoch, an upper bound."""
-    _, _, _, cpu_ms, gpu_ms = model_cost(s.model)
+    cpu_ms = gpu_ms = s.probe[2] if s.probe is not None else None
+    if s.probe is None:
+        _, _, _, cpu_ms, gpu_ms = model_cost(s.model)
     per_image_ms = gpu_ms if s.gpu else cpu_ms * s.value_bytes / 4 / s.threads
     epoch_minutes = (s.n_train + s.n_test / 3) * per_image_ms / 1000 / 60
     return dict(
         mem_mb=job_resources(s)["train_epoch"]["mem_mb"], runtime=minutes(chunk_epochs * epoch_minutes), gpu=int(s.gpu)
     )
+
+
+def probe_model_cost(model, num_classes, device="cpu", batch=8, repeats=3, import_paths=()):
+    """Measure what MODEL_COST holds for a model outside it (cheap: a few passes on one small batch): the
+    parameter count P, the activation memory of one image's forward pass (the bytes autograd saves for the
+    backward pass, per image) and the time of one image's forward+backward pass in float32 on `device`
+    (one CPU thread, as the table's core-ms; the best of `repeats`). Returns a JSON-able dict."""
+    import time
+
+    import torch
+    import torch.nn.functional as F
+
+    from .models import build_model, model_spec
+
+    device = torch.device(device)
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        net = build_model(model, num_classes, seed=0, import_paths=import_paths).to(device).train()
+        x = torch.randn(batch, 3, 32, 32, device=device)
+        y = torch.arange(batch, device=device) % num_classes
+        saved = []
+
+        def pack(t):
+            saved.append(t.numel() * t.element_size())
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = F.cross_entropy(net(x), y)
+        loss.backward()
+        times = []
+        for _ in range(repeats):
+            net.zero_grad(set_to_none=True)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            F.cross_entropy(net(x), y).backward()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(threads)
+    return dict(
+        model=model_spec(model).describe(),
+        num_classes=num_classes,
+        device=device.type,
+        params=int(sum(p.numel() for p in net.parameters())),
+        activation_mb=sum(saved) / batch / 1e6,
+        ms_per_image=1000 * min(times) / batch,
+    )
+
+
+def probe_figures(probe):
+    """The (P, activation MB, ms per image) a Study takes from probe_model_cost's dict."""
+    return (int(probe["params"]), float(probe["activation_mb"]), float(probe["ms_per_image"]))

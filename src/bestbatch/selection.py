@@ -415,7 +415,7 @@ def train_chunk(
     from tqdm import tqdm
 
     from .augment import make_batch
-    from .training import NonFiniteError, evaluate
+    from .training import NonFiniteError, evaluate, seed_forward
 
     if last_step != visitor.total_steps or list(milestone_steps) != visitor.milestone_steps:
         raise ValueError(
@@ -437,6 +437,7 @@ def train_chunk(
         idx, pass_, position = visitor.batch(s)
         idx = torch.as_tensor(idx, device=images.device)
         x = make_batch(images, idx, seed, pass_ + 1, position, augment, dtype)
+        seed_forward(seed, pass_ + 1, position)  # dropout as Algorithm 1's net_normal draws it
         optimizer.zero_grad(set_to_none=True)
         loss = F.cross_entropy(net(x), labels[idx])
         loss.backward()

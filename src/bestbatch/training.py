@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .augment import make_batch, normalize
+from .augment import batch_seed, make_batch, normalize
 from .config import num_batches
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}  # the config's names (its only strings)
@@ -176,6 +176,13 @@ def compare_pass(net_compare, images, labels, order, *, epoch, batch_size, seed,
     )
 
 
+def seed_forward(seed, epoch, batch):
+    """Seed what a network draws in its forward pass (dropout) from (seed, epoch, batch) alone, the same for
+    net_normal and net_compare on one batch: a run then recomputes bitwise from any epoch, in either layout.
+    Networks that draw nothing (every built-in one) are unaffected."""
+    torch.manual_seed(batch_seed(seed, epoch, batch) ^ 0x5EED5EED)
+
+
 def epoch_pass(
     net, optimizer, net_compare, images, labels, order, *, epoch, batch_size, seed, augment, dtype, sink, progress
 ):
@@ -201,6 +208,7 @@ def epoch_pass(
         x = make_batch(images, idx, seed, epoch, k, augment, dtype)
         y = labels[idx]
         if net is not None:  # net_normal: the ordinary training step
+            seed_forward(seed, epoch, k)
             optimizer.zero_grad(set_to_none=True)
             out = net(x)
             loss = F.cross_entropy(out, y)
@@ -209,6 +217,7 @@ def epoch_pass(
             losses[k] = loss.detach()
             correct[k] = (out.argmax(1) == y).sum()
         if net_compare is not None:  # the gradient at the epoch-start parameters, on the same inputs
+            seed_forward(seed, epoch, k)  # and the same dropout masks, if the network draws any
             g, _ = batch_gradient(net_compare, x, y, out=sink.row(k, images.device, dtype, n_params))
             grad_sum.add_(g)  # float64 running sum: the reduction then reads the shard only once
             # (a NaN or inf in some g_k is caught by the reduction, which names the batch)

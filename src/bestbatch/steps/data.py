@@ -1,11 +1,19 @@
-"""Rules of data.smk: the synthetic stand-in, and the check of the data set every job reads."""
+"""Rules of data.smk: the synthetic stand-in, the decoded image folder, and the check of the data set every job
+reads."""
 
 import json
 import logging
 
 from ..atomic import write_text
 from ..config import ConfigError, check_batch_size, num_batches
-from ..data import DatasetError, dataset_summary, load_dataset, make_synthetic, write_dataset
+from ..data import (
+    DatasetError,
+    dataset_summary,
+    load_dataset,
+    make_synthetic,
+    write_dataset,
+    write_imagefolder_cache,
+)
 from ..logs import step
 
 log = logging.getLogger("bestbatch")
@@ -21,6 +29,16 @@ def synthetic_dataset(*, root, n_train, n_test, seed, format="cifar10"):
         "wrote %d train and %d test images of %d classes to %s (%s layout)", n_train, n_test, n_classes, root, format
     )
     return paths
+
+
+@step
+def imagefolder_dataset(*, image_root, root, fingerprint, image_size=None):
+    """Decode the image folder `image_root` (<image_root>/train/<class>/*, <image_root>/test/<class>/*) once into
+    CIFAR-10's format under `root`, the cache every job reads with load_dataset(root, "cifar10").
+
+    fingerprint: scan_imagefolder(image_root).fingerprint when Snakemake planned the run (a folder changed since
+    is refused); image_size: None (every image must be 32x32) or 32 (other sizes are cropped and resized)."""
+    return write_imagefolder_cache(image_root, root, image_size=image_size, log=log, fingerprint=fingerprint)
 
 
 @step
