@@ -1,3 +1,4 @@
+import dataclasses
 import os
 import re
 import sys
@@ -18,10 +19,11 @@ from bestbatch.config import (
     ordering_hash,
     phases,
 )
-from bestbatch.data import layout_of, planned_sizes
+from bestbatch.data import DatasetError, layout_of, planned_sizes, scan_imagefolder
+from bestbatch.models import ModelError, model_spec
 from bestbatch import metrics as metric_registry
 from bestbatch.config import num_batches
-from bestbatch.resources import LIGHT_JOB, Study, job_resources, select_chunk_resources
+from bestbatch.resources import LIGHT_JOB, Study, job_resources, probe_figures, select_chunk_resources
 from bestbatch.selection import total_steps
 from bestbatch.selection import arms as selection_arms, parse_arm
 from bestbatch.workflow_support import PACKAGE_VARIABLE, package_requirement, release_stale_locks
@@ -35,13 +37,25 @@ SCHEMA = "../schemas/config.schema.yaml"
 try:
     explain_invalid(config, load_schema(workflow.source_path(SCHEMA)))
     validate(config, SCHEMA)
-    # The data set's sizes before it is checked: a synthetic set's from the config, else read from its files
-    # (or, while they are not there, the official release's); verify_dataset refuses a mismatch.
-    N_TRAIN, N_TEST, N_CLASSES, SIZES_FROM = planned_sizes(
-        config["data"]["source"], config["data"]["root"], config["data"].get("synthetic")
+    # The networks, by the names their outputs go under: built-in ones, and import paths (models.model_spec).
+    MODEL_SPECS = {}
+    for _i, _entry in enumerate(config["models"]):
+        _spec = model_spec(_entry, f"models[{_i}]")
+        if _spec.name in MODEL_SPECS:
+            raise ConfigError(f"models[{_i}]: {_entry!r} is named {_spec.name!r} like an earlier entry; give it a name")
+        MODEL_SPECS[_spec.name] = _spec
+    # An image folder is scanned (not decoded) when Snakemake starts: its files and their fingerprint.
+    IMAGES = scan_imagefolder(config["data"]["root"]) if config["data"]["source"] == "imagefolder" else None
+    # The data set's sizes before it is checked: a synthetic set's from the config, an image folder's counted,
+    # else read from its files (or, while they are not there, the official release's); verify_dataset refuses
+    # a mismatch.
+    N_TRAIN, N_TEST, N_CLASSES = (
+        IMAGES.sizes
+        if IMAGES
+        else planned_sizes(config["data"]["source"], config["data"]["root"], config["data"].get("synthetic"))[:3]
     )
     check_semantics(config, N_TRAIN)
-except ConfigError as exc:
+except (ConfigError, ModelError, DatasetError) as exc:
     raise WorkflowError(f"invalid config: {exc}") from None
 
 # A run killed by SIGKILL (pre-emption, OOM killer) leaves its locks: the same command resumes anyway.
@@ -53,7 +67,11 @@ R = f"results/{STUDY}"
 L = f"logs/{STUDY}"
 B = f"results/{STUDY}/benchmarks"
 METRICS = config["metrics"]
-MODELS = config["models"]
+MODELS = list(MODEL_SPECS)
+# Networks outside the built-in ones: probed once (rule model_cost) for their jobs' resources, built from
+# their import path, with the config files' folders on the import path (a module beside the config).
+OUTSIDE = [name for name, spec in MODEL_SPECS.items() if not spec.builtin]
+IMPORT_PATHS = sorted({str(Path(f).resolve().parent) for f in workflow.configfiles})
 SEEDS = config["seeds"]
 DATA = config["data"]
 T = config["training"]
@@ -61,10 +79,13 @@ EPOCHS = T["epochs"]
 USES_GPU = T["device"] != "cpu"
 SYNTHETIC = DATA["source"] == "synthetic"
 LAYOUT = layout_of(DATA["source"], DATA.get("synthetic"))
-DATA_FILES = [f"{DATA['root']}/{LAYOUT.dirname}/{name}" for name in LAYOUT.files]
-# A synthetic set is made by the workflow: its files are inputs of every rule that reads them, so a storage
-# plugin stages them. The real data set is the user's, checked by verify_dataset (which says what to put where).
-DATA_INPUT = DATA_FILES if SYNTHETIC else []
+# An image folder is decoded once into CIFAR-10's format under the study's results (rule imagefolder_dataset).
+DATA_DIR = f"{R}/data" if IMAGES else DATA["root"]
+DATA_FILES = [f"{DATA_DIR}/{LAYOUT.dirname}/{name}" for name in LAYOUT.files]
+# A synthetic set or an image folder's cache is made by the workflow: its files are inputs of every rule that
+# reads them, so a storage plugin stages them. The real data set is the user's, checked by verify_dataset
+# (which says what to put where).
+DATA_INPUT = DATA_FILES if SYNTHETIC or IMAGES else []
 PHASES = phases(EPOCHS, T["lr"], T["lr_milestones"], T["lr_gamma"])
 SEL = config.get("selection")  # the selection experiment, when configured (selection.smk)
 # How Algorithm 1 is laid out as jobs (bestbatch.config.NOT_RESULT_KEYS: the same results either way):
@@ -75,7 +96,7 @@ RUN = f"{R}/{{model}}/seed_{{seed}}"
 
 
 wildcard_constraints:
-    model="|".join(MODELS),
+    model="|".join(re.escape(m) for m in MODELS),
     seed="|".join(str(s) for s in SEEDS),
     metric="|".join(METRICS),
     epoch=r"[1-9][0-9]*",
@@ -113,7 +134,26 @@ def run_hash(wildcards):
 
 def data_root(wildcards, input):
     """The folder holding the data set: derived from the staged input files where the workflow made them."""
-    return str(Path(input.data[0]).parents[1]) if SYNTHETIC else DATA["root"]
+    return str(Path(input.data[0]).parents[1]) if DATA_INPUT else DATA["root"]
+
+
+# --- the networks: a built-in one is a name; another is its import path and keyword arguments, found with the
+# config's folder on the import path, and priced from its model_cost probe (only then are they params: the
+# built-in models' jobs keep their params, and so their outputs) -------------------------------------------
+def model_param(wildcards):
+    return MODEL_SPECS[wildcards.model].describe()
+
+
+MODEL_PARAMS = dict(model=model_param, import_paths=IMPORT_PATHS) if OUTSIDE else dict(model="{model}")
+
+
+def model_cost_file(wildcards):
+    return [f"{R}/models/{wildcards.model}/cost.json"] if wildcards.model in OUTSIDE else []
+
+
+# the probe is an input of a network's jobs only where some network needs one (an input function per job
+# costs time when Snakemake plans thousands of them)
+PROBE_INPUT = dict(cost=model_cost_file) if OUTSIDE else {}
 
 
 DATA_PARAMS = dict(data_root=data_root, data_format=LAYOUT.source)
@@ -154,17 +194,45 @@ def study_sizes(model):
     )
 
 
-COST = {model: job_resources(study_sizes(model)) for model in MODELS}
-DATA_COST = COST[MODELS[0]]  # the data jobs do not depend on the model
+BUILTIN = [m for m in MODELS if m not in OUTSIDE]
+COST = {model: job_resources(study_sizes(model)) for model in BUILTIN}
+# the data jobs and the orderings do not depend on the model
+DATA_COST = job_resources(study_sizes(BUILTIN[0] if BUILTIN else "tiny_mlp"))
 if config.get("selection"):
-    SELECT_COST = {model: select_chunk_resources(study_sizes(model), SEL["chunk_epochs"]) for model in MODELS}
+    SELECT_COST = {model: select_chunk_resources(study_sizes(model), SEL["chunk_epochs"]) for model in BUILTIN}
+
+
+def select_cost(key):
+    """A selection job's request (per model; a network outside the table from its probe)."""
+    if OUTSIDE:
+        return lambda wildcards, input: (
+            select_chunk_resources(probed_sizes(wildcards.model, input), SEL["chunk_epochs"])
+            if wildcards.model in OUTSIDE
+            else SELECT_COST[wildcards.model]
+        )[key]
+    return lambda wildcards: SELECT_COST[wildcards.model][key]
+
+
+def probed_sizes(model, input):
+    """The Study of a network outside the table, priced from its model_cost probe (the job's input `cost`)."""
+    import json
+
+    return dataclasses.replace(
+        study_sizes("tiny_mlp"), model=model, probe=probe_figures(json.loads(Path(input.cost[0]).read_text()))
+    )
 
 
 def cost(rule_name, key):
     """A rule's request for one resource, per model (and per metric for the orderings); a plain number
-    where it is the same for every job (Snakemake calls a function once per job: 9,000 calls cost seconds)."""
+    where it is the same for every job (Snakemake calls a function once per job: 9,000 calls cost seconds).
+    A network outside the table is priced from its probe (the job's input `cost`; <TBD> in a dry run until
+    the probe has run)."""
     if rule_name == "ordering":
-        return lambda wildcards: max(COST[m]["ordering"][wildcards.metric][key] for m in MODELS)
+        return lambda wildcards: DATA_COST["ordering"][wildcards.metric][key]
+    if OUTSIDE:
+        return lambda wildcards, input: (
+            job_resources(probed_sizes(wildcards.model, input)) if wildcards.model in OUTSIDE else COST[wildcards.model]
+        )[rule_name][key]
     if len({COST[m][rule_name][key] for m in MODELS}) == 1:
         return COST[MODELS[0]][rule_name][key]
     return lambda wildcards: COST[wildcards.model][rule_name][key]

@@ -24,6 +24,36 @@ if SYNTHETIC:
             "../scripts/synthetic_dataset.py"
 
 
+if IMAGES:
+
+    # The image folder, decoded once into CIFAR-10's format under results/<study>/data/: every job reads that
+    # cache. The folder's fingerprint (names, sizes, modification times) is a param, so a change reruns it.
+    rule imagefolder_dataset:
+        input:
+            IMAGES.paths(),
+        output:
+            DATA_FILES,
+        log:
+            f"{L}/imagefolder_dataset.log",
+        benchmark:
+            f"{B}/imagefolder_dataset.tsv"
+        group:
+            "prepare"
+        conda:
+            "../../envs/analysis.yaml"
+        threads: 1
+        resources:
+            **DATA_COST["synthetic_dataset"],
+        params:
+            # the folder holding train/ and test/, as staged: the first image's path less its relative part
+            image_root=lambda wildcards, input: str(Path(input[0]).parents[len(Path(IMAGES.train[0][0]).parts) - 1]),
+            root=lambda wildcards, output: str(Path(output[0]).parents[1]),
+            fingerprint=IMAGES.fingerprint,
+            image_size=DATA.get("image_size"),
+        script:
+            "../scripts/imagefolder_dataset.py"
+
+
 rule verify_dataset:
     input:
         data=DATA_INPUT,

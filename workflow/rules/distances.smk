@@ -1,5 +1,6 @@
 rule reduce_epoch:
     input:
+        **PROBE_INPUT,
         shard=f"{RUN}/{{metric}}/shards/epoch_{{epoch}}.h5",
         training=[f"{RUN}/{{metric}}/records/epoch_{{epoch}}.h5"] if PARALLEL else [],
     output:

@@ -8,6 +8,7 @@ if SEL:
 
     rule select_train:
         input:
+            **PROBE_INPUT,
             dataset=f"{R}/dataset.json",
             data=DATA_INPUT,
             order=arm_ordering,
@@ -28,12 +29,12 @@ if SEL:
             "../../envs/torch.yaml"
         threads: T["threads"]
         resources:
-            mem_mb=lambda wildcards: SELECT_COST[wildcards.model]["mem_mb"],
-            runtime=lambda wildcards: SELECT_COST[wildcards.model]["runtime"],
+            mem_mb=select_cost("mem_mb"),
+            runtime=select_cost("runtime"),
             gpu=int(USES_GPU),
         params:
             **TRAINING_PARAMS,
-            model="{model}",
+            **MODEL_PARAMS,
             seed="{seed}",
             arm="{arm}",
             budget="{budget}",

@@ -1,6 +1,41 @@
+if OUTSIDE:
+
+    # A network outside the built-in ones, once and before any training: refused if it cannot take part
+    # (it does not import or build, returns no (B, classes), has no trainable parameters), else probed for
+    # what its jobs ask for (parameters, activation memory, time per image on this job's device kind).
+    rule model_cost:
+        input:
+            dataset=f"{R}/dataset.json",
+            data=DATA_INPUT,
+        output:
+            f"{R}/models/{{model}}/cost.json",
+        log:
+            f"{L}/models/{{model}}/model_cost.log",
+        benchmark:
+            f"{B}/models/{{model}}/model_cost.tsv"
+        group:
+            "prepare"
+        conda:
+            "../../envs/torch.yaml"
+        threads: 1
+        resources:
+            mem_mb=8000,
+            runtime=10,
+            gpu=int(USES_GPU),
+        params:
+            **MODEL_PARAMS,
+            **DATA_PARAMS,
+            where=lambda wildcards: f"models[{MODELS.index(wildcards.model)}]",
+            num_classes=N_CLASSES,
+            device=T["device"],
+        script:
+            "../scripts/model_cost.py"
+
+
 rule init_model:
     input:
-        f"{R}/dataset.json",
+        **PROBE_INPUT,
+        dataset=f"{R}/dataset.json",
     output:
         f"{RUN}/checkpoints/init.pt",
     log:
@@ -17,7 +52,7 @@ rule init_model:
         runtime=cost("init_model", "runtime"),
         gpu=0,
     params:
-        model="{model}",
+        **MODEL_PARAMS,
         num_classes=N_CLASSES,
         seed="{seed}",
         dtype=T["dtype"],
@@ -31,6 +66,7 @@ rule init_model:
 # Parallel layout: train_epoch trains and writes its records; compare_epoch (below) writes the shard.
 rule train_epoch:
     input:
+        **PROBE_INPUT,
         dataset=f"{R}/dataset.json",
         data=DATA_INPUT,
         order=ordering_file,
@@ -57,7 +93,7 @@ rule train_epoch:
         gpu=int(USES_GPU),
     params:
         **TRAINING_PARAMS,
-        model="{model}",
+        **MODEL_PARAMS,
         seed="{seed}",
         config_hash=run_hash,
     script:
@@ -68,6 +104,7 @@ if PARALLEL:
 
     rule compare_epoch:
         input:
+            **PROBE_INPUT,
             dataset=f"{R}/dataset.json",
             data=DATA_INPUT,
             order=ordering_file,
@@ -89,7 +126,7 @@ if PARALLEL:
             gpu=int(USES_GPU),
         params:
             **TRAINING_PARAMS,
-            model="{model}",
+            **MODEL_PARAMS,
             seed="{seed}",
             config_hash=run_hash,
         script:

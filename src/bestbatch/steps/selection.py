@@ -65,6 +65,7 @@ def train_arm_chunk(
     best_fraction,
     evaluations,
     config_hash,
+    import_paths=(),
     granted_threads=None,
     progress=True,
 ):
@@ -93,7 +94,7 @@ def train_arm_chunk(
         train_chunk,
     )
     from ..training import DTYPES, device_description, make_optimizer
-    from .training import prepare_training
+    from .training import model_record, prepare_training
 
     seed, budget, chunk = int(seed), float(budget), int(chunk)
     dev, images, labels, test_images, test_labels = prepare_training(
@@ -155,7 +156,7 @@ def train_arm_chunk(
     done = state.meta.get("step", 0) if state.optimizer is not None else 0
     if done != first:
         raise RuntimeError(f"{start_checkpoint} holds {done} steps, expected {first}")
-    net = build_model(model, num_classes=num_classes).to(device=dev, dtype=torch_dtype)
+    net = build_model(model, num_classes=num_classes, import_paths=import_paths).to(device=dev, dtype=torch_dtype)
     net.load_state_dict(state.model)
     optimizer = make_optimizer(net, lr_of_step(first, lr, milestones, lr_gamma), momentum, weight_decay)
     if state.optimizer is not None:
@@ -181,7 +182,10 @@ def train_arm_chunk(
         progress=progress,
     )
     meta = dict(
-        provenance(config_hash, device_description(dev), seed=seed, dtype=dtype), arm=arm, budget=budget, step=end
+        provenance(config_hash, device_description(dev), seed=seed, dtype=dtype, **model_record(model)),
+        arm=arm,
+        budget=budget,
+        step=end,
     )
     save_checkpoint(out_checkpoint, net.state_dict(), optimizer.state_dict(), chunk + 1, meta)
     write_curve(

@@ -4,6 +4,7 @@ import json
 import logging
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -11,6 +12,7 @@ from ..augment import images_to_tensor
 from ..config import lr_of_epoch, num_batches, phase_of_epoch
 from ..data import load_dataset
 from ..formats import (
+    TRAINING_RECORDS,
     EpochRecords,
     load_checkpoint,
     provenance,
@@ -74,11 +76,47 @@ def prepare_training(*, data_root, data_format, device, threads, granted_threads
 
 
 @step
-def init_model(out_path, *, model, num_classes, seed, dtype, config_hash):
+def model_cost(out_json, *, model, where, num_classes, data_root, data_format, device, import_paths=()):
+    """Once per network outside the built-in ones, before any training: refuse it if it cannot take part
+    (models.check_model on a batch of the data set's images: it builds, returns (B, classes), has trainable
+    parameters) and probe its costs on this job's device kind (resources.probe_model_cost), from which every
+    later job of the model is sized. where: the config key that names it (models[i])."""
+    from ..atomic import write_text
+    from ..augment import normalize
+    from ..models import check_model
+    from ..resources import probe_model_cost
+
+    dev = pick_device(device)
+    ds = load_dataset(data_root, data_format)
+    batch = normalize(images_to_tensor(ds.train_images[:4], dev), torch.float32)
+    n_trainable = check_model(model, num_classes, batch, import_paths, where=where)
+    probe = probe_model_cost(model, num_classes, dev, import_paths=import_paths)
+    log.info(
+        "%s: %d trainable parameters of %d; %.2f MB of activations and %.3g ms per image on %s",
+        where,
+        n_trainable,
+        probe.params,
+        probe.activation_mb,
+        probe.ms_per_image,
+        device_description(dev),
+    )
+    write_text(out_json, json.dumps(probe, indent=2))
+    return probe
+
+
+@step
+def init_model(out_path, *, model, num_classes, seed, dtype, config_hash, import_paths=()):
     """Epoch 0: the seeded initialisation every metric starts from (seed: an int, or its text from a wildcard)."""
     seed = int(seed)
-    net = build_model(model, num_classes=num_classes, seed=seed).to(DTYPES[dtype])
-    save_checkpoint(out_path, net.state_dict(), None, 0, provenance(config_hash, seed=seed, dtype=dtype))
+    net = build_model(model, num_classes=num_classes, seed=seed, import_paths=import_paths).to(DTYPES[dtype])
+    meta = provenance(config_hash, seed=seed, dtype=dtype, **model_record(model))
+    save_checkpoint(out_path, net.state_dict(), None, 0, meta)
+
+
+def model_record(model):
+    """What an output's provenance says of its network: nothing more for a built-in name (its outputs stay as they
+    were), the import path and keyword arguments of any other (models.ModelSpec.describe)."""
+    return {} if isinstance(model, str) else {"model": model}
 
 
 def _epoch_setup(
@@ -100,6 +138,7 @@ def _epoch_setup(
     cuda_tf32,
     cuda_deterministic,
     config_hash,
+    import_paths=(),
 ):
     """What both halves of an epoch start from: the device and data, the fixed order, the network at the
     epoch-start parameters, the shard's size, the batches' scores and the epoch's provenance."""
@@ -118,7 +157,7 @@ def _epoch_setup(
     state = load_checkpoint(start_checkpoint, dev)
     if state.epoch != epoch - 1:
         raise RuntimeError(f"{start_checkpoint} holds epoch {state.epoch}, expected epoch {epoch - 1}")
-    net = build_model(model, num_classes=num_classes).to(device=dev, dtype=torch_dtype)
+    net = build_model(model, num_classes=num_classes, import_paths=import_paths).to(device=dev, dtype=torch_dtype)
     net.load_state_dict(state.model)
     k_batches = num_batches(len(order), batch_size)
     batch_scores = scores[order[: k_batches * batch_size]].reshape(k_batches, -1)  # the fixed batches' scores
@@ -130,18 +169,19 @@ def _epoch_setup(
             dtype=dtype,
             cuda_tf32=cuda_tf32,
             cuda_deterministic=cuda_deterministic,
+            **model_record(model),
         ),
         metric=metric,
         epoch=epoch,
         start_params_sha256=state_digest(state.model),
     )
-    return dict(
+    return SimpleNamespace(
         dev=dev,
         images=images,
         labels=labels,
         test_images=test_images,
         test_labels=test_labels,
-        order=order,
+        fixed_order=order,
         state=state,
         net=net,
         torch_dtype=torch_dtype,
@@ -153,7 +193,7 @@ def _epoch_setup(
 
 def _records(epoch, lr, lr_milestones, metric, meta, batch_scores, training):
     """The epoch's records; `training` None: the compare job's, without net_normal's (formats.TRAINING_RECORDS)."""
-    training = training or dict.fromkeys(("train_loss", "train_acc", "test_loss", "test_acc"))
+    training = training or dict.fromkeys(TRAINING_RECORDS)
     return EpochRecords(
         epoch=epoch,
         lr=lr,
@@ -195,6 +235,7 @@ def train_epoch(
     cuda_tf32,
     cuda_deterministic,
     config_hash,
+    import_paths=(),
     shard_io="direct",
     granted_threads=None,
     progress=True,
@@ -223,8 +264,9 @@ def train_epoch(
         cuda_tf32=cuda_tf32,
         cuda_deterministic=cuda_deterministic,
         config_hash=config_hash,
+        import_paths=import_paths,
     )
-    net, state, torch_dtype = e["net"], e["state"], e["torch_dtype"]
+    net, state, torch_dtype = e.net, e.state, e.torch_dtype
     epoch_lr = lr_of_epoch(epoch, lr, lr_milestones, lr_gamma)
     optimizer = make_optimizer(net, epoch_lr, momentum, weight_decay)
     if state.optimizer is not None:
@@ -232,14 +274,14 @@ def train_epoch(
     for group in optimizer.param_groups:
         group["lr"] = epoch_lr  # the step schedule, applied at epoch boundaries
     common = dict(epoch=epoch, batch_size=batch_size, seed=seed, augment=augment, dtype=torch_dtype, progress=progress)
-    data = (e["images"], e["labels"], e["order"])
+    data = (e.images, e.labels, e.fixed_order)
 
     def finish(stats):
-        test_loss, test_acc = evaluate(net, e["test_images"], e["test_labels"], torch_dtype)
+        test_loss, test_acc = evaluate(net, e.test_images, e.test_labels, torch_dtype)
         training = dict(stats, test_loss=test_loss, test_acc=test_acc)
-        save_checkpoint(out_checkpoint, net.state_dict(), optimizer.state_dict(), epoch, e["meta"])
+        save_checkpoint(out_checkpoint, net.state_dict(), optimizer.state_dict(), epoch, e.meta)
         kill_point("after_checkpoint", epoch)
-        return _records(epoch, epoch_lr, lr_milestones, metric, e["meta"], e["batch_scores"], training)
+        return _records(epoch, epoch_lr, lr_milestones, metric, e.meta, e.batch_scores, training)
 
     if (out_shard is None) == (out_records is None):
         raise ValueError("train_epoch: give out_shard (inline layout) or out_records (parallel layout), not both")
@@ -252,9 +294,9 @@ def train_epoch(
             raise
     else:
         layout, n_params = parameter_layout(net)
-        check_disk(out_shard, shard_bytes(e["k_batches"], n_params, torch_dtype))
+        check_disk(out_shard, shard_bytes(e.k_batches, n_params, torch_dtype))
         try:
-            with ShardWriter(out_shard, e["k_batches"], n_params, torch_dtype, direct=shard_io == "direct") as shard:
+            with ShardWriter(out_shard, e.k_batches, n_params, torch_dtype, direct=shard_io == "direct") as shard:
                 records = finish(run_epoch(net, optimizer, *data, **common, sink=KillableSink(shard, epoch)))
                 shard.finish(layout, records)
         except BaseException:
@@ -295,6 +337,7 @@ def compare_epoch(
     cuda_tf32,
     cuda_deterministic,
     config_hash,
+    import_paths=(),
     shard_io="direct",
     granted_threads=None,
     progress=True,
@@ -323,17 +366,18 @@ def compare_epoch(
         cuda_tf32=cuda_tf32,
         cuda_deterministic=cuda_deterministic,
         config_hash=config_hash,
+        import_paths=import_paths,
     )
-    net, torch_dtype = e["net"], e["torch_dtype"]
+    net, torch_dtype = e.net, e.torch_dtype
     layout, n_params = parameter_layout(net)
-    check_disk(out_shard, shard_bytes(e["k_batches"], n_params, torch_dtype))
+    check_disk(out_shard, shard_bytes(e.k_batches, n_params, torch_dtype))
     epoch_lr = lr_of_epoch(epoch, lr, lr_milestones, lr_gamma)
-    with ShardWriter(out_shard, e["k_batches"], n_params, torch_dtype, direct=shard_io == "direct") as shard:
+    with ShardWriter(out_shard, e.k_batches, n_params, torch_dtype, direct=shard_io == "direct") as shard:
         compare_pass(
             net,
-            e["images"],
-            e["labels"],
-            e["order"],
+            e.images,
+            e.labels,
+            e.fixed_order,
             epoch=epoch,
             batch_size=batch_size,
             seed=seed,
@@ -342,5 +386,5 @@ def compare_epoch(
             sink=KillableSink(shard, epoch),
             progress=progress,
         )
-        shard.finish(layout, _records(epoch, epoch_lr, lr_milestones, metric, e["meta"], e["batch_scores"], None))
-    log.info("epoch %d: %d batch gradients at the epoch-start parameters", epoch, e["k_batches"])
+        shard.finish(layout, _records(epoch, epoch_lr, lr_milestones, metric, e.meta, e.batch_scores, None))
+    log.info("epoch %d: %d batch gradients at the epoch-start parameters", epoch, e.k_batches)

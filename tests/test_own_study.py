@@ -1,0 +1,145 @@
+"""A researcher's own study end to end (.test/config/own.yaml): a network from a module beside the config and an
+image folder of PNGs written by the test; the distances against the float64 brute force on that network; the
+jobs' resources computed from the network's probe; and each refusal naming the key or the file."""
+
+import copy
+import json
+import re
+import shutil
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from conftest import REPO, run_snakemake, write_config
+from test_slurm import planned_jobs
+
+from bestbatch.augment import images_to_tensor, make_batch
+from bestbatch.config import num_batches
+from bestbatch.data import load_dataset
+from bestbatch.distances import batch_distances
+from bestbatch.formats import load_checkpoint, read_ordering
+from bestbatch.models import build_model
+from bestbatch.resources import Study, job_resources, probe_figures
+
+sys.path.insert(0, str(REPO / "tools"))
+from test_images import write as write_images  # noqa: E402
+
+OWN = yaml.safe_load((REPO / ".test" / "config" / "own.yaml").read_text())
+MODEL = "own_net.build"  # the path-safe name of own_net:build
+
+
+def own_config(folder, **changes):
+    """The test config in `folder`, beside a copy of its module, reading the image folder `folder`/images."""
+    shutil.copy(REPO / ".test" / "config" / "own_net.py", folder / "own_net.py")
+    config = copy.deepcopy(OWN)
+    config["data"]["root"] = str(folder / "images")
+    config.update(changes)
+    return write_config(folder / "own.yaml", config)
+
+
+@pytest.fixture(scope="module")
+def own_study(tmp_path_factory):
+    work = tmp_path_factory.mktemp("own")
+    write_images(work / "images")
+    config = copy.deepcopy(OWN)
+    config["training"] = dict(config["training"], dtype="float64")  # against the brute force, in float64
+    cfg = own_config(
+        work, models=["own_net:build"], seeds=[0], metrics=["intensity", "random"], training=config["training"]
+    )
+    run_snakemake(work, "--configfile", str(cfg), "--cores", "2")
+    return work, cfg
+
+
+@pytest.mark.slow
+def test_own_network_on_own_images_runs_to_all(own_study):
+    work, _ = own_study
+    r = work / "results" / "own"
+    for page, size in (("index.html", 2_000), ("claims.html", 100_000), ("selection.html", 100_000)):
+        assert (r / page).stat().st_size > size, page  # the two with figures carry plotly
+    summary = json.loads((r / "dataset.json").read_text())
+    assert summary["classes"] == ["blues", "greens", "reds"] and summary["n_train"] == 72 and summary["n_test"] == 24
+    with h5py.File(r / MODEL / "seed_0" / "intensity" / "distances.h5", "r") as f:
+        assert f["distance"].shape == (3, 72 // 16)
+        provenance = json.loads(f.attrs["provenance"])
+    assert provenance["model"] == {"name": MODEL, "import": "own_net:build", "kwargs": {}}  # the full path
+    probe = json.loads((r / "models" / MODEL / "cost.json").read_text())
+    assert probe["params"] == sum(p.numel() for p in build_model("own_net:build", 3, import_paths=[work]).parameters())
+    log = (work / "logs" / "own" / "models" / MODEL / "model_cost.log").read_text()
+    assert "models[0]" in log and "trainable parameters" in log
+
+
+@pytest.mark.slow
+def test_distances_match_the_float64_brute_force_on_that_network(own_study):
+    """Epoch 1 of the intensity run: every batch's gradient at init.pt's parameters on the same inputs, one by
+    one from a fresh copy, and their distances to the mean, against the workflow's matrix."""
+    work, _ = own_study
+    r = work / "results" / "own"
+    ds = load_dataset(r / "data", "cifar10")
+    images, labels = images_to_tensor(ds.train_images, "cpu"), torch.as_tensor(ds.train_labels)
+    order, _ = read_ordering(r / "orderings" / "intensity.h5")
+    net0 = build_model("own_net:build", 3, import_paths=[work]).double()
+    net0.load_state_dict(load_checkpoint(r / MODEL / "seed_0" / "checkpoints" / "init.pt").model)
+    rows = []
+    for k in range(num_batches(len(order), 16)):
+        net = copy.deepcopy(net0).train()
+        idx = torch.as_tensor(order[16 * k : 16 * (k + 1)])
+        x = make_batch(images, idx, 0, 1, k, True, torch.float64)
+        loss = F.cross_entropy(net(x), labels[idx])
+        rows.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(net.parameters()))]).numpy())
+    want = batch_distances(np.stack(rows))
+    with h5py.File(r / MODEL / "seed_0" / "intensity" / "distances.h5", "r") as f:
+        got = f["distance"][0]
+    np.testing.assert_allclose(got, want["distance"], rtol=1e-9)
+    assert np.ptp(want["distance"]) / want["distance"].max() > 1e-3
+
+
+@pytest.mark.slow
+def test_the_slurm_plan_asks_for_what_the_probe_measured(own_study):
+    work, cfg = own_study
+    out = run_snakemake(
+        work,
+        "--profile",
+        str(REPO / "profiles" / "slurm"),
+        "--configfile",
+        str(cfg),
+        "-n",
+        "--forcerun",
+        "train_epoch",
+        "--",
+        f"results/own/{MODEL}/seed_0/intensity/checkpoints/epoch_3.pt",
+    )
+    jobs = [j for j in planned_jobs(out.stdout + out.stderr) if j["rule"] == "train_epoch"]
+    assert len(jobs) == 3
+    probe = json.loads((work / "results" / "own" / "models" / MODEL / "cost.json").read_text())
+    t = OWN["training"]
+    want = job_resources(
+        Study(MODEL, 72, 24, t["batch_size"], 8, t["threads"], False, n_classes=3, probe=probe_figures(probe))
+    )["train_epoch"]
+    for job in jobs:
+        assert int(job["resources"]["mem_mb"]) == want["mem_mb"] and int(job["resources"]["runtime"]) == want["runtime"]
+
+
+@pytest.mark.parametrize(
+    "models, words",
+    [
+        (["no_such_module:build"], r"models\[0\]: cannot import 'no_such_module'"),
+        (["own_net:missing"], r"models\[0\]: 'own_net' has no attribute 'missing'"),
+        (["own_net:build", {"import": "own_net:build"}], r"models\[1\]: .* is named 'own_net.build' like an earlier"),
+    ],
+)
+@pytest.mark.slow
+def test_a_network_that_cannot_take_part_stops_before_any_training(tmp_path, models, words):
+    write_images(tmp_path / "images", n_train=16, n_test=4)
+    cfg = own_config(tmp_path, models=models, seeds=[0], metrics=["intensity"])
+    config = yaml.safe_load(cfg.read_text())
+    del config["selection"]
+    write_config(cfg, config)
+    proc = run_snakemake(tmp_path, "--configfile", str(cfg), "--cores", "1", check=False)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and re.search(words, text), text[-3000:]
+    assert not list((tmp_path / "results" / "own").glob("**/checkpoints/epoch_*.pt"))  # nothing trained
+    assert not list((tmp_path / "results" / "own").glob("**/init.pt"))
