@@ -4,8 +4,10 @@ jobs' resources computed from the network's probe; and each refusal naming the k
 
 import copy
 import json
+import os
 import re
 import shutil
+import subprocess
 import sys
 
 import h5py
@@ -14,7 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from conftest import REPO, run_snakemake, write_config
+from conftest import REPO, SNAKEMAKE, run_snakemake, write_config
 from test_slurm import planned_jobs
 
 from bestbatch.augment import images_to_tensor, make_batch
@@ -143,3 +145,27 @@ def test_a_network_that_cannot_take_part_stops_before_any_training(tmp_path, mod
     assert proc.returncode != 0 and re.search(words, text), text[-3000:]
     assert not list((tmp_path / "results" / "own").glob("**/checkpoints/epoch_*.pt"))  # nothing trained
     assert not list((tmp_path / "results" / "own").glob("**/init.pt"))
+
+
+@pytest.mark.parametrize("configfile", ["config/config.yaml", ".test/config/own.yaml"])
+def test_planning_needs_no_pytorch(tmp_path, configfile):
+    """The workflow plans (a dry run, as GitHub's check jobs do in a venv without PyTorch) with PyTorch
+    unimportable, import-path models and an image folder included: their checks that need it run in jobs."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import importlib.abc, sys\n"
+        "class NoTorch(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'torchvision', 'lpips'):\n"
+        "            raise ImportError(name + ' is blocked')\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
+    )
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{REPO / 'src'}")
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-n", "--quiet", "rules", "--configfile", configfile],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0 and "is blocked" not in proc.stdout + proc.stderr, proc.stderr[-3000:]

@@ -20,7 +20,7 @@ from bestbatch.config import (
     phases,
 )
 from bestbatch.data import DatasetError, layout_of, planned_sizes, scan_imagefolder
-from bestbatch.models import ModelError, model_spec
+from bestbatch.model_spec import ModelError, model_spec
 from bestbatch import metrics as metric_registry
 from bestbatch.config import num_batches
 from bestbatch.resources import LIGHT_JOB, Study, job_resources, probe_figures, select_chunk_resources
