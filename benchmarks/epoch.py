@@ -11,10 +11,10 @@ labels), with the same device-side data path (make_batch):
   job        run_epoch into a ShardWriter sink + shard.finish (fsync, rename): train + compare + shard
   no-write   run_epoch into a KeepLast sink (keeps nothing): the shard write's share is job - no-write
 Then, on that shard: reduce_shard against a raw sequential read of the same file (plain Python
-readinto of 16 MiB blocks), both after a warm-up read so the file sits in the page cache; both run on
-one thread (the reduction is one compiled single-threaded pass; the workflow's reduce rule has
-`threads: 1`). MB/s are the shard file's bytes over the time for both,
-so reduce/raw is a ratio of times. The "cold" columns repeat the pair after evicting only this
+readinto of 16 MiB blocks), both after a warm-up read so the file sits in the page cache; the read runs
+on one thread, the reduction in numba.get_num_threads() threads (its compiled passes take parameter
+blocks in parallel, as many as the reduce job is granted). MB/s are the shard file's bytes over the time
+for both, so reduce/raw is a ratio of times. The "cold" columns repeat the pair after evicting only this
 shard from the page cache (posix_fadvise DONTNEED), which is what a reduction job on another node,
 or after the shard fell out of the cache, sees.
 Variants are interleaved, in a rotating order, and medians are reported, with the ratio of the
@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 import h5py
+import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -426,7 +427,7 @@ def main():
         f"machine: {u.system} {u.release} {u.machine}, node {u.node}",
         f"cpu: {cpu_model()}, os.cpu_count()={os.cpu_count()}",
         f"torch {torch.__version__}, h5py {h5py.__version__}, numpy {np.__version__}, "
-        f"threads {torch.get_num_threads()} (reduction 1), device {device}{gpu}"
+        f"threads {torch.get_num_threads()} (reduction {numba.get_num_threads()}), device {device}{gpu}"
         + (", glibc mallopt(M_MMAP_THRESHOLD=32 MiB, M_TRIM_THRESHOLD=2 GiB)" if args.mallopt else ""),
     ]
     print("\n".join(header), flush=True)

@@ -8,6 +8,9 @@ The per-epoch statistics of the same numbers (`noise_scale`, `gradient_diversity
 functions at the end.
 """
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numba
 import numpy as np
 
@@ -85,26 +88,29 @@ def _segment(g, m):
 
 
 @numba.njit(nogil=True, cache=True, fastmath=FASTMATH)
-def _accumulate(g, m, starts, layers, sums, layer_sums):
-    """One pass over a row block: sums += (||g - m||^2, ||g||^2, g . m), and per tensor
-    layer_sums[layers[s]] += ||g - m||^2 over segment s = [starts[s], starts[s + 1]) of the block.
+def _accumulate(rows, lo, m, starts, layers, sums, segment_sums):
+    """One pass over block [lo, lo + len(m)) of every row k of rows: sums[k] = (||g - m||^2, ||g||^2,
+    g . m) over the block, and segment_sums[k, s] = ||g - m||^2 over its segment s = [starts[s],
+    starts[s + 1]) (block-relative; tensor layers[s]).
 
     Every sum is float64; only the order of the additions within a segment is left to the compiler
     (SIMD partial sums, as in any BLAS dot product). The block's distance is the sum of its segments'
-    sums, so sum_l layer_sums[l] equals sums[0] to float64 rounding. (Each segment goes through
-    _segment as a slice: a loop over range(starts[s], starts[s + 1]) here does not vectorise.)
+    sums, so sum_l of a row's per-tensor sums equals its distance to float64 rounding. (Each segment
+    goes through _segment as a contiguous slice: a loop over range(starts[s], starts[s + 1]) here does
+    not vectorise.)
     """
-    dist2 = norm2 = dot = 0.0
-    for s in range(layers.shape[0]):
-        a, b = starts[s], starts[s + 1]
-        d2, n2, gm = _segment(g[a:b], m[a:b])
-        layer_sums[layers[s]] += d2
-        dist2 += d2
-        norm2 += n2
-        dot += gm
-    sums[0] += dist2
-    sums[1] += norm2
-    sums[2] += dot
+    for k in range(rows.shape[0]):
+        dist2 = norm2 = dot = 0.0
+        for s in range(layers.shape[0]):
+            a, b = starts[s], starts[s + 1]
+            d2, n2, gm = _segment(rows[k, lo + a : lo + b], m[a:b])
+            segment_sums[k, s] = d2
+            dist2 += d2
+            norm2 += n2
+            dot += gm
+        sums[k, 0] = dist2
+        sums[k, 1] = norm2
+        sums[k, 2] = dot
 
 
 def _segments(bounds, lo, hi):
@@ -115,25 +121,59 @@ def _segments(bounds, lo, hi):
     return starts - lo, layers
 
 
-def _blocks(rows, total, bounds, progress):
+def _block(rows, total, bounds, lo, hi, buffers):
+    """Block [lo, hi) of g_bar and of every row: (||g_bar||^2 over it, its tensors (S,), sums (K, 3) as in
+    _accumulate, segment sums (K, S)). buffers: a thread-local holder of this thread's g_bar block."""
+    k_rows = rows.shape[0]
+    m = getattr(buffers, "m", None)
+    if m is None:
+        m = buffers.m = np.empty(min(BLOCK, rows.shape[1]))
+    m = m[: hi - lo]
+    full2 = _mean_block(total[lo:hi], k_rows, m)
+    starts, layers = _segments(bounds, lo, hi)
+    sums, segment_sums = np.empty((k_rows, 3)), np.empty((k_rows, len(layers)))
+    if isinstance(rows, np.ndarray):  # a memory map: all K rows in one call, in place
+        _accumulate(rows, lo, m, starts, layers, sums, segment_sums)
+    else:  # an h5py dataset: one row's block at a time
+        for k in range(k_rows):
+            row = np.asarray(rows[k, lo:hi])[None]
+            _accumulate(row, 0, m, starts, layers, sums[k : k + 1], segment_sums[k : k + 1])
+    return full2, layers, sums, segment_sums
+
+
+def _blocks(rows, total, bounds, progress, threads):
+    """The blocks, `threads` at a time (the compiled passes release the GIL), added up here in block
+    order: the same additions in the same order as in one thread, so the same bits for any `threads`."""
     k_rows, n_params = rows.shape
     sums = np.zeros((k_rows, 3))  # per row: ||g_k - g_bar||^2, ||g_k||^2, g_k . g_bar
     layer_sums = np.zeros((k_rows, len(bounds) - 1))  # per row and tensor: ||g_k - g_bar||^2
     full2 = 0.0
-    m_buf = np.empty(min(BLOCK, n_params))
-    for block, lo in enumerate(range(0, n_params, BLOCK), 1):
-        hi = min(lo + BLOCK, n_params)
-        m = m_buf[: hi - lo]
-        full2 += _mean_block(total[lo:hi], k_rows, m)
-        starts, layers = _segments(bounds, lo, hi)
-        for k in range(k_rows):
-            _accumulate(rows[k, lo:hi], m, starts, layers, sums[k], layer_sums[k])
-        if progress:
-            progress(block)
+    spans = [(lo, min(lo + BLOCK, n_params)) for lo in range(0, n_params, BLOCK)]
+    if len(spans) < 2 or not isinstance(rows, np.ndarray):  # one block, or h5py (it reads in one thread)
+        threads = 1
+    elif threads is None:
+        threads = numba.get_num_threads()
+    buffers = threading.local()
+    pool = ThreadPoolExecutor(min(threads, len(spans))) if threads > 1 else None
+    try:
+        if pool is None:
+            parts = (_block(rows, total, bounds, lo, hi, buffers) for lo, hi in spans)
+        else:
+            futures = [pool.submit(_block, rows, total, bounds, lo, hi, buffers) for lo, hi in spans]
+            parts = (future.result() for future in futures)
+        for block, (block_full2, layers, block_sums, segment_sums) in enumerate(parts, 1):
+            full2 += block_full2
+            sums += block_sums
+            layer_sums[:, layers] += segment_sums  # a block's segments are distinct tensors
+            if progress:
+                progress(block)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     return sums, layer_sums, full2
 
 
-def reduce_rows(rows, total, progress=None, layer_offsets=None):
+def reduce_rows(rows, total, progress=None, layer_offsets=None, threads=None):
     """Distances, norms and cosines of the K rows to their mean, and each tensor's share, in float64.
 
     rows: (K, P) array-like of g_k (float32 or float64; a memory map or an h5py dataset reads block by
@@ -142,14 +182,16 @@ def reduce_rows(rows, total, progress=None, layer_offsets=None):
     and stays in cache while the K row blocks stream past it through one fused compiled pass (no
     float64 copies of the rows); the tensor boundaries inside a block cut that pass into segments.
     layer_offsets: each parameter tensor's first index (None: one tensor). progress(blocks_done) is
-    called after each block.
+    called after each block, in order. threads: how many blocks are reduced at once (a memory map of
+    more than one block only; None: numba.get_num_threads(), which follows numba.set_num_threads and
+    NUMBA_NUM_THREADS); the result is the same to the bit for any number.
 
     Returns distance, norm, cosine (K,), full_norm, and layer_distance (K, L): ||g_k - g_bar|| over
     tensor l's slice alone, so that sum_l layer_distance[k, l]^2 = distance[k]^2.
     Raises NonFiniteGradient naming the first batch (0-based, in the fixed order) with NaN or inf.
     """
     bounds = layer_bounds(layer_offsets, rows.shape[1])
-    sums, layer_sums, full2 = _blocks(rows, total, bounds, progress)
+    sums, layer_sums, full2 = _blocks(rows, total, bounds, progress, threads)
     dist2, norm2, dot = sums.T
     bad = np.flatnonzero(~np.isfinite(norm2))  # a sum of squared float32 values cannot overflow float64
     if bad.size:
@@ -167,13 +209,14 @@ def reduce_rows(rows, total, progress=None, layer_offsets=None):
     )
 
 
-def reduce_shard(path, progress=None):
+def reduce_shard(path, progress=None, threads=None):
     """reduce_rows over a gradient shard, read once (memory-mapped where it is one byte range), per
     parameter tensor of the shard's layout (formats.read_shard_layout; its names and offsets are read
-    in the same open as the rows' places); the result also holds layer_name (L,)."""
+    in the same open as the rows' places), in `threads` threads (None: numba.get_num_threads()); the
+    result also holds layer_name (L,)."""
     with shard_rows(path, tensors=True) as (rows, total, (names, offsets)):
         try:
-            result = reduce_rows(rows, total, progress, layer_offsets=offsets)
+            result = reduce_rows(rows, total, progress, layer_offsets=offsets, threads=threads)
         except NonFiniteGradient as exc:
             raise NonFiniteGradient(f"{path}: {exc}") from None
     return dict(result, layer_name=names)

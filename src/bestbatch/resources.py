@@ -115,8 +115,8 @@ def job_resources(s):
         gpu=int(s.gpu),
     )
     # reduce_epoch: the shard is memory-mapped (clean page cache, reclaimable under the job's limit) and
-    # only a 4 MiB block of g_bar is allocated; the request leaves room for a row's and the sum's worth
-    # of mapped pages
+    # only a 4 MiB block of g_bar per thread is allocated; the request leaves room for a row's and the sum's
+    # worth of mapped pages
     reduce = dict(
         mem_mb=mem_mb(_base_mb(False) + n_params * (s.value_bytes + 16) / 1e6 + 100),
         runtime=minutes((shard_mb / DISK_MB_PER_S + k * n_params * 5e-9) / 60),

@@ -7,5 +7,9 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src")) 
 from bestbatch.steps.distances import reduce_epoch  # noqa: E402
 
 reduce_epoch(
-    snakemake.input.shard, snakemake.output[0], (list(snakemake.input.training) or [None])[0], log=snakemake.log[0]
+    snakemake.input.shard,
+    snakemake.output[0],
+    (list(snakemake.input.training) or [None])[0],
+    threads=snakemake.threads,
+    log=snakemake.log[0],
 )

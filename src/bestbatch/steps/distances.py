@@ -22,16 +22,19 @@ log = logging.getLogger("bestbatch")
 
 
 @step
-def reduce_epoch(shard_path, out_path, training_path=None):
+def reduce_epoch(shard_path, out_path, training_path=None, threads=1):
     """The epoch's distances, per parameter tensor too (one read of its shard), plus its small records,
     without the gradients. training_path: the parallel layout's training records of the epoch, which
-    complete a shard its compare job wrote (that shard has none of net_normal's)."""
+    complete a shard its compare job wrote (that shard has none of net_normal's); threads: the job's grant,
+    over which the reduction splits its parameter blocks (the same sums, bit for bit)."""
     records, n_params = read_shard_records(shard_path)
     if training_path is not None:
         records = with_training(records, read_training(training_path, records.epoch))
     elif records.train_loss is None:
         raise FormatError(f"{shard_path} holds no training records: reduce it with the epoch's records file")
-    result = reduce_shard(shard_path, progress=lambda block: kill_point("reduce", records.epoch, block))
+    result = reduce_shard(
+        shard_path, progress=lambda block: kill_point("reduce", records.epoch, block), threads=int(threads)
+    )
     write_epoch(out_path, result, n_params, records)
     log.info("epoch %d: %d batches, %d parameters", records.epoch, len(records.train_loss), n_params)
     return result
