@@ -35,13 +35,13 @@ def assert_same_h5(a, b):
 
 @pytest.fixture(scope="module")
 def layouts(tmp_path_factory):
-    """The tiny study (two metrics, two seeds, every checkpoint kept) run in each layout."""
+    """The tiny study (the random order's run for two seeds, every checkpoint kept) run in each layout."""
     out = {}
     for layout in ("inline", "parallel"):
         work = tmp_path_factory.mktemp(layout)
         config = dict(
             copy.deepcopy(TINY_CONFIG),
-            metrics=["edges", "random"],
+            metrics=["random"],
             outputs={"keep_shards": False, "keep_checkpoints": True},
             execution={"layout": layout},
         )
@@ -55,7 +55,7 @@ def layouts(tmp_path_factory):
 def test_parallel_layout_is_bitwise_the_inline_layout(layouts):
     inline, parallel = (layouts[k][0] / "results" / "tiny" for k in ("inline", "parallel"))
     matrices = sorted(p.relative_to(inline) for p in inline.rglob("distances.h5"))
-    assert len(matrices) == 2 * 2
+    assert len(matrices) == 2  # one metric, two seeds
     for rel in matrices:
         assert_same_h5(inline / rel, parallel / rel)  # every dataset and attribute, provenance included
         for epoch in range(1, EPOCHS + 1):
@@ -64,25 +64,25 @@ def test_parallel_layout_is_bitwise_the_inline_layout(layouts):
                 parallel / rel.parent / "epochs" / f"epoch_{epoch}.h5",
             )
     checkpoints = sorted(p.relative_to(inline) for p in inline.rglob("*.pt"))
-    assert len(checkpoints) == 2 * (1 + 2 * EPOCHS)  # init.pt and every epoch of both metrics, per seed
+    assert len(checkpoints) == 2 * (1 + EPOCHS)  # init.pt and every epoch, per seed
     for rel in checkpoints:
         assert (inline / rel).read_bytes() == (parallel / rel).read_bytes(), rel
     # the parallel layout's jobs: a compare job per epoch, its records file gone once reduced (temp)
-    logs = layouts["parallel"][0] / "logs" / "tiny" / "tiny_mlp_bn" / "seed_0" / "edges"
+    logs = layouts["parallel"][0] / "logs" / "tiny" / "tiny_mlp_bn" / "seed_0" / "random"
     assert sorted(p.name for p in logs.glob("compare_epoch_*.log")) == [f"compare_epoch_{e}.log" for e in (1, 2, 3)]
     assert "gradients at the epoch-start parameters" in (logs / "compare_epoch_2.log").read_text()
-    assert not list((parallel / "tiny_mlp_bn" / "seed_0" / "edges").glob("records/*.h5"))
+    assert not list((parallel / "tiny_mlp_bn" / "seed_0" / "random").glob("records/*.h5"))
     assert not (
-        layouts["inline"][0] / "logs" / "tiny" / "tiny_mlp_bn" / "seed_0" / "edges" / "compare_epoch_1.log"
+        layouts["inline"][0] / "logs" / "tiny" / "tiny_mlp_bn" / "seed_0" / "random" / "compare_epoch_1.log"
     ).exists()
 
 
 @pytest.mark.slow
-def test_partial_rerun_and_selection_read_the_same_matrices_in_parallel(layouts):
+def test_a_partial_rerun_plans_every_half_of_its_epochs_in_parallel(layouts):
     work, cfg, config = layouts["parallel"]
-    proc = run_snakemake(work, "--configfile", str(cfg), "-n", "--forcerun", "ordering", "--", "study_edges")
+    proc = run_snakemake(work, "--configfile", str(cfg), "-n", "--forcerun", "seeded_ordering", "--", "study_random")
     planned = set(re.findall(r"metric=(\w+)", proc.stdout))
-    assert planned == {"edges"}, proc.stdout[-3000:]
+    assert planned == {"random"}, proc.stdout[-3000:]
     counts = job_counts(proc.stdout)
     assert counts["train_epoch"] == counts["compare_epoch"] == counts["reduce_epoch"] == EPOCHS * len(config["seeds"])
 
