@@ -208,7 +208,8 @@ def with_training(records, training):
 def write_training(path, epoch, training):
     """The parallel layout's training records of one epoch, `<metric>/records/epoch_<e>.h5`: train_loss,
     train_acc (K,) float64; attrs epoch, test_loss, test_acc. The reduction completes the shard's with them."""
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    need = 16 * len(training["train_loss"]) + 8192  # two float64 rows and the HDF5 header
+    with atomic_path(path, "training records", need_bytes=need) as tmp, h5py.File(tmp, "w") as f:
         f["train_loss"] = np.asarray(training["train_loss"], dtype=np.float64)
         f["train_acc"] = np.asarray(training["train_acc"], dtype=np.float64)
         f.attrs["epoch"] = int(epoch)
@@ -601,10 +602,13 @@ def read_curve(path):
 
 def save_checkpoint(path, model_state, optimizer_state, epoch, meta):
     """The file is bytewise reproducible: torch.save into memory names its archive "archive", not after the
-    temporary file it would otherwise be written to."""
+    temporary file it would otherwise be written to. A full disk: a NoSpaceError with the folder and the bytes
+    (atomic.atomic_path), and nothing under `path`."""
     import io
 
     import torch
+
+    from .workflow_support import fill_point
 
     buffer = io.BytesIO()
     torch.save(
@@ -618,7 +622,8 @@ def save_checkpoint(path, model_state, optimizer_state, epoch, meta):
         ),
         buffer,
     )
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    fill_point("before_checkpoint", epoch, os.path.dirname(os.path.abspath(path)))  # tests' fault injection
+    with atomic_path(path, "checkpoint", need_bytes=buffer.getbuffer().nbytes) as tmp, open(tmp, "wb") as f:
         f.write(buffer.getbuffer())
 
 

@@ -11,6 +11,9 @@ O_DIRECT needs 4 KiB-aligned file offsets, lengths and memory: the datasets star
 host rows are allocated so that their bytes sit at the same 4 KiB phase as their place in the file, and
 the unaligned head and tail of each row (< 4 KiB each) go through the page cache. Where the file
 system refuses O_DIRECT, everything is written buffered and flushed row by row.
+
+A full disk (or quota) at any write, in the writer thread or at the end, fails the shard with a NoSpaceError
+that names the folder, the bytes the shard needs and those that were free, and leaves nothing under its name.
 """
 
 import ctypes
@@ -24,7 +27,7 @@ import h5py
 import numpy as np
 import torch
 
-from .atomic import commit, discard, temporary_name
+from .atomic import commit, discard, is_no_space, no_space_error, temporary_name
 from .formats import SHARD_ROWS, SHARD_ROWS_DESCRIPTION, SHARD_SUM, SHARD_SUM_DESCRIPTION, finish_shard
 
 ALIGN = 4096  # O_DIRECT granularity: file offsets, lengths and memory addresses (the usual logical block size or less)
@@ -85,7 +88,9 @@ class ShardWriter:
             stats = run_epoch(..., sink=shard)
             shard.finish(layout, records)   # waits for the rows, writes the rest, renames into place
 
-    Leaving the block without finish() (an exception, a kill) leaves nothing under `path`.
+    Leaving the block without finish() (an exception, a kill) leaves nothing under `path`. A write that
+    finds the disk full raises a NoSpaceError (atomic.no_space_error) on the main thread: in the next put(),
+    in drain() or in finish().
 
     The sink's side: `row(k, device, dtype, numel)` hands out the tensor g_k is computed into (on the
     CPU a recycled host row placed for direct I/O; on CUDA one device row, reused every batch, since
@@ -109,15 +114,22 @@ class ShardWriter:
     # --- the context -------------------------------------------------------------------------------
     def __enter__(self):
         self.tmp = temporary_name(self.path)
-        self.file = h5py.File(self.tmp, "w", alignment_threshold=ALIGN, alignment_interval=ALIGN)
-        self.dset = self._allocated(SHARD_ROWS, (self.n_rows, self.n_params), self.np_dtype)
-        self.dset.attrs["description"] = SHARD_ROWS_DESCRIPTION
-        self.sum = self._allocated(SHARD_SUM, (self.n_params,), np.dtype(np.float64))
-        self.sum.attrs["description"] = SHARD_SUM_DESCRIPTION
-        self.file.flush()
-        self.rows_offset, self.sum_offset = self.dset.id.get_offset(), self.sum.id.get_offset()
-        self.plain_fd = os.open(self.tmp, os.O_WRONLY)
-        self.direct_fd = _open_direct(self.tmp) if self.direct else None
+        self.file, self.plain_fd, self.direct_fd, self.thread = None, None, None, None
+        try:
+            self.file = h5py.File(self.tmp, "w", alignment_threshold=ALIGN, alignment_interval=ALIGN)
+            self.dset = self._allocated(SHARD_ROWS, (self.n_rows, self.n_params), self.np_dtype)
+            self.dset.attrs["description"] = SHARD_ROWS_DESCRIPTION
+            self.sum = self._allocated(SHARD_SUM, (self.n_params,), np.dtype(np.float64))
+            self.sum.attrs["description"] = SHARD_SUM_DESCRIPTION
+            self.file.flush()
+            self.rows_offset, self.sum_offset = self.dset.id.get_offset(), self.sum.id.get_offset()
+            self.plain_fd = os.open(self.tmp, os.O_WRONLY)
+            self.direct_fd = _open_direct(self.tmp) if self.direct else None
+        except BaseException as exc:
+            self._abort()
+            if isinstance(exc, Exception) and is_no_space(exc):
+                raise self._no_space(exc) from exc
+            raise
         self.direct_bytes = 0
         self.queue = queue.Queue(maxsize=self.depth)
         self.free = queue.Queue()  # raw host allocations (pinned on CUDA) the writer thread is done with
@@ -176,6 +188,7 @@ class ShardWriter:
         while True:
             item = self.queue.get()
             if item is None:
+                self.queue.task_done()
                 return
             k, buf, event = item
             try:
@@ -184,12 +197,26 @@ class ShardWriter:
                 if self.error is None:
                     self._write_at(buf.numpy(), self.rows_offset + k * self.row_bytes)
                     self.rows_written += 1
-            except Exception as exc:  # surfaced in put()/finish() on the main thread
-                self.error = exc
+            except Exception as exc:  # surfaced in put()/drain()/finish() on the main thread
+                self.error = self._no_space(exc) if is_no_space(exc) else exc
             finally:
                 raw = self._raw_of.pop(buf.data_ptr(), None)
                 if raw is not None:
                     self.free.put(raw)
+                self.queue.task_done()
+
+    def _no_space(self, exc):
+        """The NoSpaceError for a write of this shard that found the disk full: the folder, the shard's size
+        and how it adds up, the space free now."""
+        itemsize = self.np_dtype.itemsize
+        return no_space_error(
+            exc,
+            self.path,
+            "gradient shard",
+            shard_bytes(self.n_rows, self.n_params, self.dtype),
+            detail=f"{self.n_rows} batches x {self.n_params} parameters x {itemsize} bytes, plus {self.n_params} "
+            f"x 8 bytes for their float64 sum, plus a few KB of HDF5 header",
+        )
 
     def _host_row(self, k, dtype, pinned):
         """A host row for row k, at the 4 KiB phase of its place in the file."""
@@ -231,6 +258,12 @@ class ShardWriter:
         else:
             self.queue.put((k, flat.detach(), None))
 
+    def drain(self):
+        """Wait until the writer thread has written every row queued so far; raise its error, if any."""
+        self.queue.join()
+        if self.error is not None:
+            raise self.error
+
     # --- the end -------------------------------------------------------------------------------------
     def finish(self, layout, records, gradient_sum=None):
         """Wait for every row, write the rows' float64 sum (the one run_epoch accumulated in total(),
@@ -251,27 +284,40 @@ class ShardWriter:
         total = np.asarray(gradient_sum.numpy() if isinstance(gradient_sum, torch.Tensor) else gradient_sum)
         if total.shape != (self.n_params,):
             raise ValueError(f"shard {self.tmp}: gradient_sum of shape {total.shape}, expected {(self.n_params,)}")
-        self._write_at(np.ascontiguousarray(total, dtype=np.float64), self.sum_offset)
-        finish_shard(self.file, layout, records)
-        self._close()
-        commit(self.tmp, self.path)  # fsync (the page-cache parts; O_DIRECT data is on the device), rename
+        try:
+            self._write_at(np.ascontiguousarray(total, dtype=np.float64), self.sum_offset)
+            finish_shard(self.file, layout, records)
+            self._close()
+            commit(self.tmp, self.path)  # fsync (the page-cache parts; O_DIRECT data is on the device), rename
+        except Exception as exc:
+            if not is_no_space(exc):
+                raise
+            raise self._no_space(exc) from exc
         self.finished = True
 
     def _close(self):
-        self.file.close()
-        for fd in (self.plain_fd, self.direct_fd):
-            if fd is not None:
-                os.close(fd)
-        self.plain_fd = self.direct_fd = None
+        """Close the HDF5 file and both descriptors; each is closed once, even when closing another fails."""
+        file, self.file = self.file, None
+        fds, self.plain_fd, self.direct_fd = (self.plain_fd, self.direct_fd), None, None
+        try:
+            if file is not None:
+                file.close()  # flushes HDF5's metadata: may fail on a full disk
+        finally:
+            for fd in fds:
+                if fd is not None:
+                    os.close(fd)
 
     def _abort(self):
-        """Drop the half-written shard: nothing under the final name."""
-        if self.thread.is_alive():
+        """Drop the half-written shard: nothing under the final name, no temporary file."""
+        if self.thread is not None and self.thread.is_alive():
             self.queue.put(None)
             self.thread.join()
-        if self.plain_fd is not None:
+        try:
             self._close()
-        discard(self.tmp)
+        except Exception:  # on a full disk HDF5 cannot flush its metadata; the file goes anyway
+            pass
+        finally:
+            discard(self.tmp)
 
 
 def shard_bytes(k_batches, n_params, dtype):

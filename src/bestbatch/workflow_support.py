@@ -12,11 +12,22 @@ reaches that point:
   batch:<epoch>:<k>           train_epoch, after batch k's gradient was queued (shard incomplete)
   after_checkpoint:<epoch>:0  train_epoch, checkpoint renamed into place, shard not yet
   reduce:<epoch>:<b>          reduce_epoch, after parameter block b (1-based) of every row, before the output
+
+`BESTBATCH_FILL_AT="<point>:<epoch>[:<step>]"` (unset in normal runs) fills the disk instead, as another job or
+user might while a job writes: the job itself writes `<folder>/.bestbatch-fill-disk` (FILL_NAME), which takes all
+the free space of the file system it writes to; deleting that file frees the space again.
+  batch:<epoch>:<k>           train_epoch and compare_epoch, at batch k: the writer thread has written rows
+                              0..k-1, the disk fills, row k is queued and written (and fails)
+  before_checkpoint:<epoch>   save_checkpoint of that epoch, before it writes (":0" may follow)
 """
 
+import errno
+import logging
 import os
 import signal
 from pathlib import Path
+
+log = logging.getLogger("bestbatch")
 
 
 def _ancestors(pid, proc):
@@ -93,11 +104,62 @@ def kill_point(point, epoch, step=0):
         os.killpg(os.getpgid(0), signal.SIGKILL)
 
 
+FILL_NAME = ".bestbatch-fill-disk"
+
+
+def fill_disk(folder):
+    """Write `folder`/FILL_NAME until the file system refuses more (ENOSPC or EDQUOT); return its path.
+
+    Chunks shrink down to one byte, so no space is left that a block-sized write could take."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / FILL_NAME
+    size, written = 1 << 20, 0
+    zeros = bytes(size)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        while size:
+            try:
+                written += os.write(fd, zeros[:size])
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                size //= 16
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+    finally:
+        os.close(fd)
+    log.warning("BESTBATCH_FILL_AT: wrote %d bytes to %s, the disk is full", written, path)
+    return path
+
+
+def _fill_at():
+    """BESTBATCH_FILL_AT as (point, epoch, step), or None."""
+    spec = os.environ.get("BESTBATCH_FILL_AT")
+    if not spec:
+        return None
+    point, _, rest = spec.partition(":")
+    epoch, _, step = rest.partition(":")
+    return point, epoch, step or "0"
+
+
+def fill_point(point, epoch, folder, step=0):
+    """Fill the disk that holds `folder` (fill_disk) if BESTBATCH_FILL_AT names this point."""
+    if _fill_at() == (point, str(epoch), str(step)):
+        fill_disk(folder)
+
+
 class KillableSink:
-    """A gradient sink that passes everything to `sink` and offers kill point batch:<epoch>:<k>."""
+    """A gradient sink that passes everything to `sink` (a shards.ShardWriter) and offers kill point
+    batch:<epoch>:<k> and fill point batch:<epoch>:<k>."""
 
     def __init__(self, sink, epoch):
         self.sink, self.epoch = sink, epoch
+        fill = _fill_at()
+        self.fill_at = int(fill[2]) if fill and fill[:2] == ("batch", str(epoch)) else None
 
     def row(self, k, device, dtype, numel):
         return self.sink.row(k, device, dtype, numel)
@@ -106,5 +168,11 @@ class KillableSink:
         return self.sink.total(device, numel)
 
     def put(self, k, g):
-        self.sink.put(k, g)
+        if k == self.fill_at:  # rows 0..k-1 are written, the disk fills, row k meets it: the error surfaces here
+            self.sink.drain()
+            fill_disk(Path(self.sink.path).parent)
+            self.sink.put(k, g)
+            self.sink.drain()
+        else:
+            self.sink.put(k, g)
         kill_point("batch", self.epoch, k)
