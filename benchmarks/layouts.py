@@ -42,7 +42,8 @@ def config(layout, epochs, images, model="resnet18", device="cpu"):
             "lr": 0.05,
             "momentum": 0.9,
             "weight_decay": 5.0e-4,
-            "lr_milestones": [max(1, epochs // 3), max(2, 2 * epochs // 3)],
+            # three phases where the run is long enough (a milestone must fall inside the run)
+            "lr_milestones": [m for m in sorted({max(1, epochs // 3), max(1, 2 * epochs // 3)}) if m < epochs],
             "lr_gamma": 0.1,
             "augment": True,
             "dtype": "float32",
