@@ -95,9 +95,9 @@ def model_cost(out_json, *, model, where, num_classes, data_root, data_format, d
         "%s: %d trainable parameters of %d; %.2f MB of activations and %.3g ms per image on %s",
         where,
         n_trainable,
-        probe.params,
-        probe.activation_mb,
-        probe.ms_per_image,
+        probe["params"],
+        probe["activation_mb"],
+        probe["ms_per_image"],
         device_description(dev),
     )
     write_text(out_json, json.dumps(probe, indent=2))
