@@ -100,8 +100,11 @@ def explain_invalid(config, schema):
         allowed = ", ".join(map(str, e.validator_value))
         raise ConfigError(f"{_dotted(path)}: {e.instance!r} is not allowed; allowed values: {allowed}")
     if e.validator == "anyOf":  # e.g. a model: a built-in name, an import path or a mapping
-        ways = "; or ".join(_allowed(sub) for sub in e.validator_value)
-        raise ConfigError(f"{_dotted(path)}: {e.instance!r} is not allowed; allowed: {ways}")
+        ways = "; or ".join(
+            "values: " + ", ".join(map(str, sub["enum"])) if "enum" in sub else _allowed(sub)
+            for sub in e.validator_value
+        )
+        raise ConfigError(f"{_dotted(path)}: {e.instance!r} is not allowed; allowed {ways}")
     raise ConfigError(f"{_dotted(path)}: {e.message}; allowed: {_allowed(e.schema)}")
 
 
