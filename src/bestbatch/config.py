@@ -23,7 +23,8 @@ class ConfigError(ValueError):
 
 
 def load_schema(path):
-    return yaml.safe_load(Path(path).read_text())
+    # libyaml's parser where PyYAML has it: the same data, 15x faster (read whenever Snakemake starts)
+    return yaml.load(Path(path).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def _dotted(path):

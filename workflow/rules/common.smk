@@ -10,6 +10,11 @@ sys.path.insert(0, str(Path(workflow.current_basedir.get_path_or_uri(secret_free
 
 from snakemake.utils import validate
 
+try:
+    from snakemake.common import get_function_params, overwrite_function_params
+except ImportError:  # a Snakemake without them: per_job (below) leaves the functions as they are
+    overwrite_function_params = None
+
 from bestbatch.config import (
     ConfigError,
     check_semantics,
@@ -102,11 +107,21 @@ wildcard_constraints:
     epoch=r"[1-9][0-9]*",
 
 
+# Snakemake reads a function's parameters (inspect.signature) every time it calls it, two or three times
+# per job and function; per_job records them once, as Snakemake's own helpers (snakemake.ioutils) do. For the
+# functions Snakemake calls for every epoch's jobs: tens of thousands of calls in a grid. Nothing else changes.
+def per_job(func):
+    if overwrite_function_params is not None:
+        overwrite_function_params(func, get_function_params(func))
+    return func
+
+
 def runs(pattern, **fixed):
     """`pattern` expanded over every model and seed (and metric, if it names one): the targets of `all`."""
     return expand(pattern, **{"model": MODELS, "seed": SEEDS, "metric": METRICS, **fixed}, allow_missing=True)
 
 
+@per_job
 def previous_checkpoint(wildcards):
     epoch = int(wildcards.epoch)
     run = f"{R}/{wildcards.model}/seed_{wildcards.seed}"
@@ -115,6 +130,7 @@ def previous_checkpoint(wildcards):
     return f"{run}/{wildcards.metric}/checkpoints/epoch_{epoch - 1}.pt"
 
 
+@per_job
 def ordering_file(wildcards):
     """A metric's ordering: one per data set, or one per seed for a seeded metric (the random control)."""
     if metric_registry.METRICS[wildcards.metric].seeded:
@@ -128,10 +144,18 @@ def maybe_temp(path, keep):
 
 # --- what the steps are told: every value a job needs, as params (a change reruns exactly the jobs it
 # affects; config_hash covers the keys that can change a result, see bestbatch.config.RESULT_KEYS) ------
+RUN_HASHES = {}  # (metric, model, seed): config_hash once per run, not once per job (9,000 in a grid)
+
+
+@per_job
 def run_hash(wildcards):
-    return config_hash(config, getattr(wildcards, "metric", None), wildcards.model, int(wildcards.seed))
+    key = (getattr(wildcards, "metric", None), wildcards.model, wildcards.seed)
+    if key not in RUN_HASHES:
+        RUN_HASHES[key] = config_hash(config, key[0], key[1], int(key[2]))
+    return RUN_HASHES[key]
 
 
+@per_job
 def data_root(wildcards, input):
     """The folder holding the data set: derived from the staged input files where the workflow made them."""
     return str(Path(input.data[0]).parents[1]) if DATA_INPUT else DATA["root"]
@@ -140,6 +164,7 @@ def data_root(wildcards, input):
 # --- the networks: a built-in one is a name; another is its import path and keyword arguments, found with the
 # config's folder on the import path, and priced from its model_cost probe (only then are they params: the
 # built-in models' jobs keep their params, and so their outputs) -------------------------------------------
+@per_job
 def model_param(wildcards):
     return MODEL_SPECS[wildcards.model].describe()
 
@@ -147,6 +172,7 @@ def model_param(wildcards):
 MODEL_PARAMS = dict(model=model_param, import_paths=IMPORT_PATHS) if OUTSIDE else dict(model="{model}")
 
 
+@per_job
 def model_cost_file(wildcards):
     return [f"{R}/models/{wildcards.model}/cost.json"] if wildcards.model in OUTSIDE else []
 
@@ -205,12 +231,14 @@ if config.get("selection"):
 def select_cost(key):
     """A selection job's request (per model; a network outside the table from its probe)."""
     if OUTSIDE:
-        return lambda wildcards, input: (
-            select_chunk_resources(probed_sizes(wildcards.model, input), SEL["chunk_epochs"])
-            if wildcards.model in OUTSIDE
-            else SELECT_COST[wildcards.model]
-        )[key]
-    return lambda wildcards: SELECT_COST[wildcards.model][key]
+        return per_job(
+            lambda wildcards, input: (
+                select_chunk_resources(probed_sizes(wildcards.model, input), SEL["chunk_epochs"])
+                if wildcards.model in OUTSIDE
+                else SELECT_COST[wildcards.model]
+            )[key]
+        )
+    return per_job(lambda wildcards: SELECT_COST[wildcards.model][key])
 
 
 def probed_sizes(model, input):
@@ -228,14 +256,18 @@ def cost(rule_name, key):
     A network outside the table is priced from its probe (the job's input `cost`; <TBD> in a dry run until
     the probe has run)."""
     if rule_name == "ordering":
-        return lambda wildcards: DATA_COST["ordering"][wildcards.metric][key]
+        return per_job(lambda wildcards: DATA_COST["ordering"][wildcards.metric][key])
     if OUTSIDE:
-        return lambda wildcards, input: (
-            job_resources(probed_sizes(wildcards.model, input)) if wildcards.model in OUTSIDE else COST[wildcards.model]
-        )[rule_name][key]
+        return per_job(
+            lambda wildcards, input: (
+                job_resources(probed_sizes(wildcards.model, input))
+                if wildcards.model in OUTSIDE
+                else COST[wildcards.model]
+            )[rule_name][key]
+        )
     if len({COST[m][rule_name][key] for m in MODELS}) == 1:
         return COST[MODELS[0]][rule_name][key]
-    return lambda wildcards: COST[wildcards.model][rule_name][key]
+    return per_job(lambda wildcards: COST[wildcards.model][rule_name][key])
 
 
 # --- job groups: fewer cluster submissions (ignored when Snakemake runs the jobs itself) ---------
@@ -255,6 +287,7 @@ def epochs_group_name(model, seed, metric, epoch):
     return f"epochs_{model}_seed{seed}_{metric}_{first}-{min(first + n - 1, EPOCHS)}"
 
 
+@per_job
 def epochs_group(wildcards):
     if workflow.remote_exec:
         # inside a cluster job, which does not see the setting: its jobs stay one group, so they run
@@ -266,10 +299,12 @@ def epochs_group(wildcards):
 # The parallel layout bundles a chain in two: N consecutive train_epoch jobs ("train_..."), and the
 # compare_epoch and reduce_epoch jobs of the same N epochs ("compare_..."), which start once the training
 # bundle has written the checkpoints they need and run beside the next training bundle.
+@per_job
 def train_group(wildcards):
     return "train" if workflow.remote_exec else "train_" + epochs_group(wildcards)
 
 
+@per_job
 def compare_group(wildcards):
     return "compare" if workflow.remote_exec else "compare_" + epochs_group(wildcards)
 
@@ -286,6 +321,7 @@ def selection_chunks(budget):
     return range(-(-total_steps(EPOCHS, SEL_K, float(budget)) // (SEL["chunk_epochs"] * SEL_K)))
 
 
+@per_job
 def arm_ordering(wildcards):
     arm = parse_arm(wildcards.arm)
     if arm["kind"] == "shuffled":
@@ -295,6 +331,7 @@ def arm_ordering(wildcards):
     return f"{R}/orderings/{arm['metric']}.h5"
 
 
+@per_job
 def arm_start(wildcards):
     chunk = int(wildcards.chunk)
     if chunk == 0:
@@ -302,6 +339,7 @@ def arm_start(wildcards):
     return expand(f"{SELR}/checkpoints/chunk_{chunk - 1}.pt", **wildcards)[0]
 
 
+@per_job
 def arm_profiles(wildcards):
     """measured_best reads the Algorithm 1 matrices of the same model and metric from every other seed
     (cross-fitted: never the run that shares its init.pt); on the random ordering it picks at random."""
