@@ -105,7 +105,9 @@ def test_tiny_study_produces_every_output(tiny_study):
             assert len(table) == 3 * k and set(table.metric) == {metric}
             assert list(table.columns[:8]) == ["metric", "epoch", "batch", "phase", "lr", "distance", "cosine", "norm"]
             assert not (run / metric / "shards").exists() or not any((run / metric / "shards").iterdir())  # temp()
-            assert (run / "plots" / f"heatmap_{metric}.html").stat().st_size > 1_000_000  # plotly.js inlined
+            # plotly.js is the study's one copy, loaded by a relative path: the page holds its figure only
+            page = (run / "plots" / f"heatmap_{metric}.html").read_text()
+            assert len(page) < 200_000 and '<script src="../../../plotly.min.js"></script>' in page
             log = work / "logs" / "tiny" / TINY.format(seed=seed) / metric / "train_epoch_2.log"
             assert log.read_text().count("epoch 2")
         assert (run / "plots" / "training_curves.html").exists()
@@ -115,6 +117,8 @@ def test_tiny_study_produces_every_output(tiny_study):
     with h5py.File(r / "orderings" / "random_seed_0.h5") as a, h5py.File(r / "orderings" / "random_seed_1.h5") as b:
         assert not np.array_equal(a["order"][:], b["order"][:])  # each seed has its own null
     assert (r / "index.html").exists() and (r / "claims.html").exists() and (r / "claims.csv").exists()
+    assert '<script src="plotly.min.js"></script>' in (r / "claims.html").read_text()
+    assert (r / "plotly.min.js").stat().st_size > 1_000_000
     with h5py.File(r / "orderings" / "lpips.h5", "r") as f:
         assert '"pretrained_backbone": false' in f.attrs["params"]
 
@@ -188,11 +192,75 @@ def test_epochs_in_one_go_equal_epochs_one_invocation_at_a_time(tiny_study, tmp_
                 assert np.array_equal(f[name][:], g[name][:]), (epoch, name)
 
 
+def test_the_bundles_place_in_the_report_is_where_snakemake_puts_it():
+    """bestbatch.plots.report_id repeats Snakemake's rule for a result's folder inside the zip."""
+    from snakemake.common import get_report_id
+    from snakemake.iocontainers import FILE_HASH_PREFIX_LEN
+
+    from bestbatch.plots import report_id
+
+    for path in ("results/demo/plotly.min.js", "results/a b/plotly.min.js"):
+        assert report_id(path) == get_report_id(path)[:FILE_HASH_PREFIX_LEN]
+
+
+def script_sources(page):
+    return re.findall(r'<script src="([^"]+)"', page) + re.findall(r'<script src=\\"([^"\\]+)\\"', page)
+
+
 @pytest.mark.slow
-def test_report_builds(tiny_study):
+def test_report_builds_and_its_pages_find_plotly_inside_the_zip(tiny_study, tmp_path):
+    """In `--report`'s zip every result sits in data/raw/<id>/: each page finds the study's plotly.js there."""
+    import zipfile
+
     work, cfg, _ = tiny_study
     run_snakemake(work, "--configfile", str(cfg), "--report", "report.zip")
     assert (work / "report.zip").stat().st_size > 1_000_000
+    with zipfile.ZipFile(work / "report.zip") as z:
+        z.extractall(tmp_path)
+    pages = sorted(p for p in tmp_path.rglob("*.html") if p.name != "report.html")
+    bundles = list(tmp_path.rglob("plotly.min.js"))
+    assert len(bundles) == 1 and len(pages) >= 2 * 5 * 2 + 2 + 1  # heatmaps and layers, curves, claims, index
+    for page in pages:
+        text = page.read_text()
+        if "Plotly.newPlot" not in text:
+            continue  # the front page draws nothing
+        found = [src for src in script_sources(text) if (page.parent / src).resolve() == bundles[0].resolve()]
+        assert found, (page, script_sources(text))
+
+
+@pytest.mark.slow
+def test_pages_open_offline_from_a_copied_study_folder_and_from_the_report(tiny_study, tmp_path):
+    """The study folder copied elsewhere (as a researcher mails it) and the report's zip unpacked: the pages draw
+    their figures in a headless browser with no network; a page moved out of its folder says what is missing."""
+    import zipfile
+
+    from browser import Browser, missing
+
+    if missing():
+        pytest.skip(f"the browser test needs {', '.join(missing())}")
+    work, cfg, _ = tiny_study
+    copy = tmp_path / "mailed" / "tiny"
+    shutil.copytree(work / "results" / "tiny", copy)
+    if not (work / "report.zip").exists():
+        run_snakemake(work, "--configfile", str(cfg), "--report", "report.zip")
+    with zipfile.ZipFile(work / "report.zip") as z:
+        z.extractall(tmp_path / "unzipped")
+    in_zip = [p for p in (tmp_path / "unzipped").rglob("heatmap_color.html")]
+    alone = tmp_path / "alone" / "claims.html"
+    alone.parent.mkdir()
+    shutil.copy(copy / "claims.html", alone)
+    br = Browser()
+    try:
+        for page in [copy / TINY.format(seed=1) / "plots" / "heatmap_color.html", copy / "claims.html", *in_zip]:
+            br.open(page)
+            assert br.driver.execute_script("return typeof window.Plotly") == "object", page
+            assert br.driver.execute_script("return document.querySelectorAll('.js-plotly-plot').length") >= 1, page
+            assert all(url.startswith(("file:", "data:")) for url in br.requested_urls()), page
+        assert len(in_zip) == 2  # both seeds' pages
+        br.open(alone, plot=False)
+        assert "plotly.min.js" in br.driver.find_element("tag name", "body").text
+    finally:
+        br.close()
 
 
 # --- data sets sized from their files -------------------------------------------------------------

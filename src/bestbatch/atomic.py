@@ -127,4 +127,4 @@ def atomic_path(path, what="file", need_bytes=None):
 
 def write_text(path, text):
     with atomic_path(path) as tmp:
-        Path(tmp).write_text(text)
+        Path(tmp).write_text(text, encoding="utf-8")

@@ -1,14 +1,20 @@
 """Interactive views of the study: phase-split heatmaps, per-layer shares, training curves, and an index page.
 
-Every page is one self-contained HTML file (plotly.js inlined) that opens offline.
+A study writes plotly.js once (`write_plotly_js`, the rule plotly_js) and every page loads it by a relative
+path (`plotly_scripts`), so the pages open offline from disk, from a copy of the study folder, and from inside
+`snakemake --report`'s zip. A page written without a bundle inlines plotly.js and stands alone.
 """
+
+import hashlib
+import html
+import os
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import get_colorscale
 from plotly.subplots import make_subplots
 
-from .atomic import atomic_path
+from .atomic import write_text
 from .metrics import metric_label
 
 
@@ -293,7 +299,53 @@ def phase_summary(m, phases):
     return out
 
 
-def write_figure(fig, path):
-    """Self-contained HTML: plotly.js inlined, so the page opens with no network."""
-    with atomic_path(path) as tmp:
-        fig.write_html(tmp, include_plotlyjs=True, full_html=True, config={"responsive": True})
+PLOTLY_JS = "plotly.min.js"
+
+
+def write_plotly_js(path):
+    """The plotly.js that the installed plotly package writes into its pages (one copy for a whole study)."""
+    from plotly.offline import get_plotlyjs
+
+    write_text(path, get_plotlyjs())
+
+
+def report_id(path):
+    """The folder `snakemake --report out.zip` stores a result in (data/raw/<id>/<name>): the first 16 hex digits
+    of the SHA-256 of its path as the workflow names it (snakemake.common.get_report_id, shortened to
+    snakemake.iocontainers.FILE_HASH_PREFIX_LEN). tests/test_pages_bundle.py opens a page from a real zip."""
+    return hashlib.sha256(str(path).encode()).hexdigest()[:16]
+
+
+def plotly_scripts(bundle, page):
+    """The <script> tags that load the study's plotly.js into `page`: by its path relative to the page (the
+    results folder, or a copy of the study folder), else from its place inside the report's zip, else a line on
+    the page that says which file is missing. bundle and page: paths as the workflow names them."""
+    relative = os.path.relpath(bundle, os.path.dirname(page) or ".").replace(os.sep, "/")
+    in_zip = f"../{report_id(bundle)}/{os.path.basename(bundle)}"
+    missing = html.escape(
+        f"This page draws its figure with plotly.js, which it loads from {relative} (the study folder's "
+        f"{os.path.basename(bundle)}). Open the page inside its study folder, or copy that file beside it."
+    )
+    return (
+        f'<script src="{html.escape(relative)}"></script>\n'
+        f"<script>window.Plotly||document.write('<script src=\"{in_zip}\"><\\/script>')</script>\n"
+        f"<script>window.Plotly||document.write('<p style=\"color:#b00\">{missing}</p>')</script>\n"
+    )
+
+
+def figure_html(fig, bundle=None, page=None, full_html=True):
+    """A figure as HTML: loading the study's plotly.js (bundle, see plotly_scripts) or, without one, inlining it."""
+    if bundle is None:
+        return fig.to_html(include_plotlyjs=True, full_html=full_html, config={"responsive": True})
+    body = fig.to_html(include_plotlyjs=False, full_html=full_html, config={"responsive": True})
+    scripts = plotly_scripts(bundle, page)
+    if not full_html:
+        return scripts + body
+    head = body.index("<head>") + len("<head>")
+    return body[:head] + '<meta charset="utf-8">\n' + scripts + body[head:]
+
+
+def write_figure(fig, path, bundle=None):
+    """The figure's page, opening with no network: plotly.js loaded from the study's bundle (a path as the
+    workflow names it), or inlined when there is none."""
+    write_text(path, figure_html(fig, bundle, path))

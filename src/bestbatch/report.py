@@ -102,9 +102,10 @@ claims page says what the seeds support. The <code>random</code> order is the co
     return page(f"bestbatch: {study}", body)
 
 
-def profile_figure(rows, phases):
+def profile_figure(rows, phases, bundle=None, page_path=None):
     """The positional profiles: mean within-epoch z-score per decile of batch position with its interval,
-    one panel per phase, one line per (model, metric)."""
+    one panel per phase, one line per (model, metric). bundle, page_path: the study's plotly.js and the page's
+    path (bestbatch.plots.plotly_scripts); without them plotly.js is inlined."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -148,7 +149,9 @@ def profile_figure(rows, phases):
     fig.update_xaxes(title_text="decile of batch position (low → high score)", dtick=1)
     fig.update_yaxes(title_text="mean within-epoch z-score (negative: closer)", row=1, col=1)
     fig.update_layout(template="plotly_white", height=480, title="Where the closest batches sit, by phase")
-    return fig.to_html(include_plotlyjs=True, full_html=False)
+    from .plots import figure_html
+
+    return figure_html(fig, bundle, page_path, full_html=False)
 
 
 VERDICT_WORDS = {
@@ -286,9 +289,9 @@ repeat each other (batch mean scores rise with position). Holm p within the expl
     return page("bestbatch: the paper's claims, tested", body)
 
 
-def selection_figure(curves, models, budgets, arms):
+def selection_figure(curves, models, budgets, arms, bundle=None, page_path=None):
     """Test accuracy against optimizer steps, mean over seeds, one panel per (model, budget), one line per arm.
-    curves: {(model, budget, arm): {seed: curve}}."""
+    curves: {(model, budget, arm): {seed: curve}}; bundle, page_path: as for profile_figure."""
     import numpy as np
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -329,7 +332,9 @@ def selection_figure(curves, models, budgets, arms):
         height=max(450, 380 * len(panels)),
         title="Test accuracy per arm, mean over seeds (solid: policies; dotted: controls)",
     )
-    return fig.to_html(include_plotlyjs=True, full_html=False)
+    from .plots import figure_html
+
+    return figure_html(fig, bundle, page_path, full_html=False)
 
 
 SELECTION_VERDICTS = {

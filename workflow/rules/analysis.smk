@@ -5,7 +5,8 @@ ALL_MATRICES = [f"{R}/{model}/seed_{seed}/{metric}/distances.h5" for model, seed
 
 rule claims:
     input:
-        ALL_MATRICES,
+        matrices=ALL_MATRICES,
+        plotly_js=PLOTLY_JS,
     output:
         csv=report(f"{R}/claims.csv", caption="../report/claims.rst", category="Study"),
         statistics=f"{R}/statistics.csv",

@@ -71,6 +71,7 @@ STUDY = config["study"]
 R = f"results/{STUDY}"
 L = f"logs/{STUDY}"
 B = f"results/{STUDY}/benchmarks"
+PLOTLY_JS = f"{R}/plotly.min.js"  # written once per study; every page loads it (rule plotly_js)
 METRICS = config["metrics"]
 MODELS = list(MODEL_SPECS)
 # Networks outside the built-in ones: probed once (rule model_cost) for their jobs' resources, built from

@@ -1,6 +1,25 @@
+# The study's one copy of plotly.js: every page loads it by a relative path (bestbatch.plots.plotly_scripts),
+# from the results folder, a copy of the study folder, or `--report`'s zip (where it is a result of its own).
+rule plotly_js:
+    output:
+        report(PLOTLY_JS, caption="../report/plotly_js.rst", category="Study"),
+    log:
+        f"{L}/plotly_js.log",
+    benchmark:
+        f"{B}/plotly_js.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        **LIGHT_JOB,
+    script:
+        "../scripts/plotly_js.py"
+
+
 rule heatmap:
     input:
-        f"{RUN}/{{metric}}/distances.h5",
+        matrix=f"{RUN}/{{metric}}/distances.h5",
+        plotly_js=PLOTLY_JS,
     output:
         report(
             f"{RUN}/plots/heatmap_{{metric}}.html",
@@ -26,7 +45,8 @@ rule heatmap:
 
 rule layers:
     input:
-        f"{RUN}/{{metric}}/distances.h5",
+        matrix=f"{RUN}/{{metric}}/distances.h5",
+        plotly_js=PLOTLY_JS,
     output:
         report(
             f"{RUN}/plots/layers_{{metric}}.html",
@@ -52,7 +72,8 @@ rule layers:
 
 rule curves:
     input:
-        expand(f"{RUN}/{{metric}}/distances.h5", metric=METRICS, allow_missing=True),
+        matrices=expand(f"{RUN}/{{metric}}/distances.h5", metric=METRICS, allow_missing=True),
+        plotly_js=PLOTLY_JS,
     output:
         report(
             f"{RUN}/plots/training_curves.html",

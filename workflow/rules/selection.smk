@@ -74,12 +74,13 @@ if SEL:
 
     rule selection:
         input:
-            [
+            curves=[
                 f"{R}/selection/{model}/budget_{budget}/seed_{seed}/{arm}/curve.h5"
                 for model, seed in RUN_LIST
                 for budget in BUDGETS
                 for arm in ARMS
             ],
+            plotly_js=PLOTLY_JS,
         output:
             csv=report(f"{R}/selection.csv", caption="../report/selection.rst", category="Study"),
             html=report(f"{R}/selection.html", caption="../report/selection.rst", category="Study"),

@@ -7,5 +7,10 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src")) 
 from bestbatch.steps.plots import heatmap_page  # noqa: E402
 
 heatmap_page(
-    snakemake.input[0], snakemake.output[0], metric=snakemake.wildcards.metric, **snakemake.params, log=snakemake.log[0]
+    snakemake.input.matrix,
+    snakemake.output[0],
+    metric=snakemake.wildcards.metric,
+    **snakemake.params,
+    plotly_js=snakemake.input.plotly_js,
+    log=snakemake.log[0],
 )

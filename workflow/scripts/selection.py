@@ -7,5 +7,10 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src")) 
 from bestbatch.steps.selection import summarise_selection  # noqa: E402
 
 summarise_selection(
-    list(snakemake.input), snakemake.output.csv, snakemake.output.html, **snakemake.params, log=snakemake.log[0]
+    list(snakemake.input.curves),
+    snakemake.output.csv,
+    snakemake.output.html,
+    **snakemake.params,
+    plotly_js=snakemake.input.plotly_js,
+    log=snakemake.log[0],
 )

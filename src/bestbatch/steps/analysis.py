@@ -103,6 +103,7 @@ def evaluate_claims(
     n_test,
     n_train,
     batch_size,
+    plotly_js=None,
 ):
     """The paper's claims tested over the seeds (bestbatch.stats): claims.csv (claims, controls, one summary
     per model and claim), statistics.csv (every row, profiles and associations too) and the claims page.
@@ -131,7 +132,16 @@ def evaluate_claims(
     n_seeds = sorted({len(v) for v in matrices.values()})
     write_text(
         out_html,
-        claims_html(rows, profile_figure(rows, phases), n_seeds, alpha, permutations, notes, n_train, batch_size),
+        claims_html(
+            rows,
+            profile_figure(rows, phases, plotly_js, out_html),
+            n_seeds,
+            alpha,
+            permutations,
+            notes,
+            n_train,
+            batch_size,
+        ),
     )
     verdicts = table[table["kind"] == "summary"]["verdict"].value_counts().to_dict()
     log.info("%d rows; claim verdicts per model: %s", len(rows), verdicts)

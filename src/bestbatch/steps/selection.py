@@ -230,6 +230,7 @@ def summarise_selection(
     n_test,
     n_train,
     batch_size,
+    plotly_js=None,
 ):
     """The selection page and CSV: reads every arm's curve and hands them to bestbatch.stats.analyse_selection
     (steps to a target relative to standard SGD, paired sign-flip tests over seeds, Holm within the
@@ -264,7 +265,7 @@ def summarise_selection(
         ).to_csv(tmp, index=False, float_format="%.6g")
     models = list(dict.fromkeys(m for m, _ in runs))
     seeds = sorted({int(s) for _, s in runs})
-    figure = selection_figure(curves, models, [float(b) for b in budgets], arms)
+    figure = selection_figure(curves, models, [float(b) for b in budgets], arms, plotly_js, out_html)
     dropped = n_train % batch_size
     write_text(
         out_html,
