@@ -32,7 +32,7 @@ if [ -z "$rehearse" ] && ! "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda
 fi
 "$PY" -c 'import torch; print("torch", torch.__version__, "| CUDA:", torch.cuda.is_available() and torch.cuda.get_device_name(0))'
 echo "== 1/2 CUDA tests (limit 180 s)"
-timeout 180 "$PY" -m pytest -m cuda -q -rs tests/test_cuda.py
+timeout 180 "$PY" -m pytest -m cuda -q -rs tests/test_cuda.py tests/test_optimizer.py
 echo "== 2/2 figures (limit 270 s)"
 timeout 270 "$PY" benchmarks/gpu_check.py $rehearse ${GPU_CHECK_OUT:+--out "$GPU_CHECK_OUT"}
 echo "== done: see the GPU check section of ${GPU_CHECK_OUT:-benchmarks/results.md}"

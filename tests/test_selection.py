@@ -252,7 +252,13 @@ def test_every_policy_and_control_takes_the_same_steps(tiny_data, budget):
     for name, v in runs.items():  # ... and every run takes exactly T steps, phase by phase alike
         net, opt = fresh()
         steps = []
-        opt.register_step_post_hook(lambda o, a, k: steps.append(o.param_groups[0]["lr"]))  # noqa: B023 (this iteration)
+        step = opt.step
+
+        def counted(opt=opt, step=step, steps=steps):
+            steps.append(opt.param_groups[0]["lr"])
+            step()
+
+        opt.step = counted
         rows = run(v, net, opt, tiny_data, 0, T, seed=0, eval_every=K)
         assert len(steps) == T, name
         assert [steps.count(LR * GAMMA**i) for i in range(3)] == per_phase, name

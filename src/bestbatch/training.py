@@ -73,8 +73,86 @@ def parameter_layout(model):
     return layout, offset
 
 
+class SGD:
+    """torch.optim.SGD with momentum and weight decay (no dampening, Nesterov or maximize), the same arithmetic
+    in the same order as its per-tensor path, and the same state_dict, so checkpoints load either way.
+
+    Why not torch.optim.SGD itself: its step() imports torch._dynamo, 1.2-2 s of every training job's start on
+    the machines this project runs on, for a compiler the study never uses (a third of a demo job's time).
+    tests/test_optimizer.py holds it to torch.optim.SGD bit for bit, on CPU and on CUDA where there is one."""
+
+    DEFAULTS = dict(dampening=0, nesterov=False, maximize=False, foreach=None, differentiable=False, fused=None)
+
+    def __init__(self, params, lr, momentum, weight_decay):
+        self.params = list(params)
+        self.param_groups = [
+            dict(lr=lr, momentum=momentum, weight_decay=weight_decay, **self.DEFAULTS, params=self.params)
+        ]
+        self.state = {}  # parameter index -> momentum buffer
+
+    def zero_grad(self, set_to_none=True):
+        for p in self.params:
+            if p.grad is None:
+                continue
+            if set_to_none:
+                p.grad = None
+            else:
+                p.grad.detach_().zero_()
+
+    @torch.no_grad()
+    def step(self):
+        group = self.param_groups[0]
+        lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
+        for i, p in enumerate(self.params):
+            if p.grad is None:
+                continue
+            d_p = p.grad
+            if weight_decay != 0:
+                d_p = d_p.add(p, alpha=weight_decay)
+            if momentum != 0:
+                buf = self.state.get(i)
+                if buf is None:
+                    buf = self.state[i] = d_p.detach().clone()
+                else:
+                    buf.mul_(momentum).add_(d_p, alpha=1 - group["dampening"])
+                d_p = buf
+            p.add_(d_p, alpha=-lr)
+
+    def state_dict(self):
+        group = {k: v for k, v in self.param_groups[0].items() if k != "params"}
+        return {
+            "state": {i: {"momentum_buffer": buf} for i, buf in sorted(self.state.items())},
+            "param_groups": [dict(group, params=list(range(len(self.params))))],
+        }
+
+    def load_state_dict(self, state_dict):
+        """A state saved by this class or by torch.optim.SGD (one parameter group): its hyperparameters, and the
+        momentum buffers cast to each parameter's dtype and device, as torch.optim does."""
+        groups = state_dict["param_groups"]
+        if len(groups) != 1 or len(groups[0]["params"]) != len(self.params):
+            raise ValueError(
+                f"optimizer state for {[len(g['params']) for g in groups]} parameters in {len(groups)} group(s); "
+                f"this network has {len(self.params)} parameters in one group"
+            )
+        saved = groups[0]
+        if saved.get("nesterov") or saved.get("maximize") or saved.get("dampening", 0) != 0:
+            raise ValueError("optimizer state with Nesterov, maximize or dampening: bestbatch's SGD has none")
+        group = self.param_groups[0]
+        for key in ("lr", "momentum", "weight_decay"):
+            group[key] = saved[key]
+        index = {position: i for i, position in enumerate(saved["params"])}
+        self.state = {}
+        for key, value in state_dict["state"].items():
+            i = index[key]
+            buf = value.get("momentum_buffer")
+            if buf is not None:
+                p = self.params[i]
+                self.state[i] = buf.to(dtype=p.dtype, device=p.device)
+
+
 def make_optimizer(model, lr, momentum, weight_decay):
-    return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    """SGD with momentum and weight decay: torch.optim.SGD's arithmetic without its start-up (class SGD)."""
+    return SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
 def batch_gradient(net, x, y, out=None):
