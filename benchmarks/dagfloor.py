@@ -317,10 +317,12 @@ def floor_snakefile(config, features=()):
         )
     )
     all_matrices = "[f'{R}/{m}/seed_{s}/{x}/distances.h5' for m in MODELS for s in SEEDS for x in METRICS]"
+    plotly = 'plotly_js=f"{R}/plotly.min.js"'  # the study's one plotly.js, an input of every page
+    rules.append(rule("plotly_js", [], [report('f"{R}/plotly.min.js"', "Study")], "plotly_js", "plotly_js"))
     rules.append(
         rule(
             "claims",
-            [all_matrices],
+            [f"matrices={all_matrices}", plotly],
             [
                 "csv=" + report('f"{R}/claims.csv"', "Study"),
                 'statistics=f"{R}/statistics.csv"',
@@ -335,7 +337,7 @@ def floor_snakefile(config, features=()):
         rules.append(
             rule(
                 name,
-                ['f"{RUN}/{{metric}}/distances.h5"'],
+                ['matrix=f"{RUN}/{{metric}}/distances.h5"', plotly],
                 [report(f'f"{{RUN}}/plots/{name}_{{{{metric}}}}.html"', name)],
                 f"{per_run}/plots/{name}_{{{{metric}}}}",
                 f"{per_run}/plots/{name}_{{{{metric}}}}",
@@ -344,7 +346,7 @@ def floor_snakefile(config, features=()):
     rules.append(
         rule(
             "curves",
-            ['expand(f"{RUN}/{{metric}}/distances.h5", metric=METRICS, allow_missing=True)'],
+            ['matrices=expand(f"{RUN}/{{metric}}/distances.h5", metric=METRICS, allow_missing=True)', plotly],
             [report('f"{RUN}/plots/training_curves.html"', "Training")],
             f"{per_run}/plots/curves",
             f"{per_run}/plots/curves",
