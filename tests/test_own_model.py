@@ -3,10 +3,12 @@ keyword arguments) besides the built-in names, refused clearly before any traini
 its costs probed instead of read from a table, and Algorithm 1 exact on a network from outside the package."""
 
 import textwrap
+import time
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from test_gradients import BS, N, pipeline, reference_gradients, rel, schedule
 
 from bestbatch.augment import images_to_tensor
@@ -125,16 +127,37 @@ def test_a_model_that_cannot_take_part_is_refused_naming_the_key(user_folder, en
     assert str(exc.value).startswith("models[1]")
 
 
+def time_per_image(model, batch=8, repeats=3):
+    """One image's forward+backward pass in float32 on one CPU thread (best of `repeats`), timed directly."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        net = build_model(model, 10, seed=0).train()
+        x, y = torch.randn(batch, 3, 32, 32), torch.arange(batch) % 10
+        F.cross_entropy(net(x), y).backward()
+        times = []
+        for _ in range(repeats):
+            net.zero_grad(set_to_none=True)
+            t0 = time.perf_counter()
+            F.cross_entropy(net(x), y).backward()
+            times.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(threads)
+    return 1000 * min(times) / batch
+
+
 @pytest.mark.parametrize("model", ["small_cnn", "resnet18"])
 def test_the_probe_agrees_with_the_cost_table_for_the_builtin_models(model):
     """P exactly; the activation memory within a factor of 2; the time per image of one core no more than
-    the table's and within a factor of 20 of it (the table's times, measured once per model, are 3x
-    (resnet18) to 10x (small_cnn) what the probe's best of three passes takes on this machine)."""
+    the table's (a request: measured once per model, 3x (resnet18) to 20x (small_cnn) what the probe takes
+    on this machine, more on a fast day), and within a factor of 3 of the same passes timed here, side by
+    side (the table is no lower bound: the machine kind varies 2-4x from day to day)."""
     probe = probe_model_cost(model, 10)
     p10, _, act_mb, cpu_ms, _ = MODEL_COST[model]
     assert probe["params"] == p10
     assert 0.5 <= probe["activation_mb"] / act_mb <= 2, probe
-    assert 1 / 20 <= probe["ms_per_image"] / cpu_ms <= 1.5, probe
+    assert probe["ms_per_image"] <= 1.5 * cpu_ms, probe
+    assert 1 / 3 <= probe["ms_per_image"] / time_per_image(model) <= 3, probe
     # a Study priced from the probe asks for the same order of resources as from the table
     sizes = dict(model=model, n_train=50000, n_test=10000, batch_size=256, value_bytes=4, threads=4, gpu=False)
     table, probed = job_resources(Study(**sizes)), job_resources(Study(**sizes, probe=probe_figures(probe)))
