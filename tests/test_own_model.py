@@ -8,14 +8,13 @@ import time
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from test_gradients import BS, N, pipeline, reference_gradients, rel, schedule
 
 from bestbatch.augment import images_to_tensor
 from bestbatch.distances import batch_distances
 from bestbatch.models import ModelError, build_model, check_model, model_spec
 from bestbatch.resources import MODEL_COST, Study, job_resources, probe_figures, probe_model_cost
-from bestbatch.training import parameter_layout
+from bestbatch.training import batch_gradient, parameter_layout
 
 USER_MODULE = """
 import torch.nn as nn
@@ -128,18 +127,18 @@ def test_a_model_that_cannot_take_part_is_refused_naming_the_key(user_folder, en
 
 
 def time_per_image(model, batch=8, repeats=3):
-    """One image's forward+backward pass in float32 on one CPU thread (best of `repeats`), timed directly."""
+    """One image's share of a job's own per-batch pass (training.batch_gradient: zero, forward, backward) in
+    float32 on one CPU thread, best of `repeats`: timed here, independently of the probe."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         net = build_model(model, 10, seed=0).train()
         x, y = torch.randn(batch, 3, 32, 32), torch.arange(batch) % 10
-        F.cross_entropy(net(x), y).backward()
+        batch_gradient(net, x, y)
         times = []
         for _ in range(repeats):
-            net.zero_grad(set_to_none=True)
             t0 = time.perf_counter()
-            F.cross_entropy(net(x), y).backward()
+            batch_gradient(net, x, y)
             times.append(time.perf_counter() - t0)
     finally:
         torch.set_num_threads(threads)
