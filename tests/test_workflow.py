@@ -352,14 +352,26 @@ def test_a_cifar100_format_set_runs_with_a_100_way_output_layer(tmp_path):
 # --- the selection experiment ----------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def selection_runs(tmp_path_factory):
+    """.test/config/selection.yaml run twice, every checkpoint kept: one job per arm and chunk (the default), and
+    one job per (model, budget, seed) and chunk (execution.selection_jobs: seed). {mode: (workdir, config)}."""
+    config = yaml.safe_load((REPO / ".test" / "config" / "selection.yaml").read_text())
+    out = {}
+    for mode in ("arm", "seed"):
+        work = tmp_path_factory.mktemp(f"selection_{mode}")
+        cfg = dict(config, outputs=dict(config["outputs"], keep_checkpoints=True), execution={"selection_jobs": mode})
+        run_snakemake(work, "--configfile", str(write_config(work / "selection.yaml", cfg)), "--cores", "2")
+        out[mode] = (work, cfg)
+    return out
+
+
 @pytest.mark.slow
-def test_selection_experiment_gives_every_arm_the_same_steps_and_a_page(tmp_path):
+def test_selection_experiment_gives_every_arm_the_same_steps_and_a_page(selection_runs):
     """.test/config/selection.yaml: every policy and control, two budgets, two seeds, end to end."""
     from bestbatch.formats import read_curve
 
-    cfg = REPO / ".test" / "config" / "selection.yaml"
-    config = yaml.safe_load(cfg.read_text())
-    run_snakemake(tmp_path, "--configfile", str(cfg), "--cores", "2")
+    tmp_path, config = selection_runs["arm"]
     r = tmp_path / "results" / "tinysel"
     sel = r / "selection" / "tiny_mlp_bn"
     k = 320 // 64
@@ -398,3 +410,44 @@ def test_selection_experiment_gives_every_arm_the_same_steps_and_a_page(tmp_path
     assert "seed_0/intensity" not in picked_from[0]
     assert "with 2 seeds no confirmatory comparison can be significant" in page
     assert config["selection"]["budgets"] == [1.0, 0.5]
+
+
+@pytest.mark.slow
+def test_one_selection_job_per_seed_is_bitwise_the_jobs_per_arm(selection_runs):
+    """execution.selection_jobs: seed trains every arm's chunk in one job: the same files, bitwise (every chunk's
+    evaluations, every checkpoint, every curve, the page's table), from a twelfth of the training jobs."""
+    arm_work, seed_work = selection_runs["arm"][0], selection_runs["seed"][0]
+    arm, seed = (w / "results" / "tinysel" / "selection" for w in (arm_work, seed_work))
+    files = sorted(p.relative_to(arm) for p in arm.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(seed) for p in seed.rglob("*") if p.is_file())
+    chunks = [f for f in files if f.parent.name == "chunks"]
+    # 12 arms x 2 seeds x (2 chunks at budget 1, 1 at budget 0.5): chunk 1 starts from chunk 0's checkpoint
+    assert len(chunks) == 12 * 2 * 3 and any(f.name == "chunk_1.h5" for f in chunks)
+    for rel in files:
+        if rel.suffix == ".pt":  # the same tensors and optimizer state (the pickle's bytes are not promised)
+            a, b = load_checkpoint(arm / rel), load_checkpoint(seed / rel)
+            assert state_digest(a.model) == state_digest(b.model) and a.meta == b.meta, rel
+            assert same_values(a.optimizer, b.optimizer), rel
+        else:
+            assert (arm / rel).read_bytes() == (seed / rel).read_bytes(), rel
+    table = "results/tinysel/selection.csv"
+    assert (arm_work / table).read_bytes() == (seed_work / table).read_bytes()
+
+    def jobs(work, rule):
+        return len(list((work / "results" / "tinysel" / "benchmarks" / "selection").rglob(rule)))
+
+    assert (jobs(arm_work, "chunk_*.tsv"), jobs(seed_work, "chunk_*.tsv")) == (12 * 2 * 3, 2 * 3)
+    assert (jobs(arm_work, "gather.tsv"), jobs(seed_work, "gather.tsv")) == (12 * 2 * 2, 2 * 2)
+    log = seed_work / "logs/tinysel/selection/tiny_mlp_bn/budget_1/seed_0/chunk_1.log"
+    assert log.read_text().count("steps 10..15 of 15") == 12  # every arm's second chunk, in one job
+
+
+def same_values(x, y):
+    """Nested dicts, lists and tensors equal, tensors bitwise."""
+    if isinstance(x, torch.Tensor):
+        return isinstance(y, torch.Tensor) and x.dtype == y.dtype and torch.equal(x, y)
+    if isinstance(x, dict):
+        return isinstance(y, dict) and x.keys() == y.keys() and all(same_values(x[k], y[k]) for k in x)
+    if isinstance(x, (list, tuple)):
+        return type(x) is type(y) and len(x) == len(y) and all(map(same_values, x, y))
+    return x == y

@@ -236,7 +236,8 @@ NOT_RESULT_KEYS = {
     "study": "where outputs go, not what they hold",
     "models, seeds, metrics": "which runs exist; each run's results depend on its own model, seed and metric only",
     "outputs": "what is kept on disk and how shards are written (keep_shards, keep_checkpoints, shard_io)",
-    "execution": "how Algorithm 1 is laid out as jobs (inline or parallel): the same results bitwise",
+    "execution": "how the work is laid out as jobs (Algorithm 1 inline or parallel, the selection runs per arm or "
+    "per seed): the same results bitwise",
     "selection": "the selection experiment's own runs; their jobs get every value they use as a param",
     "analysis": "the statistics of the claims page, computed from the results, not part of them",
 }

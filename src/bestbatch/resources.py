@@ -150,16 +150,19 @@ def job_resources(s):
     }
 
 
-def select_chunk_resources(s, chunk_epochs):
+def select_chunk_resources(s, chunk_epochs, arms=1):
     """A selection job's request: `chunk_epochs` epoch-equivalents of plain training (one forward and
-    backward pass per image, the test set once per epoch-equivalent); memory as train_epoch, an upper bound."""
+    backward pass per image, the test set once per epoch-equivalent) for each of `arms` arms trained one
+    after another (execution.selection_jobs: seed); memory as train_epoch (one arm at a time), an upper bound."""
     cpu_ms = gpu_ms = s.probe[2] if s.probe is not None else None
     if s.probe is None:
         _, _, _, cpu_ms, gpu_ms = model_cost(s.model)
     per_image_ms = gpu_ms if s.gpu else cpu_ms * s.value_bytes / 4 / s.threads
     epoch_minutes = (s.n_train + s.n_test / 3) * per_image_ms / 1000 / 60
     return dict(
-        mem_mb=job_resources(s)["train_epoch"]["mem_mb"], runtime=minutes(chunk_epochs * epoch_minutes), gpu=int(s.gpu)
+        mem_mb=job_resources(s)["train_epoch"]["mem_mb"],
+        runtime=minutes(arms * chunk_epochs * epoch_minutes),
+        gpu=int(s.gpu),
     )
 
 

@@ -225,8 +225,16 @@ BUILTIN = [m for m in MODELS if m not in OUTSIDE]
 COST = {model: job_resources(study_sizes(model)) for model in BUILTIN}
 # the data jobs and the orderings do not depend on the model
 DATA_COST = job_resources(study_sizes(BUILTIN[0] if BUILTIN else "tiny_mlp"))
+# How the selection runs are cut into jobs (NOT_RESULT_KEYS: the same results either way): one job per arm
+# and chunk, or one per (model, budget, seed) and chunk that trains every arm's chunk in turn.
+SELECTION_PER_SEED = config["execution"]["selection_jobs"] == "seed"
 if config.get("selection"):
-    SELECT_COST = {model: select_chunk_resources(study_sizes(model), SEL["chunk_epochs"]) for model in BUILTIN}
+    SEL_ARMS_PER_JOB = (
+        len(selection_arms(SEL["policies"], SEL["metrics"], SEL["controls"])) if SELECTION_PER_SEED else 1
+    )
+    SELECT_COST = {
+        model: select_chunk_resources(study_sizes(model), SEL["chunk_epochs"], SEL_ARMS_PER_JOB) for model in BUILTIN
+    }
 
 
 def select_cost(key):
@@ -234,7 +242,7 @@ def select_cost(key):
     if OUTSIDE:
         return per_job(
             lambda wildcards, input: (
-                select_chunk_resources(probed_sizes(wildcards.model, input), SEL["chunk_epochs"])
+                select_chunk_resources(probed_sizes(wildcards.model, input), SEL["chunk_epochs"], SEL_ARMS_PER_JOB)
                 if wildcards.model in OUTSIDE
                 else SELECT_COST[wildcards.model]
             )[key]
@@ -322,29 +330,78 @@ def selection_chunks(budget):
     return range(-(-total_steps(EPOCHS, SEL_K, float(budget)) // (SEL["chunk_epochs"] * SEL_K)))
 
 
+def arm_path(wildcards, arm, tail):
+    """A file of one arm's run of (model, budget, seed) from the wildcards: selection/.../<arm>/<tail>."""
+    return f"{R}/selection/{wildcards.model}/budget_{wildcards.budget}/seed_{wildcards.seed}/{arm}/{tail}"
+
+
+def arm_inputs(wildcards, arm):
+    """What chunk wildcards.chunk of one arm reads: its ordering (None for shuffled), the checkpoint it starts
+    from, and the Algorithm 1 matrices measured_best picks from: those of the same model and metric from every
+    other seed (cross-fitted: never the run that shares its init.pt; on the random ordering it picks at random)."""
+    a = parse_arm(arm)
+    order = None
+    if a["kind"] != "shuffled":
+        seeded = metric_registry.METRICS[a["metric"]].seeded
+        order = f"{R}/orderings/{a['metric']}" + (f"_seed_{wildcards.seed}.h5" if seeded else ".h5")
+    chunk = int(wildcards.chunk)
+    if chunk == 0:
+        start = f"{R}/{wildcards.model}/seed_{wildcards.seed}/checkpoints/init.pt"
+    else:
+        start = arm_path(wildcards, arm, f"checkpoints/chunk_{chunk - 1}.pt")
+    profiles = []
+    if a["policy"] == "measured_best" and a["metric"] != "random":
+        profiles = [
+            f"{R}/{wildcards.model}/seed_{s}/{a['metric']}/distances.h5" for s in SEEDS if str(s) != wildcards.seed
+        ]
+    return order, start, profiles
+
+
 @per_job
 def arm_ordering(wildcards):
-    arm = parse_arm(wildcards.arm)
-    if arm["kind"] == "shuffled":
-        return []
-    if metric_registry.METRICS[arm["metric"]].seeded:
-        return f"{R}/orderings/{arm['metric']}_seed_{wildcards.seed}.h5"
-    return f"{R}/orderings/{arm['metric']}.h5"
+    return arm_inputs(wildcards, wildcards.arm)[0] or []
 
 
 @per_job
 def arm_start(wildcards):
-    chunk = int(wildcards.chunk)
-    if chunk == 0:
-        return f"{R}/{wildcards.model}/seed_{wildcards.seed}/checkpoints/init.pt"
-    return expand(f"{SELR}/checkpoints/chunk_{chunk - 1}.pt", **wildcards)[0]
+    return arm_inputs(wildcards, wildcards.arm)[1]
 
 
 @per_job
 def arm_profiles(wildcards):
-    """measured_best reads the Algorithm 1 matrices of the same model and metric from every other seed
-    (cross-fitted: never the run that shares its init.pt); on the random ordering it picks at random."""
-    arm = parse_arm(wildcards.arm)
-    if arm["policy"] != "measured_best" or arm["metric"] == "random":
-        return []
-    return [f"{R}/{wildcards.model}/seed_{s}/{arm['metric']}/distances.h5" for s in SEEDS if str(s) != wildcards.seed]
+    return arm_inputs(wildcards, wildcards.arm)[2]
+
+
+# execution.selection_jobs: seed -- one job reads what every arm of its (model, budget, seed) reads
+@per_job
+def seed_orderings(wildcards):
+    return sorted({order for arm in ARMS if (order := arm_inputs(wildcards, arm)[0])})
+
+
+@per_job
+def seed_starts(wildcards):
+    return sorted({arm_inputs(wildcards, arm)[1] for arm in ARMS})
+
+
+@per_job
+def seed_profiles(wildcards):
+    return sorted({path for arm in ARMS for path in arm_inputs(wildcards, arm)[2]})
+
+
+@per_job
+def seed_arm_jobs(wildcards):
+    """Each arm's chunk as the job trains it: its inputs and outputs (steps.selection.train_seed_chunk)."""
+    jobs = []
+    for arm in ARMS:
+        order, start, profiles = arm_inputs(wildcards, arm)
+        jobs.append(
+            dict(
+                arm=arm,
+                order_path=order,
+                start_checkpoint=start,
+                out_checkpoint=arm_path(wildcards, arm, f"checkpoints/chunk_{wildcards.chunk}.pt"),
+                out_curve=arm_path(wildcards, arm, f"chunks/chunk_{wildcards.chunk}.h5"),
+                profile_paths=profiles,
+            )
+        )
+    return jobs

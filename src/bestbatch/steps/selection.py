@@ -40,6 +40,80 @@ def train_arm_chunk(
     profile_paths,
     data_root,
     data_format,
+    device,
+    threads,
+    cuda_tf32,
+    cuda_deterministic,
+    granted_threads=None,
+    **run,
+):
+    """Chunk `chunk` of one arm's plain training run, one job per arm (execution.selection_jobs: arm)."""
+    from .training import prepare_training
+
+    prepared = prepare_training(
+        data_root=data_root,
+        data_format=data_format,
+        device=device,
+        threads=threads,
+        granted_threads=granted_threads,
+        cuda_tf32=cuda_tf32,
+        cuda_deterministic=cuda_deterministic,
+    )
+    return arm_chunk(
+        prepared, order_path, start_checkpoint, out_checkpoint, out_curve, profile_paths=profile_paths, **run
+    )
+
+
+@step
+def train_seed_chunk(
+    arm_jobs,
+    *,
+    data_root,
+    data_format,
+    device,
+    threads,
+    cuda_tf32,
+    cuda_deterministic,
+    granted_threads=None,
+    **run,
+):
+    """Chunk `chunk` of every arm of one (model, budget, seed), one after another in one job
+    (execution.selection_jobs: seed): the data set is loaded and torch imported once, not once per arm.
+    arm_jobs: [{arm, order_path, start_checkpoint, out_checkpoint, out_curve, profile_paths}], one per arm;
+    each arm's outputs are what its own job would write, bitwise (the steps draw no global randomness)."""
+    from .training import prepare_training
+
+    prepared = prepare_training(
+        data_root=data_root,
+        data_format=data_format,
+        device=device,
+        threads=threads,
+        granted_threads=granted_threads,
+        cuda_tf32=cuda_tf32,
+        cuda_deterministic=cuda_deterministic,
+    )
+    for i, job in enumerate(arm_jobs):
+        log.info("arm %d of %d: %s", i + 1, len(arm_jobs), job["arm"])
+        job = dict(job)
+        arm_chunk(
+            prepared,
+            job.pop("order_path"),
+            job.pop("start_checkpoint"),
+            job.pop("out_checkpoint"),
+            job.pop("out_curve"),
+            **job,
+            **run,
+        )
+
+
+def arm_chunk(
+    prepared,
+    order_path,
+    start_checkpoint,
+    out_checkpoint,
+    out_curve,
+    *,
+    profile_paths,
     arm,
     model,
     num_classes,
@@ -57,19 +131,15 @@ def train_arm_chunk(
     weight_decay,
     augment,
     dtype,
-    device,
-    threads,
-    cuda_tf32,
-    cuda_deterministic,
     drop_fraction,
     best_fraction,
     evaluations,
     config_hash,
     import_paths=(),
-    granted_threads=None,
     progress=True,
 ):
-    """Chunk `chunk` (epoch-equivalents chunk x chunk_epochs ...) of one arm's plain training run.
+    """Chunk `chunk` (epoch-equivalents chunk x chunk_epochs ...) of one arm's plain training run, on
+    `prepared` = (device, train images, train labels, test images, test labels) from prepare_training.
 
     Every arm of a budget takes total_steps(epochs, K, budget) optimizer steps; the lr schedule is in
     steps (the epoch milestones scaled by the budget), so phases line up. Chunk 0 starts from the run
@@ -94,18 +164,10 @@ def train_arm_chunk(
         train_chunk,
     )
     from ..training import DTYPES, device_description, make_optimizer
-    from .training import model_record, prepare_training
+    from .training import model_record
 
     seed, budget, chunk = int(seed), float(budget), int(chunk)
-    dev, images, labels, test_images, test_labels = prepare_training(
-        data_root=data_root,
-        data_format=data_format,
-        device=device,
-        threads=threads,
-        granted_threads=granted_threads,
-        cuda_tf32=cuda_tf32,
-        cuda_deterministic=cuda_deterministic,
-    )
+    dev, images, labels, test_images, test_labels = prepared  # steps.training.prepare_training
     torch_dtype = DTYPES[dtype]
     n_images = len(labels)
     K = steps_per_epoch(n_images, batch_size)
@@ -213,6 +275,14 @@ def gather_curve(chunk_paths, out_h5, out_csv):
             f"{attrs['total_steps']} steps"
         )
     write_curve(out_h5, rows, attrs, csv_path=out_csv)
+
+
+@step
+def gather_seed_curves(arm_gathers):
+    """gather_curve for every arm of one (model, budget, seed) in one job (execution.selection_jobs: seed).
+    arm_gathers: [(chunk paths, out_h5, out_csv)], one per arm."""
+    for chunk_paths, out_h5, out_csv in arm_gathers:
+        gather_curve(chunk_paths, out_h5, out_csv)
 
 
 @step
