@@ -327,6 +327,65 @@ def test_layer_distances_add_up_to_the_distance(tmp_path):
         reduce_rows(g, g.astype(np.float64).sum(0), layer_offsets=[5, 10])
 
 
+@pytest.mark.parametrize("store", ["contiguous", "chunked"])
+def test_a_shard_of_one_block_is_reduced_by_numpy_as_by_the_compiled_passes(tmp_path, store):
+    """A shard of at most BLOCK parameters (the demo's) is reduced by numpy, KERNEL_ROWS rows at a time: the
+    same numbers as the compiled passes and the float64 brute force, per tensor too (boundaries, an empty
+    tensor, a last chunk of rows shorter than the others), from a memory map or through h5py."""
+    from bestbatch.distances import KERNEL_ROWS
+
+    rng = np.random.default_rng(11)
+    sizes = [7, 3, 0, 1, 50_000, 1, 99_990]
+    layout = flat_layout(sizes)
+    k = 2 * KERNEL_ROWS + 5
+    g = (rng.standard_normal((k, sum(sizes))) * np.repeat(rng.uniform(0.01, 100, len(sizes)), sizes)).astype(np.float32)
+    (chunked_shard if store == "chunked" else write_shard)(tmp_path / "s.h5", g, layout)
+    blocks = []
+    auto = reduce_shard(tmp_path / "s.h5", progress=blocks.append)
+    numpy_, compiled = (reduce_shard(tmp_path / "s.h5", kernel=kernel) for kernel in ("numpy", "compiled"))
+    assert blocks == [1]
+    want = batch_distances(g, [offset for _, _, offset in layout])
+    for name in ("distance", "norm", "cosine", "full_norm", "layer_distance"):
+        assert np.array_equal(auto[name], numpy_[name]), name  # auto takes numpy for one block
+        np.testing.assert_allclose(numpy_[name], compiled[name], rtol=1e-13, atol=0, err_msg=name)
+        np.testing.assert_allclose(numpy_[name], want[name], rtol=1e-12, atol=0, err_msg=name)
+    assert np.all(numpy_["layer_distance"][:, 2] == 0)  # the empty tensor
+    np.testing.assert_allclose((numpy_["layer_distance"] ** 2).sum(1), numpy_["distance"] ** 2, rtol=1e-15, atol=0)
+
+
+def test_a_reduction_of_one_block_never_imports_numba(tmp_path):
+    """What makes a demo's reduce_epoch job light: numba (its import and its compiled passes' cache, about
+    0.4 s a job) is loaded only for shards of more than one block; a bad kernel name or numpy on more
+    than one block is refused."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    from bestbatch.distances import reduce_rows
+
+    rng = np.random.default_rng(12)
+    write_shard(tmp_path / "small.h5", rng.standard_normal((4, 1000)).astype(np.float32))
+    write_shard(tmp_path / "large.h5", rng.standard_normal((2, BLOCK + 1)).astype(np.float32))
+    probe = (
+        "import sys; from bestbatch.distances import reduce_shard; reduce_shard(sys.argv[1]); "
+        "print('numba' in sys.modules)"
+    )
+    env = {"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"}
+    loaded = [
+        subprocess.run(
+            [sys.executable, "-c", probe, str(tmp_path / name)], capture_output=True, text=True, env=env, check=True
+        ).stdout.strip()
+        for name in ("small.h5", "large.h5")
+    ]
+    assert loaded == ["False", "True"]
+    g = rng.standard_normal((2, BLOCK + 1)).astype(np.float32)
+    with pytest.raises(ValueError, match="one block"):
+        reduce_rows(g, g.astype(np.float64).sum(0), kernel="numpy")
+    with pytest.raises(ValueError, match="kernel must be auto, numpy or compiled"):
+        reduce_rows(g, g.astype(np.float64).sum(0), kernel="numba")
+
+
 def test_reduction_in_threads_gives_the_same_bits_and_reports_blocks_in_order(tmp_path):
     """Blocks reduced in parallel are added up in block order: the same bits as one thread, per tensor too,
     matching the float64 brute force, with progress called once per block, in order."""

@@ -11,14 +11,15 @@ functions at the end.
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import numba
 import numpy as np
 
 from .formats import shard_rows
 
 # float32 row slices of 2 MiB and a float64 g_bar block of 4 MiB: g_bar stays in cache while all K rows pass
 BLOCK = 1 << 19
-FASTMATH = {"reassoc", "contract"}  # lets the sums run as SIMD partial sums; never lowers precision
+# a shard of one block (at most BLOCK parameters) is reduced by numpy, KERNEL_ROWS rows at a time: the compiled
+# passes (bestbatch._kernels) would cost a job more to load (numba's import and its cache, ~0.4 s) than to run
+KERNEL_ROWS = 16
 
 
 class NonFiniteGradient(ValueError):
@@ -63,56 +64,6 @@ def batch_distances(gradients, layer_offsets=None):
     )
 
 
-@numba.njit(nogil=True, cache=True, fastmath=FASTMATH)
-def _mean_block(total, k_rows, m):
-    """m = total / K (IEEE division, as numpy's), returning ||m||^2 in float64."""
-    norm2 = 0.0
-    for i in range(m.shape[0]):
-        x = total[i] / k_rows
-        m[i] = x
-        norm2 += x * x
-    return norm2
-
-
-@numba.njit(nogil=True, cache=True, fastmath=FASTMATH)
-def _segment(g, m):
-    """(||g - m||^2, ||g||^2, g . m) of one contiguous slice, g widened to float64 exactly."""
-    dist2 = norm2 = dot = 0.0
-    for i in range(g.shape[0]):
-        x = np.float64(g[i])
-        d = x - m[i]
-        dist2 += d * d
-        norm2 += x * x
-        dot += x * m[i]
-    return dist2, norm2, dot
-
-
-@numba.njit(nogil=True, cache=True, fastmath=FASTMATH)
-def _accumulate(rows, lo, m, starts, layers, sums, segment_sums):
-    """One pass over block [lo, lo + len(m)) of every row k of rows: sums[k] = (||g - m||^2, ||g||^2,
-    g . m) over the block, and segment_sums[k, s] = ||g - m||^2 over its segment s = [starts[s],
-    starts[s + 1]) (block-relative; tensor layers[s]).
-
-    Every sum is float64; only the order of the additions within a segment is left to the compiler
-    (SIMD partial sums, as in any BLAS dot product). The block's distance is the sum of its segments'
-    sums, so sum_l of a row's per-tensor sums equals its distance to float64 rounding. (Each segment
-    goes through _segment as a contiguous slice: a loop over range(starts[s], starts[s + 1]) here does
-    not vectorise.)
-    """
-    for k in range(rows.shape[0]):
-        dist2 = norm2 = dot = 0.0
-        for s in range(layers.shape[0]):
-            a, b = starts[s], starts[s + 1]
-            d2, n2, gm = _segment(rows[k, lo + a : lo + b], m[a:b])
-            segment_sums[k, s] = d2
-            dist2 += d2
-            norm2 += n2
-            dot += gm
-        sums[k, 0] = dist2
-        sums[k, 1] = norm2
-        sums[k, 2] = dot
-
-
 def _segments(bounds, lo, hi):
     """The tensors cut into block [lo, hi): (starts relative to lo (S + 1,), tensor of each segment (S,))."""
     inner = bounds[(bounds > lo) & (bounds < hi)]
@@ -129,6 +80,8 @@ def _block(rows, total, bounds, lo, hi, buffers):
     if m is None:
         m = buffers.m = np.empty(min(BLOCK, rows.shape[1]))
     m = m[: hi - lo]
+    from ._kernels import _accumulate, _mean_block
+
     full2 = _mean_block(total[lo:hi], k_rows, m)
     starts, layers = _segments(bounds, lo, hi)
     sums, segment_sums = np.empty((k_rows, 3)), np.empty((k_rows, len(layers)))
@@ -152,6 +105,8 @@ def _blocks(rows, total, bounds, progress, threads):
     if len(spans) < 2 or not isinstance(rows, np.ndarray):  # one block, or h5py (it reads in one thread)
         threads = 1
     elif threads is None:
+        import numba
+
         threads = numba.get_num_threads()
     buffers = threading.local()
     pool = ThreadPoolExecutor(min(threads, len(spans))) if threads > 1 else None
@@ -173,7 +128,27 @@ def _blocks(rows, total, bounds, progress, threads):
     return sums, layer_sums, full2
 
 
-def reduce_rows(rows, total, progress=None, layer_offsets=None, threads=None):
+def _numpy_sums(rows, total, bounds):
+    """_blocks for a shard of one block, by numpy: KERNEL_ROWS rows at a time widened to float64, each
+    tensor's ||g_k - g_bar||^2 summed by einsum, their sum the row's distance^2 (as the compiled pass adds
+    its segments). The same float64 sums in another order: equal to the compiled ones to rounding."""
+    k_rows = rows.shape[0]
+    m = np.asarray(total[:], dtype=np.float64) / k_rows
+    sums, layer_sums = np.empty((k_rows, 3)), np.zeros((k_rows, len(bounds) - 1))
+    for k0 in range(0, k_rows, KERNEL_ROWS):
+        g = np.asarray(rows[k0 : k0 + KERNEL_ROWS], dtype=np.float64)
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN or inf rows are named after the sums
+            d = g - m
+        for layer, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+            if b > a:
+                layer_sums[k0 : k0 + len(g), layer] = np.einsum("ij,ij->i", d[:, a:b], d[:, a:b])
+        sums[k0 : k0 + len(g), 0] = layer_sums[k0 : k0 + len(g)].sum(1)
+        sums[k0 : k0 + len(g), 1] = np.einsum("ij,ij->i", g, g)
+        sums[k0 : k0 + len(g), 2] = g @ m
+    return sums, layer_sums, float(m @ m)
+
+
+def reduce_rows(rows, total, progress=None, layer_offsets=None, threads=None, kernel="auto"):
     """Distances, norms and cosines of the K rows to their mean, and each tensor's share, in float64.
 
     rows: (K, P) array-like of g_k (float32 or float64; a memory map or an h5py dataset reads block by
@@ -184,14 +159,25 @@ def reduce_rows(rows, total, progress=None, layer_offsets=None, threads=None):
     layer_offsets: each parameter tensor's first index (None: one tensor). progress(blocks_done) is
     called after each block, in order. threads: how many blocks are reduced at once (a memory map of
     more than one block only; None: numba.get_num_threads(), which follows numba.set_num_threads and
-    NUMBA_NUM_THREADS); the result is the same to the bit for any number.
+    NUMBA_NUM_THREADS); the result is the same to the bit for any number. kernel: "compiled" (the numba
+    passes), "numpy" (one block only) or "auto" (numpy for a shard of one block, where loading the compiled
+    passes costs more than they save; a study's shards all take the same one, so its results are repeatable).
 
     Returns distance, norm, cosine (K,), full_norm, and layer_distance (K, L): ||g_k - g_bar|| over
     tensor l's slice alone, so that sum_l layer_distance[k, l]^2 = distance[k]^2.
     Raises NonFiniteGradient naming the first batch (0-based, in the fixed order) with NaN or inf.
     """
     bounds = layer_bounds(layer_offsets, rows.shape[1])
-    sums, layer_sums, full2 = _blocks(rows, total, bounds, progress, threads)
+    if kernel not in ("auto", "numpy", "compiled"):
+        raise ValueError(f"kernel must be auto, numpy or compiled, got {kernel!r}")
+    if kernel == "numpy" and rows.shape[1] > BLOCK:
+        raise ValueError(f"the numpy reduction takes one block ({BLOCK} parameters), not {rows.shape[1]}")
+    if kernel == "numpy" or (kernel == "auto" and rows.shape[1] <= BLOCK):
+        sums, layer_sums, full2 = _numpy_sums(rows, total, bounds)
+        if progress:
+            progress(1)
+    else:
+        sums, layer_sums, full2 = _blocks(rows, total, bounds, progress, threads)
     dist2, norm2, dot = sums.T
     bad = np.flatnonzero(~np.isfinite(norm2))  # a sum of squared float32 values cannot overflow float64
     if bad.size:
@@ -209,14 +195,14 @@ def reduce_rows(rows, total, progress=None, layer_offsets=None, threads=None):
     )
 
 
-def reduce_shard(path, progress=None, threads=None):
+def reduce_shard(path, progress=None, threads=None, kernel="auto"):
     """reduce_rows over a gradient shard, read once (memory-mapped where it is one byte range), per
     parameter tensor of the shard's layout (formats.read_shard_layout; its names and offsets are read
     in the same open as the rows' places), in `threads` threads (None: numba.get_num_threads()); the
     result also holds layer_name (L,)."""
     with shard_rows(path, tensors=True) as (rows, total, (names, offsets)):
         try:
-            result = reduce_rows(rows, total, progress, layer_offsets=offsets, threads=threads)
+            result = reduce_rows(rows, total, progress, layer_offsets=offsets, threads=threads, kernel=kernel)
         except NonFiniteGradient as exc:
             raise NonFiniteGradient(f"{path}: {exc}") from None
     return dict(result, layer_name=names)
