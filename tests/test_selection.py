@@ -382,7 +382,7 @@ def test_chunked_training_equals_one_go(tiny_data, kind):
 
 @pytest.mark.parametrize("budget", [0.25, 0.4])
 def test_a_partial_pass_covers_the_whole_plan_evenly(budget):
-    """The demo's layout at budget 0.25: 24 steps a phase over 32 batches. Every arm spreads them over its
+    """A demo-like layout (9 epochs of 32 batches) at budget 0.25: 24 steps a phase over 32 batches. Every arm spreads them over its
     whole plan: each row visited at most once per pass, the skipped rows spread evenly (no run of them), and
     every arm of the budget still takes the same steps."""
     N, B, epochs, milestones = 2048, 64, 9, [3, 6]
@@ -438,7 +438,9 @@ def test_measured_best_random_arm_picks_as_many_positions_at_random():
 
 
 def test_evaluation_grid_gives_enough_evaluations_and_divides_the_chunks():
-    # the demo: 9 epochs of 32 batches, one job per run
+    # the demo: 7 epochs of 32 batches, one job per run: 224 steps at budget 1 (28 evaluations), 56 at 0.25 (28)
+    assert S.evaluation_every(224, 224, 20) == 8 and S.evaluation_every(56, 224, 20) == 2
+    # 9 epochs of 32 batches
     assert S.evaluation_every(288, 288, 20) == 12 and S.evaluation_every(72, 288, 20) == 3
     # the paper: 150 x 195 steps in jobs of 10 epochs
     every = S.evaluation_every(29250, 1950, 20)

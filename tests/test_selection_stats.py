@@ -151,7 +151,7 @@ def layout(policies, metrics, epochs, K, budgets, chunk_epochs, evaluations=20):
     return arms, sel.comparison_plan(arms), T, every
 
 
-DEMO = layout(POLICIES, ["intensity"], 9, 32, [1.0, 0.25], 9)
+DEMO = layout(POLICIES, ["intensity"], 7, 32, [1.0, 0.25], 7)  # config/demo.yaml
 PAPER = layout(POLICIES, ["intensity", "color", "edges", "lpips"], 150, 195, [1.0, 0.25], 10)
 
 
