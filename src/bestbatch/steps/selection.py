@@ -32,36 +32,18 @@ def measured_profile(matrix_paths, phases):
 
 @step
 def train_arm_chunk(
-    order_path,
-    start_checkpoint,
-    out_checkpoint,
-    out_curve,
-    *,
-    profile_paths,
-    data_root,
-    data_format,
-    device,
-    threads,
-    cuda_tf32,
-    cuda_deterministic,
-    granted_threads=None,
-    **run,
+    order_path, start_checkpoint, out_checkpoint, out_curve, *, profile_paths, arm, granted_threads=None, **run
 ):
     """Chunk `chunk` of one arm's plain training run, one job per arm (execution.selection_jobs: arm)."""
-    from .training import prepare_training
-
-    prepared = prepare_training(
-        data_root=data_root,
-        data_format=data_format,
-        device=device,
-        threads=threads,
-        granted_threads=granted_threads,
-        cuda_tf32=cuda_tf32,
-        cuda_deterministic=cuda_deterministic,
+    job = dict(
+        arm=arm,
+        order_path=order_path,
+        start_checkpoint=start_checkpoint,
+        out_checkpoint=out_checkpoint,
+        out_curve=out_curve,
+        profile_paths=profile_paths,
     )
-    return arm_chunk(
-        prepared, order_path, start_checkpoint, out_checkpoint, out_curve, profile_paths=profile_paths, **run
-    )
+    return train_seed_chunk([job], granted_threads=granted_threads, **run)[0]
 
 
 @step
@@ -80,7 +62,8 @@ def train_seed_chunk(
     """Chunk `chunk` of every arm of one (model, budget, seed), one after another in one job
     (execution.selection_jobs: seed): the data set is loaded and torch imported once, not once per arm.
     arm_jobs: [{arm, order_path, start_checkpoint, out_checkpoint, out_curve, profile_paths}], one per arm;
-    each arm's outputs are what its own job would write, bitwise (the steps draw no global randomness)."""
+    each arm's outputs are what its own job would write, bitwise (the steps draw no global randomness).
+    Returns each arm's evaluation rows."""
     from .training import prepare_training
 
     prepared = prepare_training(
@@ -92,18 +75,23 @@ def train_seed_chunk(
         cuda_tf32=cuda_tf32,
         cuda_deterministic=cuda_deterministic,
     )
+    rows = []
     for i, job in enumerate(arm_jobs):
-        log.info("arm %d of %d: %s", i + 1, len(arm_jobs), job["arm"])
+        if len(arm_jobs) > 1:
+            log.info("arm %d of %d: %s", i + 1, len(arm_jobs), job["arm"])
         job = dict(job)
-        arm_chunk(
-            prepared,
-            job.pop("order_path"),
-            job.pop("start_checkpoint"),
-            job.pop("out_checkpoint"),
-            job.pop("out_curve"),
-            **job,
-            **run,
+        rows.append(
+            arm_chunk(
+                prepared,
+                job.pop("order_path"),
+                job.pop("start_checkpoint"),
+                job.pop("out_checkpoint"),
+                job.pop("out_curve"),
+                **job,
+                **run,
+            )
         )
+    return rows
 
 
 def arm_chunk(
