@@ -17,7 +17,11 @@ NO_TORCH_STEPS = (
     "bestbatch.steps.analysis",
     "bestbatch.steps.selection",
 )
-TORCH_SCRIPTS = {"verify_dataset.py": "may download with torchvision", "select_train.py": "trains"}
+TORCH_SCRIPTS = {
+    "verify_dataset.py": "may download with torchvision",
+    "select_train.py": "trains",
+    "select_train_seed.py": "trains",
+}
 
 BLOCK_TORCH = """
 import importlib.abc, sys

@@ -6,10 +6,4 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))  # scriptdir may hold ".."
 from bestbatch.steps.selection import train_seed_chunk  # noqa: E402
 
-params = dict(snakemake.params.items())
-train_seed_chunk(
-    params.pop("arm_jobs"),
-    **params,
-    granted_threads=snakemake.threads,
-    log=snakemake.log[0],
-)
+train_seed_chunk(**snakemake.params, granted_threads=snakemake.threads, log=snakemake.log[0])

@@ -266,11 +266,14 @@ def gather_curve(chunk_paths, out_h5, out_csv):
 
 
 @step
-def gather_seed_curves(arm_gathers):
+def gather_seed_curves(chunk_paths, out_h5, out_csv, *, chunks):
     """gather_curve for every arm of one (model, budget, seed) in one job (execution.selection_jobs: seed).
-    arm_gathers: [(chunk paths, out_h5, out_csv)], one per arm."""
-    for chunk_paths, out_h5, out_csv in arm_gathers:
-        gather_curve(chunk_paths, out_h5, out_csv)
+    chunk_paths: arm by arm, each arm's `chunks` chunk files in order; out_h5, out_csv: one per arm, same order."""
+    chunk_paths, out_h5, out_csv = list(chunk_paths), list(out_h5), list(out_csv)
+    if len(chunk_paths) != chunks * len(out_h5) or len(out_h5) != len(out_csv):
+        raise ValueError(f"{len(chunk_paths)} chunk files for {len(out_h5)} arms of {chunks} chunks each")
+    for i, (h5, csv) in enumerate(zip(out_h5, out_csv)):
+        gather_curve(chunk_paths[i * chunks : (i + 1) * chunks], h5, csv)
 
 
 @step
