@@ -161,7 +161,7 @@ def reduce_rows(rows, total, progress=None, layer_offsets=None, threads=None, ke
     more than one block only; None: numba.get_num_threads(), which follows numba.set_num_threads and
     NUMBA_NUM_THREADS); the result is the same to the bit for any number. kernel: "compiled" (the numba
     passes), "numpy" (one block only) or "auto" (numpy for a shard of one block, where loading the compiled
-    passes costs more than they save; a study's shards all take the same one, so its results are repeatable).
+    passes costs more than they save; a network's shards are all as wide, so they all take the same one).
 
     Returns distance, norm, cosine (K,), full_norm, and layer_distance (K, L): ||g_k - g_bar|| over
     tensor l's slice alone, so that sum_l layer_distance[k, l]^2 = distance[k]^2.

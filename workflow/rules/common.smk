@@ -228,10 +228,9 @@ DATA_COST = job_resources(study_sizes(BUILTIN[0] if BUILTIN else "tiny_mlp"))
 # How the selection runs are cut into jobs (NOT_RESULT_KEYS: the same results either way): one job per arm
 # and chunk, or one per (model, budget, seed) and chunk that trains every arm's chunk in turn.
 SELECTION_PER_SEED = config["execution"]["selection_jobs"] == "seed"
-if config.get("selection"):
-    SEL_ARMS_PER_JOB = (
-        len(selection_arms(SEL["policies"], SEL["metrics"], SEL["controls"])) if SELECTION_PER_SEED else 1
-    )
+if SEL:
+    ARMS = selection_arms(SEL["policies"], SEL["metrics"], SEL["controls"])
+    SEL_ARMS_PER_JOB = len(ARMS) if SELECTION_PER_SEED else 1
     SELECT_COST = {
         model: select_chunk_resources(study_sizes(model), SEL["chunk_epochs"], SEL_ARMS_PER_JOB) for model in BUILTIN
     }
@@ -320,7 +319,6 @@ def compare_group(wildcards):
 
 # --- the selection experiment (selection.smk), when configured ---------------------------------------
 if SEL:
-    ARMS = selection_arms(SEL["policies"], SEL["metrics"], SEL["controls"])
     BUDGETS = [f"{b:g}" for b in SEL["budgets"]]
     SEL_K = num_batches(N_TRAIN, T["batch_size"])
     SELR = f"{R}/selection/{{model}}/budget_{{budget}}/seed_{{seed}}/{{arm}}"

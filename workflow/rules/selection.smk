@@ -7,6 +7,25 @@ if SEL:
         select_gather,
         selection,
 
+    # What a training job of either cut asks for and is told (seed mode: runtime for every arm; the arm's own
+    # name, or the list of arms with their files, is added by each rule)
+    SELECT_TRAIN_RESOURCES = dict(mem_mb=select_cost("mem_mb"), runtime=select_cost("runtime"), gpu=int(USES_GPU))
+    SELECT_TRAIN_PARAMS = dict(
+        **TRAINING_PARAMS,
+        **MODEL_PARAMS,
+        seed="{seed}",
+        budget="{budget}",
+        chunk="{chunk}",
+        chunk_epochs=SEL["chunk_epochs"],
+        epochs=EPOCHS,
+        phases=PHASES,
+        drop_fraction=SEL["drop_fraction"],
+        best_fraction=SEL["best_fraction"],
+        evaluations=SEL["evaluations"],
+        config_hash=run_hash,
+    )
+    BUDGET_RE = "|".join(re.escape(b) for b in BUDGETS)
+    ARM_RE = "|".join(re.escape(a) for a in ARMS)
     # execution.selection_jobs: seed -- one job per (model, budget, seed) and chunk trains every arm's chunk in
     # turn and one gathers every arm's curve; the files are the per-arm jobs' own (same paths, bitwise equal).
     SEEDR = f"{R}/selection/{{model}}/budget_{{budget}}/seed_{{seed}}"
@@ -31,30 +50,17 @@ if SEL:
             benchmark:
                 f"{B}/selection/{{model}}/budget_{{budget}}/seed_{{seed}}/chunk_{{chunk}}.tsv"
             wildcard_constraints:
-                budget="|".join(re.escape(b) for b in BUDGETS),
+                budget=BUDGET_RE,
                 seed=r"\d+",
                 chunk=r"\d+",
             conda:
                 "../../envs/torch.yaml"
             threads: T["threads"]
             resources:
-                mem_mb=select_cost("mem_mb"),
-                runtime=select_cost("runtime"),
-                gpu=int(USES_GPU),
+                **SELECT_TRAIN_RESOURCES,
             params:
-                **TRAINING_PARAMS,
-                **MODEL_PARAMS,
+                **SELECT_TRAIN_PARAMS,
                 arm_jobs=seed_arm_jobs,
-                seed="{seed}",
-                budget="{budget}",
-                chunk="{chunk}",
-                chunk_epochs=SEL["chunk_epochs"],
-                epochs=EPOCHS,
-                phases=PHASES,
-                drop_fraction=SEL["drop_fraction"],
-                best_fraction=SEL["best_fraction"],
-                evaluations=SEL["evaluations"],
-                config_hash=run_hash,
             script:
                 "../scripts/select_train_seed.py"
 
@@ -73,7 +79,7 @@ if SEL:
             benchmark:
                 f"{B}/selection/{{model}}/budget_{{budget}}/seed_{{seed}}/gather.tsv"
             wildcard_constraints:
-                budget="|".join(re.escape(b) for b in BUDGETS),
+                budget=BUDGET_RE,
                 seed=r"\d+",
             conda:
                 "../../envs/analysis.yaml"
@@ -103,30 +109,17 @@ if SEL:
             benchmark:
                 f"{B}/selection/{{model}}/budget_{{budget}}/seed_{{seed}}/{{arm}}/chunk_{{chunk}}.tsv"
             wildcard_constraints:
-                arm="|".join(re.escape(a) for a in ARMS),
-                budget="|".join(re.escape(b) for b in BUDGETS),
+                arm=ARM_RE,
+                budget=BUDGET_RE,
                 chunk=r"\d+",
             conda:
                 "../../envs/torch.yaml"
             threads: T["threads"]
             resources:
-                mem_mb=select_cost("mem_mb"),
-                runtime=select_cost("runtime"),
-                gpu=int(USES_GPU),
+                **SELECT_TRAIN_RESOURCES,
             params:
-                **TRAINING_PARAMS,
-                **MODEL_PARAMS,
-                seed="{seed}",
+                **SELECT_TRAIN_PARAMS,
                 arm="{arm}",
-                budget="{budget}",
-                chunk="{chunk}",
-                chunk_epochs=SEL["chunk_epochs"],
-                epochs=EPOCHS,
-                phases=PHASES,
-                drop_fraction=SEL["drop_fraction"],
-                best_fraction=SEL["best_fraction"],
-                evaluations=SEL["evaluations"],
-                config_hash=run_hash,
             script:
                 "../scripts/select_train.py"
 
@@ -143,8 +136,8 @@ if SEL:
             benchmark:
                 f"{B}/selection/{{model}}/budget_{{budget}}/seed_{{seed}}/{{arm}}/gather.tsv"
             wildcard_constraints:
-                arm="|".join(re.escape(a) for a in ARMS),
-                budget="|".join(re.escape(b) for b in BUDGETS),
+                arm=ARM_RE,
+                budget=BUDGET_RE,
             conda:
                 "../../envs/analysis.yaml"
             threads: 1
