@@ -23,6 +23,7 @@ import numpy as np
 from scipy import stats as sps
 
 from bestbatch import selection as sel
+from bestbatch import selection_stats as sst
 from bestbatch import stats as st
 
 METRICS = ["intensity", "color", "edges", "lpips", "random"]
@@ -77,10 +78,10 @@ def selection(n_seeds, speedup, n_experiments, seed):
     rng = np.random.default_rng(seed)
     found = verdicts = 0
     for _ in range(n_experiments):
-        curves = st.simulate_selection(
+        curves = sst.simulate_selection(
             rng, arms, list(range(n_seeds)), list(T), T, every, speedup={"drop_extremes.intensity": speedup}
         )
-        _, rows, _ = st.analyse_selection(
+        _, rows, _ = sst.analyse_selection(
             curves, plan, total_steps=T, target_fraction=0.9, alpha=0.05, n_classes=10, n_test=512
         )
         found += any(r["arm"] == "drop_extremes.intensity" and r["verdict"] == "faster" for r in rows)

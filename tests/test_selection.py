@@ -21,7 +21,8 @@ from bestbatch.config import lr_of_epoch, phase_of_epoch
 from bestbatch.data import make_synthetic
 from bestbatch.metrics import order_from_scores, score_images
 from bestbatch.models import build_model
-from bestbatch.stats import REGIONS, sign_flip_test
+from bestbatch.selection_stats import sign_flip_test
+from bestbatch.stats import REGIONS
 from bestbatch.training import KeepLast, make_optimizer, run_epoch
 
 LR, MOMENTUM, WD, GAMMA = 0.1, 0.9, 5e-4, 0.1
@@ -472,7 +473,7 @@ def test_the_statistics_import_without_torch(tmp_path):
                     raise ImportError(name)
         sys.meta_path.insert(0, NoTorch())
         from bestbatch.selection import comparison_plan, policy_positions
-        from bestbatch.stats import analyse_selection, sign_flip_test
+        from bestbatch.selection_stats import analyse_selection, sign_flip_test
         print(sign_flip_test([1, 2, 3]).p, policy_positions("all", 4, 1)[1].tolist())
     """)
     proc = subprocess.run(

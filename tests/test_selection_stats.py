@@ -12,7 +12,8 @@ import pytest
 from scipy import stats as sps
 
 from bestbatch import selection as sel
-from bestbatch import stats as st
+from bestbatch import selection_stats as st
+from bestbatch import stats
 
 ALPHA = 0.05
 POLICIES = ["all", "drop_extremes", "phase1_upper_quartile", "measured_best"]
@@ -33,7 +34,7 @@ def test_identical_differences_on_the_grid_are_not_p_zero():
     t = st.sign_flip_test(np.subtract([160, 192, 224], [192, 224, 256]))
     assert t.p == 0.25 == st.smallest_sign_flip_p(3) and t.mean == -32 and t.exact
     assert t.interval(ALPHA) == (-math.inf, math.inf)  # 3 seeds exclude nothing at 95%
-    assert st.holm([t.p] * 56)[0] == 1.0
+    assert stats.holm([t.p] * 56)[0] == 1.0
 
 
 def test_sign_flip_p_by_enumeration_with_ties_and_zeros():
@@ -68,10 +69,10 @@ def test_holm_levels_agree_with_holm():
     rng = np.random.default_rng(2)
     for _ in range(300):
         p = rng.choice([rng.uniform(0, 0.06), 1 / 64, 1 / 8, rng.uniform()], size=int(rng.integers(1, 12)))
-        adjusted, levels = st.holm(p), st.holm_levels(p, ALPHA)
+        adjusted, levels = stats.holm(p), stats.holm_levels(p, ALPHA)
         assert np.array_equal(p < levels, adjusted < ALPHA), (p, levels, adjusted)
         assert np.all(levels >= ALPHA / len(p) - 1e-15) and np.all(levels <= ALPHA)
-    assert st.holm_levels([0.01, 0.04, 0.03, 0.2], 0.05).tolist() == pytest.approx([0.0125, 1 / 60, 1 / 60, 1 / 60])
+    assert stats.holm_levels([0.01, 0.04, 0.03, 0.2], 0.05).tolist() == pytest.approx([0.0125, 1 / 60, 1 / 60, 1 / 60])
 
 
 def test_how_many_seeds_a_verdict_needs():
@@ -87,14 +88,14 @@ def test_how_many_seeds_a_verdict_needs():
 
 
 def test_learning_status_against_chance():
-    at_chance = st.learning_status([0.10, 0.11, 0.10], n_classes=10, n_test=512)
+    at_chance = stats.learning_status([0.10, 0.11, 0.10], n_classes=10, n_test=512)
     assert not at_chance.learned and at_chance.chance == 0.1
     assert at_chance.margin == pytest.approx(3 * math.sqrt(0.09 / 512))
     assert "did not learn" in at_chance.describe() and "0.10" in at_chance.describe()
-    assert st.learning_status([0.2, 0.21], 10, 512).learned  # the demo's edges: above chance + 0.04
-    assert not st.learning_status([0.105], 10, 10000).learned and st.learning_status([0.11], 10, 10000).learned
+    assert stats.learning_status([0.2, 0.21], 10, 512).learned  # the demo's edges: above chance + 0.04
+    assert not stats.learning_status([0.105], 10, 10000).learned and stats.learning_status([0.11], 10, 10000).learned
     with pytest.raises(ValueError):
-        st.learning_status([], 10, 512)
+        stats.learning_status([], 10, 512)
 
 
 # --- analyse_selection on hand-made curves ------------------------------------------------------------

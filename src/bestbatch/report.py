@@ -352,7 +352,7 @@ SELECTION_VERDICTS = {
 
 def selection_html(per_arm, comparisons, families, figure_html, seeds, alpha, target_fraction, n_train, batch_size):
     """The selection experiment's page: a verdict per recommendation, every arm, every comparison."""
-    from .stats import smallest_sign_flip_p
+    from .selection_stats import smallest_sign_flip_p
 
     def fmt(x, spec):
         return "" if x is None or x != x else format(x, spec)

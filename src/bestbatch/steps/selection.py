@@ -293,7 +293,7 @@ def summarise_selection(
     batch_size,
     plotly_js=None,
 ):
-    """The selection page and CSV: reads every arm's curve and hands them to bestbatch.stats.analyse_selection
+    """The selection page and CSV: reads every arm's curve and hands them to bestbatch.selection_stats.analyse_selection
     (steps to a target relative to standard SGD, paired sign-flip tests over seeds, Holm within the
     confirmatory and exploratory families, intervals that agree with the tests, runs that did not learn).
     runs: [[model, seed]]; curve_paths: one per (model, seed, budget, arm) in that order."""
@@ -303,7 +303,7 @@ def summarise_selection(
     from ..formats import read_curve
     from ..report import selection_figure, selection_html
     from ..selection import comparison_plan
-    from ..stats import analyse_selection
+    from ..selection_stats import analyse_selection
 
     keys = [(m, int(s), float(b), arm) for m, s in runs for b in budgets for arm in arms]
     curves, total_steps = {}, {}
