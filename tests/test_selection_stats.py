@@ -84,20 +84,6 @@ def test_how_many_seeds_a_verdict_needs():
         assert st.smallest_sign_flip_p(S) < 0.05 / m <= st.smallest_sign_flip_p(S - 1)
 
 
-# --- runs that did not learn --------------------------------------------------------------------------
-
-
-def test_learning_status_against_chance():
-    at_chance = stats.learning_status([0.10, 0.11, 0.10], n_classes=10, n_test=512)
-    assert not at_chance.learned and at_chance.chance == 0.1
-    assert at_chance.margin == pytest.approx(3 * math.sqrt(0.09 / 512))
-    assert "did not learn" in at_chance.describe() and "0.10" in at_chance.describe()
-    assert stats.learning_status([0.2, 0.21], 10, 512).learned  # the demo's edges: above chance + 0.04
-    assert not stats.learning_status([0.105], 10, 10000).learned and stats.learning_status([0.11], 10, 10000).learned
-    with pytest.raises(ValueError):
-        stats.learning_status([], 10, 512)
-
-
 # --- analyse_selection on hand-made curves ------------------------------------------------------------
 
 
