@@ -2,22 +2,24 @@
 and summary.json. A run is planted at chance (test accuracy 0.10 with 10 classes, like the demo's `color` order)
 beside one that learns."""
 
+import html
 import json
 import re
 
 import numpy as np
 import pytest
 
+from bestbatch import stats
 from bestbatch.formats import Matrix, write_matrix
 from bestbatch.plots import curves_figure, phase_summary
-from bestbatch.report import index_html
-from bestbatch.stats import run_learning
+from bestbatch.report import claims_html, index_html
+from bestbatch.stats import LEARNING_RULE, run_learning
 from bestbatch.steps.analysis import study_index
 from bestbatch.steps.plots import curves_page
 
 E, K = 6, 4
 PHASES = [(1, 1, 3, 0.1), (2, 4, 6, 0.01)]
-N_CLASSES, N_TEST = 10, 1000  # chance 0.10; "at chance" up to 0.10 + 3 x 0.0095 = 0.128
+N_CLASSES, N_TEST = 10, 1000  # chance 0.10; learned from 0.10 + 0.03 x 0.90 = 0.127 (stats.LEARNING_RULE)
 ACCURACY = {"color": np.full(E, 0.10), "edges": np.linspace(0.3, 0.7, E)}  # color stays at chance
 DID_NOT_LEARN = "the network did not learn under this order: test accuracy 0.10 over the last phase, chance 0.10"
 
@@ -172,3 +174,24 @@ def test_steps_write_the_finding_from_the_matrix_files(runs, tmp_path):
     index = (tmp_path / "index.html").read_text()
     assert f"tiny, seed 0, metric color: {DID_NOT_LEARN}" in index
     assert learned_column(index)["color"] == ["no: test accuracy 0.10, chance 0.10"] * len(PHASES)
+
+
+def test_the_pages_state_the_rule_that_decides_a_run_did_not_learn(runs):
+    """The front page and the claims page say, in one sentence, when a run counts as learned: a fixed margin
+    above chance, the same whatever the size of the test set."""
+    assert html.escape(LEARNING_RULE) in index_page(runs, learning_of(runs))
+    learned = {"edges": runs["edges"], "random": matrix(np.linspace(0.2, 0.5, E), 3)}
+    assert "counts as learned" not in index_page(learned, learning_of(learned))  # no run failed: no rule to state
+    rng = np.random.default_rng(0)
+    status = learning_of(runs)
+    matrices = {
+        ("tiny", metric): [
+            r._replace(seed=s, learning=status[metric])
+            for s, r in enumerate(stats.simulate_study(rng, n_seeds=2, epochs=E, K=12))
+        ]
+        for metric in ("color", "edges")
+    }
+    rows = stats.analyse_study(matrices, PHASES, ["color", "edges"], n_perm=199, seed=0)
+    page = claims_html(rows, "", [2], 0.05, 199)
+    assert "Runs that did not learn:" in page and html.escape(LEARNING_RULE) in page
+    assert "studentized" in page

@@ -27,6 +27,8 @@ def index_html(study, config_yaml, runs, summaries, links, claims_link, selectio
     links: {(model, seed): dict(curves=href, heatmaps={metric: href}, layers={metric: href})}; claims_link: href of
     the claims page; learning: {(model, seed, metric): stats.Learning}, optional: the runs that did not learn are
     named above the conclusions and every row of the summary says whether its run learned."""
+    from .stats import LEARNING_RULE
+
     learning = learning or {}
 
     def learned(key):
@@ -46,10 +48,11 @@ def index_html(study, config_yaml, runs, summaries, links, claims_link, selectio
             f"{html.escape(status.describe())}</li>"
             for (model, seed, metric), status in failed
         )
-        + "</ul><p>Under these orders the network stayed at chance: that is a finding in itself. The gradients of a "
-        "network that does not learn say nothing about which batches help it learn, so each such run is left out of "
-        "its claim rows, and where no seed of a model and metric learned, those rows are <b>not interpretable</b> and "
-        "left out of the confirmatory family (the claims page says so).</p></div>"
+        + "</ul><p>Under these orders the network did not learn: that is a finding in itself. "
+        + html.escape(LEARNING_RULE)
+        + " The gradients of a network that does not learn say nothing about which batches help it learn, so each "
+        "such run is left out of its claim rows, and where no seed of a model and metric learned, those rows are "
+        "<b>not interpretable</b> and left out of the confirmatory family (the claims page says so).</p></div>"
         if failed
         else ""
     )
@@ -160,8 +163,9 @@ VERDICT_WORDS = {
     "contradicted": "the data show the opposite pattern, significantly",
     "inconclusive": "the data neither support nor contradict the claim at this level: no significant effect (too few "
     "seeds or batches, or no effect). It is not evidence that there is no effect",
-    "not interpretable": "the network did not learn under this order (test accuracy at chance over the last phase), "
-    "so its gradients say nothing about training; the row is left out of the confirmatory family",
+    "not interpretable": "the network did not learn under this order (its test accuracy over the last phase did not "
+    "rise far enough above chance: see the rule under Runs that did not learn), so its gradients say nothing about "
+    "training; the row is left out of the confirmatory family",
 }
 
 
@@ -195,7 +199,7 @@ def dropped_images_note(n_train, batch_size):
 
 def claims_html(rows, figure_html, n_seeds, alpha, permutations, notes=(), n_train=None, batch_size=None):
     """The claims page: one verdict per (model, claim) in plain words, every test behind it, the controls."""
-    from .stats import FAMILIES
+    from .stats import FAMILIES, LEARNING_RULE
 
     summaries = [r for r in rows if r["kind"] == "summary"]
     tests = [r for r in rows if r["kind"] in ("claim", "control")]
@@ -239,8 +243,10 @@ def claims_html(rows, figure_html, n_seeds, alpha, permutations, notes=(), n_tra
             for model, metric, words in not_learned
         )
         + "</ul><p>A fixed, sorted order can stop a network from learning (an order that groups classes into "
-        "batches): that is a finding. Such a run is left out of its rows; where no seed learned, the rows are "
-        "<b>not interpretable</b> and outside both families.</p>"
+        "batches): that is a finding. "
+        + html.escape(LEARNING_RULE)
+        + " Such a run is left out of its rows; where no seed learned, the rows are <b>not interpretable</b> and "
+        "outside both families.</p>"
         if not_learned
         else ""
     )
@@ -258,10 +264,13 @@ gradient). The <b>effect</b> is the difference in mean z between a region of bat
 of the epoch's standard deviation, averaged over the seeds ({seeds} per model and metric). The <b>p-value</b> comes
 from {permutations:,} relabellings of the batch positions, one relabelling shared by all epochs of the phase and all
 seeds (a batch that is close in one epoch tends to stay close, and the seeds of a deterministic order train on the
-same batches: relabelling each epoch or each seed on its own would reject far too often).</p>
+same batches: relabelling each epoch or each seed on its own would reject far too often). What is relabelled is the
+<b>studentized</b> contrast, the difference divided by its Welch standard error (each group's own batch-to-batch
+spread), so a region whose batches are no closer on average but more variable than the rest is not taken for a
+closer or farther one.</p>
 <p>The tests form two families, each Holm-corrected on its own:</p><ul>{family_list}</ul>
-<p>The <b>interval</b> is of the shift in the region's mean z: every shift that the same permutation test does not
-reject at the level Holm decides that test at (shown beside it: 95% for a single test, higher where Holm asks for
+<p>The <b>interval</b> is of the shift in the region's mean z: every shift that the same studentized permutation test
+does not reject at the level Holm decides that test at (shown beside it: 95% for a single test, higher where Holm asks for
 more). So it excludes 0 exactly when the Holm-adjusted p is below alpha, and it covers batch-to-batch variation as
 well as the seeds' (an interval over the seeds alone would not). Unbounded means no shift is rejected at that level.
 Verdicts at alpha = {alpha:g}:</p><ul>{verdict_list}</ul>
