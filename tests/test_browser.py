@@ -4,6 +4,7 @@ Needs Debian's `chromium` and `chromium-driver` (see tests/browser.py). Without 
 skipped on a workstation, and fail under CI (the CI environment variable set), so CI cannot skip silently.
 """
 
+import json
 import math
 import os
 import re
@@ -439,6 +440,10 @@ def test_selection_page_loads_offline_with_one_line_per_arm(br, tmp_path):
             write_curve(
                 paths[-1], rows, dict(arm=arm, model="tiny", seed=seed, budget=1.0, total_steps=100, provenance="{}")
             )
+    power = tmp_path / "power.json"  # what the selection_power job writes (selection_stats.recommend_seeds)
+    power.write_text(
+        json.dumps(dict(seeds=12, power={"2.0": 0.9, "1.5": 0.6}, seeds_needed=6, n_experiments=200, max_seeds=40))
+    )
     summarise_selection(
         paths,
         tmp_path / "selection.csv",
@@ -452,9 +457,11 @@ def test_selection_page_loads_offline_with_one_line_per_arm(br, tmp_path):
         n_test=512,
         n_train=1000,
         batch_size=64,
+        power=power,
     )
     br.open(tmp_path / "selection.html")
     assert br.driver.execute_script("return document.querySelector('.js-plotly-plot').data.length") == len(arms)
     text = br.driver.execute_script("return document.body.innerText")
     assert "The paper's recommendations" in text and "drop_extremes.intensity vs all.intensity" in text
+    assert "Seeds for power: 12 recommended." in text and "this study has 2, fewer than recommended" in text
     assert offline_urls(br.requested_urls()) == []

@@ -452,7 +452,8 @@ def test_evaluation_grid_gives_enough_evaluations_and_divides_the_chunks():
 def test_comparison_plan_names_the_confirmatory_family():
     arms = S.arms(["all", "drop_extremes", "phase1_upper_quartile", "measured_best"], ["intensity"], S.CONTROLS)
     plan = S.comparison_plan(arms)
-    assert len(plan) == 28  # per budget: the demo's page has 56 over its two budgets
+    assert len(plan) == 42  # 14 comparisons in 3 outcomes, per budget: the demo's page has 84 over its two budgets
+    assert {q for *_, q, words in plan if words} == {"mean_accuracy"}  # the confirmatory outcome
     confirmatory = [(a, c) for a, c, q, words in plan if words]
     assert confirmatory == [
         ("drop_extremes.intensity", "all.intensity"),

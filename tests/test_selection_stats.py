@@ -84,73 +84,160 @@ def test_how_many_seeds_a_verdict_needs():
         assert st.smallest_sign_flip_p(S) < 0.05 / m <= st.smallest_sign_flip_p(S - 1)
 
 
-# --- analyse_selection on hand-made curves ------------------------------------------------------------
+# --- outcomes, targets and left-out seeds, by hand ---------------------------------------------------
 
 
 def curve(steps, acc, phase=None):
     steps = np.asarray(steps)
     return SimpleNamespace(
-        step=steps, phase=np.ones(len(steps), int) if phase is None else phase, test_acc=np.array(acc)
+        step=steps, phase=np.ones(len(steps), int) if phase is None else np.asarray(phase), test_acc=np.array(acc)
     )
 
 
-def test_steps_to_target_are_relative_to_standard_sgd_and_censored():
+def test_mean_accuracy_and_phase_end_accuracy_by_hand():
+    assert st.mean_accuracy([10, 20, 30, 40], [0.2, 0.4, 0.6, 0.8]) == pytest.approx(0.5)  # a regular grid: the mean
+    # an irregular last step: each evaluation stands for the steps since the one before
+    assert st.mean_accuracy([8, 16, 20], [0.5, 1.0, 1.0]) == pytest.approx((0.5 * 8 + 8 + 4) / 20)
+    # the same curve in half the steps, on the same grid, has a higher mean accuracy
+    fast = np.minimum(1, np.arange(1, 11) / 5)
+    assert st.mean_accuracy(np.arange(1, 11), fast) > st.mean_accuracy(np.arange(1, 11), fast / 2 + 0.0)
+    assert st.phase_end_accuracy([1, 2, 3, 4], [1, 1, 2, 2], [0.1, 0.3, 0.5, 0.9]) == pytest.approx(0.6)
+    with pytest.raises(ValueError, match="increasing"):
+        st.mean_accuracy([2, 1], [0.1, 0.2])
+
+
+def test_the_runs_of_an_arm_at_once_are_the_runs_one_by_one():
+    arms, _, lay = DEMO
+    curves = step_decay_curves(np.random.default_rng(8), arms[:2], range(12), lay, fail=0.2)
+    by_seed = dict(curves["sim", 0.25, arms[0]])
+    by_seed[3] = SimpleNamespace(step=by_seed[3].step, phase=by_seed[3].phase, test_acc=by_seed[3].test_acc.copy())
+    by_seed[3].test_acc[4] = np.nan
+    quantities = set(st.OUTCOMES)
+    at_once = st._runs(by_seed, 10, DEMO_TEST_IMAGES, quantities)
+    for seed, c in by_seed.items():
+        one = st._run(c, 10, DEMO_TEST_IMAGES, quantities)
+        assert at_once[seed].keys() == one.keys()
+        for key, value in one.items():
+            assert (
+                at_once[seed][key] == pytest.approx(value, rel=1e-12, nan_ok=True)
+                if isinstance(value, float)
+                else (at_once[seed][key] == value)
+            ), (seed, key)
+    assert not at_once[3]["finite"] and sum(not r["learning"].learned for r in at_once.values() if r["finite"]) >= 1
+
+
+def test_targets_are_cross_fitted_and_never_the_seeds_own():
+    targets = st.cross_fitted_targets({0: 0.8, 1: 0.6, 3: 0.7}, 0.9)
+    assert targets == pytest.approx({0: 0.9 * 0.65, 1: 0.9 * 0.75, 3: 0.9 * 0.7})
+    assert np.isnan(st.cross_fitted_targets({5: 0.8}, 0.9)[5])  # one seed: no other run to take it from
+
+
+def test_outcomes_targets_and_left_out_seeds_of_a_hand_made_experiment():
     steps = [10, 20, 30, 40]
+    chance = [0.1, 0.1, 0.1, 0.1]
     curves = {
         ("m", 1.0, "shuffled"): {
-            0: curve(steps, [0.3, 0.5, 0.6, 0.8]),  # target 0.9 x 0.8 = 0.72
-            1: curve(steps, [0.1, 0.1, 0.1, 0.1]),  # did not learn: seed 1 has no target
+            0: curve(steps, [0.3, 0.5, 0.6, 0.8]),
+            1: curve(steps, [0.3, 0.5, 0.6, 0.6]),
+            2: curve(steps, chance),  # did not learn: no other seed's target comes from it
         },
-        ("m", 1.0, "all.intensity"): {0: curve(steps, [0.2, 0.3, 0.4, 0.5]), 1: curve(steps, [0.3, 0.5, 0.6, 0.7])},
+        ("m", 1.0, "all.intensity"): {
+            0: curve(steps, [0.2, 0.3, 0.4, 0.5]),
+            1: curve(steps, [0.3, 0.5, 0.6, 0.7]),
+            2: curve(steps, [0.3, np.nan, 0.6, 0.7]),  # a non-finite accuracy: out of every comparison
+        },
         ("m", 1.0, "drop_extremes.intensity"): {
             0: curve(steps, [0.5, 0.75, 0.8, 0.8]),
-            1: curve(steps, [0.1, 0.1, 0.1, 0.1]),
+            1: curve(steps, chance),  # did not learn: out of the confirmatory comparison only
+            2: curve(steps, [0.5, 0.75, 0.8, 0.8]),
         },
     }
     plan = [
-        ("drop_extremes.intensity", "all.intensity", "steps_to_target", "words"),
+        ("drop_extremes.intensity", "all.intensity", "mean_accuracy", "words"),
+        ("drop_extremes.intensity", "all.intensity", "steps_to_target", None),
         ("drop_extremes.intensity", "all.intensity", "final_accuracy", None),
+        ("all.intensity", "shuffled", "steps_to_target", None),
     ]
     per_arm, rows, families = st.analyse_selection(
         curves, plan, total_steps={1.0: 40}, target_fraction=0.9, alpha=ALPHA, n_classes=10, n_test=1000
     )
-    steps_row, final_row = rows
-    # seed 0: drop_extremes reaches 0.72 at step 20; all never does: 40 + 1. Seed 1 has no target.
-    assert steps_row["n_seeds"] == 1 and steps_row["difference"] == 20 - 41 and steps_row["never_reached"] == 1
-    assert steps_row["seeds_without_target"] == "1" and steps_row["family"] == "confirmatory"
-    assert steps_row["verdict"] == st.TOO_FEW_SEEDS and steps_row["p"] == 1.0
+    mean_row, steps_row, final_row, vs_shuffled = rows
+    # confirmatory: seed 2 has a NaN in all.intensity, seed 1 did not learn under drop_extremes: only seed 0 is left
+    assert mean_row["family"] == "confirmatory" and mean_row["n_seeds"] == 1
+    assert mean_row["difference"] == pytest.approx(np.mean([0.5, 0.75, 0.8, 0.8]) - np.mean([0.2, 0.3, 0.4, 0.5]))
+    assert mean_row["seeds_left_out"] == (
+        "1 (did not learn: drop_extremes.intensity); 2 (non-finite test accuracy: all.intensity)"
+    )
+    assert mean_row["verdict"] == st.TOO_FEW_SEEDS
+    # targets: seed 0 from seed 1's shuffled run (0.9 x 0.6 = 0.54), seed 1 from seed 0's (0.72); seed 2's
+    # own shuffled run did not learn, but its target comes from the others: 0.9 x 0.7 = 0.63
+    # seed 0: drop_extremes reaches 0.54 at step 20 (0.5 < 0.54 at 10); all.intensity never (41)
+    # seed 1: drop_extremes never reaches 0.72 (41), all.intensity never (41): it stays in (exploratory)
+    assert steps_row["family"] == "exploratory" and steps_row["n_seeds"] == 2
+    assert steps_row["difference"] == pytest.approx(((20 - 41) + (41 - 41)) / 2) and steps_row["never_reached"] == 3
+    assert steps_row["seeds_left_out"] == "2 (non-finite test accuracy: all.intensity)"
     assert final_row["n_seeds"] == 2 and final_row["difference"] == pytest.approx(((0.8 - 0.5) + (0.1 - 0.7)) / 2)
-    assert final_row["verdict"] == st.EXPLORATORY and final_row["family"] == "exploratory"
+    assert final_row["verdict"] == st.EXPLORATORY
+    # all.intensity against shuffled: seed 0 never reaches 0.54 (41), shuffled at 30; seed 1: neither reaches 0.72
+    assert vs_shuffled["n_seeds"] == 2 and vs_shuffled["difference"] == pytest.approx(((41 - 30) + (41 - 41)) / 2)
     arm = {r["arm"]: r for r in per_arm}
-    assert arm["drop_extremes.intensity"]["not_learned"] == "1"
-    assert arm["drop_extremes.intensity"]["final_accuracy"] == 0.8  # the learned seed only, the other named
-    assert arm["shuffled"]["not_learned"] == "1" and arm["all.intensity"]["not_learned"] is None
+    assert arm["drop_extremes.intensity"]["not_learned"] == "1" and arm["shuffled"]["not_learned"] == "2"
+    assert arm["all.intensity"]["not_finite"] == "2" and arm["all.intensity"]["not_learned"] is None
+    assert arm["drop_extremes.intensity"]["final_accuracy"] == 0.8  # the seeds that learned, the other named
+    assert arm["shuffled"]["target"] == pytest.approx(np.mean([0.54, 0.72, 0.63]))
     assert families["confirmatory"] == dict(n_tests=1, seeds_needed=6, n_seeds=[1])
 
 
-# --- calibration of the whole page --------------------------------------------------------------------
+def test_non_finite_differences_are_refused_by_name():
+    with pytest.raises(ValueError, match=r"2 of 4 paired differences are not finite .* positions \[1, 3\]"):
+        st.sign_flip_test([1.0, np.nan, 2.0, np.inf])
+    with pytest.raises(ValueError, match="non-empty"):
+        st.sign_flip_test([])
 
 
-def layout(policies, metrics, epochs, K, budgets, chunk_epochs, evaluations=20):
+# --- the simulated experiments: the demo's layout and a paper-like one ----------------------------------
+
+
+def experiment(policies, metrics, epochs, K, budgets, milestones, chunk_epochs, evaluations=20):
     arms = sel.arms(policies, metrics, sel.CONTROLS)
-    T = {b: sel.total_steps(epochs, K, b) for b in budgets}
-    every = {b: sel.evaluation_every(T[b], chunk_epochs * K, evaluations) for b in budgets}
-    return arms, sel.comparison_plan(arms), T, every
+    lay = sel.run_layout(epochs, K, budgets, milestones, chunk_epochs, evaluations)
+    return arms, sel.comparison_plan(arms), lay
 
 
-DEMO = layout(POLICIES, ["intensity"], 7, 32, [1.0, 0.25], 7)  # config/demo.yaml
-PAPER = layout(POLICIES, ["intensity", "color", "edges", "lpips"], 150, 195, [1.0, 0.25], 10)
+DEMO = experiment(POLICIES, ["intensity"], 7, 32, [1.0, 0.25], [3, 5], 7)  # config/demo.yaml
+PAPER = experiment(POLICIES, ["intensity", "color", "edges", "lpips"], 150, 195, [1.0, 0.25], [50, 100], 10)
+DEMO_TEST_IMAGES = 256
 
 
-def simulate_pages(lay, n_seeds, n_experiments, seed, **kwargs):
+def smooth_curves(rng, arms, seeds, lay, **kwargs):
+    """The smooth generator (one exponential per run, phases in thirds) on a layout."""
+    T = {b: x["total_steps"] for b, x in lay.items()}
+    every = {b: x["eval_every"] for b, x in lay.items()}
+    return st.simulate_selection(rng, arms, seeds, list(lay), T, every, n_test=DEMO_TEST_IMAGES, **kwargs)
+
+
+def step_decay_curves(rng, arms, seeds, lay, **kwargs):
+    return st.simulate_step_decay(rng, arms, seeds, lay, n_test=DEMO_TEST_IMAGES, n_classes=10, **kwargs)
+
+
+def simulate_pages(exp, generator, n_seeds, n_experiments, seed, **kwargs):
     """Share of simulated experiments with any significant row, per family (Holm within each)."""
-    arms, plan, T, every = lay
+    arms, plan, lay = exp
+    T = {b: x["total_steps"] for b, x in lay.items()}
     rng = np.random.default_rng(seed)
     hits = {"confirmatory": 0, "exploratory": 0, "either": 0}
     for _ in range(n_experiments):
-        curves = st.simulate_selection(rng, arms, list(range(n_seeds)), list(T), T, every, **kwargs)
+        curves = generator(rng, arms, list(range(n_seeds)), lay, **kwargs)
         _, rows, families = st.analyse_selection(
-            curves, plan, total_steps=T, target_fraction=0.9, alpha=ALPHA, n_classes=10, n_test=512
+            curves,
+            plan,
+            total_steps=T,
+            target_fraction=0.9,
+            alpha=ALPHA,
+            n_classes=10,
+            n_test=DEMO_TEST_IMAGES,
+            describe_arms=False,
+            intervals=False,
         )
         found = {f: any(r["family"] == f and r["p_holm"] < ALPHA for r in rows) for f in families}
         verdicts = any(r["verdict"] in ("faster", "slower", "higher", "lower") for r in rows)
@@ -162,20 +249,23 @@ def simulate_pages(lay, n_seeds, n_experiments, seed, **kwargs):
 
 
 @pytest.mark.parametrize(
-    "name, lay, n_seeds",
+    "name, exp, generator, n_seeds",
     [
-        ("demo layout, the demo's 3 seeds", DEMO, 3),
-        ("demo layout, 14 seeds (both families can reject)", DEMO, 14),
-        ("paper-like layout, 10 seeds (the confirmatory family can reject)", PAPER, 10),
+        ("demo layout, smooth curves, the demo's 3 seeds", DEMO, smooth_curves, 3),
+        ("demo layout, smooth curves, 14 seeds (both families can reject)", DEMO, smooth_curves, 14),
+        ("demo layout, step-decay curves, 11 seeds (the demo's recommended number)", DEMO, step_decay_curves, 11),
+        ("paper-like layout, step-decay curves, 10 seeds", PAPER, step_decay_curves, 10),
     ],
 )
-def test_null_selection_experiments_rarely_print_a_verdict(name, lay, n_seeds):
+def test_null_selection_experiments_rarely_print_a_verdict(name, exp, generator, n_seeds):
     """Every arm of a seed drawn from one distribution, with grid-valued steps to target (evaluations every
-    few steps), accuracies on a grid of whole test images (ties), runs that never reach the target, and runs
-    that fail to learn: the share of experiments with any Holm-significant row stays at or below alpha in
-    each family (the upper end of the Clopper-Pearson interval of 200 experiments is ~0.06 at 0.03)."""
+    few steps), accuracies on a grid of whole test images (ties), runs that never reach the target, runs that
+    fail to learn, and (step-decay) heavy-tailed run effects and correlated evaluation noise: the share of
+    experiments with any Holm-significant row is not above alpha beyond Monte-Carlo error in each family (the
+    lower end of its Clopper-Pearson interval is at most alpha; the demo's 14 seeds on smooth curves gave
+    0.041 confirmatory and 0.039 exploratory in 800 experiments)."""
     n = 200
-    rate, families = simulate_pages(lay, n_seeds, n, seed=n_seeds, fail=0.02)
+    rate, families = simulate_pages(exp, generator, n_seeds, n, seed=n_seeds, fail=0.02)
     for family in ("confirmatory", "exploratory"):
         lo, hi = clopper_pearson(round(rate[family] * n), n)
         assert lo <= ALPHA, (name, family, rate, (lo, hi))  # not above alpha beyond Monte-Carlo error
@@ -183,38 +273,155 @@ def test_null_selection_experiments_rarely_print_a_verdict(name, lay, n_seeds):
             f"{name}: {family} family ({families[family]['n_tests']} tests), share with a significant row "
             f"{rate[family]:.3f} (95% CI {lo:.3f} to {hi:.3f})"
         )
-    assert rate["confirmatory"] <= ALPHA + 0.02 and rate["exploratory"] <= ALPHA + 0.02, rate
     print(f"{name}: either family {rate['either']:.3f}")
 
 
-def test_a_planted_speed_up_is_found_with_the_seeds_the_page_recommends():
-    arms, plan, T, every = DEMO
-    _, rows, families = st.analyse_selection(
-        st.simulate_selection(np.random.default_rng(0), arms, [0, 1, 2], list(T), T, every),
-        plan,
-        total_steps=T,
-        target_fraction=0.9,
-        alpha=ALPHA,
-        n_classes=10,
-        n_test=512,
-    )
-    need = families["confirmatory"]["seeds_needed"]
-    assert need == 8  # what the demo's page recommends: 4 confirmatory tests
-    assert {r["verdict"] for r in rows if r["family"] == "confirmatory"} == {st.TOO_FEW_SEEDS}
-    rng = np.random.default_rng(7)
-    found = wrong = 0
-    n = 40
-    for _ in range(n):
-        curves = st.simulate_selection(
-            rng, arms, list(range(need)), list(T), T, every, speedup={"drop_extremes.intensity": 0.4}
+# --- power on step-decay curves, at the seeds the page recommends ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo_recommendation():
+    arms, plan, lay = DEMO
+    return st.recommend_seeds(plan, lay, alpha=ALPHA, n_test=DEMO_TEST_IMAGES, n_classes=10)
+
+
+def test_the_page_recommends_the_seeds_that_find_a_speed_up_on_step_decay_curves(demo_recommendation):
+    """The issue's bar: on step-decay-shaped curves (lr phases in steps as the selection runs use them, seed
+    effects on speed and final accuracy, heavy-tailed run effects, correlated evaluation noise in whole test
+    images, 2% failed runs), the number of seeds the page recommends finds a 2x speed-up in >= 80% and a 1.5x
+    one in >= 50% of experiments it was not chosen on (another rng), with the family-wise false-positive
+    rate <= alpha on the same generator, and never the wrong way."""
+    arms, plan, lay = DEMO
+    rec = demo_recommendation
+    S = rec["seeds"]
+    assert rec["seeds_needed"] == 8 and S is not None and S >= rec["seeds_needed"]
+    kwargs = dict(alpha=ALPHA, n_test=DEMO_TEST_IMAGES, n_classes=10, rng=2026)
+    n = 200
+    for speed, want in st.POWER_TARGETS:
+        power = st.selection_power(plan, lay, S, speed, n_experiments=n, **kwargs)
+        lo, hi = clopper_pearson(power["found"], n)
+        print(f"{S} seeds (recommended), {speed:g}x speed-up: found in {power['found'] / n:.3f} ({lo:.3f} to {hi:.3f})")
+        assert power["found"] / n >= want and power["wrong"] == 0, power
+    null = st.selection_power(plan, lay, S, 1.0, n_experiments=400, **kwargs)
+    lo, hi = clopper_pearson(null["any_verdict"], 400)
+    print(f"{S} seeds, no speed-up: a verdict in {null['any_verdict'] / 400:.3f} ({lo:.3f} to {hi:.3f})")
+    assert lo <= ALPHA and null["any_verdict"] / 400 <= ALPHA + 0.02, null
+    # one seed fewer than recommended misses a target (the search's one step back)
+    fewer = {
+        speed: st.selection_power(plan, lay, S - 1, speed, n_experiments=200, **{**kwargs, "rng": 0})["found"] / 200
+        for speed, _ in st.POWER_TARGETS
+    }
+    assert any(
+        clopper_pearson(round(p * 200), 200, 0.90)[0] < want for p, (_, want) in zip(fewer.values(), st.POWER_TARGETS)
+    ), fewer
+
+
+def test_steps_to_target_cannot_see_the_speed_up_the_mean_accuracy_sees(demo_recommendation):
+    """Why the confirmatory outcome is the mean accuracy: at the recommended seeds, the same 2x speed-up on the
+    same curves is found far less often in steps to a 90% target (reached only after the first lr drop) and
+    hardly ever in final accuracy."""
+    arms, plan, lay = DEMO
+    S = demo_recommendation["seeds"]
+    confirmatory = [row for row in plan if row[3]]
+    n = 100
+    found = {}
+    for q in ("mean_accuracy", "steps_to_target", "final_accuracy"):
+        candidate = [(a, c, q, words) for a, c, _, words in confirmatory]
+        found[q] = (
+            st.selection_power(
+                candidate, lay, S, 2.0, alpha=ALPHA, n_test=DEMO_TEST_IMAGES, n_classes=10, n_experiments=n
+            )["found"]
+            / n
         )
+    print(f"2x speed-up, {S} seeds, found in: {found}")
+    assert found["mean_accuracy"] >= found["steps_to_target"] + 0.2 and found["final_accuracy"] <= 0.2
+
+
+def test_intervals_cover_the_true_difference_under_a_planted_speed_up(demo_recommendation):
+    """The confirmatory intervals hold their printed level where there is an effect, not only under the null:
+    the true mean difference in mean accuracy (from 20,000 simulated seeds) is inside the interval at Holm's
+    level in about that share of rows."""
+    arms, plan, lay = DEMO
+    S = demo_recommendation["seeds"]
+    confirmatory = [row for row in plan if row[3]]
+    planted = confirmatory[0][0]
+    T = {b: x["total_steps"] for b, x in lay.items()}
+    for speed in (2.0, 1.5):
+        big = step_decay_curves(
+            np.random.default_rng(99), ["all.intensity", planted], range(20000), lay, speedup={planted: speed}
+        )
+        truth = {}
+        for b in lay:
+            runs = [
+                [
+                    st._run(big["sim", b, arm][s], 10, DEMO_TEST_IMAGES, {"mean_accuracy"})
+                    for arm in (planted, "all.intensity")
+                ]
+                for s in range(20000)
+            ]
+            truth[b] = np.mean(
+                [
+                    x["mean_accuracy"] - y["mean_accuracy"]
+                    for x, y in runs
+                    if x["learning"].learned and y["learning"].learned
+                ]
+            )
+        rng = np.random.default_rng(5)
+        covered, levels = [], []
+        for _ in range(150):
+            curves = step_decay_curves(
+                rng, ["all.intensity", planted, confirmatory[1][0]], range(S), lay, speedup={planted: speed}
+            )
+            _, rows, _ = st.analyse_selection(
+                curves,
+                confirmatory,
+                total_steps=T,
+                target_fraction=0.9,
+                alpha=ALPHA,
+                n_classes=10,
+                n_test=DEMO_TEST_IMAGES,
+                describe_arms=False,
+            )
+            for r in rows:
+                if r["arm"] == planted:
+                    covered.append(r["lo"] <= truth[r["budget"]] <= r["hi"])
+                    levels.append(r["level"])
+        n, k, nominal = len(covered), int(np.sum(covered)), 1 - float(np.mean(levels))
+        lo, hi = clopper_pearson(k, n)
+        print(f"{speed:g}x speed-up: coverage {k / n:.3f} ({lo:.3f} to {hi:.3f}) of {n} rows, printed {nominal:.4f}")
+        assert hi >= nominal, (speed, k, n, nominal)
+
+
+def test_exchangeable_arms_are_not_biased_against_standard_sgd():
+    """With targets cross-fitted from the other seeds' shuffled runs, an arm exchangeable with shuffled needs
+    as many steps on average: the mean difference is 0 within Monte-Carlo error (it was +0.037 T with each
+    seed's own shuffled run as its target), and at 40 seeds "slower" is no more frequent than "faster"."""
+    arms, _, lay = DEMO
+    T = {b: x["total_steps"] for b, x in lay.items()}
+    plan = [(arm, "shuffled", "steps_to_target", None) for arm in ("all.intensity", "drop_extremes.intensity")]
+    rng = np.random.default_rng(40)
+    diffs, slower, faster, n_rows = [], 0, 0, 0
+    for _ in range(40):
+        curves = step_decay_curves(rng, ["shuffled", "all.intensity", "drop_extremes.intensity"], range(40), lay)
         _, rows, _ = st.analyse_selection(
-            curves, plan, total_steps=T, target_fraction=0.9, alpha=ALPHA, n_classes=10, n_test=512
+            curves,
+            plan,
+            total_steps=T,
+            target_fraction=0.9,
+            alpha=ALPHA,
+            n_classes=10,
+            n_test=DEMO_TEST_IMAGES,
+            describe_arms=False,
+            intervals=False,
         )
-        planted = [r for r in rows if r["arm"] == "drop_extremes.intensity" and r["family"] == "confirmatory"]
-        found += any(r["verdict"] == "faster" for r in planted)
-        wrong += any(r["verdict"] == "slower" for r in planted)
-        for r in planted:  # the interval agrees with the verdict
-            assert (r["verdict"] == "faster") == (r["hi"] < 0), r
-    print(f"planted 2.5x speed-up, {need} seeds: found in {found}/{n} experiments")
-    assert found / n >= 0.8 and wrong == 0
+        for r in rows:
+            n_rows += 1
+            diffs.append(r["difference"] / T[r["budget"]])
+            slower += r["p"] < ALPHA and r["difference"] > 0
+            faster += r["p"] < ALPHA and r["difference"] < 0
+    mean, se = float(np.mean(diffs)), float(np.std(diffs, ddof=1) / np.sqrt(len(diffs)))
+    print(
+        f"arm - shuffled, steps to target: {mean:+.4f} T (SE {se:.4f}); p < 0.05 slower {slower}, faster {faster} of {n_rows}"
+    )
+    assert abs(mean) <= 3 * se + 0.002 and abs(mean) < 0.01
+    assert clopper_pearson(slower, n_rows)[0] <= ALPHA and clopper_pearson(faster, n_rows)[0] <= ALPHA

@@ -1,6 +1,7 @@
 """The real workflow: the paper-scale DAG dry-runs, and a tiny study runs end to end on generated data."""
 
 import html
+import json
 import re
 import shutil
 import subprocess
@@ -401,6 +402,13 @@ def test_selection_experiment_gives_every_arm_the_same_steps_and_a_page(selectio
     )
     page = html.unescape((r / "selection.html").read_text())
     assert "The paper's recommendations" in page and "without the batches at the metric's extremes" in page
+    assert "The confirmatory outcome: test accuracy averaged over the run" in page
+    # the seeds the page recommends, simulated on step-decay curves of this layout by its own job
+    power = json.loads((r / "selection" / "power.json").read_text())
+    assert power["seeds_needed"] == 8 and (power["seeds"] is None or power["seeds"] >= 8), power
+    words = f"Seeds for power: {power['seeds']} recommended." if power["seeds"] else "Seeds for power:</b> even"
+    assert words in page
+    assert "recommended" in (tmp_path / "logs/tinysel/selection_power.log").read_text()
     assert "selection.html" in (r / "index.html").read_text()
     log = tmp_path / "logs/tinysel/selection/tiny_mlp_bn/budget_1/seed_0/measured_best.intensity/chunk_0.log"
     assert "images per phase" in log.read_text()

@@ -347,40 +347,99 @@ def selection_figure(curves, models, budgets, arms, bundle=None, page_path=None)
 
 
 SELECTION_VERDICTS = {
-    "faster": "reaches the target accuracy in fewer steps than the control, significantly (Holm-corrected within the "
-    "confirmatory family)",
-    "slower": "needs more steps than the control, significantly",
+    "higher": "a higher test accuracy averaged over the run than the control, significantly (Holm-corrected within "
+    "the confirmatory family): the policy learns faster, or to a higher accuracy, or both",
+    "lower": "a lower test accuracy averaged over the run than the control, significantly",
     "no detectable difference": "no significant difference at this level with these seeds; not evidence that "
     "there is none",
     "too few seeds": "with this many seeds no outcome could be significant: the sign-flip test's smallest p times the "
     "family's size is not below alpha (see above how many seeds a verdict needs)",
-    "exploratory": "a comparison outside the paper's recommendations: its p is Holm-corrected within the exploratory "
-    "family, and it gives a lead for a new study, not a verdict",
+    "exploratory": "a comparison outside the paper's recommendations, or in another outcome: its p is Holm-corrected "
+    "within the exploratory family and it prints no verdict",
+}
+QUANTITY_WORDS = {
+    "mean_accuracy": "mean accuracy over the run",
+    "steps_to_target": "steps to target",
+    "final_accuracy": "final accuracy",
+    "phase_end_accuracy": "mean phase-end accuracy",
 }
 
 
-def selection_html(per_arm, comparisons, families, figure_html, seeds, alpha, target_fraction, n_train, batch_size):
-    """The selection experiment's page: a verdict per recommendation, every arm, every comparison."""
+def _recommendation_html(recommended, S):
+    """The seeds the confirmatory family needs for power, from selection_stats.recommend_seeds."""
+    if not recommended:
+        return ""
+    targets = " and ".join(f"a {speed:g}&times; speed-up in at least {want:.0%}" for speed, want in _power_targets())
+    if recommended["seeds"] is None:
+        found = ", ".join(f"{speed:g}&times;: {p:.0%}" for speed, p in recommended["power"].items())
+        return (
+            f"<p><b>Seeds for power:</b> even {recommended['max_seeds']} seeds do not find {targets} of simulated "
+            f"experiments of this layout (found at {recommended['max_seeds']} seeds: {found}).</p>"
+        )
+    n = recommended["seeds"]
+    found = ", ".join(f"a {speed:g}&times; speed-up in {p:.0%}" for speed, p in recommended["power"].items())
+    state = (
+        f"this study has {S}, <b>fewer than recommended</b>: a speed-up it misses is not evidence that there is none"
+        if S < n
+        else f"this study has {S}"
+    )
+    return (
+        f"<p><b>Seeds for power: {n} recommended.</b> On simulated curves shaped like step-decay training with this "
+        f"study's layout (its budgets, lr drops in steps, evaluation grid and test-set size: seed effects on speed and "
+        f"final accuracy, heavy-tailed run effects, correlated evaluation noise in whole test images, 2% of runs that "
+        f"fail), {n} seeds find {found} of {recommended['n_experiments']} experiments with a speed-up planted in one "
+        f"policy (the fewest seeds at which the one-sided 95% bound clears {targets}; "
+        f"<code>selection_stats.recommend_seeds</code>); {state}.</p>"
+    )
+
+
+def _power_targets():
+    from .selection_stats import POWER_TARGETS
+
+    return POWER_TARGETS
+
+
+def selection_html(
+    per_arm,
+    comparisons,
+    families,
+    figure_html,
+    seeds,
+    alpha,
+    target_fraction,
+    n_train,
+    batch_size,
+    recommended=None,
+):
+    """The selection experiment's page: a verdict per recommendation, every arm, every comparison.
+    recommended: selection_stats.recommend_seeds for this study's layout (None: not shown)."""
     from .selection_stats import smallest_sign_flip_p
 
     def fmt(x, spec):
         return "" if x is None or x != x else format(x, spec)
 
     def klass(r):
-        return {"faster": "supported", "slower": "contradicted"}.get(r["verdict"], "inconclusive")
+        return {"higher": "supported", "faster": "supported", "lower": "contradicted", "slower": "contradicted"}.get(
+            r["verdict"], "inconclusive"
+        )
+
+    def spec(r):
+        return "+.0f" if r["quantity"] == "steps_to_target" else "+.4f"
 
     confirmatory = [r for r in comparisons if r["family"] == "confirmatory"]
     rec_rows = "".join(
         f"<tr class='{klass(r)}'><td class=l>{html.escape(r['recommendation'])}</td>"
         f"<td class=l>{html.escape(r['model'])}</td><td>{r['budget']:g}</td>"
         f"<td class=l>{html.escape(r['arm'])} vs {html.escape(r['control'])}</td><td>{r['n_seeds']}</td>"
-        f"<td>{fmt(r['difference'], '+.1f')}</td><td>{_interval(r['lo'], r['hi'], r['level'], '+.1f')}</td>"
-        f"<td>{fmt(r['p'], '.4f')}</td><td>{fmt(r['p_holm'], '.4f')}</td><td class=l><b>{r['verdict']}</b></td></tr>"
+        f"<td>{fmt(r['difference'], spec(r))}</td><td>{_interval(r['lo'], r['hi'], r['level'], spec(r))}</td>"
+        f"<td>{fmt(r['p'], '.4f')}</td><td>{fmt(r['p_holm'], '.4f')}</td><td class=l><b>{r['verdict']}</b></td>"
+        f"<td class=l>{html.escape(r['seeds_left_out'] or '')}</td></tr>"
         for r in confirmatory
     )
     arm_rows = "".join(
         f"<tr><td class=l>{html.escape(r['model'])}</td><td>{r['budget']:g}</td><td>{r['total_steps']}</td>"
-        f"<td class=l>{html.escape(r['arm'])}</td><td>{fmt(r['final_accuracy'], '.4f')}</td>"
+        f"<td class=l>{html.escape(r['arm'])}</td><td>{fmt(r['mean_accuracy'], '.4f')}</td>"
+        f"<td>{fmt(r['mean_lo'], '.4f')} to {fmt(r['mean_hi'], '.4f')}</td><td>{fmt(r['final_accuracy'], '.4f')}</td>"
         f"<td>{fmt(r['final_lo'], '.4f')} to {fmt(r['final_hi'], '.4f')}</td>"
         f"<td class=l>{'seed ' + html.escape(r['not_learned']) if r['not_learned'] else ''}</td>"
         f"<td>{fmt(r['steps_to_target'], '.0f')}</td><td>{r['reached_target']} of {r['n_seeds']}</td></tr>"
@@ -389,8 +448,9 @@ def selection_html(per_arm, comparisons, families, figure_html, seeds, alpha, ta
     cmp_rows = "".join(
         f"<tr class='{klass(r)}'><td class=l>{html.escape(r['model'])}</td><td>{r['budget']:g}</td>"
         f"<td class=l>{html.escape(r['arm'])}</td><td class=l>{html.escape(r['control'])}</td>"
-        f"<td class=l>{r['quantity']}</td><td class=l>{r['family']}</td><td>{r['n_seeds']}</td>"
-        f"<td>{fmt(r['difference'], '+.4g')}</td><td>{_interval(r['lo'], r['hi'], r['level'], '+.4g')}</td>"
+        f"<td class=l>{QUANTITY_WORDS.get(r['quantity'], r['quantity'])}</td><td class=l>{r['family']}</td>"
+        f"<td>{r['n_seeds']}</td><td>{fmt(r['difference'], '+.4g')}</td>"
+        f"<td>{_interval(r['lo'], r['hi'], r['level'], '+.4g')}</td>"
         f"<td>{fmt(r['p'], '.4f')}</td><td>{fmt(r['p_holm'], '.4f')}</td><td class=l>{r['verdict']}</td></tr>"
         for r in comparisons
     )
@@ -401,31 +461,53 @@ def selection_html(per_arm, comparisons, families, figure_html, seeds, alpha, ta
         if not m:
             continue
         state = (
-            f"<b>with {S} seeds no {name} comparison can be significant</b>"
-            if S < need
-            else f"{S} seeds can reach it when every seed agrees in sign"
+            f"<b>with {S} seeds no {name} comparison can be significant</b>" if S < need else f"{S} seeds can reach it"
         )
         power.append(
             f"<li>{name}: {m} tests; Holm's first step needs p &lt; {alpha:g}/{m} = {alpha / m:.4g}; a verdict needs "
-            f"at least <b>{need} seeds</b> ({need} seeds give a smallest p of {smallest_sign_flip_p(need):.4g}); "
-            f"{state}. More seeds than that give power against run-to-run noise.</li>"
+            f"at least <b>{need} seeds</b> ({need} seeds give a smallest p of {smallest_sign_flip_p(need):.4g}, "
+            f"when every seed agrees in sign); {state}.</li>"
         )
     no_target = sorted({r["seeds_without_target"] for r in comparisons if r.get("seeds_without_target")})
+    left_out = [r for r in confirmatory if r.get("seeds_left_out")]
     not_learned = [r for r in per_arm if r["not_learned"]]
+    not_finite = [r for r in per_arm if r.get("not_finite")]
     learned_note = (
         "<p><b>Runs that did not learn</b> (test accuracy at chance over the last phase): "
         + "; ".join(
             f"{html.escape(r['model'])}, budget {r['budget']:g}, {html.escape(r['arm'])}: seed {html.escape(r['not_learned'])}"
             for r in not_learned
         )
-        + ". They are left out of an arm's mean final accuracy and named here; in the paired comparisons not "
-        "learning is the policy's outcome (its final accuracy, or a target never reached).</p>"
+        + ". Not learning is a finding, not a data point: such a run is left out of its arm's means and of the "
+        "confirmatory comparisons (named beside each); in the exploratory comparisons it stays, where not learning "
+        "is the policy's outcome.</p>"
         if not_learned
         else ""
     )
+    finite_note = (
+        "<p><b>Runs with a non-finite test accuracy</b>, left out of every comparison: "
+        + "; ".join(
+            f"{html.escape(r['model'])}, budget {r['budget']:g}, {html.escape(r['arm'])}: seed {html.escape(r['not_finite'])}"
+            for r in not_finite
+        )
+        + ".</p>"
+        if not_finite
+        else ""
+    )
+    left_note = (
+        "<p><b>Seeds left out of a confirmatory comparison:</b></p><ul>"
+        + "".join(
+            f"<li>{html.escape(r['model'])}, budget {r['budget']:g}, {html.escape(r['arm'])} vs "
+            f"{html.escape(r['control'])}: seed {html.escape(r['seeds_left_out'])}</li>"
+            for r in left_out
+        )
+        + "</ul>"
+        if left_out
+        else ""
+    )
     target_note = (
-        f"<p><b>Seeds without a target</b> (their standard-SGD run did not learn): {', '.join(no_target)}; they are "
-        f"left out of the steps-to-target comparisons.</p>"
+        f"<p><b>Seeds without a target</b> (no other seed's standard-SGD run learned): {', '.join(no_target)}; they "
+        f"are left out of the steps-to-target comparisons.</p>"
         if no_target
         else ""
     )
@@ -440,40 +522,50 @@ ordering with every batch (<code>all.&lt;metric&gt;</code>), as many images draw
 budget takes the same number of optimizer steps, with the learning-rate schedule in steps so the phases line up;
 a smaller budget is where curricula are said to help (Wu, Dyer and Neyshabur, "When do curricula work?", ICLR 2021).
 At a budget below one pass per phase, each arm's partial pass visits rows spread evenly over its whole plan.</p>
-<p><b>Steps to target.</b> A seed's target is {target_fraction:g} &times; the final test accuracy of its
-<code>shuffled</code> run of the same model and budget (as "time to 94%" in the CIFAR-10 speed runs); a run's steps
-to target is its first evaluation at or above it (at least 20 evaluations a run, by default); a run that never
-reaches it counts as the budget's steps + 1.</p>
+<p><b>The confirmatory outcome: test accuracy averaged over the run.</b> Each run's test accuracy, averaged over
+its evaluations (each standing for the steps since the one before): the area under its curve divided by its steps.
+A run that learns faster raises it in every phase it is still learning in, which is what "converges faster" means
+under a step-decay learning rate. Steps to a target cannot see that: 90% of the final accuracy is reached only
+after the first learning-rate drop, at the same place for nearly every arm. Steps to target and final accuracy
+are kept as exploratory outcomes (docs/design.md compares the power of each).</p>
+<p><b>Steps to target</b> (exploratory). Seed s's target is {target_fraction:g} &times; the mean final test accuracy
+of the <i>other</i> seeds' <code>shuffled</code> runs of the same model and budget (cross-fitted: a seed's own
+<code>shuffled</code> run would always reach its own target and favour it over every other arm); a run's steps to
+target is its first evaluation at or above it; a run that never reaches it counts as the budget's steps + 1.</p>
 <p><b>Tests.</b> Each comparison is paired over the {S} seeds ({", ".join(map(str, seeds))}): every arm of a seed
 starts from the same initial network. The p-value is an exact sign-flip test of the mean difference: under the null
 each seed's difference is as likely negative as positive, so all 2<sup>S</sup> sign flips are equally likely; it
-holds for grid-valued steps and ties. Its smallest two-sided p is 2/2<sup>S</sup> ({smallest_sign_flip_p(S):.4g}
+holds for grid-valued outcomes and ties. Its smallest two-sided p is 2/2<sup>S</sup> ({smallest_sign_flip_p(S):.4g}
 with {S} seeds). The interval is every mean difference the same test does not reject at the level Holm decides
 it at (shown beside it), so it excludes 0 exactly when the Holm-adjusted p is below alpha = {alpha:g}; unbounded
 means no difference is rejected at that level. Families, each Holm-corrected on its own:</p><ul>{"".join(power)}</ul>
+{_recommendation_html(recommended, S)}
 <p>Only the confirmatory family (the paper's recommendations: each policy against the same order with every batch,
-in steps to target) prints verdicts:</p><ul>{verdict_list}</ul>
+in the mean accuracy over the run) prints verdicts:</p><ul>{verdict_list}</ul>
 <p><b>measured_best</b> picks, per phase, the batches closest to the full gradient in the Algorithm 1 runs of the
 other seeds (cross-fitted: never the run that shares its seed's initial network). It may say whether batches
 measured close in runs of the same model, data and order train a new run faster than its controls; it may not say
 so for another model, data set or order, nor that closeness is the cause (the picked batches also differ in
 content). The random ordering's batches differ from seed to seed, so no other run measured them:
 <code>measured_best.random</code> picks as many of its batches at random, the control for picking by measurement.</p>
-{learned_note}{target_note}{dropped_images_note(n_train, batch_size)}
+{learned_note}{finite_note}{left_note}{target_note}{dropped_images_note(n_train, batch_size)}
 <h2>The paper's recommendations (confirmatory)</h2>
-<p>Each policy against the same ordering with every batch, in steps to the target (negative: fewer steps).</p>
+<p>Each policy against the same ordering with every batch, in the test accuracy averaged over the run (positive:
+higher).</p>
 <table><tr><th class=l>recommendation</th><th class=l>model</th><th>budget</th><th class=l>comparison</th><th>seeds</th>
-<th>steps (difference)</th><th>interval (level)</th><th>p</th><th>Holm p</th><th class=l>verdict</th></tr>{rec_rows}</table>
+<th>mean accuracy (difference)</th><th>interval (level)</th><th>p</th><th>Holm p</th><th class=l>verdict</th>
+<th class=l>left out</th></tr>{rec_rows}</table>
 <h2>Test accuracy against steps</h2>
 {figure_html}
 <h2>Every arm</h2>
-<p>Final accuracy: mean over the seeds that learned, with a t-interval over those seeds (a description of the
-runs, not a test).</p>
-<table><tr><th class=l>model</th><th>budget</th><th>steps</th><th class=l>arm</th><th>final accuracy</th>
-<th>interval</th><th class=l>did not learn</th><th>steps to target (mean of those reaching it)</th><th>reached</th></tr>
+<p>Mean accuracy over the run and final accuracy: means over the seeds that learned, with t-intervals over those
+seeds (descriptions of the runs, not tests).</p>
+<table><tr><th class=l>model</th><th>budget</th><th>steps</th><th class=l>arm</th><th>mean accuracy</th>
+<th>interval</th><th>final accuracy</th><th>interval</th><th class=l>did not learn</th>
+<th>steps to target (mean of those reaching it)</th><th>reached</th></tr>
 {arm_rows}</table>
 <h2>Every comparison</h2>
-<table><tr><th class=l>model</th><th>budget</th><th class=l>arm</th><th class=l>control</th><th class=l>quantity</th>
+<table><tr><th class=l>model</th><th>budget</th><th class=l>arm</th><th class=l>control</th><th class=l>outcome</th>
 <th class=l>family</th><th>seeds</th><th>difference</th><th>interval (level)</th><th>p</th><th>Holm p</th>
 <th class=l>verdict</th></tr>{cmp_rows}</table>"""
     return page("bestbatch: do the best mini-batches train faster?", body)

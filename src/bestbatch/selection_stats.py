@@ -53,13 +53,19 @@ def sign_flip_test(differences, rng=None, n_random=2**16):
     """Two-sided exact sign-flip test of mean(differences) = 0 (every one of the 2^S sign vectors for
     S <= EXACT_FLIPS, else n_random random ones plus the observed: p = (1 + hits) / (1 + n_random))."""
     d = np.asarray(differences, dtype=float)
-    if d.ndim != 1 or d.size == 0 or not np.all(np.isfinite(d)):
-        raise ValueError(f"sign_flip_test: need a 1-D array of finite paired differences, got {d}")
+    if d.ndim != 1 or d.size == 0:
+        raise ValueError(f"sign_flip_test: need a non-empty 1-D array of paired differences, got shape {d.shape}")
+    bad = np.flatnonzero(~np.isfinite(d))
+    if bad.size:
+        raise ValueError(
+            f"sign_flip_test: {bad.size} of {d.size} paired differences are not finite (NaN or infinite) at "
+            f"positions {bad.tolist()}: leave those pairs out before testing, and name them"
+        )
     S = d.size
     if S <= EXACT_FLIPS:
         flips, offset, exact = _all_flips(S), 0, True
     else:
-        flips = np.random.default_rng(rng).choice([-1, 1], size=(n_random, S))
+        flips = 1.0 - 2.0 * np.random.default_rng(rng).integers(0, 2, size=(n_random, S), dtype=np.int8)
         offset, exact = 1, False
     a, b, t = flips @ d / S, flips.sum(1) / S, float(d.mean())
     tol = 1e-10 * max(1.0, abs(t))
@@ -84,27 +90,59 @@ def seeds_for_a_verdict(n_tests, alpha):
 
 # --- the selection experiment: do the "best" batches train faster? ---------------------------------------
 # Runs of one (model, budget, seed) are paired: every arm starts from the seed's init.pt. A comparison is a
-# paired exact sign-flip test over seeds of policy - control, in steps to a target accuracy or in final
-# accuracy. The comparisons that test the paper's recommendations (each policy against the same order with
-# every batch, in steps to target) are the confirmatory family, Holm-corrected on their own; every other
-# comparison is exploratory, Holm-corrected within its family, and prints no verdict. Intervals invert the
-# sign-flip test at the level Holm decides it at.
+# paired exact sign-flip test over seeds of policy - control in one outcome of the runs (OUTCOMES). The
+# comparisons that test the paper's recommendations (each policy against the same order with every batch, in
+# the confirmatory outcome, selection.CONFIRMATORY_QUANTITY: the test accuracy averaged over the run) are the
+# confirmatory family, Holm-corrected on their own; every other comparison is exploratory, Holm-corrected
+# within its family, and prints no verdict. Intervals invert the sign-flip test at the level Holm decides it
+# at. docs/design.md says why the confirmatory outcome is the mean accuracy and not steps to a target.
 
-SELECTION_WORDS = {"steps_to_target": ("faster", "slower"), "final_accuracy": ("higher", "lower")}
+# outcome: (word when the arm is better, word when it is worse, the sign of "better")
+OUTCOMES = {
+    "mean_accuracy": ("higher", "lower", 1),
+    "steps_to_target": ("faster", "slower", -1),
+    "final_accuracy": ("higher", "lower", 1),
+    "phase_end_accuracy": ("higher", "lower", 1),
+}
+SELECTION_WORDS = {q: (better, worse) for q, (better, worse, _) in OUTCOMES.items()}
 NO_DIFFERENCE = "no detectable difference"
 TOO_FEW_SEEDS = "too few seeds"
 EXPLORATORY = "exploratory"
 
 
+def _curve_arrays(steps, accuracies):
+    steps, acc = np.asarray(steps, dtype=float), np.asarray(accuracies, dtype=float)
+    if steps.shape != acc.shape or steps.ndim != 1 or steps.size == 0:
+        raise ValueError(
+            f"steps and accuracies must be 1-D, non-empty and of one length, got {steps.shape}, {acc.shape}"
+        )
+    if steps[0] <= 0 or np.any(np.diff(steps) <= 0):
+        raise ValueError("steps must be positive and increasing")
+    return steps, acc
+
+
 def steps_to_target(steps, accuracies, target):
     """The first evaluated step whose accuracy reaches `target` (>=); nan if none does (or target is nan)."""
-    steps, acc = np.asarray(steps, dtype=float), np.asarray(accuracies, dtype=float)
-    if steps.shape != acc.shape or steps.ndim != 1:
-        raise ValueError(f"steps and accuracies must be 1-D and of one length, got {steps.shape}, {acc.shape}")
-    if np.any(np.diff(steps) <= 0):
-        raise ValueError("steps must be increasing")
+    steps, acc = _curve_arrays(steps, accuracies)
     hit = np.flatnonzero(acc >= target)
     return float(steps[hit[0]]) if hit.size else math.nan
+
+
+def mean_accuracy(steps, accuracies):
+    """Test accuracy averaged over the run: the area under its curve divided by the steps it took. Each
+    evaluation stands for the steps since the one before (the first for the steps from 0), so on a regular
+    grid this is the plain mean of the evaluations. A run that learns the same curve in fewer steps has a
+    higher one in every phase it is still learning in."""
+    steps, acc = _curve_arrays(steps, accuracies)
+    return float(acc @ np.diff(steps, prepend=0.0) / steps[-1])
+
+
+def phase_end_accuracy(steps, phases, accuracies):
+    """The mean over phases of the test accuracy at each phase's last evaluation (a candidate outcome)."""
+    steps, acc = _curve_arrays(steps, accuracies)
+    phases = np.asarray(phases)
+    last = [np.flatnonzero(phases == p)[-1] for p in np.unique(phases)]
+    return float(acc[last].mean())
 
 
 def _last_phase(curve):
@@ -112,71 +150,161 @@ def _last_phase(curve):
     return np.asarray(curve.test_acc, dtype=float)[phase == phase.max()]
 
 
+def _run(curve, n_classes, n_test, quantities):
+    """One run's outcomes among `quantities` (steps to target is filled in later, once its target is known)."""
+    acc = np.asarray(curve.test_acc, dtype=float)
+    out = dict(finite=acc.size > 0 and bool(np.all(np.isfinite(acc))), learning=None)
+    out.update({q: math.nan for q in OUTCOMES})
+    if not out["finite"]:
+        return out
+    out["learning"] = learning_status(_last_phase(curve), n_classes, n_test)
+    out["final_accuracy"] = float(acc[-1])
+    if "mean_accuracy" in quantities:
+        out["mean_accuracy"] = mean_accuracy(curve.step, acc)
+    if "phase_end_accuracy" in quantities:
+        out["phase_end_accuracy"] = phase_end_accuracy(curve.step, curve.phase, acc)
+    return out
+
+
+def _runs(by_seed, n_classes, n_test, quantities):
+    """{seed: _run(...)} for the runs of one arm: at once when they share one evaluation grid (as every run of
+    a budget does), else run by run; the same numbers either way (tests/test_selection_stats.py)."""
+    seeds = list(by_seed)
+    first = by_seed[seeds[0]]
+    shared = all(
+        (by_seed[s].step is first.step or np.array_equal(by_seed[s].step, first.step))
+        and (by_seed[s].phase is first.phase or np.array_equal(by_seed[s].phase, first.phase))
+        and np.shape(by_seed[s].test_acc) == np.shape(first.step)
+        for s in seeds
+    )
+    if not shared:
+        return {s: _run(by_seed[s], n_classes, n_test, quantities) for s in seeds}
+    steps, _ = _curve_arrays(first.step, first.test_acc)
+    phase = np.asarray(first.phase)
+    A = np.array([np.asarray(by_seed[s].test_acc, dtype=float) for s in seeds])
+    finite = np.isfinite(A).all(1)
+    mean = A @ np.diff(steps, prepend=0.0) / steps[-1]
+    ends = [np.flatnonzero(phase == p)[-1] for p in np.unique(phase)]
+    last = phase == phase.max()
+    out = {}
+    for i, s in enumerate(seeds):
+        r = dict(finite=bool(finite[i]), learning=None, **{q: math.nan for q in OUTCOMES})
+        if finite[i]:
+            r["learning"] = learning_status(A[i, last], n_classes, n_test)
+            r["final_accuracy"] = float(A[i, -1])
+            if "mean_accuracy" in quantities:
+                r["mean_accuracy"] = float(mean[i])
+            if "phase_end_accuracy" in quantities:
+                r["phase_end_accuracy"] = float(A[i, ends].mean())
+        out[s] = r
+    return out
+
+
+def cross_fitted_targets(finals, target_fraction):
+    """{seed: target}: target_fraction x the mean final accuracy of the OTHER seeds' reference runs (those
+    given: the runs that learned). Never the seed's own run, so the reference arm is not favoured: an arm
+    exchangeable with it reaches the target as often. nan where no other seed is given."""
+    out = {}
+    for seed in finals:
+        others = [f for s, f in finals.items() if s != seed]
+        out[seed] = target_fraction * float(np.mean(others)) if others else math.nan
+    return out
+
+
 def analyse_selection(
-    curves, plan, *, total_steps, target_fraction, alpha, n_classes, n_test, reference="shuffled", rng=0
+    curves,
+    plan,
+    *,
+    total_steps,
+    target_fraction,
+    alpha,
+    n_classes,
+    n_test,
+    reference="shuffled",
+    rng=0,
+    describe_arms=True,
+    intervals=True,
+    n_random=2**16,
 ):
     """The selection page's numbers: (per_arm rows, comparison rows, families).
 
     curves: {(model, budget, arm): {seed: curve}} with curve.step, .phase, .test_acc (one evaluation each);
-    plan: [(arm, control, quantity, recommendation or None)] (bestbatch.selection.comparison_plan);
-    total_steps: {budget: optimizer steps of every run of that budget}.
-    A seed's target accuracy is target_fraction x the final test accuracy of its `reference` run (standard
-    SGD) of the same model and budget; where that run did not learn, the seed has no target and leaves the
-    steps-to-target comparisons (named). A run that never reaches its target counts as total_steps + 1.
-    Runs at chance (learning_status) are named per arm and left out of the arm's mean final accuracy; they
-    stay in the paired comparisons, where not learning is the policy's outcome.
+    plan: [(arm, control, quantity, recommendation or None)] (bestbatch.selection.comparison_plan), quantity
+    one of OUTCOMES; total_steps: {budget: optimizer steps of every run of that budget}.
+
+    Outcomes of a run: its mean accuracy over the run (mean_accuracy), its final accuracy, the mean of its
+    phase-end accuracies, and its steps to a target. Seed s's target is target_fraction x the mean final
+    test accuracy of the OTHER seeds' `reference` runs (standard SGD) of the same model and budget that
+    learned (cross_fitted_targets); a seed with no such run has no target and leaves the steps comparisons
+    (named). A run that never reaches its target counts as total_steps + 1.
+    Runs at chance (learning_status) are named per arm and left out of the arm's means; in the confirmatory
+    family a seed whose run of either arm did not learn is left out of that comparison and named (a run that
+    did not learn is a finding, not a data point), in the exploratory family it stays (not learning is the
+    policy's outcome there). A run with a non-finite test accuracy is left out of every comparison, named.
+    describe_arms=False skips the per-arm rows and intervals=False the intervals (simulations that only need
+    the verdicts); n_random: the sign flips drawn for more than EXACT_FLIPS seeds.
     """
     per_arm, rows, tests = [], [], []
     for model, budget in dict.fromkeys((m, b) for m, b, _ in curves):
         T = total_steps[budget]
-        ref = curves.get((model, budget, reference))
-        if ref is None:
+        quantities = {q for *_, q, _ in plan} | ({"mean_accuracy"} if describe_arms else set())
+        runs = {
+            arm: _runs(by_seed, n_classes, n_test, quantities)
+            for (m, b, arm), by_seed in curves.items()
+            if (m, b) == (model, budget)
+        }
+        ref = runs.get(reference)
+        if ref is None and any(q == "steps_to_target" for *_, q, _ in plan):
             raise ValueError(f"analyse_selection: no {reference!r} runs for {model}, budget {budget:g}")
-        target, no_target = {}, []
-        for seed, c in ref.items():
-            status = learning_status(_last_phase(c), n_classes, n_test)
-            target[seed] = target_fraction * float(c.test_acc[-1]) if status.learned else math.nan
-            if not status.learned:
-                no_target.append(seed)
-        values = {}
-        for (m, b, arm), by_seed in curves.items():
-            if (m, b) != (model, budget):
+        ref_finals = {s: r["final_accuracy"] for s, r in (ref or {}).items() if r["finite"] and r["learning"].learned}
+        target = cross_fitted_targets(ref_finals, target_fraction)
+        for arm, by_seed in runs.items():
+            for s, r in by_seed.items():
+                if r["finite"] and (describe_arms or "steps_to_target" in quantities):
+                    c = curves[model, budget, arm][s]
+                    r["steps_to_target"] = steps_to_target(c.step, c.test_acc, target.get(s, math.nan))
+            if not describe_arms:
                 continue
             seeds = sorted(by_seed)
-            status = {s: learning_status(_last_phase(by_seed[s]), n_classes, n_test) for s in seeds}
-            final = {s: float(by_seed[s].test_acc[-1]) for s in seeds}
-            reached = {s: steps_to_target(by_seed[s].step, by_seed[s].test_acc, target.get(s, math.nan)) for s in seeds}
-            values[arm] = dict(final_accuracy=final, steps_to_target=reached)
-            learned = [final[s] for s in seeds if status[s].learned]
-            mean, lo, hi, _ = t_interval(learned, alpha) if learned else (math.nan,) * 4
-            n_reached = sum(np.isfinite(reached[s]) for s in seeds)
-            per_arm.append(
-                dict(
-                    model=model,
-                    budget=budget,
-                    total_steps=T,
-                    arm=arm,
-                    n_seeds=len(seeds),
-                    final_accuracy=float(mean),
-                    final_lo=float(lo),
-                    final_hi=float(hi),
-                    not_learned=", ".join(str(s) for s in seeds if not status[s].learned) or None,
-                    steps_to_target=float(np.nanmean([reached[s] for s in seeds])) if n_reached else math.nan,
-                    reached_target=int(n_reached),
-                    target=float(np.nanmean(list(target.values())))
-                    if any(np.isfinite(list(target.values())))
-                    else math.nan,
-                )
+            learned = [s for s in seeds if by_seed[s]["finite"] and by_seed[s]["learning"].learned]
+            arm_row = dict(model=model, budget=budget, total_steps=T, arm=arm, n_seeds=len(seeds))
+            for q in ("final_accuracy", "mean_accuracy"):
+                mean, lo, hi, _ = t_interval([by_seed[s][q] for s in learned], alpha) if learned else (math.nan,) * 4
+                short = q.split("_")[0]
+                arm_row.update({q: float(mean), f"{short}_lo": float(lo), f"{short}_hi": float(hi)})
+            reached = [by_seed[s]["steps_to_target"] for s in seeds if np.isfinite(by_seed[s]["steps_to_target"])]
+            targets = [t for t in target.values() if np.isfinite(t)]
+            arm_row.update(
+                not_learned=", ".join(str(s) for s in seeds if by_seed[s]["finite"] and s not in learned) or None,
+                not_finite=", ".join(str(s) for s in seeds if not by_seed[s]["finite"]) or None,
+                steps_to_target=float(np.mean(reached)) if reached else math.nan,
+                reached_target=len(reached),
+                target=float(np.mean(targets)) if targets else math.nan,
             )
+            per_arm.append(arm_row)
         for arm, control, quantity, recommendation in plan:
-            if arm not in values or control not in values:
+            if arm not in runs or control not in runs:
                 continue
-            a, c = values[arm][quantity], values[control][quantity]
-            seeds = [
-                s for s in sorted(a) if s in c and (quantity != "steps_to_target" or np.isfinite(target.get(s, np.nan)))
-            ]
-            x = np.array([a[s] for s in seeds], dtype=float)
-            y = np.array([c[s] for s in seeds], dtype=float)
+            if quantity not in OUTCOMES:
+                raise ValueError(f"analyse_selection: unknown quantity {quantity!r}; known: {', '.join(OUTCOMES)}")
+            confirmatory = bool(recommendation)
+            a, c = runs[arm], runs[control]
+            seeds, left_out, no_target = [], [], []
+            for s in sorted(set(a) & set(c)):
+                bad = [name for name, r in ((arm, a[s]), (control, c[s])) if not r["finite"]]
+                if bad:
+                    left_out.append(f"{s} (non-finite test accuracy: {', '.join(bad)})")
+                    continue
+                if quantity == "steps_to_target" and not np.isfinite(target.get(s, math.nan)):
+                    no_target.append(str(s))
+                    continue
+                chance = [name for name, r in ((arm, a[s]), (control, c[s])) if not r["learning"].learned]
+                if confirmatory and chance:
+                    left_out.append(f"{s} (did not learn: {', '.join(chance)})")
+                    continue
+                seeds.append(s)
+            x = np.array([a[s][quantity] for s in seeds], dtype=float)
+            y = np.array([c[s][quantity] for s in seeds], dtype=float)
             never_a, never_c = np.isnan(x), np.isnan(y)
             if quantity == "steps_to_target":
                 x, y = np.where(never_a, T + 1, x), np.where(never_c, T + 1, y)
@@ -186,7 +314,7 @@ def analyse_selection(
                 arm=arm,
                 control=control,
                 quantity=quantity,
-                family="confirmatory" if recommendation else "exploratory",
+                family="confirmatory" if confirmatory else "exploratory",
                 recommendation=recommendation,
                 n_seeds=len(seeds),
                 difference=float((x - y).mean()) if seeds else math.nan,
@@ -196,14 +324,13 @@ def analyse_selection(
                 p=math.nan,
                 p_holm=math.nan,
                 never_reached=int(never_a.sum() + never_c.sum()) if quantity == "steps_to_target" else 0,
-                seeds_without_target=", ".join(map(str, no_target))
-                if quantity == "steps_to_target" and no_target
-                else None,
+                seeds_without_target=", ".join(no_target) or None,
+                seeds_left_out="; ".join(left_out) or None,
                 verdict=None,
             )
             rows.append(row)
             if seeds:
-                test = sign_flip_test(x - y, rng=np.random.default_rng([int(rng), len(rows)]))
+                test = sign_flip_test(x - y, rng=np.random.default_rng([int(rng), len(rows)]), n_random=n_random)
                 row["p"] = test.p
                 tests.append((row, test))
     families = {}
@@ -219,13 +346,13 @@ def analyse_selection(
             n_seeds=sorted({r["n_seeds"] for r in members}),
         )
     for row, test in tests:
-        row["lo"], row["hi"] = test.interval(row["level"])
+        if intervals:
+            row["lo"], row["hi"] = test.interval(row["level"])
     for r in rows:
         if r["family"] == "exploratory":
             r["verdict"] = EXPLORATORY
             continue
-        better, worse = SELECTION_WORDS[r["quantity"]]
-        sign = -1 if r["quantity"] == "steps_to_target" else 1  # the direction that is "better"
+        better, worse, sign = OUTCOMES[r["quantity"]]
         if np.isfinite(r["p_holm"]) and r["p_holm"] < alpha and r["difference"] != 0:
             r["verdict"] = better if sign * r["difference"] > 0 else worse
         elif r["n_seeds"] == 0 or smallest_sign_flip_p(r["n_seeds"]) * families["confirmatory"]["n_tests"] >= alpha:
@@ -266,3 +393,229 @@ def simulate_selection(
                 acc = np.round(np.clip(acc, 0, 1) * n_test) / n_test
                 out.setdefault(("sim", budget, arm), {})[seed] = SimpleNamespace(step=steps, phase=phase, test_acc=acc)
     return out
+
+
+# --- curves shaped like step-decay training, and how many seeds find a speed-up ---------------------------
+# With a step-decay learning rate most learning happens in phase 1 (large lr, a noisy plateau well below the
+# final accuracy), and every drop brings a quick ramp to a higher plateau. 90% of a run's final accuracy is
+# then reached only after the first drop, whatever the run's speed in phase 1: steps to such a target can
+# hardly see a speed-up, while the accuracy averaged over the run sees it in every phase the run is still
+# learning in. The simulator below makes such curves; benchmarks/selection_power.py measures every candidate
+# outcome on them, and recommend_seeds says how many seeds the page's confirmatory family needs.
+
+STEP_DECAY = dict(
+    phase1_plateau=0.8,  # phase 1's plateau, as a fraction of the run's final accuracy (large lr)
+    gap_closed=0.85,  # each lr drop closes this share of the gap left to the final accuracy
+    tau=(0.08, 0.02),  # time constants in steps, as fractions of a full-budget run: phase 1, later phases
+    seed_tau_sd=0.3,  # the seed's effect on speed (log scale), shared by its arms (the same init.pt)
+    seed_final_sd=0.04,  # the seed's effect on final accuracy, shared by its arms
+    run_tau_scale=0.15,  # each run's own effect on speed: scale of a t variate (heavy tails), log scale
+    run_final_scale=0.015,  # each run's own effect on final accuracy: scale of a t variate
+    run_df=3,  # degrees of freedom of those t variates
+    noise_sd=(0.025, 0.008),  # evaluation noise in phase 1 and after (AR(1) over evaluations)
+    noise_ar=0.5,
+)
+# (speed-up, power): the page recommends the fewest seeds that find a 2x speed-up (every time constant
+# halved) in at least 80% of simulated experiments and a 1.5x one in at least 50%.
+POWER_TARGETS = ((2.0, 0.8), (1.5, 0.5))
+
+
+# Above EXACT_FLIPS seeds the page draws 2^16 random sign flips a test; the power simulations draw this many
+# (a valid Monte-Carlo test too, with a coarser p: the verdicts differ only where p is within ~1% of a level).
+SIMULATION_FLIPS = 2**12
+
+
+def evaluation_steps(total_steps, eval_every):
+    """The steps after which a run is evaluated: every eval_every steps, and at its end."""
+    return np.unique(np.append(np.arange(eval_every, total_steps + 1, eval_every), total_steps))
+
+
+def simulate_step_decay(
+    rng,
+    arms,
+    seeds,
+    layout,
+    *,
+    n_test,
+    n_classes,
+    speedup=None,
+    fail=0.02,
+    final=0.75,
+    model="sim",
+    params=None,
+):
+    """Curves shaped like step-decay training, for calibration and power: {(model, budget, arm): {seed:
+    curve}} with curve.step / .phase / .test_acc, as analyse_selection reads them.
+
+    layout: {budget: dict(total_steps=T, milestones=[lr-drop steps], eval_every=steps)} (selection.run_layout).
+    In phase p a run's accuracy relaxes exponentially, from where the previous phase left it, towards a
+    plateau: phase1_plateau x its final accuracy in phase 1, and each drop closes gap_closed of what is left.
+    Time constants are in steps (a fraction of a full-budget run), so a smaller budget cuts phases short.
+    A seed's effects on speed and final accuracy are shared by its arms; each run adds heavy-tailed (t)
+    effects of its own; evaluation noise is AR(1) over evaluations (larger in phase 1) and accuracies are
+    whole test images (ties, a grid). A run fails to learn with probability `fail` (chance throughout),
+    whatever its arm. speedup {arm: factor}: the arm learns factor x as fast (every time constant divided
+    by it); without it every arm of a seed is drawn from one distribution (the null).
+    """
+    p = {**STEP_DECAY, **(params or {})}
+    speedup = speedup or {}
+    seeds, chance = list(seeds), 1.0 / n_classes
+    S, A = len(seeds), len(arms)
+    speed = np.array([float(speedup.get(arm, 1.0)) for arm in arms])
+    seed_tau = np.exp(p["seed_tau_sd"] * rng.standard_normal(S))
+    seed_final = final + p["seed_final_sd"] * rng.standard_normal(S)
+    out = {}
+    for budget, lay in layout.items():
+        T, milestones = int(lay["total_steps"]), [int(m) for m in lay["milestones"]]
+        full = T / float(budget)  # steps of a full-budget run
+        steps = evaluation_steps(T, int(lay["eval_every"]))
+        phase = 1 + (steps[:, None] > np.array(milestones, dtype=float)[None, :]).sum(1)
+        run_tau = seed_tau[:, None] * np.exp(p["run_tau_scale"] * rng.standard_t(p["run_df"], (S, A))) / speed
+        top = seed_final[:, None] + p["run_final_scale"] * rng.standard_t(p["run_df"], (S, A))
+        top = np.clip(top, chance + 0.1, 0.99)
+        bounds = [0, *milestones, T]
+        level = np.full((S, A), chance)
+        acc = np.empty((S, A, steps.size))
+        for ph in range(1, len(bounds)):
+            start, end = bounds[ph - 1], bounds[ph]
+            plateau = top * (1 - (1 - p["phase1_plateau"]) * (1 - p["gap_closed"]) ** (ph - 1))
+            tau = p["tau"][0 if ph == 1 else 1] * full * run_tau
+            sel = phase == ph
+            decay = np.exp(-(steps[sel] - start)[None, None, :] / tau[..., None])
+            acc[..., sel] = plateau[..., None] - (plateau - level)[..., None] * decay
+            level = plateau - (plateau - level) * np.exp(-(end - start) / tau)
+        sd = np.where(phase == 1, p["noise_sd"][0], p["noise_sd"][1])
+        rho = p["noise_ar"]
+        noise = rng.standard_normal((S, A, steps.size))
+        for i in range(1, steps.size):
+            noise[..., i] = rho * noise[..., i - 1] + math.sqrt(1 - rho * rho) * noise[..., i]
+        acc = acc + sd * noise
+        failed = rng.random((S, A)) < fail
+        acc[failed] = chance + 0.01 * rng.standard_normal((int(failed.sum()), steps.size))
+        acc = np.round(np.clip(acc, 0, 1) * n_test) / n_test
+        for j, arm in enumerate(arms):
+            by_seed = out.setdefault((model, budget, arm), {})
+            for i, seed in enumerate(seeds):
+                by_seed[seed] = SimpleNamespace(step=steps, phase=phase, test_acc=acc[i, j])
+    return out
+
+
+def selection_power(
+    plan,
+    layout,
+    n_seeds,
+    speedup,
+    *,
+    alpha,
+    n_test,
+    n_classes,
+    n_experiments=200,
+    rng=0,
+    fail=0.02,
+    target_fraction=0.9,
+    params=None,
+    n_models=1,
+):
+    """How often the confirmatory family of `plan` finds a speed-up planted in its first policy arm (of the
+    first of n_models models: Holm runs over every model's rows), on step-decay curves (simulate_step_decay)
+    of this layout: dict(found, wrong, any_verdict, n_experiments).
+
+    found: experiments where a confirmatory row of the planted arm gives the better verdict; wrong: the
+    worse one; any_verdict: experiments with any verdict in the family (speedup 1: the family-wise false
+    positive rate). Only the confirmatory rows are analysed: Holm runs within that family alone, so its
+    verdicts are those of the whole page.
+    """
+    confirmatory = [row for row in plan if row[3]]
+    if not confirmatory:
+        raise ValueError("selection_power: the plan has no confirmatory comparison")
+    planted = confirmatory[0][0]
+    arms = list(dict.fromkeys(x for arm, control, *_ in confirmatory for x in (arm, control)))
+    if any(q == "steps_to_target" for _, _, q, _ in confirmatory) and "shuffled" not in arms:
+        arms.append("shuffled")
+    total = {b: int(lay["total_steps"]) for b, lay in layout.items()}
+    rng = np.random.default_rng(rng)
+    found = wrong = any_verdict = 0
+    for _ in range(n_experiments):
+        curves = {}
+        for i in range(n_models):
+            curves.update(
+                simulate_step_decay(
+                    rng,
+                    arms,
+                    range(n_seeds),
+                    layout,
+                    n_test=n_test,
+                    n_classes=n_classes,
+                    speedup={planted: speedup} if i == 0 else None,
+                    fail=fail,
+                    params=params,
+                    model=f"sim{i}",
+                )
+            )
+        _, rows, _ = analyse_selection(
+            curves,
+            confirmatory,
+            total_steps=total,
+            target_fraction=target_fraction,
+            alpha=alpha,
+            n_classes=n_classes,
+            n_test=n_test,
+            describe_arms=False,
+            intervals=False,
+            n_random=SIMULATION_FLIPS,
+        )
+        words = {r["verdict"] for r in rows if r["arm"] == planted and r["model"] == "sim0"}
+        better, worse = {OUTCOMES[q][0] for *_, q, _ in confirmatory}, {OUTCOMES[q][1] for *_, q, _ in confirmatory}
+        found += bool(words & better)
+        wrong += bool(words & worse)
+        any_verdict += any(r["verdict"] in better | worse for r in rows)
+    return dict(found=found, wrong=wrong, any_verdict=any_verdict, n_experiments=n_experiments)
+
+
+def recommend_seeds(plan, layout, *, alpha, n_test, n_classes, n_models=1, n_experiments=200, max_seeds=40, rng=0):
+    """The fewest seeds (at most max_seeds) with which the confirmatory family finds each speed-up of
+    POWER_TARGETS at its power, on step-decay curves of this layout (selection_power; the same rng for every
+    number of seeds tried, so the estimates move together). A target is met when the one-sided 95% lower
+    bound of the simulated share clears it, so the number holds on experiments it was not chosen on.
+    Returns dict(seeds, power {speed-up: share found}, seeds_needed, n_experiments, max_seeds); seeds is
+    None if max_seeds is not enough. Searched from the fewest seeds that can give a verdict in doubling
+    steps, then by bisection between the last number that missed and the first that met: power grows with
+    seeds. None for a plan with no confirmatory comparison."""
+    from scipy import stats as sps
+
+    m = sum(1 for row in plan if row[3]) * len(layout) * n_models  # each row is tested per budget and model
+    if not m:
+        return None
+    need = seeds_for_a_verdict(m, alpha)
+    tried = {}
+
+    def meets(S):
+        if S not in tried:
+            power, met = {}, True
+            kwargs = dict(
+                alpha=alpha, n_test=n_test, n_classes=n_classes, n_models=n_models, n_experiments=n_experiments, rng=rng
+            )
+            for speed, want in POWER_TARGETS:
+                k = selection_power(plan, layout, S, speed, **kwargs)["found"]
+                power[speed] = k / n_experiments
+                # the one-sided 95% Clopper-Pearson lower bound must clear the target, not the estimate alone
+                if not (k and sps.beta.ppf(0.05, k, n_experiments - k + 1) >= want):
+                    met = False
+                    break  # a target missed: the others need not be simulated
+            tried[S] = (met, power)
+        return tried[S][0]
+
+    missed, step, S = need - 1, 2, need
+    while not meets(S):
+        if S >= max_seeds:
+            return dict(
+                seeds=None, power=tried[S][1], seeds_needed=need, n_experiments=n_experiments, max_seeds=max_seeds
+            )
+        missed, S, step = S, min(S + step, max_seeds), 2 * step
+    while S - missed > 1:  # bisection: missed misses, S meets
+        mid = (missed + S) // 2
+        if meets(mid):
+            S = mid
+        else:
+            missed = mid
+    return dict(seeds=S, power=tried[S][1], seeds_needed=need, n_experiments=n_experiments, max_seeds=max_seeds)

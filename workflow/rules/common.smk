@@ -29,7 +29,7 @@ from bestbatch.model_spec import ModelError, model_spec
 from bestbatch import metrics as metric_registry
 from bestbatch.config import num_batches
 from bestbatch.resources import LIGHT_JOB, Study, job_resources, probe_figures, select_chunk_resources
-from bestbatch.selection import total_steps
+from bestbatch.selection import run_layout, total_steps
 from bestbatch.selection import arms as selection_arms, parse_arm
 from bestbatch.workflow_support import PACKAGE_VARIABLE, package_requirement, release_stale_locks
 
@@ -321,6 +321,15 @@ def compare_group(wildcards):
 if SEL:
     BUDGETS = [f"{b:g}" for b in SEL["budgets"]]
     SEL_K = num_batches(N_TRAIN, T["batch_size"])
+    # every run's steps, lr drops and evaluation grid per budget: the page simulates its power on this layout
+    SEL_LAYOUT = run_layout(
+        EPOCHS,
+        SEL_K,
+        SEL["budgets"],
+        T["lr_milestones"],
+        SEL["chunk_epochs"],
+        SEL["evaluations"],
+    )
     SELR = f"{R}/selection/{{model}}/budget_{{budget}}/seed_{{seed}}/{{arm}}"
 
 

@@ -146,6 +146,28 @@ if SEL:
             script:
                 "../scripts/select_gather.py"
 
+    rule selection_power:
+        output:
+            json=f"{R}/selection/power.json",
+        log:
+            f"{L}/selection_power.log",
+        benchmark:
+            f"{B}/selection_power.tsv"
+        conda:
+            "../../envs/analysis.yaml"
+        threads: 1
+        resources:
+            **LIGHT_JOB,
+        params:
+            arms=ARMS,
+            layout=SEL_LAYOUT,
+            alpha=config["analysis"]["alpha"],
+            n_classes=N_CLASSES,
+            n_test=N_TEST,
+            n_models=len(MODELS),
+        script:
+            "../scripts/selection_power.py"
+
     rule selection:
         input:
             curves=[
@@ -155,6 +177,7 @@ if SEL:
                 for arm in ARMS
             ],
             plotly_js=PLOTLY_JS,
+            power=f"{R}/selection/power.json",
         output:
             csv=report(f"{R}/selection.csv", caption="../report/selection.rst", category="Study"),
             html=report(f"{R}/selection.html", caption="../report/selection.rst", category="Study"),

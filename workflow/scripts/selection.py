@@ -12,5 +12,6 @@ summarise_selection(
     snakemake.output.html,
     **snakemake.params,
     plotly_js=snakemake.input.plotly_js,
+    power=snakemake.input.power,
     log=snakemake.log[0],
 )

@@ -9,6 +9,7 @@ policy visits, drawn at random), or `shuffled` (standard SGD).
 import json
 import logging
 import zlib
+from pathlib import Path
 
 from ..logs import step
 
@@ -277,6 +278,27 @@ def gather_seed_curves(chunk_paths, out_h5, out_csv, *, chunks):
 
 
 @step
+def selection_power(out_json, *, arms, layout, alpha, n_test, n_classes, n_models):
+    """The seeds the selection page recommends (selection_stats.recommend_seeds on step-decay curves of the
+    study's layout: selection.run_layout, keyed by budget), as JSON for the page. Depends on the config
+    alone, so it runs beside the training jobs and only again when the layout or the family changes."""
+    import json
+
+    from ..atomic import write_text
+    from ..selection import comparison_plan
+    from ..selection_stats import recommend_seeds
+
+    layout = {float(b): lay for b, lay in layout.items()}
+    log.info("simulating the confirmatory family's power on step-decay curves of %s", layout)
+    recommended = recommend_seeds(
+        comparison_plan(arms), layout, alpha=alpha, n_test=n_test, n_classes=n_classes, n_models=n_models
+    )
+    log.info("recommended: %s", recommended)
+    write_text(out_json, json.dumps(recommended, indent=1) + "\n")
+    return recommended
+
+
+@step
 def summarise_selection(
     curve_paths,
     out_csv,
@@ -292,11 +314,15 @@ def summarise_selection(
     n_train,
     batch_size,
     plotly_js=None,
+    power=None,
 ):
     """The selection page and CSV: reads every arm's curve and hands them to bestbatch.selection_stats.analyse_selection
-    (steps to a target relative to standard SGD, paired sign-flip tests over seeds, Holm within the
-    confirmatory and exploratory families, intervals that agree with the tests, runs that did not learn).
+    (the mean accuracy over the run, steps to a cross-fitted target, final accuracy; paired sign-flip tests
+    over seeds, Holm within the confirmatory and exploratory families, intervals that agree with the tests,
+    runs that did not learn), and says how many seeds the confirmatory family needs (power: the JSON that
+    selection_power wrote; None: not said).
     runs: [[model, seed]]; curve_paths: one per (model, seed, budget, arm) in that order."""
+
     import pandas as pd
 
     from ..atomic import atomic_path, write_text
@@ -320,6 +346,9 @@ def summarise_selection(
         n_classes=n_classes,
         n_test=n_test,
     )
+    recommended = json.loads(Path(power).read_text()) if power else None
+    if recommended:  # JSON keys are strings: the speed-ups back to numbers
+        recommended["power"] = {float(k): v for k, v in recommended["power"].items()}
     with atomic_path(out_csv) as tmp:
         pd.concat(
             [pd.DataFrame(per_arm).assign(kind="arm"), pd.DataFrame(comparisons).assign(kind="comparison")]
@@ -330,7 +359,18 @@ def summarise_selection(
     dropped = n_train % batch_size
     write_text(
         out_html,
-        selection_html(per_arm, comparisons, families, figure, seeds, alpha, target_fraction, n_train, batch_size),
+        selection_html(
+            per_arm,
+            comparisons,
+            families,
+            figure,
+            seeds,
+            alpha,
+            target_fraction,
+            n_train,
+            batch_size,
+            recommended=recommended,
+        ),
     )
     log.info(
         "%d arms, %d comparisons (%d left out of every batch); confirmatory verdicts: %s",
