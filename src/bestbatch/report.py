@@ -414,6 +414,7 @@ def selection_html(
     """The selection experiment's page: a verdict per recommendation, every arm, every comparison.
     recommended: selection_stats.recommend_seeds for this study's layout (None: not shown)."""
     from .selection_stats import smallest_sign_flip_p
+    from .stats import LEARNING_RULE
 
     def fmt(x, spec):
         return "" if x is None or x != x else format(x, spec)
@@ -480,7 +481,7 @@ def selection_html(
         )
         + ". Not learning is a finding, not a data point: such a run is left out of its arm's means and of the "
         "confirmatory comparisons (named beside each); in the exploratory comparisons it stays, where not learning "
-        "is the policy's outcome.</p>"
+        f"is the policy's outcome. {html.escape(LEARNING_RULE)}</p>"
         if not_learned
         else ""
     )
