@@ -157,11 +157,12 @@ def test_outcomes_targets_and_left_out_seeds_of_a_hand_made_experiment():
         ("drop_extremes.intensity", "all.intensity", "steps_to_target", None),
         ("drop_extremes.intensity", "all.intensity", "final_accuracy", None),
         ("all.intensity", "shuffled", "steps_to_target", None),
+        ("drop_extremes.intensity", "shuffled", "steps_to_target", None),
     ]
     per_arm, rows, families = st.analyse_selection(
         curves, plan, total_steps={1.0: 40}, target_fraction=0.9, alpha=ALPHA, n_classes=10, n_test=1000
     )
-    mean_row, steps_row, final_row, vs_shuffled = rows
+    mean_row, steps_row, final_row, vs_shuffled, drop_vs_shuffled = rows
     # confirmatory: seed 2 has a NaN in all.intensity, seed 1 did not learn under drop_extremes: only seed 0 is left
     assert mean_row["family"] == "confirmatory" and mean_row["n_seeds"] == 1
     assert mean_row["difference"] == pytest.approx(np.mean([0.5, 0.75, 0.8, 0.8]) - np.mean([0.2, 0.3, 0.4, 0.5]))
@@ -180,6 +181,10 @@ def test_outcomes_targets_and_left_out_seeds_of_a_hand_made_experiment():
     assert final_row["verdict"] == st.EXPLORATORY
     # all.intensity against shuffled: seed 0 never reaches 0.54 (41), shuffled at 30; seed 1: neither reaches 0.72
     assert vs_shuffled["n_seeds"] == 2 and vs_shuffled["difference"] == pytest.approx(((41 - 30) + (41 - 41)) / 2)
+    # seed 2's own shuffled run did not learn, yet seed 2 has its target (0.63) and stays: drop_extremes reaches it
+    # at 20, shuffled never (41). Seed 0: 20 against 30; seed 1: neither reaches 0.72.
+    assert drop_vs_shuffled["n_seeds"] == 3 and drop_vs_shuffled["seeds_without_target"] is None
+    assert drop_vs_shuffled["difference"] == pytest.approx(((20 - 30) + (41 - 41) + (20 - 41)) / 3)
     arm = {r["arm"]: r for r in per_arm}
     assert arm["drop_extremes.intensity"]["not_learned"] == "1" and arm["shuffled"]["not_learned"] == "2"
     assert arm["all.intensity"]["not_finite"] == "2" and arm["all.intensity"]["not_learned"] is None
@@ -393,16 +398,18 @@ def test_intervals_cover_the_true_difference_under_a_planted_speed_up(demo_recom
 
 
 def test_exchangeable_arms_are_not_biased_against_standard_sgd():
-    """With targets cross-fitted from the other seeds' shuffled runs, an arm exchangeable with shuffled needs
-    as many steps on average: the mean difference is 0 within Monte-Carlo error (it was +0.037 T with each
-    seed's own shuffled run as its target), and at 40 seeds "slower" is no more frequent than "faster"."""
+    """With targets cross-fitted from the other seeds' shuffled runs (and a target for every seed, whether or not
+    its own shuffled run learned), an arm exchangeable with shuffled needs as many steps on average: the mean
+    difference over 60 experiments of 40 seeds is within three standard errors of 0. Each seed's own shuffled
+    run as its target, as before, favours shuffled on the same curves (the reviewer measured +0.037 T)."""
     arms, _, lay = DEMO
     T = {b: x["total_steps"] for b, x in lay.items()}
-    plan = [(arm, "shuffled", "steps_to_target", None) for arm in ("all.intensity", "drop_extremes.intensity")]
+    compared = ("all.intensity", "drop_extremes.intensity")
+    plan = [(arm, "shuffled", "steps_to_target", None) for arm in compared]
     rng = np.random.default_rng(40)
-    diffs, slower, faster, n_rows = [], 0, 0, 0
-    for _ in range(40):
-        curves = step_decay_curves(rng, ["shuffled", "all.intensity", "drop_extremes.intensity"], range(40), lay)
+    cross, own = [], []
+    for _ in range(60):
+        curves = step_decay_curves(rng, ["shuffled", *compared], range(40), lay, fail=0.02)
         _, rows, _ = st.analyse_selection(
             curves,
             plan,
@@ -414,14 +421,23 @@ def test_exchangeable_arms_are_not_biased_against_standard_sgd():
             describe_arms=False,
             intervals=False,
         )
-        for r in rows:
-            n_rows += 1
-            diffs.append(r["difference"] / T[r["budget"]])
-            slower += r["p"] < ALPHA and r["difference"] > 0
-            faster += r["p"] < ALPHA and r["difference"] < 0
-    mean, se = float(np.mean(diffs)), float(np.std(diffs, ddof=1) / np.sqrt(len(diffs)))
+        assert all(r["n_seeds"] == 40 for r in rows)  # every seed has a target: none is left out
+        cross.append(np.mean([r["difference"] / T[r["budget"]] for r in rows]))
+        steps = lambda c, target, b: np.nan_to_num(st.steps_to_target(c.step, c.test_acc, target), nan=T[b] + 1)  # noqa: E731
+        own.append(
+            np.mean(
+                [
+                    (steps(curves["sim", b, arm][s], t, b) - steps(curves["sim", b, "shuffled"][s], t, b)) / T[b]
+                    for b in lay
+                    for arm in compared
+                    for s in range(40)
+                    for t in [0.9 * curves["sim", b, "shuffled"][s].test_acc[-1]]
+                ]
+            )
+        )
+    (mean, se), (biased, se_own) = [(np.mean(v), np.std(v, ddof=1) / np.sqrt(len(v))) for v in (cross, own)]
     print(
-        f"arm - shuffled, steps to target: {mean:+.4f} T (SE {se:.4f}); p < 0.05 slower {slower}, faster {faster} of {n_rows}"
+        f"arm - shuffled in steps to target: cross-fitted {mean:+.4f} T (SE {se:.4f}); own target {biased:+.4f} T (SE {se_own:.4f})"
     )
-    assert abs(mean) <= 3 * se + 0.002 and abs(mean) < 0.01
-    assert clopper_pearson(slower, n_rows)[0] <= ALPHA and clopper_pearson(faster, n_rows)[0] <= ALPHA
+    assert abs(mean) <= 3 * se
+    assert biased > 5 * se_own

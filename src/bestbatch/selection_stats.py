@@ -200,12 +200,14 @@ def _runs(by_seed, n_classes, n_test, quantities):
     return out
 
 
-def cross_fitted_targets(finals, target_fraction):
-    """{seed: target}: target_fraction x the mean final accuracy of the OTHER seeds' reference runs (those
-    given: the runs that learned). Never the seed's own run, so the reference arm is not favoured: an arm
-    exchangeable with it reaches the target as often. nan where no other seed is given."""
+def cross_fitted_targets(finals, target_fraction, seeds=None):
+    """{seed: target} for every seed of `seeds` (default: those of `finals`): target_fraction x the mean final
+    accuracy of the OTHER seeds' reference runs in `finals` (the runs that learned). Never the seed's own run,
+    and a seed whose own reference run did not learn gets a target all the same: whether it is reached must
+    not depend on the reference run of the seed itself, or an arm exchangeable with the reference would be
+    censored more often than it. nan where no other seed is in `finals`."""
     out = {}
-    for seed in finals:
+    for seed in finals if seeds is None else seeds:
         others = [f for s, f in finals.items() if s != seed]
         out[seed] = target_fraction * float(np.mean(others)) if others else math.nan
     return out
@@ -235,8 +237,8 @@ def analyse_selection(
     Outcomes of a run: its mean accuracy over the run (mean_accuracy), its final accuracy, the mean of its
     phase-end accuracies, and its steps to a target. Seed s's target is target_fraction x the mean final
     test accuracy of the OTHER seeds' `reference` runs (standard SGD) of the same model and budget that
-    learned (cross_fitted_targets); a seed with no such run has no target and leaves the steps comparisons
-    (named). A run that never reaches its target counts as total_steps + 1.
+    learned (cross_fitted_targets), whether or not its own reference run learned; a seed with no other such
+    run has no target and leaves the steps comparisons (named). A run that never reaches its target counts as total_steps + 1.
     Runs at chance (learning_status) are named per arm and left out of the arm's means; in the confirmatory
     family a seed whose run of either arm did not learn is left out of that comparison and named (a run that
     did not learn is a finding, not a data point), in the exploratory family it stays (not learning is the
@@ -257,7 +259,8 @@ def analyse_selection(
         if ref is None and any(q == "steps_to_target" for *_, q, _ in plan):
             raise ValueError(f"analyse_selection: no {reference!r} runs for {model}, budget {budget:g}")
         ref_finals = {s: r["final_accuracy"] for s, r in (ref or {}).items() if r["finite"] and r["learning"].learned}
-        target = cross_fitted_targets(ref_finals, target_fraction)
+        every_seed = sorted({seed for by_seed in runs.values() for seed in by_seed})
+        target = cross_fitted_targets(ref_finals, target_fraction, every_seed)
         for arm, by_seed in runs.items():
             for s, r in by_seed.items():
                 if r["finite"] and (describe_arms or "steps_to_target" in quantities):
