@@ -1,7 +1,6 @@
 """Power and false-positive rates of the verdicts the workflow prints, on simulated studies (no training).
 
-    PYTHONPATH=src .venv/bin/python benchmarks/power.py [--studies 100] [--experiments 200] [--permutations 9999]
-        [--pages claims,selection] [--shapes demo,paper]
+    PYTHONPATH=src .venv/bin/python benchmarks/power.py [--studies 100] [--permutations 9999] [--shapes demo,paper]
 
 Claims page: `bestbatch.stats.analyse_study` (what the `claims` rule runs, with its default 9,999
 permutations) on simulated distance matrices (`stats.simulate_study`: persistent batch effects shared by
@@ -16,11 +15,9 @@ latent deviation of the extreme 10% of positions by 2 (more variable, not farthe
 every other position; "t3 batch effects" draws the persistent batch effects from a t with 3 df (heavy
 tails); "ties" rounds the distances to a coarse grid (x to multiples of 0.5 SD).
 
-Selection page: `selection_stats.analyse_selection` on simulated curves (`selection_stats.simulate_selection`:
-grid-valued evaluations, accuracies in whole test images, runs that never reach the target) in the demo's
-layout; "found" is the verdict "faster" for drop_extremes.intensity against all.intensity when that arm
-trains 2.5x faster (tau x 0.4). Prints one Markdown table, with Clopper-Pearson 95% intervals (Monte-Carlo
-error).
+The selection page's power (its confirmatory outcome on step-decay curves, and the seeds it recommends) is
+measured by benchmarks/selection_power.py. Prints one Markdown table, with Clopper-Pearson 95% intervals
+(Monte-Carlo error).
 """
 
 import argparse
@@ -30,8 +27,6 @@ import warnings
 import numpy as np
 from scipy import stats as sps
 
-from bestbatch import selection as sel
-from bestbatch import selection_stats as sst
 from bestbatch import stats as st
 
 METRICS = ["intensity", "color", "edges", "lpips", "random"]
@@ -97,41 +92,20 @@ def claims(shape, effect, n_studies, n_perm, seed, **null):
     return out
 
 
-def selection(n_seeds, speedup, n_experiments, seed):
-    arms = sel.arms(["all", "drop_extremes", "phase1_upper_quartile", "measured_best"], ["intensity"], sel.CONTROLS)
-    T = {b: sel.total_steps(9, 32, b) for b in (1.0, 0.25)}
-    every = {b: sel.evaluation_every(T[b], 9 * 32, 20) for b in T}
-    plan = sel.comparison_plan(arms)
-    rng = np.random.default_rng(seed)
-    found = verdicts = 0
-    for _ in range(n_experiments):
-        curves = sst.simulate_selection(
-            rng, arms, list(range(n_seeds)), list(T), T, every, speedup={"drop_extremes.intensity": speedup}
-        )
-        _, rows, _ = sst.analyse_selection(
-            curves, plan, total_steps=T, target_fraction=0.9, alpha=0.05, n_classes=10, n_test=512
-        )
-        found += any(r["arm"] == "drop_extremes.intensity" and r["verdict"] == "faster" for r in rows)
-        verdicts += any(r["verdict"] in ("faster", "slower") for r in rows)
-    return found, verdicts
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--studies", type=int, default=100, help="simulated studies per claims row")
-    ap.add_argument("--experiments", type=int, default=200, help="simulated experiments per selection row")
     ap.add_argument("--permutations", type=int, default=9999, help="the claims rule's default")
-    ap.add_argument("--pages", default="claims,selection", help="which pages' rows, comma-separated")
     ap.add_argument("--shapes", default="demo,paper", help="the claims page's shapes, comma-separated")
     args = ap.parse_args()
-    pages, shapes = args.pages.split(","), args.shapes.split(",")
+    shapes = args.shapes.split(",")
     print("| page | shape | planted | test | found (95% CI) | any verdict (95% CI) | seconds (both tests) |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for key, name, shape in (
         ("demo", "demo: 3 seeds, 3 epochs a phase, 32 batches", (3, 32)),
         ("paper", "paper: 3 seeds, 50 epochs a phase, 195 batches", (50, 195)),
     ):
-        if "claims" not in pages or key not in shapes:
+        if key not in shapes:
             continue
         for j, (planted, effect, null) in enumerate(CLAIMS_CONDITIONS):
             t0 = time.time()
@@ -143,20 +117,6 @@ def main():
                     f"{interval(verdicts, n)} | {time.time() - t0:.0f} |",
                     flush=True,
                 )
-    if "selection" not in pages:
-        return
-    for n_seeds in (3, 8, 10):
-        for speedup in (1.0, 0.4):
-            t0 = time.time()
-            found, verdicts = selection(n_seeds, speedup, args.experiments, seed=n_seeds)
-            n = args.experiments
-            what = "none" if speedup == 1.0 else "drop_extremes.intensity 2.5x faster"
-            print(
-                f"| selection | demo layout, {n_seeds} seeds | {what} | sign-flip | "
-                f"{interval(found, n) if speedup != 1.0 else '–'} "
-                f"| {interval(verdicts, n)} | {time.time() - t0:.0f} |",
-                flush=True,
-            )
 
 
 if __name__ == "__main__":

@@ -386,9 +386,9 @@ def _recommendation_html(recommended, S):
     return (
         f"<p><b>Seeds for power: {n} recommended.</b> On simulated curves shaped like step-decay training with this "
         f"study's layout (its budgets, lr drops in steps, evaluation grid and test-set size: seed effects on speed and "
-        f"final accuracy, heavy-tailed run effects, correlated evaluation noise in whole test images, 2% of runs that "
-        f"fail), {n} seeds find {found} of {recommended['n_experiments']} experiments with a speed-up planted in one "
-        f"policy (the fewest seeds at which the one-sided 95% bound clears {targets}; "
+        f"final accuracy, heavy-tailed run effects, correlated evaluation noise in whole test images, "
+        f"{_failed_runs():.0%} of runs that fail), {n} seeds find {found} of {recommended['n_experiments']} "
+        f"experiments with a speed-up planted in one policy (the fewest seeds at which the one-sided 95% bound clears {targets}; "
         f"<code>selection_stats.recommend_seeds</code>); {state}.</p>"
     )
 
@@ -397,6 +397,12 @@ def _power_targets():
     from .selection_stats import POWER_TARGETS
 
     return POWER_TARGETS
+
+
+def _failed_runs():
+    from .selection_stats import FAILED_RUNS
+
+    return FAILED_RUNS
 
 
 def selection_html(
@@ -526,8 +532,8 @@ At a budget below one pass per phase, each arm's partial pass visits rows spread
 <p><b>The confirmatory outcome: test accuracy averaged over the run.</b> Each run's test accuracy, averaged over
 its evaluations (each standing for the steps since the one before): the area under its curve divided by its steps.
 A run that learns faster raises it in every phase it is still learning in, which is what "converges faster" means
-under a step-decay learning rate. Steps to a target cannot see that: 90% of the final accuracy is reached only
-after the first learning-rate drop, at the same place for nearly every arm. Steps to target and final accuracy
+under a step-decay learning rate. Steps to a target typically cannot see that: 90% of the final accuracy is reached
+only after the first learning-rate drop, at the same place for nearly every arm. Steps to target and final accuracy
 are kept as exploratory outcomes (docs/design.md compares the power of each).</p>
 <p><b>Steps to target</b> (exploratory). Seed s's target is {target_fraction:g} &times; the mean final test accuracy
 of the <i>other</i> seeds' <code>shuffled</code> runs of the same model and budget (cross-fitted: a seed's own

@@ -421,6 +421,7 @@ STEP_DECAY = dict(
 # (speed-up, power): the page recommends the fewest seeds that find a 2x speed-up (every time constant
 # halved) in at least 80% of simulated experiments and a 1.5x one in at least 50%.
 POWER_TARGETS = ((2.0, 0.8), (1.5, 0.5))
+FAILED_RUNS = 0.02  # the share of simulated runs that fail to learn (at chance throughout), whatever their arm
 
 
 # Above EXACT_FLIPS seeds the page draws 2^16 random sign flips a test; the power simulations draw this many
@@ -442,7 +443,7 @@ def simulate_step_decay(
     n_test,
     n_classes,
     speedup=None,
-    fail=0.02,
+    fail=FAILED_RUNS,
     final=0.75,
     model="sim",
     params=None,
@@ -514,7 +515,7 @@ def selection_power(
     n_classes,
     n_experiments=200,
     rng=0,
-    fail=0.02,
+    fail=FAILED_RUNS,
     target_fraction=0.9,
     params=None,
     n_models=1,
