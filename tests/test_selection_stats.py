@@ -225,25 +225,23 @@ def step_decay_curves(rng, arms, seeds, lay, **kwargs):
     return st.simulate_step_decay(rng, arms, seeds, lay, n_test=DEMO_TEST_IMAGES, n_classes=10, **kwargs)
 
 
+def verdict_rows(curves, plan, lay, intervals=False):
+    """analyse_selection's comparison rows as the simulations need them (no per-arm rows)."""
+    T = {b: x["total_steps"] for b, x in lay.items()}
+    kwargs = dict(target_fraction=0.9, alpha=ALPHA, n_classes=10, n_test=DEMO_TEST_IMAGES)
+    _, rows, families = st.analyse_selection(
+        curves, plan, total_steps=T, describe_arms=False, intervals=intervals, **kwargs
+    )
+    return rows, families
+
+
 def simulate_pages(exp, generator, n_seeds, n_experiments, seed, **kwargs):
     """Share of simulated experiments with any significant row, per family (Holm within each)."""
     arms, plan, lay = exp
-    T = {b: x["total_steps"] for b, x in lay.items()}
     rng = np.random.default_rng(seed)
     hits = {"confirmatory": 0, "exploratory": 0, "either": 0}
     for _ in range(n_experiments):
-        curves = generator(rng, arms, list(range(n_seeds)), lay, **kwargs)
-        _, rows, families = st.analyse_selection(
-            curves,
-            plan,
-            total_steps=T,
-            target_fraction=0.9,
-            alpha=ALPHA,
-            n_classes=10,
-            n_test=DEMO_TEST_IMAGES,
-            describe_arms=False,
-            intervals=False,
-        )
+        rows, families = verdict_rows(generator(rng, arms, list(range(n_seeds)), lay, **kwargs), plan, lay)
         found = {f: any(r["family"] == f and r["p_holm"] < ALPHA for r in rows) for f in families}
         verdicts = any(r["verdict"] in ("faster", "slower", "higher", "lower") for r in rows)
         assert verdicts == found["confirmatory"]  # only the confirmatory family prints verdicts
@@ -350,7 +348,6 @@ def test_intervals_cover_the_true_difference_under_a_planted_speed_up(demo_recom
     S = demo_recommendation["seeds"]
     confirmatory = [row for row in plan if row[3]]
     planted = confirmatory[0][0]
-    T = {b: x["total_steps"] for b, x in lay.items()}
     for speed in (2.0, 1.5):
         big = step_decay_curves(
             np.random.default_rng(99), ["all.intensity", planted], range(20000), lay, speedup={planted: speed}
@@ -377,16 +374,7 @@ def test_intervals_cover_the_true_difference_under_a_planted_speed_up(demo_recom
             curves = step_decay_curves(
                 rng, ["all.intensity", planted, confirmatory[1][0]], range(S), lay, speedup={planted: speed}
             )
-            _, rows, _ = st.analyse_selection(
-                curves,
-                confirmatory,
-                total_steps=T,
-                target_fraction=0.9,
-                alpha=ALPHA,
-                n_classes=10,
-                n_test=DEMO_TEST_IMAGES,
-                describe_arms=False,
-            )
+            rows, _ = verdict_rows(curves, confirmatory, lay, intervals=True)
             for r in rows:
                 if r["arm"] == planted:
                     covered.append(r["lo"] <= truth[r["budget"]] <= r["hi"])
@@ -410,17 +398,7 @@ def test_exchangeable_arms_are_not_biased_against_standard_sgd():
     cross, own = [], []
     for _ in range(60):
         curves = step_decay_curves(rng, ["shuffled", *compared], range(40), lay, fail=0.02)
-        _, rows, _ = st.analyse_selection(
-            curves,
-            plan,
-            total_steps=T,
-            target_fraction=0.9,
-            alpha=ALPHA,
-            n_classes=10,
-            n_test=DEMO_TEST_IMAGES,
-            describe_arms=False,
-            intervals=False,
-        )
+        rows, _ = verdict_rows(curves, plan, lay)
         assert all(r["n_seeds"] == 40 for r in rows)  # every seed has a target: none is left out
         cross.append(np.mean([r["difference"] / T[r["budget"]] for r in rows]))
         steps = lambda c, target, b: np.nan_to_num(st.steps_to_target(c.step, c.test_acc, target), nan=T[b] + 1)  # noqa: E731
