@@ -17,7 +17,6 @@ the family-wise false-positive rate). Clopper-Pearson 95% intervals give the Mon
 import argparse
 import time
 
-import numpy as np
 from scipy import stats as sps
 
 from bestbatch import selection as sel
@@ -46,35 +45,16 @@ def interval(k, n):
     return f"{k / n:.3f} ({lo:.3f} to {hi:.3f})"
 
 
-def smooth_power(plan, lay, n_seeds, speedup, n_experiments, n_test, rng):
-    """selection_power's count on the smooth generator (simulate_selection: speed-up multiplies tau by 1/f)."""
-    confirmatory = [row for row in plan if row[3]]
-    planted = confirmatory[0][0]
-    arms = list(dict.fromkeys(x for a, c, *_ in confirmatory for x in (a, c))) + ["shuffled"]
+def smooth_curves(rng, arms, seeds, lay, *, n_test, n_classes, speedup=None, fail, params=None, model="sim"):
+    """simulate_selection with simulate_step_decay's signature, for selection_power (its speed-up multiplies
+    tau: 1 / f is f times as fast)."""
     T = {b: x["total_steps"] for b, x in lay.items()}
     every = {b: x["eval_every"] for b, x in lay.items()}
-    rng = np.random.default_rng(rng)
-    found = wrong = verdicts = 0
-    for _ in range(n_experiments):
-        curves = sst.simulate_selection(
-            rng, arms, range(n_seeds), list(lay), T, every, n_test=n_test, speedup={planted: 1 / speedup}, fail=0.02
-        )
-        _, rows, _ = sst.analyse_selection(
-            curves,
-            confirmatory,
-            total_steps=T,
-            target_fraction=0.9,
-            alpha=0.05,
-            n_classes=10,
-            n_test=n_test,
-            describe_arms=False,
-            intervals=False,
-        )
-        better, worse = sst.OUTCOMES[confirmatory[0][2]][:2]
-        found += any(r["arm"] == planted and r["verdict"] == better for r in rows)
-        wrong += any(r["arm"] == planted and r["verdict"] == worse for r in rows)
-        verdicts += any(r["verdict"] in (better, worse) for r in rows)
-    return dict(found=found, wrong=wrong, any_verdict=verdicts)
+    speedup = {arm: 1 / f for arm, f in (speedup or {}).items()}
+    curves = sst.simulate_selection(
+        rng, arms, seeds, list(lay), T, every, n_test=n_test, n_classes=n_classes, speedup=speedup, fail=fail
+    )
+    return {(model, b, arm): by_seed for (_, b, arm), by_seed in curves.items()}
 
 
 def main():
@@ -115,7 +95,8 @@ def main():
             candidate = [(a, c, q, words) for a, c, _, words in confirmatory]
             for speed in (1.0, 2.0):
                 t0 = time.time()
-                power = smooth_power(candidate, lay, S, speed, n, n_test, rng=int(10 * speed) + S)
+                kw = dict(alpha=0.05, n_test=n_test, n_classes=10, n_experiments=n, rng=int(10 * speed) + S)
+                power = sst.selection_power(candidate, lay, S, speed, generator=smooth_curves, **kw)
                 found = interval(power["found"], n) if speed != 1.0 else "–"
                 print(
                     f"| smooth | {q} | {S} | {speed:g}x | {found} | {power['wrong']} | "

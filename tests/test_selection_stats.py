@@ -115,7 +115,7 @@ def test_the_runs_of_an_arm_at_once_are_the_runs_one_by_one():
     quantities = set(st.OUTCOMES)
     at_once = st._runs(by_seed, 10, DEMO_TEST_IMAGES, quantities)
     for seed, c in by_seed.items():
-        one = st._run(c, 10, DEMO_TEST_IMAGES, quantities)
+        one = st._runs({seed: c}, 10, DEMO_TEST_IMAGES, quantities)[seed]
         assert at_once[seed].keys() == one.keys()
         for key, value in one.items():
             assert (
@@ -354,13 +354,11 @@ def test_intervals_cover_the_true_difference_under_a_planted_speed_up(demo_recom
         )
         truth = {}
         for b in lay:
-            runs = [
-                [
-                    st._run(big["sim", b, arm][s], 10, DEMO_TEST_IMAGES, {"mean_accuracy"})
-                    for arm in (planted, "all.intensity")
-                ]
-                for s in range(20000)
+            by_arm = [
+                st._runs(big["sim", b, arm], 10, DEMO_TEST_IMAGES, {"mean_accuracy"})
+                for arm in (planted, "all.intensity")
             ]
+            runs = [[r[s] for r in by_arm] for s in range(20000)]
             truth[b] = np.mean(
                 [
                     x["mean_accuracy"] - y["mean_accuracy"]

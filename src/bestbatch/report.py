@@ -369,7 +369,9 @@ def _recommendation_html(recommended, S):
     """The seeds the confirmatory family needs for power, from selection_stats.recommend_seeds."""
     if not recommended:
         return ""
-    targets = " and ".join(f"a {speed:g}&times; speed-up in at least {want:.0%}" for speed, want in _power_targets())
+    from .selection_stats import FAILED_RUNS, POWER_TARGETS
+
+    targets = " and ".join(f"a {speed:g}&times; speed-up in at least {want:.0%}" for speed, want in POWER_TARGETS)
     if recommended["seeds"] is None:
         found = ", ".join(f"{speed:g}&times;: {p:.0%}" for speed, p in recommended["power"].items())
         return (
@@ -387,22 +389,10 @@ def _recommendation_html(recommended, S):
         f"<p><b>Seeds for power: {n} recommended.</b> On simulated curves shaped like step-decay training with this "
         f"study's layout (its budgets, lr drops in steps, evaluation grid and test-set size: seed effects on speed and "
         f"final accuracy, heavy-tailed run effects, correlated evaluation noise in whole test images, "
-        f"{_failed_runs():.0%} of runs that fail), {n} seeds find {found} of {recommended['n_experiments']} "
+        f"{FAILED_RUNS:.0%} of runs that fail), {n} seeds find {found} of {recommended['n_experiments']} "
         f"experiments with a speed-up planted in one policy (the fewest seeds at which the one-sided 95% bound clears {targets}; "
         f"<code>selection_stats.recommend_seeds</code>); {state}.</p>"
     )
-
-
-def _power_targets():
-    from .selection_stats import POWER_TARGETS
-
-    return POWER_TARGETS
-
-
-def _failed_runs():
-    from .selection_stats import FAILED_RUNS
-
-    return FAILED_RUNS
 
 
 def selection_html(
@@ -419,16 +409,15 @@ def selection_html(
 ):
     """The selection experiment's page: a verdict per recommendation, every arm, every comparison.
     recommended: selection_stats.recommend_seeds for this study's layout (None: not shown)."""
-    from .selection_stats import smallest_sign_flip_p
+    from .selection_stats import OUTCOMES, smallest_sign_flip_p
     from .stats import LEARNING_RULE
 
     def fmt(x, spec):
         return "" if x is None or x != x else format(x, spec)
 
     def klass(r):
-        return {"higher": "supported", "faster": "supported", "lower": "contradicted", "slower": "contradicted"}.get(
-            r["verdict"], "inconclusive"
-        )
+        better, worse, _ = OUTCOMES[r["quantity"]]
+        return {better: "supported", worse: "contradicted"}.get(r["verdict"], "inconclusive")
 
     def spec(r):
         return "+.0f" if r["quantity"] == "steps_to_target" else "+.4f"

@@ -112,7 +112,7 @@ EXPLORATORY = "exploratory"
 
 def _curve_arrays(steps, accuracies):
     steps, acc = np.asarray(steps, dtype=float), np.asarray(accuracies, dtype=float)
-    if steps.shape != acc.shape or steps.ndim != 1 or steps.size == 0:
+    if steps.ndim != 1 or steps.size == 0 or acc.shape[-1:] != steps.shape:
         raise ValueError(
             f"steps and accuracies must be 1-D, non-empty and of one length, got {steps.shape}, {acc.shape}"
         )
@@ -132,72 +132,58 @@ def mean_accuracy(steps, accuracies):
     """Test accuracy averaged over the run: the area under its curve divided by the steps it took. Each
     evaluation stands for the steps since the one before (the first for the steps from 0), so on a regular
     grid this is the plain mean of the evaluations. A run that learns the same curve in fewer steps has a
-    higher one in every phase it is still learning in."""
+    higher one in every phase it is still learning in. accuracies (..., E): one value per leading index."""
     steps, acc = _curve_arrays(steps, accuracies)
-    return float(acc @ np.diff(steps, prepend=0.0) / steps[-1])
+    value = acc @ np.diff(steps, prepend=0.0) / steps[-1]
+    return float(value) if np.ndim(value) == 0 else value
 
 
 def phase_end_accuracy(steps, phases, accuracies):
-    """The mean over phases of the test accuracy at each phase's last evaluation (a candidate outcome)."""
+    """The mean over phases of the test accuracy at each phase's last evaluation (a candidate outcome);
+    accuracies (..., E) as in mean_accuracy."""
     steps, acc = _curve_arrays(steps, accuracies)
     phases = np.asarray(phases)
-    last = [np.flatnonzero(phases == p)[-1] for p in np.unique(phases)]
-    return float(acc[last].mean())
-
-
-def _last_phase(curve):
-    phase = np.asarray(curve.phase)
-    return np.asarray(curve.test_acc, dtype=float)[phase == phase.max()]
-
-
-def _run(curve, n_classes, n_test, quantities):
-    """One run's outcomes among `quantities` (steps to target is filled in later, once its target is known)."""
-    acc = np.asarray(curve.test_acc, dtype=float)
-    out = dict(finite=acc.size > 0 and bool(np.all(np.isfinite(acc))), learning=None)
-    out.update({q: math.nan for q in OUTCOMES})
-    if not out["finite"]:
-        return out
-    out["learning"] = learning_status(_last_phase(curve), n_classes, n_test)
-    out["final_accuracy"] = float(acc[-1])
-    if "mean_accuracy" in quantities:
-        out["mean_accuracy"] = mean_accuracy(curve.step, acc)
-    if "phase_end_accuracy" in quantities:
-        out["phase_end_accuracy"] = phase_end_accuracy(curve.step, curve.phase, acc)
-    return out
+    value = acc[..., [np.flatnonzero(phases == p)[-1] for p in np.unique(phases)]].mean(-1)
+    return float(value) if np.ndim(value) == 0 else value
 
 
 def _runs(by_seed, n_classes, n_test, quantities):
-    """{seed: _run(...)} for the runs of one arm: at once when they share one evaluation grid (as every run of
-    a budget does), else run by run; the same numbers either way (tests/test_selection_stats.py)."""
-    seeds = list(by_seed)
-    first = by_seed[seeds[0]]
-    shared = all(
-        (by_seed[s].step is first.step or np.array_equal(by_seed[s].step, first.step))
-        and (by_seed[s].phase is first.phase or np.array_equal(by_seed[s].phase, first.phase))
-        and np.shape(by_seed[s].test_acc) == np.shape(first.step)
-        for s in seeds
-    )
-    if not shared:
-        return {s: _run(by_seed[s], n_classes, n_test, quantities) for s in seeds}
-    steps, _ = _curve_arrays(first.step, first.test_acc)
-    phase = np.asarray(first.phase)
-    A = np.array([np.asarray(by_seed[s].test_acc, dtype=float) for s in seeds])
-    finite = np.isfinite(A).all(1)
-    mean = A @ np.diff(steps, prepend=0.0) / steps[-1]
-    ends = [np.flatnonzero(phase == p)[-1] for p in np.unique(phase)]
-    last = phase == phase.max()
+    """{seed: dict(finite, learning, one value per OUTCOMES)} for the runs of one arm, among `quantities`
+    (steps to target is filled in later, once its target is known). Runs that share an evaluation grid (as
+    every run of a budget does) are computed at once, as one matrix; the same numbers run by run
+    (tests/test_selection_stats.py)."""
+    groups = []  # lists of seeds whose runs share an evaluation grid
+    for s, c in by_seed.items():
+        group = next((g for g in groups if _same_grid(by_seed[g[0]], c)), None)
+        group.append(s) if group else groups.append([s])
     out = {}
-    for i, s in enumerate(seeds):
-        r = dict(finite=bool(finite[i]), learning=None, **{q: math.nan for q in OUTCOMES})
-        if finite[i]:
-            r["learning"] = learning_status(A[i, last], n_classes, n_test)
-            r["final_accuracy"] = float(A[i, -1])
+    for seeds in groups:
+        first = by_seed[seeds[0]]
+        A = np.array([np.asarray(by_seed[s].test_acc, dtype=float) for s in seeds])
+        phase = np.asarray(first.phase)
+        finite = np.isfinite(A).all(1) & (A.shape[1] > 0)
+        values = {}
+        if finite.any():
+            last = phase == phase.max()
             if "mean_accuracy" in quantities:
-                r["mean_accuracy"] = float(mean[i])
+                values["mean_accuracy"] = mean_accuracy(first.step, A)
             if "phase_end_accuracy" in quantities:
-                r["phase_end_accuracy"] = float(A[i, ends].mean())
-        out[s] = r
+                values["phase_end_accuracy"] = phase_end_accuracy(first.step, phase, A)
+        for i, s in enumerate(seeds):
+            r = dict(finite=bool(finite[i]), learning=None, **{q: math.nan for q in OUTCOMES})
+            if finite[i]:
+                r["learning"] = learning_status(A[i, last], n_classes, n_test)
+                r["final_accuracy"] = float(A[i, -1])
+                r.update({q: float(v[i]) for q, v in values.items()})
+            out[s] = r
     return out
+
+
+def _same_grid(a, b):
+    """Two curves evaluated at the same steps, in the same phases."""
+    return (a.step is b.step or np.array_equal(a.step, b.step)) and (
+        a.phase is b.phase or np.array_equal(a.phase, b.phase)
+    )
 
 
 def cross_fitted_targets(finals, target_fraction, seeds=None):
@@ -382,7 +368,7 @@ def simulate_selection(
     out = {}
     for budget in budgets:
         T, every = total_steps[budget], eval_every[budget]
-        steps = np.unique(np.append(np.arange(every, T + 1, every), T))
+        steps = evaluation_steps(T, every)
         phase = 1 + (3 * (steps - 1)) // T
         for seed in seeds:
             seed_tau = math.exp(0.3 * rng.standard_normal())
@@ -519,10 +505,12 @@ def selection_power(
     target_fraction=0.9,
     params=None,
     n_models=1,
+    generator=None,
 ):
     """How often the confirmatory family of `plan` finds a speed-up planted in its first policy arm (of the
     first of n_models models: Holm runs over every model's rows), on step-decay curves (simulate_step_decay)
-    of this layout: dict(found, wrong, any_verdict, n_experiments).
+    of this layout: dict(found, wrong, any_verdict, n_experiments). generator: another simulator with
+    simulate_step_decay's signature (benchmarks/selection_power.py wraps the smooth one).
 
     found: experiments where a confirmatory row of the planted arm gives the better verdict; wrong: the
     worse one; any_verdict: experiments with any verdict in the family (speedup 1: the family-wise false
@@ -543,7 +531,7 @@ def selection_power(
         curves = {}
         for i in range(n_models):
             curves.update(
-                simulate_step_decay(
+                (generator or simulate_step_decay)(
                     rng,
                     arms,
                     range(n_seeds),

@@ -282,8 +282,6 @@ def selection_power(out_json, *, arms, layout, alpha, n_test, n_classes, n_model
     """The seeds the selection page recommends (selection_stats.recommend_seeds on step-decay curves of the
     study's layout: selection.run_layout, keyed by budget), as JSON for the page. Depends on the config
     alone, so it runs beside the training jobs and only again when the layout or the family changes."""
-    import json
-
     from ..atomic import write_text
     from ..selection import comparison_plan
     from ..selection_stats import recommend_seeds
