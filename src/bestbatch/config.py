@@ -9,6 +9,7 @@ import copy
 import hashlib
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -119,6 +120,65 @@ def fill_defaults(node, schema):
         if isinstance(node.get(key), dict):
             fill_defaults(node[key], sub)
     return node
+
+
+def merged(base, overrides):
+    """`base` updated in place by `overrides`, mapping by mapping (as Snakemake merges --config into a config);
+    returns `base`."""
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merged(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+# What a study is made of: the config files Snakemake was given (--configfile, or a module's `config:`), each the
+# whole study, keys left out taking the schema's defaults; with none, the paper's config/config.yaml. --config
+# values override either, key by key.
+def study_config(config, config_files, paper_config, given=False):
+    """(config, files read): `config` (Snakemake's: the --configfile files merged, then --config) as the study,
+    unless no config file was given (`config_files` empty and not `given` by a module): then the paper's
+    `paper_config` file with `config` (the --config values) merged over it. `config` is changed in place."""
+    if config_files or given:
+        return config, [str(f) for f in config_files]
+    paper = yaml.safe_load(Path(paper_config).read_text())
+    study = merged(paper, config)
+    config.clear()
+    config.update(study)
+    return config, [str(paper_config)]
+
+
+# Where data.root points: a data set the researcher brings (cifar10, cifar100, an image folder) is found relative
+# to the config file that names it, as a model module beside the config is; a synthetic set is written by the
+# workflow, and like results/ its root is relative to the working directory. A root given with --config is
+# relative to the working directory too. An absolute root is taken as it is.
+BROUGHT_SOURCES = ("cifar10", "cifar100", "imagefolder")
+
+
+def data_root(config, config_files, overrides=None):
+    """(root, how) for the study's data.root: the folder as a Path (relative to the working directory where it lies
+    inside it, as jobs' params should not change with the checkout's place; else absolute), and a phrase saying how
+    it was resolved, for messages."""
+    root = Path(config["data"]["root"]).expanduser()
+    if root.is_absolute():
+        return root, "an absolute path"
+    if (overrides or {}).get("data", {}).get("root") is not None:
+        return root, "given with --config: relative to the working directory"
+    if config["data"]["source"] not in BROUGHT_SOURCES:
+        return root, "relative to the working directory (a synthetic set is written by the workflow)"
+    setter = None
+    for f in config_files:
+        loaded = yaml.safe_load(Path(f).read_text()) or {}
+        if isinstance(loaded.get("data"), dict) and "root" in loaded["data"]:
+            setter = Path(f)
+    if setter is None:
+        return root, "relative to the working directory"
+    found = Path(os.path.normpath(setter.absolute().parent / root))
+    inside = os.path.relpath(found)
+    if not inside.startswith(".."):
+        found = Path(inside)
+    return found, f"relative to {setter}, the config file that sets it: {found.absolute()}"
 
 
 def check_semantics(config, n_train=None):

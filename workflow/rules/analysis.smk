@@ -3,6 +3,32 @@ RUN_LIST = [[model, seed] for model in MODELS for seed in SEEDS]
 ALL_MATRICES = [f"{R}/{model}/seed_{seed}/{metric}/distances.h5" for model, seed in RUN_LIST for metric in METRICS]
 
 
+# The study as it runs (every default filled in): the index page shows it, and it can be given back with --configfile.
+rule study_config:
+    output:
+        f"{R}/config.yaml",
+    log:
+        f"{L}/study_config.log",
+    benchmark:
+        f"{B}/study_config.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        **LIGHT_JOB,
+    params:
+        config=config,
+        files=CONFIG_FILES,
+        overrides=dict(workflow.config_settings.config),
+        run_hashes=[
+            [[model, seed, metric], config_hash(config, metric, model, seed)]
+            for model, seed in RUN_LIST
+            for metric in METRICS
+        ],
+    script:
+        "../scripts/study_config.py"
+
+
 rule claims:
     input:
         matrices=ALL_MATRICES,
@@ -44,6 +70,7 @@ rule index:
         layers=[f"{R}/{model}/seed_{seed}/plots/layers_{metric}.html" for model, seed in RUN_LIST for metric in METRICS],
         curves=[f"{R}/{model}/seed_{seed}/plots/training_curves.html" for model, seed in RUN_LIST],
         claims=f"{R}/claims.html",
+        config=f"{R}/config.yaml",
         selection=[f"{R}/selection.html"] if SEL else [],
     output:
         html=report(f"{R}/index.html", caption="../report/index.rst", category="Study"),
@@ -63,7 +90,6 @@ rule index:
         runs=RUN_LIST,
         metrics=METRICS,
         phases=PHASES,
-        config=config,
         n_classes=N_CLASSES,
         n_test=N_TEST,
     script:

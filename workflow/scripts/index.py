@@ -12,6 +12,7 @@ study_index(
     list(snakemake.input.layers),
     list(snakemake.input.curves),
     snakemake.input.claims,
+    snakemake.input.config,
     snakemake.output.html,
     snakemake.output.summary,
     selection_html=(list(snakemake.input.selection) or [None])[0],

@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+from pathlib import Path
 import warnings
 
 import pandas as pd
@@ -18,6 +19,28 @@ from ..report import claims_html, index_html, profile_figure
 log = logging.getLogger("bestbatch")
 
 
+def study_config_text(config, files, overrides, run_hashes):
+    """The study as it runs, as YAML that can be given back with --configfile: every key, the schema's defaults
+    filled in; a comment names the config files it was read from, the --config overrides and, per run, the
+    config_hash its outputs' provenance records."""
+    head = [
+        "# The study as it runs: every key, the schema's defaults filled in (bestbatch). Give it back with",
+        "# --configfile to run the same study. Read from: " + (", ".join(map(str, files)) or "a module's config"),
+    ]
+    if overrides:
+        head.append("# --config overrides: " + ", ".join(f"{k}={v!r}" for k, v in sorted(overrides.items())))
+    head.append("# config_hash in the provenance of each run's outputs (model, seed, metric):")
+    head += [f"#   {model}, seed {seed}, {metric}: {h}" for (model, seed, metric), h in run_hashes]
+    return "\n".join(head) + "\n" + yaml.safe_dump(config, sort_keys=False)
+
+
+@step
+def study_config(out_yaml, *, config, files, overrides, run_hashes):
+    """results/<study>/config.yaml: the effective config (study_config_text)."""
+    write_text(out_yaml, study_config_text(config, files, overrides, [(tuple(k), h) for k, h in run_hashes]))
+    log.info("the study's effective config, read from %s", ", ".join(map(str, files)) or "a module's config")
+
+
 @step
 def study_index(
     matrix_paths,
@@ -25,6 +48,7 @@ def study_index(
     layers_paths,
     curves_paths,
     claims_html,
+    config_yaml,
     out_html,
     out_summary,
     *,
@@ -32,7 +56,6 @@ def study_index(
     runs,
     metrics,
     phases,
-    config,
     n_classes,
     n_test,
     selection_html=None,
@@ -75,7 +98,7 @@ def study_index(
         out_html,
         index_html(
             study,
-            yaml.safe_dump(config, sort_keys=False),
+            Path(config_yaml).read_text(),
             runs,
             summaries,
             links,
