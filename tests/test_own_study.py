@@ -24,6 +24,7 @@ from bestbatch.config import num_batches
 from bestbatch.data import load_dataset
 from bestbatch.distances import batch_distances
 from bestbatch.formats import load_checkpoint, read_ordering
+from bestbatch.model_spec import code_identity
 from bestbatch.models import build_model
 from bestbatch.resources import Study, job_resources, probe_figures
 
@@ -70,7 +71,9 @@ def test_own_network_on_own_images_runs_to_all(own_study):
     with h5py.File(r / MODEL / "seed_0" / "intensity" / "distances.h5", "r") as f:
         assert f["distance"].shape == (3, 72 // 16)
         provenance = json.loads(f.attrs["provenance"])
-    assert provenance["model"] == {"name": MODEL, "import": "own_net:build", "kwargs": {}}  # the full path
+    # the full path, and the code it was (model_spec.code_identity: the module's hash; tests/test_model_code.py)
+    code = code_identity("own_net:build", [work])
+    assert provenance["model"] == {"name": MODEL, "import": "own_net:build", "kwargs": {}, "code": code}
     probe = json.loads((r / "models" / MODEL / "cost.json").read_text())
     assert probe["params"] == sum(p.numel() for p in build_model("own_net:build", 3, import_paths=[work]).parameters())
     log = (work / "logs" / "own" / "models" / MODEL / "model_cost.log").read_text()

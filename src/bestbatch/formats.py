@@ -152,8 +152,11 @@ def provenance(config_hash, device="cpu", **recorded):
     versions = dict(
         bestbatch=__version__, python=platform.python_version(), numpy=np.__version__, h5py=h5py.__version__
     )
-    if "torch" in sys.modules:
-        versions["torch"] = sys.modules["torch"].__version__
+    # PyTorch's, and torchvision's where a network or a metric of it was imported (an import path's own version is
+    # in its `model`: model_spec.code_identity)
+    for package in ("torch", "torchvision"):
+        if package in sys.modules:
+            versions[package] = sys.modules[package].__version__
     return dict(recorded, config_hash=config_hash, device=device, **versions)
 
 

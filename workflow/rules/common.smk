@@ -25,7 +25,7 @@ from bestbatch.config import (
     phases,
 )
 from bestbatch.data import DatasetError, layout_of, planned_sizes, scan_imagefolder
-from bestbatch.model_spec import ModelError, model_spec
+from bestbatch.model_spec import ModelError, model_spec, refuse_dotted_paths
 from bestbatch import metrics as metric_registry
 from bestbatch.config import num_batches
 from bestbatch.resources import LIGHT_JOB, Study, job_resources, probe_figures, select_chunk_resources
@@ -40,12 +40,17 @@ os.environ[PACKAGE_VARIABLE] = package_requirement(workflow.current_basedir)
 # --- the config, validated once: the schema's errors name the dotted key, Snakemake fills the defaults --
 SCHEMA = "../schemas/config.schema.yaml"
 try:
+    refuse_dotted_paths(config.get("models"))  # "torchvision.models.resnet18": says "did you mean ...:resnet18?"
     explain_invalid(config, load_schema(workflow.source_path(SCHEMA)))
     validate(config, SCHEMA)
-    # The networks, by the names their outputs go under: built-in ones, and import paths (models.model_spec).
+    # The networks, by the names their outputs go under: built-in ones, and import paths (models.model_spec),
+    # found with the config files' folders first on the import path (a module beside the config). An import
+    # path's code identity (a hash of its source, or its distribution's version) is looked up here, once, not
+    # imported: it is part of the `model` param of its jobs (model_param), so an edit reruns them.
+    IMPORT_PATHS = sorted({str(Path(f).resolve().parent) for f in workflow.configfiles})
     MODEL_SPECS = {}
     for _i, _entry in enumerate(config["models"]):
-        _spec = model_spec(_entry, f"models[{_i}]")
+        _spec = model_spec(_entry, f"models[{_i}]", IMPORT_PATHS)
         if _spec.name in MODEL_SPECS:
             raise ConfigError(f"models[{_i}]: {_entry!r} is named {_spec.name!r} like an earlier entry; give it a name")
         MODEL_SPECS[_spec.name] = _spec
@@ -75,9 +80,8 @@ PLOTLY_JS = f"{R}/plotly.min.js"  # written once per study; every page loads it 
 METRICS = config["metrics"]
 MODELS = list(MODEL_SPECS)
 # Networks outside the built-in ones: probed once (rule model_cost) for their jobs' resources, built from
-# their import path, with the config files' folders on the import path (a module beside the config).
+# their import path, with the config files' folders (IMPORT_PATHS) on the import path.
 OUTSIDE = [name for name, spec in MODEL_SPECS.items() if not spec.builtin]
-IMPORT_PATHS = sorted({str(Path(f).resolve().parent) for f in workflow.configfiles})
 SEEDS = config["seeds"]
 DATA = config["data"]
 T = config["training"]
@@ -162,9 +166,9 @@ def data_root(wildcards, input):
     return str(Path(input.data[0]).parents[1]) if DATA_INPUT else DATA["root"]
 
 
-# --- the networks: a built-in one is a name; another is its import path and keyword arguments, found with the
-# config's folder on the import path, and priced from its model_cost probe (only then are they params: the
-# built-in models' jobs keep their params, and so their outputs) -------------------------------------------
+# --- the networks: a built-in one is a name; another is its import path, keyword arguments and code identity
+# (looked up once, above), found with the config's folder on the import path, and priced from its model_cost
+# probe (only then are they params: the built-in models' jobs keep their params, and so their outputs) -------
 @per_job
 def model_param(wildcards):
     return MODEL_SPECS[wildcards.model].describe()

@@ -69,6 +69,13 @@ def build_model(name, num_classes=10, seed=None, import_paths=(), where="models"
     return model
 
 
+def _shown(name):
+    """An entry as a message names it: what describe() records, less the code identity (a hash tells a reader
+    nothing)."""
+    described = model_spec(name).describe()
+    return {k: v for k, v in described.items() if k != "code"} if isinstance(described, dict) else described
+
+
 def check_model(name, num_classes, images, import_paths=(), where="models"):
     """Refuse, before any training, a model that cannot take part: one that does not build (see build_model),
     has no trainable parameters, or whose output on a batch of the data set's images (B, 3, 32, 32 float)
@@ -76,19 +83,19 @@ def check_model(name, num_classes, images, import_paths=(), where="models"):
     model = build_model(name, num_classes, seed=0, import_paths=import_paths, where=where)
     n = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if n == 0:
-        raise ModelError(f"{where}: {model_spec(name).describe()} has no trainable parameters")
+        raise ModelError(f"{where}: {_shown(name)} has no trainable parameters")
     model.train()
     try:
         out = model(images)
     except Exception as exc:
         raise ModelError(
-            f"{where}: {model_spec(name).describe()} fails on a batch of the data set's images "
+            f"{where}: {_shown(name)} fails on a batch of the data set's images "
             f"{tuple(images.shape)}: {type(exc).__name__}: {exc}"
         ) from exc
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (images.shape[0], num_classes):
         found = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ModelError(
-            f"{where}: {model_spec(name).describe()} gives {found} on a batch of {images.shape[0]} images; expected "
+            f"{where}: {_shown(name)} gives {found} on a batch of {images.shape[0]} images; expected "
             f"({images.shape[0]}, {num_classes}): one logit per class of the data set"
         )
     return n
