@@ -18,9 +18,10 @@ TINY_CONFIG_FILE = REPO / ".test" / "config" / "tiny.yaml"
 TINY_CONFIG = yaml.safe_load(TINY_CONFIG_FILE.read_text())
 
 
-def validated(config):
-    """The config with its defaults, as the workflow checks it (bestbatch.config with the workflow's schema)."""
-    return validate_config(config, SCHEMA)
+def validated(config, config_file=None):
+    """The config with its defaults, as the workflow checks it (bestbatch.config with the workflow's schema;
+    config_file: where it was read from, for a relative data.root)."""
+    return validate_config(config, SCHEMA, config_file)
 
 
 @pytest.fixture

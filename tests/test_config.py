@@ -33,7 +33,7 @@ SHIPPED = sorted((REPO / "config").glob("*.yaml")) + sorted((REPO / ".test" / "c
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
 def test_shipped_configs_validate(path):
-    validate_config(yaml.safe_load(path.read_text()))
+    validate_config(yaml.safe_load(path.read_text()), path)
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])

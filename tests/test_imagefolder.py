@@ -268,15 +268,20 @@ def test_fingerprint_follows_the_images_only(folder):
     assert added != first
     extra.unlink()
     assert scan_imagefolder(root).fingerprint == first
-    # touched (same bytes, new mtime)
+    # touched (same bytes, new mtime): the content is what counts
     path = root / "train/cat/img_1.png"
     st = path.stat()
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
-    touched = scan_imagefolder(root).fingerprint
-    assert touched not in (first, added)
+    assert scan_imagefolder(root).fingerprint == first
+    # other bytes
+    kept = path.read_bytes()
+    path.write_bytes(kept + b"\0")
+    changed = scan_imagefolder(root).fingerprint
+    assert changed not in (first, added)
+    path.write_bytes(kept)
     # removed
     (root / "train/cat/img_2.png").unlink()
-    assert scan_imagefolder(root).fingerprint not in (first, added, touched)
+    assert scan_imagefolder(root).fingerprint not in (first, added, changed)
 
 
 def test_renamed_image_changes_the_fingerprint(folder):

@@ -21,7 +21,7 @@ from test_slurm import planned_jobs
 
 from bestbatch.augment import images_to_tensor, make_batch
 from bestbatch.config import num_batches
-from bestbatch.data import load_dataset
+from bestbatch.data import channel_statistics, load_dataset, normalization_record
 from bestbatch.distances import batch_distances
 from bestbatch.formats import load_checkpoint, read_ordering
 from bestbatch.model_spec import code_identity
@@ -68,12 +68,16 @@ def test_own_network_on_own_images_runs_to_all(own_study):
     assert (r / "plotly.min.js").stat().st_size > 1_000_000
     summary = json.loads((r / "dataset.json").read_text())
     assert summary["classes"] == ["blues", "greens", "reds"] and summary["n_train"] == 72 and summary["n_test"] == 24
+    # an image folder's inputs are normalised by its own training images' statistics, recorded where they are used
+    own_normalization = normalization_record("train", channel_statistics(load_dataset(r / "data").train_images))
+    assert summary["normalization"] == own_normalization
     with h5py.File(r / MODEL / "seed_0" / "intensity" / "distances.h5", "r") as f:
         assert f["distance"].shape == (3, 72 // 16)
         provenance = json.loads(f.attrs["provenance"])
     # the full path, and the code it was (model_spec.code_identity: the module's hash; tests/test_model_code.py)
     code = code_identity("own_net:build", [work])
     assert provenance["model"] == {"name": MODEL, "import": "own_net:build", "kwargs": {}, "code": code}
+    assert provenance["normalization"] == own_normalization
     probe = json.loads((r / "models" / MODEL / "cost.json").read_text())
     assert probe["params"] == sum(p.numel() for p in build_model("own_net:build", 3, import_paths=[work]).parameters())
     log = (work / "logs" / "own" / "models" / MODEL / "model_cost.log").read_text()
@@ -88,6 +92,7 @@ def test_distances_match_the_float64_brute_force_on_that_network(own_study):
     r = work / "results" / "own"
     ds = load_dataset(r / "data", "cifar10")
     images, labels = images_to_tensor(ds.train_images, "cpu"), torch.as_tensor(ds.train_labels)
+    stats = channel_statistics(ds.train_images)  # an image folder's normalisation
     order, _ = read_ordering(r / "orderings" / "intensity.h5")
     net0 = build_model("own_net:build", 3, import_paths=[work]).double()
     net0.load_state_dict(load_checkpoint(r / MODEL / "seed_0" / "checkpoints" / "init.pt").model)
@@ -95,7 +100,7 @@ def test_distances_match_the_float64_brute_force_on_that_network(own_study):
     for k in range(num_batches(len(order), 16)):
         net = copy.deepcopy(net0).train()
         idx = torch.as_tensor(order[16 * k : 16 * (k + 1)])
-        x = make_batch(images, idx, 0, 1, k, True, torch.float64)
+        x = make_batch(images, idx, 0, 1, k, True, torch.float64, stats)
         loss = F.cross_entropy(net(x), labels[idx])
         rows.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(net.parameters()))]).numpy())
     want = batch_distances(np.stack(rows))
@@ -175,3 +180,54 @@ def test_planning_needs_no_pytorch(tmp_path, configfile):
         timeout=600,
     )
     assert proc.returncode == 0 and "is blocked" not in proc.stdout + proc.stderr, proc.stderr[-3000:]
+
+
+# --- what the image folder's jobs rerun on: its content, split by split (bestbatch.fingerprint) ---------------
+def planned_rules(work, cfg):
+    """The rules of the jobs a dry run of the study in `work` plans (a complete study: none)."""
+    proc = run_snakemake(work, "--configfile", str(cfg), "-n")
+    return sorted({job["rule"] for job in planned_jobs(proc.stdout + proc.stderr)})
+
+
+def rewrite_one_pixel(path):
+    """The image at `path` with one pixel changed, saved again: other bytes, same size on screen."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        x = np.asarray(img.convert("RGB")).copy()
+    x[0, 0] = 255 - x[0, 0]
+    Image.fromarray(x).save(path)
+
+
+@pytest.mark.slow
+def test_the_image_folder_reruns_on_its_content_not_its_times(own_study):
+    work, cfg = own_study
+    images = work / "images"
+    assert planned_rules(work, cfg) == []
+    # touch every image, then a copy of the folder that does not keep times: nothing to do
+    for path in images.rglob("*.png"):
+        st = path.stat()
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    assert planned_rules(work, cfg) == []
+    images.rename(work / "images_kept")
+    shutil.copytree(work / "images_kept", images, copy_function=shutil.copyfile)
+    assert planned_rules(work, cfg) == []
+    # one test image changed: its split's decode and what reads the test set (the epochs record test accuracy);
+    # no job that reads only the training split
+    test_image = sorted((images / "test").rglob("*.png"))[0]
+    kept = test_image.read_bytes()
+    rewrite_one_pixel(test_image)
+    rules = planned_rules(work, cfg)
+    assert {"imagefolder_test", "verify_dataset", "train_epoch", "select_train"} <= set(rules), rules
+    assert not {"imagefolder_train", "ordering", "seeded_ordering", "init_model", "model_cost"} & set(rules), rules
+    test_image.write_bytes(kept)  # the same bytes again: nothing to do
+    assert planned_rules(work, cfg) == []
+    # one training image changed: the study reruns from the decode on (init_model reads no image)
+    train_image = sorted((images / "train").rglob("*.png"))[0]
+    kept = train_image.read_bytes()
+    rewrite_one_pixel(train_image)
+    rules = planned_rules(work, cfg)
+    train_image.write_bytes(kept)  # the study as the other tests of this module expect it
+    assert {"imagefolder_train", "ordering", "seeded_ordering", "model_cost", "train_epoch", "claims"} <= set(rules)
+    assert "imagefolder_test" not in rules and "init_model" not in rules, rules
+    assert planned_rules(work, cfg) == []

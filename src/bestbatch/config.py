@@ -181,7 +181,7 @@ def data_root(config, config_files, overrides=None):
     return found, f"relative to {setter}, the config file that sets it: {found.absolute()}"
 
 
-def check_semantics(config, n_train=None):
+def check_semantics(config, n_train=None, config_file=None):
     """What a schema cannot say: a study name that is a plain folder name, milestones inside the run and
     increasing, at least two batches per epoch (n_train: the training images the workflow plans for;
     None: as bestbatch.data.planned_sizes finds them)."""
@@ -219,7 +219,8 @@ def check_semantics(config, n_train=None):
                 "that shares its init.pt; add seeds or drop measured_best"
             )
     if n_train is None:
-        n_train, *_ = planned_sizes(config["data"]["source"], config["data"]["root"], config["data"].get("synthetic"))
+        root, _ = data_root(config, [config_file] if config_file else [])
+        n_train, *_ = planned_sizes(config["data"]["source"], root, config["data"].get("synthetic"))
     check_batch_size(t["batch_size"], n_train)
 
 
@@ -238,15 +239,16 @@ def check_batch_size(batch_size, n_train, where=""):
         )
 
 
-def validate_config(config, schema):
+def validate_config(config, schema, config_file=None):
     """Check `config` against `schema` and the semantic rules; return a copy with the defaults filled.
 
     The workflow does the same in `workflow/rules/common.smk`, with Snakemake's own validator filling
-    the defaults; this function is for using the package without Snakemake (tests, benchmarks).
+    the defaults; this function is for using the package without Snakemake (tests, benchmarks). config_file:
+    the file `config` was read from, where a relative data.root is found (data_root).
     """
     explain_invalid(config, schema)
     config = fill_defaults(copy.deepcopy(config), schema)
-    check_semantics(config)
+    check_semantics(config, config_file=config_file)
     return config
 
 

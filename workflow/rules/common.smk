@@ -19,11 +19,14 @@ from bestbatch.config import (
     ConfigError,
     check_semantics,
     config_hash,
+    data_root as resolve_data_root,
+    study_config,
     explain_invalid,
     load_schema,
     ordering_hash,
     phases,
 )
+from bestbatch.fingerprint import cache_path as digests_cache
 from bestbatch.data import DatasetError, layout_of, planned_sizes, scan_imagefolder
 from bestbatch.model_spec import ModelError, model_spec, refuse_dotted_paths
 from bestbatch import metrics as metric_registry
@@ -36,6 +39,25 @@ from bestbatch.workflow_support import PACKAGE_VARIABLE, package_requirement, re
 # The rules' conda environments (--sdm conda) install the package itself from the pip line ${BESTBATCH_PACKAGE}:
 # this checkout, or the repository and tag a module was declared with.
 os.environ[PACKAGE_VARIABLE] = package_requirement(workflow.current_basedir)
+
+# --- the config: a --configfile is the whole study (the schema's defaults fill what it leaves out); without one,
+# the paper's config/config.yaml (bestbatch.config.study_config). --config overrides either. --------------
+PAPER_CONFIG = Path(workflow.current_basedir.get_path_or_uri(secret_free=True)).parents[1] / "config" / "config.yaml"
+_, CONFIG_FILES = study_config(
+    config,
+    workflow.overwrite_configfiles or [f for f in workflow.configfiles if Path(f).is_file()],
+    PAPER_CONFIG,
+    given=workflow.modifier.skip_configfile,  # a module declared with `config:`
+)
+# named relative to the working directory where they lie inside it
+CONFIG_FILES = [f if (f := os.path.relpath(p)) and not f.startswith("..") else str(p) for p in CONFIG_FILES]
+if workflow.is_main_process:
+    _overrides = dict(workflow.config_settings.config)
+    logger.info(
+        f"bestbatch: the study is {', '.join(CONFIG_FILES) or 'the config its module was given'}"
+        + (f", with --config {', '.join(sorted(_overrides))}" if _overrides else "")
+        + "; keys left out take the defaults of workflow/schemas/config.schema.yaml (config/README.md)"
+    )
 
 # --- the config, validated once: the schema's errors name the dotted key, Snakemake fills the defaults --
 SCHEMA = "../schemas/config.schema.yaml"
@@ -54,19 +76,27 @@ try:
         if _spec.name in MODEL_SPECS:
             raise ConfigError(f"models[{_i}]: {_entry!r} is named {_spec.name!r} like an earlier entry; give it a name")
         MODEL_SPECS[_spec.name] = _spec
+    # data.root: a data set you bring is found relative to the config file that names it (config.data_root)
+    DATA_ROOT, _how_root = resolve_data_root(config, CONFIG_FILES, workflow.config_settings.config)
     # An image folder is scanned (not decoded) when Snakemake starts: its files and their fingerprint.
-    IMAGES = scan_imagefolder(config["data"]["root"]) if config["data"]["source"] == "imagefolder" else None
+    # Its content is hashed (a sha256 per file, cached by path, size and mtime beside Snakemake's own state).
+    IMAGE_DIGESTS = digests_cache(Path(".snakemake", "bestbatch"), DATA_ROOT)
+    IMAGES = (
+        scan_imagefolder(DATA_ROOT, cache=IMAGE_DIGESTS) if config["data"]["source"] == "imagefolder" else None
+    )
     # The data set's sizes before it is checked: a synthetic set's from the config, an image folder's counted,
     # else read from its files (or, while they are not there, the official release's); verify_dataset refuses
     # a mismatch.
     N_TRAIN, N_TEST, N_CLASSES = (
         IMAGES.sizes
         if IMAGES
-        else planned_sizes(config["data"]["source"], config["data"]["root"], config["data"].get("synthetic"))[:3]
+        else planned_sizes(config["data"]["source"], DATA_ROOT, config["data"].get("synthetic"))[:3]
     )
     check_semantics(config, N_TRAIN)
-except (ConfigError, ModelError, DatasetError) as exc:
+except (ConfigError, ModelError) as exc:
     raise WorkflowError(f"invalid config: {exc}") from None
+except DatasetError as exc:
+    raise WorkflowError(f"invalid config: {exc} (data.root {config['data']['root']!r}: {_how_root})") from None
 
 # A run killed by SIGKILL (pre-emption, OOM killer) leaves its locks: the same command resumes anyway.
 if workflow.is_main_process and (_stale := release_stale_locks()):
@@ -90,12 +120,20 @@ USES_GPU = T["device"] != "cpu"
 SYNTHETIC = DATA["source"] == "synthetic"
 LAYOUT = layout_of(DATA["source"], DATA.get("synthetic"))
 # An image folder is decoded once into CIFAR-10's format under the study's results (rule imagefolder_dataset).
-DATA_DIR = f"{R}/data" if IMAGES else DATA["root"]
+DATA_DIR = f"{R}/data" if IMAGES else str(DATA_ROOT)
 DATA_FILES = [f"{DATA_DIR}/{LAYOUT.dirname}/{name}" for name in LAYOUT.files]
+# the training split's files (the meta file, which names the classes, goes with them) and the test split's
+DATA_TRAIN_FILES = [f"{DATA_DIR}/{LAYOUT.dirname}/{name}" for name in (*LAYOUT.train_files, LAYOUT.meta_file)]
+DATA_TEST_FILES = [f"{DATA_DIR}/{LAYOUT.dirname}/{LAYOUT.test_file}"]
 # A synthetic set or an image folder's cache is made by the workflow: its files are inputs of every rule that
 # reads them, so a storage plugin stages them. The real data set is the user's, checked by verify_dataset
 # (which says what to put where).
 DATA_INPUT = DATA_FILES if SYNTHETIC or IMAGES else []
+# What a job that reads only the training split depends on (the orderings, model_cost; init_model reads no
+# image): for an image folder, the training split's files alone, so that a changed test image (which reruns
+# imagefolder_test and verify_dataset) reruns none of them; for every other source, the checked data set.
+TRAIN_INPUT = dict(data=DATA_TRAIN_FILES) if IMAGES else dict(dataset=f"{R}/dataset.json", data=DATA_INPUT)
+INIT_INPUT = {} if IMAGES else dict(dataset=f"{R}/dataset.json")
 PHASES = phases(EPOCHS, T["lr"], T["lr_milestones"], T["lr_gamma"])
 SEL = config.get("selection")  # the selection experiment, when configured (selection.smk)
 # How Algorithm 1 is laid out as jobs (bestbatch.config.NOT_RESULT_KEYS: the same results either way):
@@ -163,7 +201,7 @@ def run_hash(wildcards):
 @per_job
 def data_root(wildcards, input):
     """The folder holding the data set: derived from the staged input files where the workflow made them."""
-    return str(Path(input.data[0]).parents[1]) if DATA_INPUT else DATA["root"]
+    return str(Path(input.data[0]).parents[1]) if DATA_INPUT else str(DATA_ROOT)
 
 
 # --- the networks: a built-in one is a name; another is its import path, keyword arguments and code identity
@@ -183,13 +221,20 @@ def model_cost_file(wildcards):
 
 
 # the probe is an input of a network's jobs only where some network needs one (an input function per job
-# costs time when Snakemake plans thousands of them)
-PROBE_INPUT = dict(cost=model_cost_file) if OUTSIDE else {}
+# costs time when Snakemake plans thousands of them). It sizes their requests and changes none of their results,
+# so it is `ancient`: a probe rerun for new training images reruns no init_model (which reads no image); a
+# changed network reruns its jobs through their own `model` param.
+PROBE_INPUT = dict(cost=ancient(model_cost_file)) if OUTSIDE else {}
 
 
 DATA_PARAMS = dict(data_root=data_root, data_format=LAYOUT.source)
+# How the inputs are normalised: an image folder's jobs by its training images' own channel mean and std,
+# computed by each job from the images it loads (bestbatch.data.channel_statistics); every other study by
+# CIFAR-10's constants, with no param at all, so that their jobs keep the params, and the results, they had.
+NORMALIZATION_PARAMS = dict(normalization="train") if IMAGES else {}
 TRAINING_PARAMS = dict(
     **DATA_PARAMS,
+    **NORMALIZATION_PARAMS,
     num_classes=N_CLASSES,
     **{
         key: T[key]

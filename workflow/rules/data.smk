@@ -27,16 +27,19 @@ if SYNTHETIC:
 if IMAGES:
 
     # The image folder, decoded once into CIFAR-10's format under results/<study>/data/: every job reads that
-    # cache. The folder's fingerprint (names, sizes, modification times) is a param, so a change reruns it.
-    rule imagefolder_dataset:
+    # cache. Two jobs, one per split, so that a changed test image reruns no job that reads only the training
+    # split (the orderings, init_model, model_cost). Each split's content fingerprint (a sha256 per file,
+    # bestbatch.fingerprint) is a param, and the images are `ancient` inputs: a change of bytes reruns the
+    # split's job and everything after it; `touch`, or a copy that does not keep times, reruns nothing.
+    rule imagefolder_train:
         input:
-            IMAGES.paths(),
+            ancient(IMAGES.paths("train")),
         output:
-            DATA_FILES,
+            DATA_TRAIN_FILES,
         log:
-            f"{L}/imagefolder_dataset.log",
+            f"{L}/imagefolder_train.log",
         benchmark:
-            f"{B}/imagefolder_dataset.tsv"
+            f"{B}/imagefolder_train.tsv"
         group:
             "prepare"
         conda:
@@ -48,7 +51,35 @@ if IMAGES:
             # the folder holding train/ and test/, as staged: the first image's path less its relative part
             image_root=lambda wildcards, input: str(Path(input[0]).parents[len(Path(IMAGES.train[0][0]).parts) - 1]),
             root=lambda wildcards, output: str(Path(output[0]).parents[1]),
-            fingerprint=IMAGES.fingerprint,
+            split="train",
+            fingerprint=IMAGES.fingerprints["train"],
+            cache=str(IMAGE_DIGESTS),
+            image_size=DATA.get("image_size"),
+        script:
+            "../scripts/imagefolder_dataset.py"
+
+    rule imagefolder_test:
+        input:
+            ancient(IMAGES.paths("test")),
+        output:
+            DATA_TEST_FILES,
+        log:
+            f"{L}/imagefolder_test.log",
+        benchmark:
+            f"{B}/imagefolder_test.tsv"
+        group:
+            "prepare"
+        conda:
+            "../../envs/analysis.yaml"
+        threads: 1
+        resources:
+            **DATA_COST["synthetic_dataset"],
+        params:
+            image_root=lambda wildcards, input: str(Path(input[0]).parents[len(Path(IMAGES.test[0][0]).parts) - 1]),
+            root=lambda wildcards, output: str(Path(output[0]).parents[1]),
+            split="test",
+            fingerprint=IMAGES.fingerprints["test"],
+            cache=str(IMAGE_DIGESTS),
             image_size=DATA.get("image_size"),
         script:
             "../scripts/imagefolder_dataset.py"
@@ -71,6 +102,7 @@ rule verify_dataset:
     resources:
         **DATA_COST["verify_dataset"],
     params:
+        **NORMALIZATION_PARAMS,
         root=data_root,
         source=LAYOUT.source,
         download=DATA["download"],

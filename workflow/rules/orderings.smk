@@ -7,8 +7,7 @@ if UNSEEDED_METRICS:
     # One ordering per metric for the whole study: it depends on the images, not on a run.
     rule ordering:
         input:
-            dataset=f"{R}/dataset.json",
-            data=DATA_INPUT,
+            **TRAIN_INPUT,
         output:
             f"{R}/orderings/{{metric}}.h5",
         log:
@@ -39,8 +38,7 @@ if SEEDED_METRICS:
     # The random control: one ordering per seed, so each seed has its own null.
     rule seeded_ordering:
         input:
-            dataset=f"{R}/dataset.json",
-            data=DATA_INPUT,
+            **TRAIN_INPUT,
         output:
             f"{R}/orderings/{{metric}}_seed_{{seed}}.h5",
         log:

@@ -5,8 +5,7 @@ if OUTSIDE:
     # what its jobs ask for (parameters, activation memory, time per image on this job's device kind).
     rule model_cost:
         input:
-            dataset=f"{R}/dataset.json",
-            data=DATA_INPUT,
+            **TRAIN_INPUT,
         output:
             f"{R}/models/{{model}}/cost.json",
         log:
@@ -25,6 +24,7 @@ if OUTSIDE:
         params:
             **MODEL_PARAMS,
             **DATA_PARAMS,
+            **NORMALIZATION_PARAMS,
             where=lambda wildcards: f"models[{MODELS.index(wildcards.model)}]",
             num_classes=N_CLASSES,
             device=T["device"],
@@ -35,7 +35,7 @@ if OUTSIDE:
 rule init_model:
     input:
         **PROBE_INPUT,
-        dataset=f"{R}/dataset.json",
+        **INIT_INPUT,
     output:
         f"{RUN}/checkpoints/init.pt",
     log:

@@ -32,19 +32,29 @@ def synthetic_dataset(*, root, n_train, n_test, seed, format="cifar10"):
 
 
 @step
-def imagefolder_dataset(*, image_root, root, fingerprint, image_size=None):
+def imagefolder_dataset(*, image_root, root, fingerprint, image_size=None, split=None, cache=None):
     """Decode the image folder `image_root` (<image_root>/train/<class>/*, <image_root>/test/<class>/*) once into
     CIFAR-10's format under `root`, the cache every job reads with load_dataset(root, "cifar10").
 
-    fingerprint: scan_imagefolder(image_root).fingerprint when Snakemake planned the run (a folder changed since
-    is refused); image_size: None (every image must be 32x32) or 32 (other sizes are cropped and resized)."""
-    return write_imagefolder_cache(image_root, root, image_size=image_size, log=log, fingerprint=fingerprint)
+    split: "train" (the training files and the meta file), "test" (the test file) or None (both): the workflow
+    runs one job per split. fingerprint: the split's content fingerprint when Snakemake planned the run (a folder
+    changed since is refused); cache: the digests' cache Snakemake wrote (bestbatch.fingerprint), read only;
+    image_size: None (every image must be 32x32) or 32 (other sizes are cropped and resized)."""
+    return write_imagefolder_cache(
+        image_root, root, image_size=image_size, log=log, fingerprint=fingerprint, split=split, cache=cache
+    )
 
 
 @step
-def verify_dataset(out_json, *, root, source, download, verify, batch_size, n_train, n_test, n_classes):
+def verify_dataset(
+    out_json, *, root, source, download, verify, batch_size, n_train, n_test, n_classes, normalization=None
+):
     """Read the data set once, check it against the sizes the workflow planned for (n_train, n_test,
-    n_classes), and record what it holds and how it is cut into batches."""
+    n_classes), and record what it holds, how it is cut into batches and how its inputs are normalised
+    (normalization: the training jobs' rule param; absent: CIFAR-10's constants, "train": the training images'
+    statistics, computed here as every training job computes them, data.channel_statistics)."""
+    from ..data import normalization_of, normalization_record
+
     ds = load_dataset(root, source, download=download, verify=verify, log=log)
     found = dict(n_train=len(ds.train_labels), n_test=len(ds.test_labels), n_classes=len(ds.classes))
     what = dict(n_train="training images", n_test="test images", n_classes="classes")
@@ -62,7 +72,12 @@ def verify_dataset(out_json, *, root, source, download, verify, batch_size, n_tr
         raise DatasetError(str(exc)) from None
     k = num_batches(n, batch_size)
     summary = dict(
-        dataset_summary(ds), source=source, batch_size=batch_size, num_batches=k, dropped_images=n - k * batch_size
+        dataset_summary(ds),
+        source=source,
+        batch_size=batch_size,
+        num_batches=k,
+        dropped_images=n - k * batch_size,
+        normalization=normalization_record(normalization, normalization_of(normalization, ds.train_images)),
     )
     write_text(out_json, json.dumps(summary, indent=2))
     log.info(
@@ -73,4 +88,6 @@ def verify_dataset(out_json, *, root, source, download, verify, batch_size, n_tr
         batch_size,
         n - k * batch_size,
     )
+    norm = summary["normalization"]
+    log.info("inputs normalised with %s: mean %s, std %s", norm["what"], norm["mean"], norm["std"])
     return summary
