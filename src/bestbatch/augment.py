@@ -3,14 +3,18 @@
 Random crop (padding 4) and horizontal flip, as in kuangliu/pytorch-cifar, happen on the device for
 a whole batch at once. Their randomness comes from (seed, epoch, batch) alone, so any epoch can be
 recomputed in isolation, and the training step and the gradient probe see the very same inputs.
+
+Normalisation: (x / 255 - mean) / std per channel. `channel_stats` = (mean, std), three floats each in [0, 1]
+units; None means CIFAR-10's constants (CIFAR_MEAN, CIFAR_STD), used for `data.source` cifar10, cifar100 and
+synthetic, so every such study's results are what they were. An image folder's jobs pass its own training set's
+statistics (bestbatch.data.channel_statistics; the rule param `normalization: train`).
 """
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR_STD = (0.2023, 0.1994, 0.2010)
+from .data import CIFAR_MEAN, CIFAR_STD
 
 
 def images_to_tensor(images_hwc, device):
@@ -24,10 +28,12 @@ def batch_seed(seed, epoch, batch):
     return int(state[0]) << 31 ^ int(state[1])
 
 
-def normalize(x_uint8, dtype):
-    """(x / 255 - mean) / std as one fused multiply-add: x * scale + shift."""
-    mean = torch.tensor(CIFAR_MEAN, dtype=torch.float64).view(1, 3, 1, 1)
-    std = torch.tensor(CIFAR_STD, dtype=torch.float64).view(1, 3, 1, 1)
+def normalize(x_uint8, dtype, channel_stats=None):
+    """(x / 255 - mean) / std as one fused multiply-add: x * scale + shift (scale and shift in float64, then
+    `dtype`). channel_stats: (mean, std) per channel in [0, 1] units; None: CIFAR-10's."""
+    mean, std = channel_stats if channel_stats is not None else (CIFAR_MEAN, CIFAR_STD)
+    mean = torch.tensor(mean, dtype=torch.float64).view(1, 3, 1, 1)
+    std = torch.tensor(std, dtype=torch.float64).view(1, 3, 1, 1)
     scale, shift = (1 / (255 * std)).to(x_uint8.device, dtype), (-mean / std).to(x_uint8.device, dtype)
     return torch.addcmul(shift, x_uint8.to(dtype), scale)
 
@@ -54,9 +60,9 @@ def crop_flip(x_uint8, seed, epoch, batch, pad=4):
     return padded.reshape(-1).take(flat)
 
 
-def make_batch(images, indices, seed, epoch, batch, augment, dtype):
-    """The network input of fixed batch `batch`: gather, augment, normalise."""
+def make_batch(images, indices, seed, epoch, batch, augment, dtype, channel_stats=None):
+    """The network input of fixed batch `batch`: gather, augment, normalise (channel_stats: see normalize)."""
     x = images[indices]
     if augment:
         x = crop_flip(x, seed, epoch, batch)
-    return normalize(x, dtype)
+    return normalize(x, dtype, channel_stats)

@@ -396,6 +396,7 @@ def train_chunk(
     eval_every,
     last_step,
     progress=False,
+    channel_stats=None,
 ):
     """Plain SGD steps start_step <= s < end_step of a run (net in train mode; the caller's optimizer).
 
@@ -408,7 +409,8 @@ def train_chunk(
     chunk since the previous evaluation). Chunks that start on the evaluation grid give the same rows
     as one go; the parameters are the same in any case (bitwise on CPU, with the same thread count).
     A non-finite training loss raises training.NonFiniteError, naming the step, at the next evaluation
-    or at the chunk's end (checking every step would synchronise a GPU every step).
+    or at the chunk's end (checking every step would synchronise a GPU every step). channel_stats: the inputs'
+    normalisation, for training and test images alike (augment.normalize; None: CIFAR-10's).
     """
     import torch
     import torch.nn.functional as F
@@ -436,7 +438,7 @@ def train_chunk(
                 group["lr"] = step_lr
         idx, pass_, position = visitor.batch(s)
         idx = torch.as_tensor(idx, device=images.device)
-        x = make_batch(images, idx, seed, pass_ + 1, position, augment, dtype)
+        x = make_batch(images, idx, seed, pass_ + 1, position, augment, dtype, channel_stats)
         seed_forward(seed, pass_ + 1, position)  # dropout as Algorithm 1's net_normal draws it
         optimizer.zero_grad(set_to_none=True)
         loss = F.cross_entropy(net(x), labels[idx])
@@ -448,7 +450,7 @@ def train_chunk(
             bad = np.flatnonzero(~np.isfinite(chunk))
             if bad.size:
                 raise NonFiniteError(f"non-finite training loss at step {s + 1 - len(chunk) + int(bad[0])} (0-based)")
-            test_loss, test_acc = evaluate(net, test_images, test_labels, dtype)
+            test_loss, test_acc = evaluate(net, test_images, test_labels, dtype, channel_stats=channel_stats)
             rows.append(
                 dict(
                     step=s + 1,

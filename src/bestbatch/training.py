@@ -185,7 +185,22 @@ class KeepLast:
         pass
 
 
-def run_epoch(net, optimizer, images, labels, order, *, epoch, batch_size, seed, augment, dtype, sink, progress=True):
+def run_epoch(
+    net,
+    optimizer,
+    images,
+    labels,
+    order,
+    *,
+    epoch,
+    batch_size,
+    seed,
+    augment,
+    dtype,
+    sink,
+    progress=True,
+    channel_stats=None,
+):
     """Train `net` one epoch over the fixed batches of `order`, probing every batch's gradient (the inline
     layout: one job does both halves of Algorithm 1).
 
@@ -194,6 +209,7 @@ def run_epoch(net, optimizer, images, labels, order, *, epoch, batch_size, seed,
     shards.ShardWriter): g_k is computed into sink.row(k, device, dtype, P), added to the float64 sum
     sink.total(device, P), and handed over with sink.put(k, g_k). No batch allocates a fresh P-sized
     tensor (one of more than 32 MiB is a fresh mmap: ~11k page faults per ResNet18 batch).
+    channel_stats: the normalisation's (mean, std), None for CIFAR-10's (augment.normalize).
     Returns per-batch training loss and accuracy.
     """
     return epoch_pass(
@@ -210,10 +226,13 @@ def run_epoch(net, optimizer, images, labels, order, *, epoch, batch_size, seed,
         dtype=dtype,
         sink=sink,
         progress=progress,
+        channel_stats=channel_stats,
     )
 
 
-def train_pass(net, optimizer, images, labels, order, *, epoch, batch_size, seed, augment, dtype, progress=True):
+def train_pass(
+    net, optimizer, images, labels, order, *, epoch, batch_size, seed, augment, dtype, progress=True, channel_stats=None
+):
     """net_normal's half of an epoch alone (the parallel layout's train_epoch): the same steps on the same
     inputs as run_epoch, bitwise. Returns per-batch training loss and accuracy."""
     return epoch_pass(
@@ -230,10 +249,25 @@ def train_pass(net, optimizer, images, labels, order, *, epoch, batch_size, seed
         dtype=dtype,
         sink=None,
         progress=progress,
+        channel_stats=channel_stats,
     )
 
 
-def compare_pass(net_compare, images, labels, order, *, epoch, batch_size, seed, augment, dtype, sink, progress=True):
+def compare_pass(
+    net_compare,
+    images,
+    labels,
+    order,
+    *,
+    epoch,
+    batch_size,
+    seed,
+    augment,
+    dtype,
+    sink,
+    progress=True,
+    channel_stats=None,
+):
     """net_compare's half of an epoch alone (the parallel layout's compare_epoch): `net_compare` holds the
     epoch-start parameters (the previous epoch's checkpoint) and every g_k goes to `sink`, as in run_epoch.
     The inputs are the same (make_batch is seeded by seed, epoch and batch), so the g_k are too."""
@@ -251,6 +285,7 @@ def compare_pass(net_compare, images, labels, order, *, epoch, batch_size, seed,
         dtype=dtype,
         sink=sink,
         progress=progress,
+        channel_stats=channel_stats,
     )
 
 
@@ -262,11 +297,25 @@ def seed_forward(seed, epoch, batch):
 
 
 def epoch_pass(
-    net, optimizer, net_compare, images, labels, order, *, epoch, batch_size, seed, augment, dtype, sink, progress
+    net,
+    optimizer,
+    net_compare,
+    images,
+    labels,
+    order,
+    *,
+    epoch,
+    batch_size,
+    seed,
+    augment,
+    dtype,
+    sink,
+    progress,
+    channel_stats=None,
 ):
     """The loop of Algorithm 1 over the fixed batches: for each batch k, net_normal's step (when `net` is
-    given) and then net_compare's gradient g_k into `sink` (when `net_compare` is given). Returns the
-    per-batch training loss and accuracy when training, else None."""
+    given) and then net_compare's gradient g_k into `sink` (when `net_compare` is given), both on
+    make_batch(..., channel_stats). Returns the per-batch training loss and accuracy when training, else None."""
     n_batches = num_batches(len(order), batch_size)
     order = torch.as_tensor(order, device=images.device)
     for model in (net, net_compare):
@@ -283,7 +332,7 @@ def epoch_pass(
     )
     for k in tqdm(range(n_batches), desc=desc, unit="batch", disable=not progress, mininterval=2):
         idx = order[k * batch_size : (k + 1) * batch_size]
-        x = make_batch(images, idx, seed, epoch, k, augment, dtype)
+        x = make_batch(images, idx, seed, epoch, k, augment, dtype, channel_stats)
         y = labels[idx]
         if net is not None:  # net_normal: the ordinary training step
             seed_forward(seed, epoch, k)
@@ -312,12 +361,13 @@ def epoch_pass(
 
 
 @torch.no_grad()
-def evaluate(net, images, labels, dtype, batch_size=1000):
-    """Test loss and accuracy (eval mode, no augmentation); dtype: the net's torch dtype."""
+def evaluate(net, images, labels, dtype, batch_size=1000, channel_stats=None):
+    """Test loss and accuracy (eval mode, no augmentation); dtype: the net's torch dtype; channel_stats: the
+    training images' normalisation (augment.normalize; None: CIFAR-10's)."""
     net.eval()
     loss_sum, correct = 0.0, 0
     for i in range(0, len(labels), batch_size):
-        x = normalize(images[i : i + batch_size], dtype)
+        x = normalize(images[i : i + batch_size], dtype, channel_stats)
         out = net(x)
         loss_sum += F.cross_entropy(out, labels[i : i + batch_size], reduction="sum").item()
         correct += (out.argmax(1) == labels[i : i + batch_size]).sum().item()

@@ -58,12 +58,14 @@ def train_seed_chunk(
     cuda_tf32,
     cuda_deterministic,
     granted_threads=None,
+    normalization=None,
     **run,
 ):
     """Chunk `chunk` of every arm of one (model, budget, seed), one after another in one job
     (execution.selection_jobs: seed): the data set is loaded and torch imported once, not once per arm.
     arm_jobs: [{arm, order_path, start_checkpoint, out_checkpoint, out_curve, profile_paths}], one per arm;
     each arm's outputs are what its own job would write, bitwise (the steps draw no global randomness).
+    normalization: the rule param (absent: CIFAR-10's constants; "train": the training images' statistics).
     Returns each arm's evaluation rows."""
     from .training import prepare_training
 
@@ -75,6 +77,7 @@ def train_seed_chunk(
         granted_threads=granted_threads,
         cuda_tf32=cuda_tf32,
         cuda_deterministic=cuda_deterministic,
+        normalization=normalization,
     )
     rows = []
     for i, job in enumerate(arm_jobs):
@@ -90,6 +93,7 @@ def train_seed_chunk(
                 job.pop("out_curve"),
                 **job,
                 **run,
+                normalization=normalization,
             )
         )
     return rows
@@ -126,9 +130,11 @@ def arm_chunk(
     config_hash,
     import_paths=(),
     progress=True,
+    normalization=None,
 ):
     """Chunk `chunk` (epoch-equivalents chunk x chunk_epochs ...) of one arm's plain training run, on
-    `prepared` = (device, train images, train labels, test images, test labels) from prepare_training.
+    `prepared` = (device, train images, train labels, test images, test labels, channel_stats) from
+    prepare_training (channel_stats: the inputs' normalisation, from the rule param `normalization`).
 
     Every arm of a budget takes total_steps(epochs, K, budget) optimizer steps; the lr schedule is in
     steps (the epoch milestones scaled by the budget), so phases line up. Chunk 0 starts from the run
@@ -153,10 +159,10 @@ def arm_chunk(
         train_chunk,
     )
     from ..training import DTYPES, device_description, make_optimizer
-    from .training import model_record
+    from .training import model_record, normalization_provenance
 
     seed, budget, chunk = int(seed), float(budget), int(chunk)
-    dev, images, labels, test_images, test_labels = prepared  # steps.training.prepare_training
+    dev, images, labels, test_images, test_labels, channel_stats = prepared  # steps.training.prepare_training
     torch_dtype = DTYPES[dtype]
     n_images = len(labels)
     K = steps_per_epoch(n_images, batch_size)
@@ -231,9 +237,17 @@ def arm_chunk(
         eval_every=evaluation_every(T, chunk_epochs * K, evaluations),
         last_step=T,
         progress=progress,
+        channel_stats=channel_stats,
     )
     meta = dict(
-        provenance(config_hash, device_description(dev), seed=seed, dtype=dtype, **model_record(model)),
+        provenance(
+            config_hash,
+            device_description(dev),
+            seed=seed,
+            dtype=dtype,
+            **model_record(model),
+            **normalization_provenance(normalization, channel_stats),
+        ),
         arm=arm,
         budget=budget,
         step=end,

@@ -10,7 +10,7 @@ import torch
 
 from ..augment import images_to_tensor
 from ..config import lr_of_epoch, num_batches, phase_of_epoch
-from ..data import load_dataset
+from ..data import load_dataset, normalization_of, normalization_record
 from ..formats import (
     TRAINING_RECORDS,
     EpochRecords,
@@ -57,38 +57,62 @@ def check_disk(path, need_bytes, free_bytes=None):
     log.info("gradient shard: %.3f GB needed, %.1f GB free in %s", need_bytes / 1e9, free / 1e9, folder)
 
 
-def prepare_training(*, data_root, data_format, device, threads, granted_threads, cuda_tf32, cuda_deterministic):
+def prepare_training(
+    *, data_root, data_format, device, threads, granted_threads, cuda_tf32, cuda_deterministic, normalization=None
+):
     """The start of every training job: the configured thread count, the device and its numerics, and the
-    data set on it. Returns (device, train images, train labels, test images, test labels)."""
+    data set on it. Returns (device, train images, train labels, test images, test labels, channel_stats):
+    channel_stats is the inputs' normalisation from the rule param `normalization` (data.normalization_of: None,
+    CIFAR-10's constants, where the param is absent; an image folder's training-set statistics for "train")."""
     fix_threads(threads, granted_threads)
     dev = pick_device(device)
     set_numerics(dev, allow_tf32=cuda_tf32, deterministic=cuda_deterministic)
     if dev.type == "cpu":
         keep_freed_memory()
     ds = load_dataset(data_root, data_format)
+    channel_stats = job_normalization(normalization, ds.train_images)
     return (
         dev,
         images_to_tensor(ds.train_images, dev),
         torch.as_tensor(ds.train_labels, device=dev),
         images_to_tensor(ds.test_images, dev),
         torch.as_tensor(ds.test_labels, device=dev),
+        channel_stats,
     )
 
 
+def job_normalization(normalization, train_images):
+    """data.normalization_of, logged where it is not CIFAR-10's."""
+    channel_stats = normalization_of(normalization, train_images)
+    if channel_stats is not None:
+        log.info("normalisation (%s): mean %s, std %s", normalization, *channel_stats)
+    return channel_stats
+
+
+def normalization_provenance(normalization, channel_stats):
+    """What an output's provenance says of its normalisation: nothing for CIFAR-10's constants (those outputs stay
+    as they were), the source and values otherwise (data.normalization_record)."""
+    return {} if channel_stats is None else {"normalization": normalization_record(normalization, channel_stats)}
+
+
 @step
-def model_cost(out_json, *, model, where, num_classes, data_root, data_format, device, import_paths=()):
+def model_cost(
+    out_json, *, model, where, num_classes, data_root, data_format, device, import_paths=(), normalization=None
+):
     """Once per network outside the built-in ones, before any training: refuse it if it cannot take part
-    (models.check_model on a batch of the data set's images: it builds, returns (B, classes), has trainable
-    parameters) and probe its costs on this job's device kind (resources.probe_model_cost), from which every
-    later job of the model is sized. where: the config key that names it (models[i])."""
+    (models.check_model on a batch of the data set's images, normalised as the training jobs do: it builds,
+    returns (B, classes), has trainable parameters) and probe its costs on this job's device kind
+    (resources.probe_model_cost), from which every later job of the model is sized. where: the config key that
+    names it (models[i]). Reads the training split alone."""
     from ..atomic import write_text
     from ..augment import normalize
     from ..models import check_model
     from ..resources import probe_model_cost
 
     dev = pick_device(device)
-    ds = load_dataset(data_root, data_format)
-    batch = normalize(images_to_tensor(ds.train_images[:4], dev), torch.float32)
+    ds = load_dataset(data_root, data_format, test=False)
+    channel_stats = job_normalization(normalization, ds.train_images)
+    batch = normalize(images_to_tensor(ds.train_images[:4], dev), torch.float32, channel_stats)
     n_trainable = check_model(model, num_classes, batch, import_paths, where=where)
     probe = probe_model_cost(model, num_classes, dev, import_paths=import_paths)
     log.info(
@@ -139,10 +163,12 @@ def _epoch_setup(
     cuda_deterministic,
     config_hash,
     import_paths=(),
+    normalization=None,
 ):
-    """What both halves of an epoch start from: the device and data, the fixed order, the network at the
-    epoch-start parameters, the shard's size, the batches' scores and the epoch's provenance."""
-    dev, images, labels, test_images, test_labels = prepare_training(
+    """What both halves of an epoch start from: the device and data (and the inputs' normalisation), the fixed
+    order, the network at the epoch-start parameters, the shard's size, the batches' scores and the epoch's
+    provenance."""
+    dev, images, labels, test_images, test_labels, channel_stats = prepare_training(
         data_root=data_root,
         data_format=data_format,
         device=device,
@@ -150,6 +176,7 @@ def _epoch_setup(
         granted_threads=granted_threads,
         cuda_tf32=cuda_tf32,
         cuda_deterministic=cuda_deterministic,
+        normalization=normalization,
     )
     log.info("metric %s, epoch %d, device %s", metric, epoch, device_description(dev))
     torch_dtype = DTYPES[dtype]
@@ -170,6 +197,7 @@ def _epoch_setup(
             cuda_tf32=cuda_tf32,
             cuda_deterministic=cuda_deterministic,
             **model_record(model),
+            **normalization_provenance(normalization, channel_stats),
         ),
         metric=metric,
         epoch=epoch,
@@ -181,6 +209,7 @@ def _epoch_setup(
         labels=labels,
         test_images=test_images,
         test_labels=test_labels,
+        channel_stats=channel_stats,
         fixed_order=order,
         state=state,
         net=net,
@@ -239,10 +268,12 @@ def train_epoch(
     shard_io="direct",
     granted_threads=None,
     progress=True,
+    normalization=None,
 ):
     """One (metric, epoch) job of Algorithm 1: a checkpoint and, in the inline layout (`out_shard` given),
     the gradient shard. In the parallel layout (`out_records` given instead) it trains only and writes
     net_normal's records of the epoch; compare_epoch writes the shard from the previous checkpoint.
+    normalization: the rule param (absent: CIFAR-10's constants; "train": the training images' statistics).
 
     dtype is the config's name ("float32" or "float64"); from here on it is a torch dtype."""
     seed = int(seed)  # an int, or its text from a wildcard
@@ -265,6 +296,7 @@ def train_epoch(
         cuda_deterministic=cuda_deterministic,
         config_hash=config_hash,
         import_paths=import_paths,
+        normalization=normalization,
     )
     net, state, torch_dtype = e.net, e.state, e.torch_dtype
     epoch_lr = lr_of_epoch(epoch, lr, lr_milestones, lr_gamma)
@@ -273,11 +305,19 @@ def train_epoch(
         optimizer.load_state_dict(state.optimizer)
     for group in optimizer.param_groups:
         group["lr"] = epoch_lr  # the step schedule, applied at epoch boundaries
-    common = dict(epoch=epoch, batch_size=batch_size, seed=seed, augment=augment, dtype=torch_dtype, progress=progress)
+    common = dict(
+        epoch=epoch,
+        batch_size=batch_size,
+        seed=seed,
+        augment=augment,
+        dtype=torch_dtype,
+        progress=progress,
+        channel_stats=e.channel_stats,
+    )
     data = (e.images, e.labels, e.fixed_order)
 
     def finish(stats):
-        test_loss, test_acc = evaluate(net, e.test_images, e.test_labels, torch_dtype)
+        test_loss, test_acc = evaluate(net, e.test_images, e.test_labels, torch_dtype, channel_stats=e.channel_stats)
         training = dict(stats, test_loss=test_loss, test_acc=test_acc)
         save_checkpoint(out_checkpoint, net.state_dict(), optimizer.state_dict(), epoch, e.meta)
         kill_point("after_checkpoint", epoch)
@@ -341,6 +381,7 @@ def compare_epoch(
     shard_io="direct",
     granted_threads=None,
     progress=True,
+    normalization=None,
     **_training_only,
 ):
     """The parallel layout's compare job of (metric, epoch): net_compare at the epoch-start parameters (the
@@ -367,6 +408,7 @@ def compare_epoch(
         cuda_deterministic=cuda_deterministic,
         config_hash=config_hash,
         import_paths=import_paths,
+        normalization=normalization,
     )
     net, torch_dtype = e.net, e.torch_dtype
     layout, n_params = parameter_layout(net)
@@ -385,6 +427,7 @@ def compare_epoch(
             dtype=torch_dtype,
             sink=KillableSink(shard, epoch),
             progress=progress,
+            channel_stats=e.channel_stats,
         )
         shard.finish(layout, _records(epoch, epoch_lr, lr_milestones, metric, e.meta, e.batch_scores, None))
     log.info("epoch %d: %d batch gradients at the epoch-start parameters", epoch, e.k_batches)
