@@ -49,10 +49,15 @@ def test_the_cache_saves_reading_and_never_decides(tmp_path, counted):
     ]
     # a cache of other digests for the same (size, mtime) would decide wrongly: it belongs to this folder only,
     # and a corrupt or foreign one is rebuilt by reading
+    summary = cache.with_name(cache.name + ".summary")
     for text in ("{not json", json.dumps({"version": 1, "root": "/elsewhere", "files": {}})):
         cache.write_text(text)
+        summary.write_text("{not json")  # the summary of fingerprints goes with it (fingerprint.fingerprints)
         counted.clear()
         assert scan_imagefolder(root, cache=cache).fingerprints == first.fingerprints and len(counted) == 10
+    # the summary answers only for the very listing it was made from: a file replaced by one of the same size and
+    # mtime is the one change the cache cannot see (as make and Snakemake's mtime checks cannot)
+    assert json.loads(summary.read_text())["fingerprints"] == first.fingerprints
     # no cache: every file read, same answer
     assert scan_imagefolder(root).fingerprints == first.fingerprints
 

@@ -6,9 +6,9 @@ import re
 
 import pytest
 import yaml
+from conftest import REPO, run_snakemake, write_config
 
 from bestbatch.config import data_root, study_config
-from conftest import REPO, run_snakemake, write_config
 
 # The example: a study that leaves lr_milestones out, with more epochs than the paper's milestones.
 MINIMAL = {

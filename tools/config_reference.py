@@ -317,7 +317,11 @@ def render(schema, configs=()):
     out += [
         "A study is one YAML file of the keys below. `config/config.yaml` is the paper's study (the default); "
         "`config/demo.yaml` is the small CPU demo that `make demo` runs. Run another study with "
-        "`snakemake --configfile <file>`.",
+        "`snakemake --configfile <file>`: that file is the whole study. Keys it leaves out take the defaults "
+        "below, never the paper's values; the paper's config is read only when no `--configfile` is given. "
+        "`--config key=value` overrides either. `snakemake -n` prints the config files it read, and "
+        "`results/<study>/config.yaml` (shown on the index page) is the study as it runs, every default filled "
+        "in: give it back with `--configfile` to run the same study.",
         "",
         "This file is generated from the descriptions in "
         "[`workflow/schemas/config.schema.yaml`](../workflow/schemas/config.schema.yaml) "

@@ -770,22 +770,35 @@ def _class_folders(split_dir):
 
 
 def _scan_class(root, folder, label, extensions, ignored):
-    """((relative path, label, size, mtime_ns), ...) of the images under one class folder, sorted."""
+    """((relative path, label, size, mtime_ns), ...) of the images under one class folder, sorted (by path parts).
+
+    os.scandir and plain strings, not pathlib: a 100,000-image folder is scanned whenever Snakemake starts."""
     found = []
-    for dirpath, dirnames, names in os.walk(folder, followlinks=True):
-        dirnames[:] = [d for d in dirnames if _visible(d)]
-        for name in filter(_visible, names):
-            path = Path(dirpath) / name
-            rel = path.relative_to(root)
-            if not name.lower().endswith(extensions):
-                ignored.append(rel.as_posix())
+    pending = [(str(folder), Path(folder).relative_to(root).as_posix())]
+    while pending:
+        here, rel_here = pending.pop()
+        try:
+            entries = list(os.scandir(here))
+        except OSError as e:
+            raise DatasetError(f"{here}: cannot be read ({e}); replace or remove it.") from e
+        for entry in entries:
+            name = entry.name
+            if not _visible(name):
                 continue
+            rel = f"{rel_here}/{name}"
             try:
-                st = path.stat()
+                if entry.is_dir():  # follows links, as os.walk(followlinks=True)
+                    pending.append((entry.path, rel))
+                    continue
+                if not name.lower().endswith(extensions):
+                    ignored.append(rel)
+                    continue
+                st = entry.stat()
             except OSError as e:
-                raise DatasetError(f"{path}: cannot be read ({e}); replace or remove it.") from e
-            found.append((rel.parts, rel.as_posix(), label, st.st_size, st.st_mtime_ns))
-    return [entry[1:] for entry in sorted(found)]
+                raise DatasetError(f"{entry.path}: cannot be read ({e}); replace or remove it.") from e
+            found.append((rel.split("/"), rel, label, st.st_size, st.st_mtime_ns))
+    found.sort(key=lambda entry: entry[0])
+    return [entry[1:] for entry in found]
 
 
 def scan_imagefolder(root, extensions=IMAGE_EXTENSIONS, log=None, content=True, cache=None, update_cache=True):
@@ -845,13 +858,12 @@ def scan_imagefolder(root, extensions=IMAGE_EXTENSIONS, log=None, content=True, 
         )
     fingerprints = None
     if content:
-        from .fingerprint import digests, split_fingerprint
+        from .fingerprint import fingerprints as content_fingerprints
 
         try:
-            found = digests(root, splits["train"] + splits["test"], cache, update=update_cache)
+            fingerprints = content_fingerprints(root, classes, splits, cache, update=update_cache)
         except OSError as e:
             raise DatasetError(f"{e.filename}: cannot be read ({e.strerror}); replace or remove it.") from e
-        fingerprints = {split: split_fingerprint(classes, splits[split], found) for split in ("train", "test")}
     return ImageFolderScan(
         root,
         tuple(classes),

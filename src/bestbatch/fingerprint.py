@@ -75,3 +75,34 @@ def split_fingerprint(classes, entries, found):
     """sha256 hex of the classes and every file's path, class and digest (`found`: digests()) of one split."""
     described = {"classes": list(classes), "files": [[rel, label, found[rel]] for rel, label, *_ in entries]}
     return hashlib.sha256(json.dumps(described, separators=(",", ":")).encode()).hexdigest()
+
+
+def _summary_path(cache):
+    return Path(str(cache) + ".summary")
+
+
+def fingerprints(root, classes, splits, cache=None, update=True):
+    """{split: split_fingerprint} of an image folder's splits ({"train": entries, "test": entries}).
+
+    With a cache, a summary beside it (cache + ".summary") records the fingerprints with a signature of every
+    file's path, class, size and mtime: when nothing was added, removed, renamed, resized or touched, the answer
+    is read from it and not one digest is looked up (the whole check costs the scan's stats and one sha256 over
+    them). Otherwise the digests are found (digests(): read only where the cache has no record) and both written."""
+    signature = None
+    if cache is not None:
+        listing = {"classes": list(classes), **{split: list(entries) for split, entries in splits.items()}}
+        signature = hashlib.sha256(json.dumps(listing, separators=(",", ":")).encode()).hexdigest()
+        try:
+            summary = json.loads(_summary_path(cache).read_text())
+            if summary.get("version") == CACHE_VERSION and summary.get("signature") == signature:
+                if Path(cache).is_file():  # the digests it was made from are still there
+                    return dict(summary["fingerprints"])
+        except (OSError, ValueError, AttributeError, TypeError):
+            pass
+    everything = [entry for entries in splits.values() for entry in entries]
+    found = digests(root, everything, cache, update=update)
+    result = {split: split_fingerprint(classes, entries, found) for split, entries in splits.items()}
+    if cache is not None and update:
+        summary = {"version": CACHE_VERSION, "signature": signature, "fingerprints": result}
+        write_text(_summary_path(cache), json.dumps(summary))
+    return result

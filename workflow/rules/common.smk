@@ -81,9 +81,7 @@ try:
     # An image folder is scanned (not decoded) when Snakemake starts: its files and their fingerprint.
     # Its content is hashed (a sha256 per file, cached by path, size and mtime beside Snakemake's own state).
     IMAGE_DIGESTS = digests_cache(Path(".snakemake", "bestbatch"), DATA_ROOT)
-    IMAGES = (
-        scan_imagefolder(DATA_ROOT, cache=IMAGE_DIGESTS) if config["data"]["source"] == "imagefolder" else None
-    )
+    IMAGES = scan_imagefolder(DATA_ROOT, cache=IMAGE_DIGESTS) if config["data"]["source"] == "imagefolder" else None
     # The data set's sizes before it is checked: a synthetic set's from the config, an image folder's counted,
     # else read from its files (or, while they are not there, the official release's); verify_dataset refuses
     # a mismatch.

@@ -3,8 +3,8 @@
 import json
 import logging
 import os
-from pathlib import Path
 import warnings
+from pathlib import Path
 
 import pandas as pd
 import yaml
