@@ -14,7 +14,7 @@ from bestbatch.formats import Matrix, write_matrix
 from bestbatch.plots import curves_figure, phase_summary
 from bestbatch.report import claims_html, index_html
 from bestbatch.stats import LEARNING_RULE, run_learning
-from bestbatch.steps.analysis import study_index
+from bestbatch.steps.analysis import study_config_text, study_index
 from bestbatch.steps.plots import curves_page
 
 E, K = 6, 4
@@ -150,19 +150,21 @@ def test_steps_write_the_finding_from_the_matrix_files(runs, tmp_path):
     html = curves.read_text()
     assert "color (did not learn)" in html and f"color: {DID_NOT_LEARN}" in html
     assert "edges (did not learn)" not in html
+    config = tmp_path / "config.yaml"
+    config.write_text(study_config_text({"study": "s"}, ["s.yaml"], {}, []))
     study_index(
         paths,
         [str(tmp_path / "plots" / f"heatmap_{x}.html") for x in metrics],
         [str(tmp_path / "plots" / f"layers_{x}.html") for x in metrics],
         [str(curves)],
         str(tmp_path / "claims.html"),
+        str(config),
         str(tmp_path / "index.html"),
         str(tmp_path / "summary.json"),
         study="s",
         runs=[["tiny", 0]],
         metrics=metrics,
         phases=PHASES,
-        config={"study": "s"},
         n_classes=N_CLASSES,
         n_test=N_TEST,
     )
@@ -173,6 +175,7 @@ def test_steps_write_the_finding_from_the_matrix_files(runs, tmp_path):
     assert summary["color"]["chance"] == pytest.approx(0.1)
     index = (tmp_path / "index.html").read_text()
     assert f"tiny, seed 0, metric color: {DID_NOT_LEARN}" in index
+    assert "Read from: s.yaml" in index  # the effective config, with where it was read from
     assert learned_column(index)["color"] == ["no: test accuracy 0.10, chance 0.10"] * len(PHASES)
 
 

@@ -54,7 +54,7 @@ def test_steps_that_do_not_train_run_without_torch(tmp_path):
         from bestbatch.formats import EpochRecords, write_epoch
         from bestbatch.steps.data import synthetic_dataset, verify_dataset
         from bestbatch.steps.distances import gather_distances
-        from bestbatch.steps.analysis import evaluate_claims, study_index
+        from bestbatch.steps.analysis import evaluate_claims, study_config, study_index
         from bestbatch.steps.plots import curves_page, heatmap_page, layers_page
         synthetic_dataset(root="data", n_train=200, n_test=50, seed=1)
         verify_dataset("dataset.json", root="data", source="cifar10", download=False, verify="auto", batch_size=50,
@@ -73,9 +73,11 @@ def test_steps_that_do_not_train_run_without_torch(tmp_path):
         heatmap_page("m.h5", "plots/heatmap_edges.html", metric="edges", phases=phases)
         curves_page(["m.h5"], "plots/curves.html", metrics=["edges"], phases=phases, n_classes=10, n_test=50)
         layers_page("m.h5", "plots/layers_edges.html", metric="edges", phases=phases)
+        study_config("config.yaml", config={"study": "s"}, files=["s.yaml"], overrides={},
+                     run_hashes=[[["tiny", 0, "edges"], "0123"]], log="config.log")
         study_index(["m.h5"], ["plots/heatmap_edges.html"], ["plots/layers_edges.html"], ["plots/curves.html"],
-                    "claims.html", "index.html", "summary.json", study="s", runs=[["tiny", 0]], metrics=["edges"],
-                    phases=phases, config={"study": "s"}, n_classes=10, n_test=50)
+                    "claims.html", "config.yaml", "index.html", "summary.json", study="s", runs=[["tiny", 0]],
+                    metrics=["edges"], phases=phases, n_classes=10, n_test=50)
         evaluate_claims(["m.h5"], "claims.csv", "statistics.csv", "claims.html", runs=[["tiny", 0]], metrics=["edges"],
                         phases=phases, alpha=0.05, permutations=99, seed=0, n_classes=10, n_test=50, n_train=200,
                         batch_size=50)

@@ -69,7 +69,7 @@ try:
     # found with the config files' folders first on the import path (a module beside the config). An import
     # path's code identity (a hash of its source, or its distribution's version) is looked up here, once, not
     # imported: it is part of the `model` param of its jobs (model_param), so an edit reruns them.
-    IMPORT_PATHS = sorted({str(Path(f).resolve().parent) for f in workflow.configfiles})
+    IMPORT_PATHS = sorted({str(Path(f).resolve().parent) for f in CONFIG_FILES})
     MODEL_SPECS = {}
     for _i, _entry in enumerate(config["models"]):
         _spec = model_spec(_entry, f"models[{_i}]", IMPORT_PATHS)
@@ -219,10 +219,9 @@ def model_cost_file(wildcards):
 
 
 # the probe is an input of a network's jobs only where some network needs one (an input function per job
-# costs time when Snakemake plans thousands of them). It sizes their requests and changes none of their results,
-# so it is `ancient`: a probe rerun for new training images reruns no init_model (which reads no image); a
-# changed network reruns its jobs through their own `model` param.
-PROBE_INPUT = dict(cost=ancient(model_cost_file)) if OUTSIDE else {}
+# costs time when Snakemake plans thousands of them). Not `ancient`, though it changes no result: Snakemake then
+# no longer compares the params of a job whose probe reruns, and a changed network must rerun its jobs.
+PROBE_INPUT = dict(cost=model_cost_file) if OUTSIDE else {}
 
 
 DATA_PARAMS = dict(data_root=data_root, data_format=LAYOUT.source)
