@@ -122,17 +122,6 @@ def fill_defaults(node, schema):
     return node
 
 
-def merged(base, overrides):
-    """`base` updated in place by `overrides`, mapping by mapping (as Snakemake merges --config into a config);
-    returns `base`."""
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            merged(base[key], value)
-        else:
-            base[key] = copy.deepcopy(value)
-    return base
-
-
 # What a study is made of: the config files Snakemake was given (--configfile, or a module's `config:`), each the
 # whole study, keys left out taking the schema's defaults; with none, the paper's config/config.yaml. --config
 # values override either, key by key.
@@ -140,10 +129,12 @@ def study_config(config, config_files, paper_config, given=False):
     """(config, files read): `config` (Snakemake's: the --configfile files merged, then --config) as the study,
     unless no config file was given (`config_files` empty and not `given` by a module): then the paper's
     `paper_config` file with `config` (the --config values) merged over it. `config` is changed in place."""
+    from snakemake.utils import update_config  # how Snakemake itself merges --config into a config
+
     if config_files or given:
         return config, [str(f) for f in config_files]
-    paper = yaml.safe_load(Path(paper_config).read_text())
-    study = merged(paper, config)
+    study = yaml.safe_load(Path(paper_config).read_text())
+    update_config(study, config)
     config.clear()
     config.update(study)
     return config, [str(paper_config)]

@@ -18,16 +18,12 @@ from pathlib import Path
 from .atomic import write_text
 
 CACHE_VERSION = 1
-_CHUNK = 1 << 20
 
 
 def file_digest(path):
     """sha256 hex of the bytes of `path`."""
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def cache_path(folder, root):

@@ -78,10 +78,12 @@ try:
         MODEL_SPECS[_spec.name] = _spec
     # data.root: a data set you bring is found relative to the config file that names it (config.data_root)
     DATA_ROOT, _how_root = resolve_data_root(config, CONFIG_FILES, workflow.config_settings.config)
-    # An image folder is scanned (not decoded) when Snakemake starts: its files and their fingerprint.
-    # Its content is hashed (a sha256 per file, cached by path, size and mtime beside Snakemake's own state).
-    IMAGE_DIGESTS = digests_cache(Path(".snakemake", "bestbatch"), DATA_ROOT)
-    IMAGES = scan_imagefolder(DATA_ROOT, cache=IMAGE_DIGESTS) if config["data"]["source"] == "imagefolder" else None
+    # An image folder is scanned (not decoded) when Snakemake starts: its files and their fingerprints, from its
+    # content (a sha256 per file, cached by path, size and mtime beside Snakemake's own state).
+    IMAGES = None
+    if config["data"]["source"] == "imagefolder":
+        IMAGE_DIGESTS = digests_cache(Path(".snakemake", "bestbatch"), DATA_ROOT)
+        IMAGES = scan_imagefolder(DATA_ROOT, cache=IMAGE_DIGESTS)
     # The data set's sizes before it is checked: a synthetic set's from the config, an image folder's counted,
     # else read from its files (or, while they are not there, the official release's); verify_dataset refuses
     # a mismatch.
@@ -194,6 +196,13 @@ def run_hash(wildcards):
     if key not in RUN_HASHES:
         RUN_HASHES[key] = config_hash(config, key[0], key[1], int(key[2]))
     return RUN_HASHES[key]
+
+
+def staged_image_root(split):
+    """An image folder's decode job's param: the folder holding train/ and test/, as staged (the split's first
+    image's path less its relative part)."""
+    depth = len(Path(getattr(IMAGES, split)[0][0]).parts)
+    return lambda wildcards, input: str(Path(input[0]).parents[depth - 1])
 
 
 @per_job

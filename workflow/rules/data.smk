@@ -27,62 +27,40 @@ if SYNTHETIC:
 if IMAGES:
 
     # The image folder, decoded once into CIFAR-10's format under results/<study>/data/: every job reads that
-    # cache. Two jobs, one per split, so that a changed test image reruns no job that reads only the training
-    # split (the orderings, init_model, model_cost). Each split's content fingerprint (a sha256 per file,
-    # bestbatch.fingerprint) is a param, and the images are `ancient` inputs: a change of bytes reruns the
-    # split's job and everything after it; `touch`, or a copy that does not keep times, reruns nothing.
-    rule imagefolder_train:
-        input:
-            ancient(IMAGES.paths("train")),
-        output:
-            DATA_TRAIN_FILES,
-        log:
-            f"{L}/imagefolder_train.log",
-        benchmark:
-            f"{B}/imagefolder_train.tsv"
-        group:
-            "prepare"
-        conda:
-            "../../envs/analysis.yaml"
-        threads: 1
-        resources:
-            **DATA_COST["synthetic_dataset"],
-        params:
-            # the folder holding train/ and test/, as staged: the first image's path less its relative part
-            image_root=lambda wildcards, input: str(Path(input[0]).parents[len(Path(IMAGES.train[0][0]).parts) - 1]),
-            root=lambda wildcards, output: str(Path(output[0]).parents[1]),
-            split="train",
-            fingerprint=IMAGES.fingerprints["train"],
-            cache=str(IMAGE_DIGESTS),
-            image_size=DATA.get("image_size"),
-        script:
-            "../scripts/imagefolder_dataset.py"
+    # cache. Two jobs, imagefolder_train (the training files and the meta file) and imagefolder_test (the test
+    # file), so that a changed test image reruns no job that reads only the training split (the orderings,
+    # init_model, model_cost). Each split's content fingerprint (a sha256 per file, bestbatch.fingerprint) is a
+    # param, and the images are `ancient` inputs: a change of bytes reruns the split's job and everything after
+    # it; `touch`, or a copy that does not keep times, reruns nothing.
+    for _split, _files in (("train", DATA_TRAIN_FILES), ("test", DATA_TEST_FILES)):
 
-    rule imagefolder_test:
-        input:
-            ancient(IMAGES.paths("test")),
-        output:
-            DATA_TEST_FILES,
-        log:
-            f"{L}/imagefolder_test.log",
-        benchmark:
-            f"{B}/imagefolder_test.tsv"
-        group:
-            "prepare"
-        conda:
-            "../../envs/analysis.yaml"
-        threads: 1
-        resources:
-            **DATA_COST["synthetic_dataset"],
-        params:
-            image_root=lambda wildcards, input: str(Path(input[0]).parents[len(Path(IMAGES.test[0][0]).parts) - 1]),
-            root=lambda wildcards, output: str(Path(output[0]).parents[1]),
-            split="test",
-            fingerprint=IMAGES.fingerprints["test"],
-            cache=str(IMAGE_DIGESTS),
-            image_size=DATA.get("image_size"),
-        script:
-            "../scripts/imagefolder_dataset.py"
+        rule:
+            name:
+                f"imagefolder_{_split}"
+            input:
+                ancient(IMAGES.paths(_split)),
+            output:
+                _files,
+            log:
+                f"{L}/imagefolder_{_split}.log",
+            benchmark:
+                f"{B}/imagefolder_{_split}.tsv"
+            group:
+                "prepare"
+            conda:
+                "../../envs/analysis.yaml"
+            threads: 1
+            resources:
+                **DATA_COST["synthetic_dataset"],
+            params:
+                image_root=staged_image_root(_split),
+                root=lambda wildcards, output: str(Path(output[0]).parents[1]),
+                split=_split,
+                fingerprint=IMAGES.fingerprints[_split],
+                cache=str(IMAGE_DIGESTS),
+                image_size=DATA.get("image_size"),
+            script:
+                "../scripts/imagefolder_dataset.py"
 
 
 rule verify_dataset:
