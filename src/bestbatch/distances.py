@@ -20,6 +20,13 @@ BLOCK = 1 << 19
 # a shard of one block (at most BLOCK parameters) is reduced by numpy, KERNEL_ROWS rows at a time: the compiled
 # passes (bestbatch._kernels) would cost a job more to load (numba's import and its cache, ~0.4 s) than to run
 KERNEL_ROWS = 16
+# the Gram matrix widens all K rows' slice of a block to float64 in a buffer of about GRAM_BYTES, then one BLAS
+# product (syrk) adds the slice's K x K dot products: the buffer stays in cache, the product runs at BLAS speed
+GRAM_BYTES = 1 << 22
+# ... except for few rows, where a BLAS product of K rows is slow: up to GRAM_PAIRS_ROWS rows of a memory map,
+# a compiled pass (bestbatch._kernels._gram_pairs) takes every pair's dot product from GRAM_PAIRS_WIDTH columns in
+# cache (5 rows: 4x BLAS's speed; 64 rows: 0.9x)
+GRAM_PAIRS_ROWS, GRAM_PAIRS_WIDTH = 40, 4096
 
 
 class NonFiniteGradient(ValueError):
@@ -47,7 +54,8 @@ def layer_bounds(layer_offsets, n_params):
 
 
 def batch_distances(gradients, layer_offsets=None):
-    """Brute-force reference on a (K, P) array, all in float64; layer_distance (K, L) per tensor."""
+    """Brute-force reference on a (K, P) array, all in float64; layer_distance (K, L) per tensor, and gram (K, K),
+    G[i, j] = g_i . g_j."""
     g = np.asarray(gradients, dtype=np.float64)
     full = g.mean(0)
     norm = np.linalg.norm(g, axis=1)
@@ -61,6 +69,7 @@ def batch_distances(gradients, layer_offsets=None):
         full_norm=full_norm,
         cosine=g @ full / (norm * full_norm),
         layer_distance=layer,
+        gram=g @ g.T,
     )
 
 
@@ -72,9 +81,28 @@ def _segments(bounds, lo, hi):
     return starts - lo, layers
 
 
-def _block(rows, total, bounds, lo, hi, buffers):
+def _gram_block(rows, lo, hi, buffers):
+    """The rows' Gram matrix over columns [lo, hi): sum over slices of about GRAM_BYTES of x x^T, x the slice of
+    every row widened to float64 (exactly) in this thread's buffer (`buffers`, thread-local), in slice order."""
+    k_rows = rows.shape[0]
+    width = max(64, min(hi - lo, GRAM_BYTES // (8 * k_rows)))
+    x = getattr(buffers, "x", None)
+    if x is None or x.shape != (k_rows, width):
+        x = buffers.x = np.empty((k_rows, width))
+    part = np.zeros((k_rows, k_rows))
+    for a in range(lo, hi, width):
+        b = min(a + width, hi)
+        if b - a < width:
+            x = np.empty((k_rows, b - a))
+        x[...] = rows[:, a:b]  # an h5py dataset reads the slice here
+        part += x @ x.T  # numpy calls syrk for a product with its own transpose: symmetric, half the work
+    return part
+
+
+def _block(rows, total, bounds, lo, hi, buffers, gram=False):
     """Block [lo, hi) of g_bar and of every row: (||g_bar||^2 over it, its tensors (S,), sums (K, 3) as in
-    _accumulate, segment sums (K, S)). buffers: a thread-local holder of this thread's g_bar block."""
+    _accumulate, segment sums (K, S), and with `gram` the rows' Gram matrix over it (K, K), else None).
+    buffers: a thread-local holder of this thread's g_bar block and Gram buffer."""
     k_rows = rows.shape[0]
     m = getattr(buffers, "m", None)
     if m is None:
@@ -91,16 +119,25 @@ def _block(rows, total, bounds, lo, hi, buffers):
         for k in range(k_rows):
             row = np.asarray(rows[k, lo:hi])[None]
             _accumulate(row, 0, m, starts, layers, sums[k : k + 1], segment_sums[k : k + 1])
-    return full2, layers, sums, segment_sums
+    if not gram:
+        return full2, layers, sums, segment_sums, None
+    if isinstance(rows, np.ndarray) and k_rows <= GRAM_PAIRS_ROWS:
+        from ._kernels import _gram_pairs
+
+        products = np.zeros((k_rows, k_rows))
+        _gram_pairs(rows, lo, hi, GRAM_PAIRS_WIDTH, products)
+        return full2, layers, sums, segment_sums, products
+    return full2, layers, sums, segment_sums, _gram_block(rows, lo, hi, buffers)
 
 
-def _blocks(rows, total, bounds, progress, threads):
+def _blocks(rows, total, bounds, progress, threads, gram=False):
     """The blocks, `threads` at a time (the compiled passes release the GIL), added up here in block
     order: the same additions in the same order as in one thread, so the same bits for any `threads`."""
     k_rows, n_params = rows.shape
     sums = np.zeros((k_rows, 3))  # per row: ||g_k - g_bar||^2, ||g_k||^2, g_k . g_bar
     layer_sums = np.zeros((k_rows, len(bounds) - 1))  # per row and tensor: ||g_k - g_bar||^2
     full2 = 0.0
+    products = np.zeros((k_rows, k_rows)) if gram else None
     spans = [(lo, min(lo + BLOCK, n_params)) for lo in range(0, n_params, BLOCK)]
     if len(spans) < 2 or not isinstance(rows, np.ndarray):  # one block, or h5py (it reads in one thread)
         threads = 1
@@ -112,12 +149,14 @@ def _blocks(rows, total, bounds, progress, threads):
     pool = ThreadPoolExecutor(min(threads, len(spans))) if threads > 1 else None
     try:
         if pool is None:
-            parts = (_block(rows, total, bounds, lo, hi, buffers) for lo, hi in spans)
+            parts = (_block(rows, total, bounds, lo, hi, buffers, gram) for lo, hi in spans)
         else:
-            futures = [pool.submit(_block, rows, total, bounds, lo, hi, buffers) for lo, hi in spans]
+            futures = [pool.submit(_block, rows, total, bounds, lo, hi, buffers, gram) for lo, hi in spans]
             parts = (future.result() for future in futures)
-        for block, (block_full2, layers, block_sums, segment_sums) in enumerate(parts, 1):
+        for block, (block_full2, layers, block_sums, segment_sums, block_gram) in enumerate(parts, 1):
             full2 += block_full2
+            if gram:
+                products += block_gram
             sums += block_sums
             layer_sums[:, layers] += segment_sums  # a block's segments are distinct tensors
             if progress:
@@ -125,13 +164,14 @@ def _blocks(rows, total, bounds, progress, threads):
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    return sums, layer_sums, full2
+    return sums, layer_sums, full2, products
 
 
-def _numpy_sums(rows, total, bounds):
+def _numpy_sums(rows, total, bounds, gram=False):
     """_blocks for a shard of one block, by numpy: KERNEL_ROWS rows at a time widened to float64, each
-    tensor's ||g_k - g_bar||^2 summed by einsum, their sum the row's distance^2 (as the compiled pass adds
-    its segments). The same float64 sums in another order: equal to the compiled ones to rounding."""
+        tensor's ||g_k - g_bar||^2 summed by einsum, their sum the row's distance^2 (as the compiled pass adds
+        its segments). The same float64 sums in another order: equal to the compiled ones to rounding. The Gram
+    matrix, with `gram`, as _blocks makes it (the same slices, so the same bits)."""
     k_rows = rows.shape[0]
     m = np.asarray(total[:], dtype=np.float64) / k_rows
     sums, layer_sums = np.empty((k_rows, 3)), np.zeros((k_rows, len(bounds) - 1))
@@ -145,10 +185,11 @@ def _numpy_sums(rows, total, bounds):
         sums[k0 : k0 + len(g), 0] = layer_sums[k0 : k0 + len(g)].sum(1)
         sums[k0 : k0 + len(g), 1] = np.einsum("ij,ij->i", g, g)
         sums[k0 : k0 + len(g), 2] = g @ m
-    return sums, layer_sums, float(m @ m)
+    products = _gram_block(rows, 0, rows.shape[1], threading.local()) if gram else None
+    return sums, layer_sums, float(m @ m), products
 
 
-def reduce_rows(rows, total, progress=None, layer_offsets=None, threads=None, kernel="auto"):
+def reduce_rows(rows, total, progress=None, layer_offsets=None, threads=None, kernel="auto", gram=False):
     """Distances, norms and cosines of the K rows to their mean, and each tensor's share, in float64.
 
     rows: (K, P) array-like of g_k (float32 or float64; a memory map or an h5py dataset reads block by
@@ -163,8 +204,14 @@ def reduce_rows(rows, total, progress=None, layer_offsets=None, threads=None, ke
     passes), "numpy" (one block only) or "auto" (numpy for a shard of one block, where loading the compiled
     passes costs more than they save; a network's shards are all as wide, so they all take the same one).
 
+    gram: also the K x K Gram matrix G[i, j] = g_i . g_j in float64, from the same blocks (each block's rows
+    widened to float64 exactly in slices of about GRAM_BYTES, one BLAS product per slice, or for few rows every
+    pair's dot product by a compiled pass; the slices and blocks added in order: the same bits for any
+    `threads`); every set of batches is answered from it
+    (bestbatch.sets). It costs K / 2 multiply-adds per value read, against the distances' three.
+
     Returns distance, norm, cosine (K,), full_norm, and layer_distance (K, L): ||g_k - g_bar|| over
-    tensor l's slice alone, so that sum_l layer_distance[k, l]^2 = distance[k]^2.
+    tensor l's slice alone, so that sum_l layer_distance[k, l]^2 = distance[k]^2; with `gram`, gram (K, K).
     Raises NonFiniteGradient naming the first batch (0-based, in the fixed order) with NaN or inf.
     """
     bounds = layer_bounds(layer_offsets, rows.shape[1])
@@ -173,11 +220,11 @@ def reduce_rows(rows, total, progress=None, layer_offsets=None, threads=None, ke
     if kernel == "numpy" and rows.shape[1] > BLOCK:
         raise ValueError(f"the numpy reduction takes one block ({BLOCK} parameters), not {rows.shape[1]}")
     if kernel == "numpy" or (kernel == "auto" and rows.shape[1] <= BLOCK):
-        sums, layer_sums, full2 = _numpy_sums(rows, total, bounds)
+        sums, layer_sums, full2, products = _numpy_sums(rows, total, bounds, gram)
         if progress:
             progress(1)
     else:
-        sums, layer_sums, full2 = _blocks(rows, total, bounds, progress, threads)
+        sums, layer_sums, full2, products = _blocks(rows, total, bounds, progress, threads, gram)
     dist2, norm2, dot = sums.T
     bad = np.flatnonzero(~np.isfinite(norm2))  # a sum of squared float32 values cannot overflow float64
     if bad.size:
@@ -186,23 +233,28 @@ def reduce_rows(rows, total, progress=None, layer_offsets=None, threads=None, ke
             f"contains NaN or inf ({bad.size} of {len(norm2)} batches do)"
         )
     norm, full_norm = np.sqrt(norm2), float(np.sqrt(full2))
-    return dict(
+    result = dict(
         distance=np.sqrt(dist2),
         norm=norm,
         full_norm=full_norm,
         cosine=dot / (norm * full_norm),
         layer_distance=np.sqrt(layer_sums),
     )
+    if gram:
+        result["gram"] = products
+    return result
 
 
-def reduce_shard(path, progress=None, threads=None, kernel="auto"):
+def reduce_shard(path, progress=None, threads=None, kernel="auto", gram=False):
     """reduce_rows over a gradient shard, read once (memory-mapped where it is one byte range), per
     parameter tensor of the shard's layout (formats.read_shard_layout; its names and offsets are read
     in the same open as the rows' places), in `threads` threads (None: numba.get_num_threads()); the
-    result also holds layer_name (L,)."""
+    result also holds layer_name (L,), and with `gram` the Gram matrix (K, K)."""
     with shard_rows(path, tensors=True) as (rows, total, (names, offsets)):
         try:
-            result = reduce_rows(rows, total, progress, layer_offsets=offsets, threads=threads, kernel=kernel)
+            result = reduce_rows(
+                rows, total, progress, layer_offsets=offsets, threads=threads, kernel=kernel, gram=gram
+            )
         except NonFiniteGradient as exc:
             raise NonFiniteGradient(f"{path}: {exc}") from None
     return dict(result, layer_name=names)

@@ -17,6 +17,8 @@ Per-epoch file `<metric>/epochs/epoch_<e>.h5` (the reduction of one shard, witho
     layer_distance (K, L) float64            ||g_k - g_bar|| over parameter tensor l's slice alone, in
                                              the shard's layout order: sum_l layer_distance^2 = distance^2
     layer_name     (L,) str                  the tensors' names (layout_name)
+    gram           (K, K) float64            G[i, j] = g_i . g_j, the batch Gram matrix (absent with
+                                             outputs.gram: false)
     attrs full_norm (||g_bar||), n_params (P)
     + the epoch's records
 The epoch's records, in both:
@@ -28,6 +30,8 @@ Gathered matrix `<metric>/distances.h5`: datasets epoch (E,), batch (K,); distan
     batch_score_min/mean/max (K,); attrs metric, provenance, and:
     layer_distance (E, K, L) float64         the epochs' layer_distance, with `units`
     layer_name     (L,) str                  the parameter tensors, in network (layout) order
+    gram           (E, K, K) float64, `units` the epochs' Gram matrices G[i, j] = g_i . g_j (absent with
+                                             outputs.gram: false); every set of batches is answered from it
     noise_scale    (E,) float64, `units`     B_simple = B * mean_k ||g_k - g_bar||^2 / ||g_bar||^2 (McCandlish
                                              et al. 2018), in examples; NaN where B was not given
     gradient_diversity (E,) float64, `units` sum_k ||g_k||^2 / ||sum_k g_k||^2 (Yin et al. 2018),
@@ -85,6 +89,7 @@ MATRIX_UNITS = {
     "train_loss": "net_normal's mean cross-entropy on the batch",
     "train_acc": "net_normal's accuracy on the batch",
 }
+GRAM_UNITS = "dot product of two mini-batch gradients, in squared loss units per parameter unit"
 LAYER_UNITS = "L2 norm of the parameter tensor's slice of g_k - g_bar, in loss units per parameter unit"
 GRADIENT_STATISTICS = {
     "noise_scale": "examples: B * mean_k ||g_k - g_bar||^2 / ||g_bar||^2 (B_simple)",
@@ -388,6 +393,8 @@ def write_epoch(path, distances, n_params, records):
             f[name] = distances[name]
         f["layer_distance"] = layer
         f["layer_name"] = names.astype(h5py.string_dtype())
+        if distances.get("gram") is not None:
+            f["gram"] = np.asarray(distances["gram"], dtype=np.float64)
         f.attrs["full_norm"] = distances["full_norm"]
         f.attrs["n_params"] = n_params
         _write_records(f, records)
@@ -395,10 +402,12 @@ def write_epoch(path, distances, n_params, records):
 
 
 def read_epoch(path):
-    """(distances dict with full_norm, layer_distance and layer_name, records) of one epoch."""
+    """(distances dict with full_norm, layer_distance, layer_name and gram (None where not kept), records) of one
+    epoch."""
     with h5py.File(path, "r") as f:
         _check(f.attrs, EPOCH, path)
         distances = {name: f[name][:] for name in DISTANCES + ("layer_distance",)}
+        distances["gram"] = f["gram"][:] if "gram" in f else None
         distances["layer_name"] = _names(f["layer_name"][:])
         distances["full_norm"] = _plain(f.attrs["full_norm"])
         return distances, _read_records(f)
@@ -422,6 +431,12 @@ def gather_matrix(epochs):
                 f"epoch {int(r.epoch)} has parameter tensors {list(other)[:3]}... ({len(other)}), "
                 f"epoch {int(epochs[0][1].epoch)} {list(names)[:3]}... ({len(names)}): not one network"
             )
+    grams = [d.get("gram") for d, _ in epochs]
+    if any(g is None for g in grams) and not all(g is None for g in grams):
+        raise ValueError(
+            f"epochs {[int(r.epoch) for (d, r) in epochs if d.get('gram') is None]} have no Gram matrix and the "
+            "others have one: reduce them with the same outputs.gram"
+        )
     return Matrix(
         epoch=np.array([int(r.epoch) for _, r in epochs]),
         batch=np.arange(stacked["distance"].shape[1]),
@@ -430,6 +445,7 @@ def gather_matrix(epochs):
         **per_batch,
         layer_distance=np.stack([layer for layer, _ in layers]),
         layer_name=names,
+        gram=None if grams[0] is None else np.stack(grams),
     )
 
 
@@ -448,6 +464,9 @@ def write_matrix(path, metric, m, provenance_json):
         f["layer_distance"] = m.layer_distance
         f["layer_distance"].attrs["units"] = LAYER_UNITS
         f["layer_name"] = _names(m.layer_name).astype(h5py.string_dtype())
+        if m.gram is not None:
+            f["gram"] = m.gram
+            f["gram"].attrs["units"] = GRAM_UNITS
         for name, unit in GRADIENT_STATISTICS.items():
             value = getattr(m, name)
             f[name] = np.full(e, np.nan) if value is None else np.asarray(value, dtype=np.float64)
@@ -483,16 +502,28 @@ class Matrix:
     noise_scale: np.ndarray = None  # (E,)
     gradient_diversity: np.ndarray = None  # (E,)
     batch_size: int = None  # an attribute of the file
+    gram: np.ndarray = None  # (E, K, K); read only when asked for (read_matrix(gram=True)), absent if not kept
 
 
-MATRIX_ATTRS = ("batch_size",)
+MATRIX_ATTRS = ("batch_size", "gram")
 
 
-def read_matrix(path):
-    """A gathered matrix file as a Matrix."""
+class NoGram(FormatError):
+    """A gathered matrix holds no Gram matrix (its study ran with outputs.gram: false)."""
+
+
+def read_matrix(path, gram=False):
+    """A gathered matrix file as a Matrix; with `gram` its Gram matrices too (NoGram where the file has none)."""
     with h5py.File(path, "r") as f:
         _check(f.attrs, MATRIX, path)
+        if gram and "gram" not in f:
+            raise NoGram(
+                f"{path} holds no Gram matrix: its study ran with outputs.gram: false (set it to true, the default, "
+                "and rerun the study's epochs to answer sets of batches)"
+            )
         arrays = {field.name: f[field.name][:] for field in fields(Matrix) if field.name not in MATRIX_ATTRS}
+        if gram:
+            arrays["gram"] = f["gram"][:]
         arrays["layer_name"] = _names(arrays["layer_name"])
         size = f.attrs.get("batch_size")
         return Matrix(**arrays, batch_size=None if size is None else int(size))

@@ -119,7 +119,8 @@ def job_resources(s):
     # worth of mapped pages
     reduce = dict(
         mem_mb=mem_mb(_base_mb(False) + n_params * (s.value_bytes + 16) / 1e6 + 100),
-        runtime=minutes((shard_mb / DISK_MB_PER_S + k * n_params * 5e-9) / 60),
+        # the Gram matrix (outputs.gram): K^2 P / 2 float64 multiply-adds, at a BLAS-bound 5e9 a second
+        runtime=minutes((shard_mb / DISK_MB_PER_S + k * n_params * 5e-9 + k * k * n_params / 2 / 5e9) / 60),
         gpu=0,
     )
     # ordering: per image, ms on one CPU core / on the GPU; memory up to 12 bytes per image byte

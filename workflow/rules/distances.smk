@@ -19,6 +19,8 @@ rule reduce_epoch:
         mem_mb=cost("reduce_epoch", "mem_mb"),
         runtime=cost("reduce_epoch", "runtime"),
         gpu=0,
+    params:
+        gram=config["outputs"]["gram"],
     script:
         "../scripts/reduce_epoch.py"
 

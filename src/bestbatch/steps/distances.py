@@ -22,9 +22,9 @@ log = logging.getLogger("bestbatch")
 
 
 @step
-def reduce_epoch(shard_path, out_path, training_path=None, threads=1):
-    """The epoch's distances, per parameter tensor too (one read of its shard), plus its small records,
-    without the gradients. training_path: the parallel layout's training records of the epoch, which
+def reduce_epoch(shard_path, out_path, training_path=None, threads=1, gram=True):
+    """The epoch's distances, per parameter tensor too, and with `gram` (outputs.gram) the batch Gram matrix
+    (one read of its shard), plus its small records, without the gradients. training_path: the parallel layout's training records of the epoch, which
     complete a shard its compare job wrote (that shard has none of net_normal's); threads: the job's grant,
     over which the reduction splits its parameter blocks (the same sums, bit for bit)."""
     records, n_params = read_shard_records(shard_path)
@@ -33,7 +33,10 @@ def reduce_epoch(shard_path, out_path, training_path=None, threads=1):
     elif records.train_loss is None:
         raise FormatError(f"{shard_path} holds no training records: reduce it with the epoch's records file")
     result = reduce_shard(
-        shard_path, progress=lambda block: kill_point("reduce", records.epoch, block), threads=int(threads)
+        shard_path,
+        progress=lambda block: kill_point("reduce", records.epoch, block),
+        threads=int(threads),
+        gram=bool(gram),
     )
     write_epoch(out_path, result, n_params, records)
     log.info("epoch %d: %d batches, %d parameters", records.epoch, len(records.train_loss), n_params)
