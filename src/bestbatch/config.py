@@ -203,11 +203,18 @@ def check_semantics(config, n_train=None, config_file=None):
                 "selection.controls: must include shuffled: each seed's target accuracy is selection.target_fraction "
                 "of its shuffled (standard SGD) run's final accuracy"
             )
-        if "measured_best" in sel["policies"] and len(config["seeds"]) < 2:
+        for name in ("measured_best", "greedy_set"):  # selection.CROSS_FITTED
+            if name in sel["policies"] and len(config["seeds"]) < 2:
+                raise ConfigError(
+                    f"selection.policies: {name} needs at least two seeds (seeds is {config['seeds']}): it is "
+                    "cross-fitted, each seed's batches picked from the other seeds' Algorithm 1 runs, never from the "
+                    f"run that shares its init.pt; add seeds or drop {name}"
+                )
+        if "greedy_set" in sel["policies"] and not config.get("outputs", {}).get("gram", True):
             raise ConfigError(
-                f"selection.policies: measured_best needs at least two seeds (seeds is {config['seeds']}): it is "
-                "cross-fitted, each seed's batches picked from the other seeds' Algorithm 1 runs, never from the run "
-                "that shares its init.pt; add seeds or drop measured_best"
+                "selection.policies: greedy_set needs outputs.gram: true (it is false): it picks its set from the "
+                "Gram matrices of the other seeds' Algorithm 1 runs, which distances.h5 keeps only then; set "
+                "outputs.gram: true or drop greedy_set"
             )
     if n_train is None:
         root, _ = data_root(config, [config_file] if config_file else [])

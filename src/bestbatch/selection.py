@@ -38,6 +38,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from . import sets
 from .config import num_batches
 
 log = logging.getLogger("bestbatch")
@@ -224,17 +225,47 @@ def measured_best(K, phase, n_phases, params, profile=None):
     return np.sort(np.argsort(z, kind="stable")[: best_count(K, params["best_fraction"])])
 
 
+@policy("greedy_set", best_fraction=0.5)
+def greedy_set(K, phase, n_phases, params, profile=None):
+    """Per phase, the set of round(K x best_fraction) positions (as many as measured_best) whose mean gradient
+    came closest to the full gradient in the Algorithm 1 runs of the same model and metric from the other
+    seeds: forward selection (bestbatch.sets.greedy_set) on their average normalised centred Gram matrix.
+
+    profile: {phase: (K, K) matrix} (`set_profile_from_grams`): each epoch's centred Gram matrix divided by
+    tr(C) / K, so every epoch counts alike whatever its gradient scale, averaged over the phase's epochs and the
+    *other* seeds (cross-fitted, as measured_best). The set is visited in the metric's order, as measured_best's.
+    What it may claim: this set's mean gradient approximated g_bar in other seeds' runs, at the epoch-start
+    parameters of a fixed-order run with every batch. It says nothing of a set chosen on the same seed, nor of
+    the parameters a run on this set alone reaches; a speed-up of plain training on it is an exploratory lead,
+    read against its random-order control (greedy_set.random: as many positions at random, `random_pick`) and
+    random_subset, never a verdict (it tests none of the paper's recommendations).
+    """
+    if profile is None:
+        raise ValueError(
+            "greedy_set needs `profile`: {phase: (K, K) mean normalised centred Gram matrix of the Algorithm 1 "
+            "runs of the other seeds} (set_profile_from_grams)"
+        )
+    if phase not in profile:
+        raise ValueError(f"greedy_set: the profile has no phase {phase} (it has {sorted(profile)})")
+    C = np.asarray(profile[phase], dtype=np.float64)
+    if C.shape != (K, K) or not np.all(np.isfinite(C)):
+        raise ValueError(f"greedy_set: the profile of phase {phase} must be a finite {K} x {K} matrix, got {C.shape}")
+    order, _ = sets.greedy_set(C, best_count(K, params["best_fraction"]))
+    return np.sort(order)
+
+
 def best_count(K, best_fraction):
-    """How many positions measured_best keeps of K: round half up of K x best_fraction, at least 1."""
+    """How many positions measured_best (and greedy_set) keeps of K: round half up of K x best_fraction, at least 1."""
     f = _exact(best_fraction, "best_fraction")
     if not 0 < f <= 1:
-        raise ValueError(f"measured_best: best_fraction {best_fraction} must be in (0, 1]")
+        raise ValueError(f"best_fraction {best_fraction} (measured_best, greedy_set) must be in (0, 1]")
     return max(1, _round_half_up(K * f))
 
 
 def random_pick(K, n_phases, best_fraction, seed):
-    """measured_best's control on the random ordering: per phase best_count(K, best_fraction) positions
-    drawn at random (np.random.default_rng([seed, phase, 2])), sorted."""
+    """measured_best's and greedy_set's control on the random ordering: per phase best_count(K, best_fraction)
+    positions drawn at random (np.random.default_rng([seed, phase, 2])), sorted (so with the same best_fraction
+    the two controls visit the same batches)."""
     n = best_count(K, best_fraction)
     return {
         phase: np.sort(np.random.default_rng([int(seed), phase, 2]).choice(K, n, replace=False)).astype(np.int64)
@@ -248,6 +279,24 @@ def profile_from_distances(distances_by_phase):
     from .stats import seed_profiles
 
     return {phase: seed_profiles(Ds).mean(0) for phase, Ds in distances_by_phase.items()}
+
+
+def normalised_centred(grams):
+    """(..., K, K): each epoch's centred Gram matrix C divided by tr(C) / K (the mean square distance
+    ||g_k - g_bar||^2), so its diagonal averages 1; an epoch whose g_k all equal g_bar gives 0 (any set is exact)."""
+    C = sets.centred(grams)
+    scale = (np.trace(C, axis1=-2, axis2=-1) / C.shape[-1])[..., None, None]
+    return np.where(scale > 0, C / np.where(scale > 0, scale, 1.0), 0.0)
+
+
+def set_profile_from_grams(grams_by_phase):
+    """{phase: (K, K)} greedy_set's profile from {phase: [one (E, K, K) Gram stack of the phase's epochs per seed]}:
+    each seed's mean normalised centred Gram matrix over the phase's epochs, averaged over the seeds."""
+    return {phase: np.mean([normalised_centred(G).mean(0) for G in Gs], axis=0) for phase, Gs in grams_by_phase.items()}
+
+
+# Policies picked from the Algorithm 1 runs of the other seeds (cross-fitted; on the random ordering, random_pick)
+CROSS_FITTED = ("measured_best", "greedy_set")
 
 
 # --- plans --------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from bestbatch import metrics as metric_registry
 from bestbatch.config import num_batches
 from bestbatch.resources import LIGHT_JOB, Study, job_resources, probe_figures, select_chunk_resources
 from bestbatch.selection import run_layout, total_steps
-from bestbatch.selection import arms as selection_arms, parse_arm
+from bestbatch.selection import CROSS_FITTED, arms as selection_arms, parse_arm
 from bestbatch.workflow_support import PACKAGE_VARIABLE, package_requirement, release_stale_locks
 
 # The rules' conda environments (--sdm conda) install the package itself from the pip line ${BESTBATCH_PACKAGE}:
@@ -399,8 +399,9 @@ def arm_path(wildcards, arm, tail):
 
 def arm_inputs(wildcards, arm):
     """What chunk wildcards.chunk of one arm reads: its ordering (None for shuffled), the checkpoint it starts
-    from, and the Algorithm 1 matrices measured_best picks from: those of the same model and metric from every
-    other seed (cross-fitted: never the run that shares its init.pt; on the random ordering it picks at random)."""
+    from, and the Algorithm 1 matrices measured_best and greedy_set pick from (greedy_set reads their Gram
+    matrices): those of the same model and metric from every other seed (cross-fitted: never the run that shares
+    its init.pt; on the random ordering they pick at random)."""
     a = parse_arm(arm)
     order = None
     if a["kind"] != "shuffled":
@@ -412,7 +413,7 @@ def arm_inputs(wildcards, arm):
     else:
         start = arm_path(wildcards, arm, f"checkpoints/chunk_{chunk - 1}.pt")
     profiles = []
-    if a["policy"] == "measured_best" and a["metric"] != "random":
+    if a["policy"] in CROSS_FITTED and a["metric"] != "random":
         profiles = [
             f"{R}/{wildcards.model}/seed_{s}/{a['metric']}/distances.h5" for s in SEEDS if str(s) != wildcards.seed
         ]

@@ -31,6 +31,44 @@ def measured_profile(matrix_paths, phases):
     return profile_from_distances(by_phase)
 
 
+def gram_profile(matrix_paths, phases):
+    """greedy_set's profile, {phase: (K, K) mean normalised centred Gram matrix over the seeds}, from the same
+    Algorithm 1 matrices as measured_profile (every seed's but the arm's own), read with their Gram matrices
+    (formats.NoGram where a study ran with outputs.gram: false)."""
+    from ..formats import read_matrix
+    from ..selection import set_profile_from_grams
+
+    by_phase = {}
+    for path in matrix_paths:
+        m = read_matrix(path, gram=True)
+        for phase, first, last, _ in phases:
+            rows = (m.epoch >= first) & (m.epoch <= last)
+            by_phase.setdefault(phase, []).append(m.gram[rows])
+    return set_profile_from_grams(by_phase)
+
+
+def arm_positions(arm, K, n_phases, *, seed, phases, profile_paths, drop_fraction, best_fraction):
+    """{phase: sorted positions} the policy of a policy or random_subset arm picks in the metric's order. A
+    cross-fitted policy (measured_best, greedy_set) picks from `profile_paths`, the Algorithm 1 matrices of the
+    other seeds, on a metric's order, and as many positions at random (random_pick) on the random ordering."""
+    from ..selection import CROSS_FITTED, parse_arm, policy_positions, random_pick
+
+    a = parse_arm(arm)
+    params = {
+        "drop_extremes": dict(drop_fraction=drop_fraction),
+        "measured_best": dict(best_fraction=best_fraction),
+        "greedy_set": dict(best_fraction=best_fraction),
+    }.get(a["policy"], {})
+    if a["policy"] in CROSS_FITTED and a["metric"] == "random":
+        return random_pick(K, n_phases, best_fraction, seed)
+    profile = None
+    if a["policy"] in CROSS_FITTED:
+        log.info("%s, cross-fitted: picks from the Algorithm 1 runs %s", a["policy"], ", ".join(profile_paths))
+        read = gram_profile if a["policy"] == "greedy_set" else measured_profile
+        profile = read(profile_paths, phases)
+    return policy_positions(a["policy"], K, n_phases, params, profile)
+
+
 @step
 def train_arm_chunk(
     order_path, start_checkpoint, out_checkpoint, out_curve, *, profile_paths, arm, granted_threads=None, **run
@@ -140,7 +178,8 @@ def arm_chunk(
     steps (the epoch milestones scaled by the budget), so phases line up. Chunk 0 starts from the run
     seed's init.pt, the same initialisation as Algorithm 1's runs. order_path: the arm's ordering (None
     for shuffled); profile_paths: the Algorithm 1 matrices of this model and metric from every other seed
-    (measured_best on a metric's order only; on the random ordering it picks as many positions at random).
+    (measured_best and greedy_set on a metric's order only; on the random ordering they pick as many positions at
+    random).
     The test set is evaluated every evaluation_every(T, chunk steps, evaluations) steps and at the end."""
     from ..formats import load_checkpoint, provenance, read_ordering, save_checkpoint, write_curve
     from ..models import build_model
@@ -151,8 +190,6 @@ def arm_chunk(
         milestone_steps,
         parse_arm,
         policy_plan,
-        policy_positions,
-        random_pick,
         random_subset_plan,
         steps_per_epoch,
         total_steps,
@@ -178,18 +215,16 @@ def arm_chunk(
         visitor = Visitor("shuffled", **common)
     else:
         order, _ = read_ordering(order_path)
-        params = {
-            "drop_extremes": dict(drop_fraction=drop_fraction),
-            "measured_best": dict(best_fraction=best_fraction),
-        }.get(a["policy"], {})
-        if a["policy"] == "measured_best" and a["metric"] == "random":
-            positions = random_pick(K, len(milestones) + 1, best_fraction, seed)
-        else:
-            profile = None
-            if a["policy"] == "measured_best":
-                log.info("measured_best, cross-fitted: picks from the Algorithm 1 runs %s", ", ".join(profile_paths))
-                profile = measured_profile(profile_paths, phases)
-            positions = policy_positions(a["policy"], K, len(milestones) + 1, params, profile)
+        positions = arm_positions(
+            arm,
+            K,
+            len(milestones) + 1,
+            seed=seed,
+            phases=phases,
+            profile_paths=profile_paths,
+            drop_fraction=drop_fraction,
+            best_fraction=best_fraction,
+        )
         plan = policy_plan(order, batch_size, positions)
         if a["kind"] == "random_subset":
             plan = random_subset_plan(plan, n_images, zlib.crc32(f"{seed}:{arm}".encode()))
