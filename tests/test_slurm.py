@@ -23,7 +23,18 @@ from conftest import REPO, SNAKEMAKE, TINY_CONFIG, run_snakemake, write_config
 CLUSTER_SCRIPT = REPO / "tests" / "slurm" / "cluster.sh"
 PROFILE = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
 EPOCHS_PER_JOB = int(dict(item.split("=") for item in PROFILE["group-components"])["epochs"])
-LOCAL_RULES = {"all", "gather_distances", "heatmap", "layers", "curves", "claims", "index", "plotly_js", "study_config"}
+LOCAL_RULES = {
+    "all",
+    "gather_distances",
+    "heatmap",
+    "layers",
+    "curves",
+    "claims",
+    "proxies",
+    "index",
+    "plotly_js",
+    "study_config",
+}
 GPU_RULES = {"train_epoch"}  # and ordering for lpips
 GPU_TYPE = "testgpu"
 GROUP = re.compile(

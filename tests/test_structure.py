@@ -15,6 +15,7 @@ NO_TORCH_STEPS = (
     "bestbatch.steps.distances",
     "bestbatch.steps.plots",
     "bestbatch.steps.analysis",
+    "bestbatch.steps.proxies",
     "bestbatch.steps.selection",
 )
 TORCH_SCRIPTS = {
@@ -56,6 +57,7 @@ def test_steps_that_do_not_train_run_without_torch(tmp_path):
         from bestbatch.steps.distances import gather_distances
         from bestbatch.steps.analysis import evaluate_claims, study_config, study_index
         from bestbatch.steps.plots import curves_page, heatmap_page, layers_page
+        from bestbatch.steps.proxies import proxies_table
         synthetic_dataset(root="data", n_train=200, n_test=50, seed=1)
         verify_dataset("dataset.json", root="data", source="cifar10", download=False, verify="auto", batch_size=50,
                        n_train=200, n_test=50, n_classes=10)
@@ -75,9 +77,10 @@ def test_steps_that_do_not_train_run_without_torch(tmp_path):
         layers_page("m.h5", "plots/layers_edges.html", metric="edges", phases=phases)
         study_config("config.yaml", config={"study": "s"}, files=["s.yaml"], overrides={},
                      run_hashes=[[["tiny", 0, "edges"], "0123"]], log="config.log")
+        proxies_table(["m.h5"], "proxies.csv", runs=[["tiny", 0]], metrics=["edges"], phases=phases)
         study_index(["m.h5"], ["plots/heatmap_edges.html"], ["plots/layers_edges.html"], ["plots/curves.html"],
                     "claims.html", "config.yaml", "index.html", "summary.json", study="s", runs=[["tiny", 0]],
-                    metrics=["edges"], phases=phases, n_classes=10, n_test=50)
+                    metrics=["edges"], phases=phases, n_classes=10, n_test=50, proxies_csv="proxies.csv")
         evaluate_claims(["m.h5"], "claims.csv", "statistics.csv", "claims.html", runs=[["tiny", 0]], metrics=["edges"],
                         phases=phases, alpha=0.05, permutations=99, seed=0, n_classes=10, n_test=50, n_train=200,
                         batch_size=50)
@@ -94,8 +97,8 @@ def test_modules_of_the_steps_without_training_import_no_torch(tmp_path):
         """
         import importlib
         for name in ("bestbatch.steps.data", "bestbatch.steps.distances", "bestbatch.steps.plots",
-                     "bestbatch.steps.analysis", "bestbatch.steps.selection", "bestbatch.stats", "bestbatch.report",
-                     "bestbatch.formats",
+                     "bestbatch.steps.analysis", "bestbatch.steps.proxies", "bestbatch.steps.selection",
+                     "bestbatch.stats", "bestbatch.report", "bestbatch.formats",
                      "bestbatch.config", "bestbatch.resources", "bestbatch.workflow_support", "bestbatch.metrics"):
             importlib.import_module(name)
     """,

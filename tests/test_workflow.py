@@ -33,7 +33,7 @@ def test_paper_dag_dry_runs_with_chained_per_epoch_jobs(tmp_path):
     assert counts["reduce_epoch"] == 5 * 150
     assert counts["ordering"] + counts["seeded_ordering"] == 5 and counts["gather_distances"] == 5
     assert counts["heatmap"] == 5 and counts["curves"] == 1
-    assert counts["init_model"] == 1 and counts["index"] == 1 and counts["claims"] == 1
+    assert counts["init_model"] == 1 and counts["index"] == 1 and counts["claims"] == 1 and counts["proxies"] == 1
 
 
 def test_a_grid_of_models_and_seeds_multiplies_the_runs(tmp_path):
@@ -46,7 +46,7 @@ def test_a_grid_of_models_and_seeds_multiplies_the_runs(tmp_path):
     assert counts["init_model"] == 6 and counts["curves"] == 6 and counts["heatmap"] == 30
     # one ordering per metric for the data set, the random control once per seed
     assert counts["ordering"] == 4 and counts["seeded_ordering"] == 3
-    assert counts["claims"] == 1 and counts["index"] == 1
+    assert counts["claims"] == 1 and counts["index"] == 1 and counts["proxies"] == 1
 
 
 def test_paper_dag_chains_epochs_per_metric(tmp_path):
@@ -118,6 +118,7 @@ def test_tiny_study_produces_every_output(tiny_study):
     with h5py.File(r / "orderings" / "random_seed_0.h5") as a, h5py.File(r / "orderings" / "random_seed_1.h5") as b:
         assert not np.array_equal(a["order"][:], b["order"][:])  # each seed has its own null
     assert (r / "index.html").exists() and (r / "claims.html").exists() and (r / "claims.csv").exists()
+    assert (r / "proxies.csv").exists() and "proxies.csv" in (r / "index.html").read_text()
     assert '<script src="plotly.min.js"></script>' in (r / "claims.html").read_text()
     assert (r / "plotly.min.js").stat().st_size > 1_000_000
     with h5py.File(r / "orderings" / "lpips.h5", "r") as f:

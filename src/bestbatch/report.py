@@ -20,13 +20,56 @@ def _a(href, text):
     return f"<a href='{html.escape(href)}'>{html.escape(text)}</a>"
 
 
-def index_html(study, config_yaml, runs, summaries, links, claims_link, selection_link=None, learning=None):
+def proxies_section(rows, link):
+    """The front page's section on cheap proxies: rows of bestbatch.proxies.proxy_table (or proxies.csv), one table
+    row per model, metric, proxy and phase; link: href of proxies.csv."""
+    cells = {}
+    for r in rows:
+        key = (r["model"], r["metric"], r["proxy"], r["phase"])
+        cells.setdefault(key, dict(epochs=f"{r['first_epoch']}-{r['last_epoch']}", tensors=r["tensors"]))
+        cells[key].update({r["statistic"]: r, "m": r["m"], "K": r["K"]})
+
+    def estimate(r):
+        if r is None:
+            return "<td></td><td></td>"
+        interval = f"{_num(r['lo'])} to {_num(r['hi'])}" if r["lo"] == r["lo"] else "one seed"
+        return f"<td>{_num(r['mean'])}</td><td>{interval}</td>"
+
+    def named(proxy, tensors):  # tensors: "" (or NaN, read back from the CSV) for a proxy that reads none
+        return html.escape(proxy) + (f" ({html.escape(tensors)})" if isinstance(tensors, str) and tensors else "")
+
+    table = "".join(
+        f"<tr><td class=l>{html.escape(model)}</td><td class=l>{html.escape(metric)}</td>"
+        f"<td class=l>{named(proxy, c['tensors'])}</td><td>{phase}</td><td>{c['epochs']}</td>"
+        f"{estimate(c.get('spearman'))}{estimate(c.get('overlap'))}<td>{_num(c['m'] / c['K'])} ({c['m']} of "
+        f"{c['K']})</td><td>{(c.get('spearman') or c.get('overlap'))['n_seeds']}</td></tr>"
+        for (model, metric, proxy, phase), c in cells.items()
+    )
+    return f"""<h2>Cheap proxies against the exact distance</h2>
+<p>Does a signal that costs nothing beyond training rank an epoch's batches as the distance
+||g<sub>k</sub> &minus; g&#772;|| does? <code>last_layer</code>: the distance over the tensors of the network's last
+module (named beside it; what GradMatch and CRAIG use); <code>batch_loss</code>: the batch's training loss;
+<code>gradient_norm</code>: ||g<sub>k</sub>||. Every proxy ranks <b>ascending</b>: its smallest value is the batch it
+predicts closest. Per epoch, Spearman &rho; of the proxy with the distance (positive: they agree) and the top-m overlap,
+the share of the m closest batches that the proxy's first m hold, with m = max(1, K // 4), a quarter of the batches (the
+paper's upper quartile); a proxy that ranks at random overlaps m/K (chance). A seed's value is the mean over the phase's
+epochs; the table gives the mean over seeds with a 95% t-interval over seeds. Descriptive: no p-values, no verdicts.
+{_a(link, "proxies.csv")}</p>
+<table><tr><th class=l>model</th><th class=l>metric</th><th class=l>proxy</th><th>phase</th><th>epochs</th>
+<th>Spearman &rho;</th><th>95% interval</th><th>top-m overlap</th><th>95% interval</th><th>overlap by chance, m/K</th>
+<th>seeds</th></tr>{table}</table>"""
+
+
+def index_html(
+    study, config_yaml, runs, summaries, links, claims_link, selection_link=None, learning=None, proxies=None
+):
     """The study's front page.
 
     runs: [(model, seed)]; summaries: {(model, seed, metric): [per-phase summary dicts]};
     links: {(model, seed): dict(curves=href, heatmaps={metric: href}, layers={metric: href})}; claims_link: href of
     the claims page; learning: {(model, seed, metric): stats.Learning}, optional: the runs that did not learn are
-    named above the conclusions and every row of the summary says whether its run learned."""
+    named above the conclusions and every row of the summary says whether its run learned; proxies, optional:
+    (rows of proxies.csv, its href) for proxies_section."""
     from .stats import LEARNING_RULE
 
     learning = learning or {}
@@ -93,6 +136,7 @@ or inconclusive.</p>
         if selection_link
         else ""
     }
+{proxies_section(*proxies) if proxies else ""}
 <h2>Runs</h2><ul>{run_list}</ul>
 <h2>Summary by run and training phase</h2>
 <p>Closest batch: the batch position with the lowest mean z-scored distance in the phase (in % of the order, low

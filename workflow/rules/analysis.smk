@@ -70,6 +70,7 @@ rule index:
         layers=[f"{R}/{model}/seed_{seed}/plots/layers_{metric}.html" for model, seed in RUN_LIST for metric in METRICS],
         curves=[f"{R}/{model}/seed_{seed}/plots/training_curves.html" for model, seed in RUN_LIST],
         claims=f"{R}/claims.html",
+        proxies=f"{R}/proxies.csv",
         config=f"{R}/config.yaml",
         selection=[f"{R}/selection.html"] if SEL else [],
     output:

@@ -1,4 +1,4 @@
-"""The study's front page: every run's heatmaps and curves, a per-phase summary, the claims, the config."""
+"""The study's front page: every run's heatmaps and curves, a per-phase summary, the claims, the proxies, the config."""
 
 import sys
 from pathlib import Path
@@ -16,6 +16,7 @@ study_index(
     snakemake.output.html,
     snakemake.output.summary,
     selection_html=(list(snakemake.input.selection) or [None])[0],
+    proxies_csv=snakemake.input.proxies,
     **snakemake.params,
     log=snakemake.log[0],
 )

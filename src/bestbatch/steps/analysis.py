@@ -59,10 +59,11 @@ def study_index(
     n_classes,
     n_test,
     selection_html=None,
+    proxies_csv=None,
 ):
     """The study's front page. runs: [[model, seed]]; matrix_paths, heatmap_paths and layers_paths: one per
-    (run, metric) in that order; curves_paths: one per run. A run whose network did not learn
-    (stats.run_learning) is named on the page and marked in summary.json."""
+    (run, metric) in that order; curves_paths: one per run; proxies_csv: the study's proxies.csv, shown and linked.
+    A run whose network did not learn (stats.run_learning) is named on the page and marked in summary.json."""
     here = os.path.dirname(out_html)
     rel = lambda path: os.path.relpath(path, here)  # noqa: E731
     runs = [(model, int(seed)) for model, seed in runs]
@@ -105,6 +106,7 @@ def study_index(
             rel(claims_html),
             rel(selection_html) if selection_html else None,
             learning,
+            (pd.read_csv(proxies_csv).to_dict("records"), rel(proxies_csv)) if proxies_csv else None,
         ),
     )
 
