@@ -3,6 +3,7 @@
     PYTHONPATH=src .venv/bin/python benchmarks/epoch.py [--models small_cnn resnet18] [--repeats 5]
         [--threads 2] [--device cpu] [--mallopt] [--out table.md]
     PYTHONPATH=src .venv/bin/python benchmarks/epoch.py --reduce-only [--models small_cnn resnet18] [--batches 3]
+    PYTHONPATH=src .venv/bin/python benchmarks/epoch.py --paper-gram [--params 2097152] [--repeats 3]
 
 Per model, on the same initial weights and the same K fixed batches of random uint8 images (random
 labels), with the same device-side data path (make_batch):
@@ -10,13 +11,14 @@ labels), with the same device-side data path (make_batch):
              wd 5e-4); loss and hits kept on the device like run_epoch, so only the algorithm differs
   job        run_epoch into a ShardWriter sink + shard.finish (fsync, rename): train + compare + shard
   no-write   run_epoch into a KeepLast sink (keeps nothing): the shard write's share is job - no-write
-Then, on that shard: reduce_shard against a raw sequential read of the same file (plain Python
-readinto of 16 MiB blocks), both after a warm-up read so the file sits in the page cache; the read runs
-on one thread, the reduction in numba.get_num_threads() threads (its compiled passes take parameter
-blocks in parallel, as many as the reduce job is granted). MB/s are the shard file's bytes over the time
-for both, so reduce/raw is a ratio of times. The "cold" columns repeat the pair after evicting only this
-shard from the page cache (posix_fadvise DONTNEED), which is what a reduction job on another node,
-or after the shard fell out of the cache, sees.
+Then, on that shard: reduce_shard without and with the batch Gram matrix (gram=True, what the workflow runs
+with outputs.gram: true) against a raw sequential read of the same file (plain Python readinto of 16 MiB
+blocks), all after a warm-up read so the file sits in the page cache; the read runs on one thread, the
+reductions on --reduce-threads threads (default 2: the compiled passes take parameter blocks in parallel, as
+many as the reduce job is granted). MB/s are the shard file's bytes over the time for all three, so
+reduce/raw is a ratio of times. The "cold" columns repeat the three after evicting only this shard from the
+page cache (posix_fadvise DONTNEED), which is what a reduction job on another node, or after the shard fell
+out of the cache, sees.
 Variants are interleaved, in a rotating order, and medians are reported, with the ratio of the
 fastest runs ("best"), the minor page faults per batch, and the share of the machine's CPU that other
 processes took meanwhile ("others' CPU": on a shared machine, trust a row only when it is near 0%).
@@ -24,6 +26,9 @@ processes took meanwhile ("others' CPU": on a shared machine, trust a row only w
 The reduction is reduce_shard as the workflow runs it: with the distance of every parameter tensor of the
 shard's layout (checked against the float64 brute force, per tensor too). --reduce-only measures that
 row alone, on a shard of random rows in the model's layout written by ShardWriter, without training.
+--paper-gram measures the Gram matrix's cost at the paper's K = 195 batches (the cost grows with K: K / 2
+multiply-adds per value read): one shard of 195 random float32 rows of --params values, reduced without and
+with gram on --reduce-threads threads, warm, and what that implies for a DPN92 epoch (an estimate, linear in P).
 """
 
 import argparse
@@ -39,7 +44,6 @@ import time
 from pathlib import Path
 
 import h5py
-import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -49,7 +53,9 @@ from bestbatch.config import num_batches
 from bestbatch.distances import batch_distances, reduce_shard
 from bestbatch.formats import EpochRecords, provenance, shard_rows
 from bestbatch.models import build_model
-from bestbatch.shards import ShardWriter
+from bestbatch.resources import MODEL_COST
+from bestbatch.sets import implied
+from bestbatch.shards import ShardWriter, shard_bytes
 from bestbatch.training import DTYPES, KeepLast, make_optimizer, parameter_layout, pick_device, run_epoch, set_numerics
 
 DEFAULTS = {"small_cnn": (256, 8), "resnet18": (64, 3), "dpn92": (32, 2)}  # (batch size, K batches)
@@ -162,7 +168,7 @@ def cpu_model():
     return platform.processor() or "?"
 
 
-def bench_model(name, batch_size, n_batches, repeats, device, tmpdir):
+def bench_model(name, batch_size, n_batches, repeats, device, tmpdir, reduce_threads=2):
     t = training_config(batch_size)
     rng = np.random.default_rng(0)
     n = batch_size * n_batches
@@ -222,7 +228,7 @@ def bench_model(name, batch_size, n_batches, repeats, device, tmpdir):
             if fin is not None:
                 finish.append(fin)
 
-    mbs = bench_reduction(shard, repeats, layout)
+    mbs = bench_reduction(shard, repeats, layout, reduce_threads)
     med = {v: statistics.median(x) for v, x in times.items()}
     return dict(
         model=name,
@@ -241,44 +247,178 @@ def bench_model(name, batch_size, n_batches, repeats, device, tmpdir):
     )
 
 
-def bench_reduction(shard, repeats, layout):
-    """reduce_shard (per parameter tensor of `layout`, as the workflow runs it) against a raw read of the
-    same shard, warm (page cache) and cold (evicted): MB/s of the shard file, medians, interleaved."""
+def gram_error(gram, reference):
+    """max |G - G_ref| / (||g_i|| ||g_j||)."""
+    norm = np.sqrt(np.diagonal(reference))
+    return float(np.max(np.abs(gram - reference) / np.outer(norm, norm)))
+
+
+def bench_reduction(shard, repeats, layout, threads=2):
+    """reduce_shard (per parameter tensor of `layout`, as the workflow runs it) without and with the Gram matrix,
+    on `threads` threads, against a raw read of the same shard, warm (page cache) and cold (evicted): MB/s of the
+    shard file, medians, interleaved in a rotating order."""
     offsets = [offset for _, _, offset in layout]
     with shard_rows(shard) as (rows, _):
         grad_bytes = rows.size * rows.dtype.itemsize
         reference = batch_distances(rows[:], offsets) if grad_bytes <= (1 << 30) else None
     file_bytes = shard.stat().st_size
-    result = reduce_shard(shard)  # warm-up, and a check against the float64 brute force, per tensor too
     raw_read(shard)
+    # warm-up (numba's passes), and a check against the float64 brute force, per tensor and the Gram matrix too
+    result = reduce_shard(shard, threads=threads)
+    with_gram = reduce_shard(shard, threads=threads, gram=True)
     assert result["layer_distance"].shape == (len(result["distance"]), len(layout))
     assert list(result["layer_name"]) == [name for name, _, _ in layout]
+    for name in ("distance", "norm", "cosine", "full_norm", "layer_distance"):
+        assert np.array_equal(result[name], with_gram[name]), name
     if reference is not None:
         np.testing.assert_allclose(result["distance"], reference["distance"], rtol=1e-9)
         np.testing.assert_allclose(result["layer_distance"], reference["layer_distance"], rtol=1e-9, atol=0)
-    red = {"warm": [], "cold": []}
-    raw = {"warm": [], "cold": []}
+        assert gram_error(with_gram["gram"], reference["gram"]) <= 1e-12
+
+    def read_all():
+        assert raw_read(shard) == file_bytes
+
+    variants = {
+        "red": lambda: reduce_shard(shard, threads=threads),
+        "gram": lambda: reduce_shard(shard, threads=threads, gram=True),
+        "raw": read_all,
+    }
+    names = list(variants)
+    times = {v: {"warm": [], "cold": []} for v in names}
     for r in range(max(5, repeats)):
         for cache in ("warm", "cold"):
-            for v in ("red", "raw") if r % 2 == 0 else ("raw", "red"):
+            for v in names[r % 3 :] + names[: r % 3]:
                 if cache == "cold":
                     evict(shard)
                 t0 = time.perf_counter()
-                if v == "red":
-                    reduce_shard(shard)
-                    red[cache].append(time.perf_counter() - t0)
-                else:
-                    assert raw_read(shard) == file_bytes
-                    raw[cache].append(time.perf_counter() - t0)
-    out = {
-        f"{v}_{c}": file_bytes / 1e6 / statistics.median(x[c])
-        for v, x in (("red", red), ("raw", raw))
-        for c in ("warm", "cold")
+                variants[v]()
+                times[v][cache].append(time.perf_counter() - t0)
+    out = {f"{v}_{c}": file_bytes / 1e6 / statistics.median(times[v][c]) for v in names for c in ("warm", "cold")}
+    best = {f"best_{v}_ratio": min(times["raw"]["warm"]) / min(times[v]["warm"]) for v in ("red", "gram")}
+    return dict(out, **best, shard_mb=file_bytes / 1e6, tensors=len(layout), reduce_threads=threads)
+
+
+def numpy_blas():
+    """(get, set) of the number of threads of numpy's OpenBLAS (the library mapped into this process), or None."""
+    try:
+        paths = {line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines() if "openblas" in line}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        lib = ctypes.CDLL(path)
+        for suffix in ("64_", "_64_", ""):
+            get = getattr(lib, f"scipy_openblas_get_num_threads{suffix}", None) or getattr(
+                lib, f"openblas_get_num_threads{suffix}", None
+            )
+            set_ = getattr(lib, f"scipy_openblas_set_num_threads{suffix}", None) or getattr(
+                lib, f"openblas_set_num_threads{suffix}", None
+            )
+            if get and set_:
+                return get, set_
+    return None
+
+
+def paper_gram(tmpdir, n_params=1 << 21, k_rows=195, repeats=3, threads=2):
+    """The Gram matrix's cost at the paper's K: a shard of k_rows random float32 rows of n_params values (one
+    tensor) written by ShardWriter, reduced warm without and with gram on `threads` threads beside a raw read,
+    interleaved in a rotating order (medians); and, scaled linearly in P (the work per value read is fixed for a
+    given K), an estimate for one DPN92 epoch's shard (K = 195, P from bestbatch.resources, float32).
+
+    At K = 195 (> GRAM_PAIRS_ROWS) the Gram matrix is BLAS products, and numpy's OpenBLAS runs each in as many
+    threads as OPENBLAS_NUM_THREADS says (Snakemake sets it to the job's threads; unset, the machine's cores), from
+    each of the reduction's threads: "gram" is that, as a reduce job runs it; "gram, BLAS 1 thread" the same with
+    OpenBLAS held to one thread a call (openblas_set_num_threads), interleaved with the others."""
+    shard = Path(tmpdir) / f"paper_k{k_rows}.h5"
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal(n_params, dtype=np.float32)
+    scales = rng.uniform(0.5, 2.0, k_rows).astype(np.float32)
+    with ShardWriter(shard, k_rows, n_params, torch.float32) as writer:
+        total = np.zeros(n_params)
+        for k in range(k_rows):
+            row = writer.row(k, torch.device("cpu"), torch.float32, n_params)
+            np.multiply(np.roll(base, 1 + 9973 * k), scales[k], out=row.numpy())  # distinct rows, cheaply
+            total += row.numpy()
+            writer.put(k, row)
+        stats = dict(train_loss=np.zeros(k_rows), train_acc=np.zeros(k_rows))
+        writer.finish([("w", (n_params,), 0)], epoch_records(training_config(256), 1, stats, k_rows, "{}"), total)
+    file_bytes = shard.stat().st_size
+    raw_read(shard)
+    plain, with_gram = reduce_shard(shard, threads=threads), reduce_shard(shard, threads=threads, gram=True)
+    implied_values = implied(with_gram["gram"])  # a check at this size, where a brute force would need 3 GB
+    np.testing.assert_allclose(implied_values["norm"], plain["norm"], rtol=1e-12)
+    np.testing.assert_allclose(implied_values["distance"], plain["distance"], rtol=1e-8)
+    blas = numpy_blas()
+    blas_threads = blas[0]() if blas else None
+
+    def gram_one_blas_thread():
+        blas[1](1)
+        try:
+            reduce_shard(shard, threads=threads, gram=True)
+        finally:
+            blas[1](blas_threads)
+
+    variants = {
+        "red": lambda: reduce_shard(shard, threads=threads),
+        "gram": lambda: reduce_shard(shard, threads=threads, gram=True),
+        "raw": lambda: raw_read(shard),
     }
-    return dict(out, shard_mb=file_bytes / 1e6, tensors=len(layout), best_red_ratio=min(raw["warm"]) / min(red["warm"]))
+    if blas and blas_threads > 1:
+        variants["gram_blas1"] = gram_one_blas_thread
+    names = list(variants)
+    times = {v: [] for v in names}
+    before = cpu_ticks()
+    for r in range(repeats):
+        for v in names[r % len(names) :] + names[: r % len(names)]:
+            t0 = time.perf_counter()
+            variants[v]()
+            times[v].append(time.perf_counter() - t0)
+    others = others_load(before, cpu_ticks())
+    shard.unlink()
+    seconds = {v: statistics.median(x) for v, x in times.items()}
+    dpn_params = MODEL_COST["dpn92"][0]
+    dpn_bytes = shard_bytes(k_rows, dpn_params, torch.float32)
+    return dict(
+        k=k_rows,
+        params=n_params,
+        threads=threads,
+        blas_threads=blas_threads,
+        repeats=repeats,
+        shard_gb=file_bytes / 1e9,
+        seconds=seconds,
+        gbs={v: file_bytes / 1e9 / t for v, t in seconds.items()},
+        gram_over_red=seconds["gram"] / seconds["red"],
+        dpn_params=dpn_params,
+        dpn_gb=dpn_bytes / 1e9,
+        dpn_seconds={v: t * dpn_bytes / file_bytes for v, t in seconds.items()},
+        others=others,
+    )
 
 
-def reduce_only(name, batch_size, n_batches, repeats, tmpdir):
+def paper_gram_lines(r):
+    """The paper-shape measurement in a few lines of text."""
+    s, g, d = r["seconds"], r["gbs"], r["dpn_seconds"]
+    lines = [
+        f"paper shape: K = {r['k']}, P = {r['params']:,} float32 ({r['shard_gb']:.2f} GB shard, warm), "
+        f"{r['threads']} reduction threads, OpenBLAS {r['blas_threads']} threads a call, medians of {r['repeats']} "
+        f"interleaved runs, others' CPU {r['others']:.0%}",
+        f"  reduction without gram {s['red']:.2f} s ({g['red']:.2f} GB/s), with gram {s['gram']:.2f} s "
+        f"({g['gram']:.2f} GB/s): {r['gram_over_red']:.2f}x; raw read {s['raw']:.2f} s ({g['raw']:.2f} GB/s)",
+    ]
+    if "gram_blas1" in s:
+        lines.append(
+            f"  with gram, OpenBLAS held to 1 thread a call: {s['gram_blas1']:.2f} s ({g['gram_blas1']:.2f} GB/s): "
+            f"{s['gram_blas1'] / s['red']:.2f}x the reduction without gram"
+        )
+    lines.append(
+        f"  estimate for a DPN92 epoch (K = {r['k']}, P = {r['dpn_params']:,}, {r['dpn_gb']:.1f} GB, linear in P, "
+        f"warm): without gram {d['red']:.0f} s, with gram {d['gram']:.0f} s"
+        + (f" ({d['gram_blas1']:.0f} s with OpenBLAS at 1 thread)" if "gram_blas1" in d else "")
+        + f" on {r['threads']} threads"
+    )
+    return lines
+
+
+def reduce_only(name, batch_size, n_batches, repeats, tmpdir, threads=2):
     """The reduction row alone, without training: a shard of K random float32 rows laid out as the model's
     parameter tensors, written by ShardWriter as an epoch job writes it, then bench_reduction."""
     layout, n_params = parameter_layout(build_model(name, seed=0))
@@ -295,7 +435,7 @@ def reduce_only(name, batch_size, n_batches, repeats, tmpdir):
         stats = dict(train_loss=np.zeros(n_batches), train_acc=np.zeros(n_batches))
         writer.finish(layout, epoch_records(t, 1, stats, n_batches, "{}"), gradient_sum=total)
     before = cpu_ticks()
-    r = bench_reduction(shard, repeats, layout)
+    r = bench_reduction(shard, repeats, layout, threads)
     return dict(r, model=name, batch=batch_size, k=n_batches, params=n_params, others=others_load(before, cpu_ticks()))
 
 
@@ -309,9 +449,14 @@ REDUCE_COLUMNS = [
     "raw read MB/s",
     "reduce/raw",
     "reduce/raw (best)",
+    "reduce+gram MB/s",
+    "gram/raw",
+    "gram/raw (best)",
+    "gram/reduce",
     "cold reduce MB/s",
     "cold raw MB/s",
     "cold reduce/raw",
+    "cold gram/raw",
     "others' CPU",
 ]
 
@@ -328,9 +473,14 @@ def reduce_rows_table(results):
             f"{r['raw_warm']:.0f}",
             f"{r['red_warm'] / r['raw_warm']:.2f}",
             f"{r['best_red_ratio']:.2f}",
+            f"{r['gram_warm']:.0f}",
+            f"{r['gram_warm'] / r['raw_warm']:.2f}",
+            f"{r['best_gram_ratio']:.2f}",
+            f"{r['gram_warm'] / r['red_warm']:.2f}",
             f"{r['red_cold']:.0f}",
             f"{r['raw_cold']:.0f}",
             f"{r['red_cold'] / r['raw_cold']:.2f}",
+            f"{r['gram_cold'] / r['raw_cold']:.2f}",
             f"{r['others']:.0%}",
         ]
 
@@ -352,6 +502,8 @@ COLUMNS = [
     "reduce MB/s",
     "raw read MB/s",
     "reduce/raw",
+    "reduce+gram MB/s",
+    "gram/raw",
     "cold reduce MB/s",
     "cold raw MB/s",
     "cold reduce/raw",
@@ -378,6 +530,8 @@ def table_rows(results):
             f"{r['red_warm']:.0f}",
             f"{r['raw_warm']:.0f}",
             f"{r['red_warm'] / r['raw_warm']:.2f}",
+            f"{r['gram_warm']:.0f}",
+            f"{r['gram_warm'] / r['raw_warm']:.2f}",
             f"{r['red_cold']:.0f}",
             f"{r['raw_cold']:.0f}",
             f"{r['red_cold'] / r['raw_cold']:.2f}",
@@ -398,6 +552,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=5, help="timed repetitions of each variant (after one warm-up)")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads for training")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--reduce-threads", type=int, default=2, help="threads of the reductions (default 2)")
     ap.add_argument("--tmpdir", help="where the shard is written (default: the system temp dir)")
     ap.add_argument("--out", help="also write the table as markdown to this file")
     ap.add_argument(
@@ -405,6 +560,13 @@ def main():
         action="store_true",
         help="only the reduction row: a shard of random rows in the model's parameter layout, no training",
     )
+    ap.add_argument(
+        "--paper-gram",
+        action="store_true",
+        help="only the Gram matrix's cost at K = 195 (a shard of --params random float32 values a row), and its "
+        "estimate for a DPN92 epoch",
+    )
+    ap.add_argument("--params", type=int, default=1 << 21, help="P of the --paper-gram shard (default 2^21)")
     ap.add_argument(
         "--mallopt",
         action="store_true",
@@ -427,10 +589,17 @@ def main():
         f"machine: {u.system} {u.release} {u.machine}, node {u.node}",
         f"cpu: {cpu_model()}, os.cpu_count()={os.cpu_count()}",
         f"torch {torch.__version__}, h5py {h5py.__version__}, numpy {np.__version__}, "
-        f"threads {torch.get_num_threads()} (reduction {numba.get_num_threads()}), device {device}{gpu}"
+        f"threads {torch.get_num_threads()} (reduction {args.reduce_threads}), device {device}{gpu}"
         + (", glibc mallopt(M_MMAP_THRESHOLD=32 MiB, M_TRIM_THRESHOLD=2 GiB)" if args.mallopt else ""),
     ]
     print("\n".join(header), flush=True)
+    if args.paper_gram:
+        with tempfile.TemporaryDirectory(dir=args.tmpdir, prefix="bestbatch-gram-") as tmpdir:
+            lines = paper_gram_lines(paper_gram(tmpdir, args.params, repeats=args.repeats, threads=args.reduce_threads))
+        print("\n".join(lines))
+        if args.out:
+            Path(args.out).write_text("\n".join(f"- {h}" for h in header + lines) + "\n")
+        return
 
     results = []
     columns, table = (REDUCE_COLUMNS, reduce_rows_table) if args.reduce_only else (COLUMNS, table_rows)
@@ -440,10 +609,10 @@ def main():
             bs, k = args.batch_size or bs, args.batches or k
             t0 = time.perf_counter()
             if args.reduce_only:
-                r = reduce_only(name, bs, k, args.repeats, tmpdir)
+                r = reduce_only(name, bs, k, args.repeats, tmpdir, args.reduce_threads)
                 print(f"{name}: done in {time.perf_counter() - t0:.0f} s", flush=True)
             else:
-                r = bench_model(name, bs, k, args.repeats, device, tmpdir)
+                r = bench_model(name, bs, k, args.repeats, device, tmpdir, args.reduce_threads)
                 spread = ", ".join(f"{v} {lo:.2f}-{hi:.2f}" for v, (lo, hi) in r["spread"].items())
                 print(f"{name}: done in {time.perf_counter() - t0:.0f} s (min-max s: {spread})", flush=True)
             results.append(r)
@@ -457,13 +626,16 @@ def main():
     if args.reduce_only:
         notes = (
             f"reduction only: medians of {max(5, args.repeats)} interleaved runs each; reduce = reduce_shard with "
-            "the per-tensor distances; best = ratio of the fastest runs; target reduce/raw >= 0.7 (warm); "
+            "the per-tensor distances, gram = the same with the batch Gram matrix, both on "
+            f"{args.reduce_threads} threads; best = ratio of the fastest runs; targets reduce/raw >= 0.7, "
+            "gram/raw >= 0.5 (warm); "
             "others' CPU = share of the machine's CPU other processes used meanwhile"
         )
     else:
         notes = (
             f"medians of {args.repeats} interleaved repetitions (reduction: {max(5, args.repeats)}); "
-            "best = ratio of the fastest runs; targets: job/plain <= 2.1, reduce/raw >= 0.7 (warm); "
+            "best = ratio of the fastest runs; targets: job/plain <= 2.1, reduce/raw >= 0.7, gram/raw >= 0.5 (warm; "
+            f"the reductions on {args.reduce_threads} threads); "
             "write share = (job - no-write) / job; "
             "MB/s = shard file bytes / time; others' CPU = median share of the machine's CPU that other "
             "processes used during the training runs (timings are only clean when it is near 0%)"

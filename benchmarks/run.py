@@ -6,6 +6,9 @@ Runs on the CPU by default and on CUDA when a GPU is present (DPN92 only there).
   per-epoch job / plain training epoch   (small CNN, ResNet18; DPN92 on a GPU)      target <= 2.05 (GPU 2.1)
   device data path / torchvision DataLoader, images per second                      target >= 1.5
   reduction / raw sequential read of the same shard, MB/s                            target >= 0.7
+  reduction with the batch Gram matrix / the same raw read (ResNet18; DPN92 on a GPU) target >= 0.5
+  the Gram matrix at the paper's K = 195 (benchmarks/epoch.py --paper-gram): reduction with / without it, and
+    the estimate it gives for one DPN92 epoch on 2 threads (no target: a cost to know)
   orderings of 50,000 images, per metric and in total, seconds                       target <= 60 s
   `snakemake -n` of ours / of a floor Snakefile with the same jobs (benchmarks/dagfloor.py), CPU seconds,
     for the paper (config/config.yaml, about 1,500 jobs) and its grid of 2 models x 3 seeds (about 9,000),
@@ -93,6 +96,42 @@ def main():
                 )
             )
             print(rows[-2], rows[-1], flush=True)
+            if name != "small_cnn":  # a shard of one block (numpy, one thread): its ratios measure call overhead
+                gram = r["gram_warm"] / r["raw_warm"]
+                rows.append(
+                    (
+                        f"{name}: reduction with gram / raw read ({r['shard_mb']:.0f} MB shard, K = {k}; "
+                        f"{r['gram_warm']:.0f} vs {r['raw_warm']:.0f} MB/s, without gram {r['red_warm']:.0f} MB/s; "
+                        f"{r['reduce_threads']} threads)",
+                        f"{gram:.2f}x",
+                        ">= 0.5",
+                        gram >= 0.5,
+                    )
+                )
+                print(rows[-1], flush=True)
+        pg = epoch.paper_gram(tmp, 1 << (20 if a.quick else 21), repeats=repeats if a.quick else 3)
+        s, d = pg["seconds"], pg["dpn_seconds"]
+        rows.append(
+            (
+                f"K = {pg['k']} batches, P = {pg['params']:,} ({pg['shard_gb']:.2f} GB shard, warm): reduction with gram / "
+                f"without ({s['gram']:.2f} s vs {s['red']:.2f} s; {pg['threads']} threads, OpenBLAS "
+                f"{pg['blas_threads']} a call)"
+                + (f"; with OpenBLAS at 1 thread {s['gram_blas1']:.2f} s" if "gram_blas1" in s else ""),
+                f"{pg['gram_over_red']:.2f}x",
+                "",
+                None,
+            )
+        )
+        rows.append(
+            (
+                f"DPN92 epoch ({pg['dpn_gb']:.1f} GB shard, K = {pg['k']}), reduction with gram on {pg['threads']} threads: "
+                f"an estimate from the row above, linear in P (without gram {d['red']:.0f} s)",
+                f"{d['gram']:.0f} s",
+                "",
+                None,
+            )
+        )
+        print(rows[-2], rows[-1], flush=True)
     n_dp = 5000 if a.quick else 20000
     dev, dl = datapath.measure(n_dp, 256, a.threads, device, repeats=repeats)
     rows.append(
