@@ -32,7 +32,7 @@ def test_paper_dag_dry_runs_with_chained_per_epoch_jobs(tmp_path):
     assert counts["train_epoch"] == 5 * 150
     assert counts["reduce_epoch"] == 5 * 150
     assert counts["ordering"] + counts["seeded_ordering"] == 5 and counts["gather_distances"] == 5
-    assert counts["heatmap"] == 5 and counts["curves"] == 1
+    assert counts["heatmap"] == 5 and counts["curves"] == 1 and counts["sets"] == 5
     assert counts["init_model"] == 1 and counts["index"] == 1 and counts["claims"] == 1 and counts["proxies"] == 1
 
 
@@ -43,7 +43,7 @@ def test_a_grid_of_models_and_seeds_multiplies_the_runs(tmp_path):
     cfg = write_config(tmp_path / "grid.yaml", config)
     counts = job_counts(run_snakemake(tmp_path, "--configfile", str(cfg), "-n", "--quiet", "rules").stdout)
     assert counts["train_epoch"] == counts["reduce_epoch"] == 2 * 3 * 5 * 150
-    assert counts["init_model"] == 6 and counts["curves"] == 6 and counts["heatmap"] == 30
+    assert counts["init_model"] == 6 and counts["curves"] == 6 and counts["heatmap"] == 30 and counts["sets"] == 30
     # one ordering per metric for the data set, the random control once per seed
     assert counts["ordering"] == 4 and counts["seeded_ordering"] == 3
     assert counts["claims"] == 1 and counts["index"] == 1 and counts["proxies"] == 1
@@ -120,6 +120,14 @@ def test_tiny_study_produces_every_output(tiny_study):
     assert (r / "index.html").exists() and (r / "claims.html").exists() and (r / "claims.csv").exists()
     assert (r / "proxies.csv").exists() and "proxies.csv" in (r / "index.html").read_text()
     assert '<script src="plotly.min.js"></script>' in (r / "claims.html").read_text()
+    # the Gram matrices are kept, and each run and metric has its sets of batches (CSV and page)
+    with h5py.File(next(r.rglob("distances.h5"))) as f:
+        K = f["distance"].shape[1]
+        assert f["gram"].shape == (f["distance"].shape[0], K, K)
+    assert sorted(p.name for p in r.rglob("sets_*.html")) and len(list(r.rglob("sets.csv"))) == len(
+        list(r.rglob("distances.h5"))
+    )
+    assert "taken as one set" in (r / "claims.html").read_text()
     assert (r / "plotly.min.js").stat().st_size > 1_000_000
     with h5py.File(r / "orderings" / "lpips.h5", "r") as f:
         assert '"pretrained_backbone": false' in f.attrs["params"]

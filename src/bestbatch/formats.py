@@ -512,6 +512,13 @@ class NoGram(FormatError):
     """A gathered matrix holds no Gram matrix (its study ran with outputs.gram: false)."""
 
 
+def has_gram(path):
+    """Whether a gathered matrix file keeps its Gram matrices."""
+    with h5py.File(path, "r") as f:
+        _check(f.attrs, MATRIX, path)
+        return "gram" in f
+
+
 def read_matrix(path, gram=False):
     """A gathered matrix file as a Matrix; with `gram` its Gram matrices too (NoGram where the file has none)."""
     with h5py.File(path, "r") as f:

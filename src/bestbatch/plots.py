@@ -275,6 +275,136 @@ def layers_figure(metric, m, phases):
     return fig
 
 
+SET_STYLES = {  # set name (bestbatch.sets.epoch_sets): legend label, colour, dash
+    "greedy": ("greedy set (forward selection)", "#d62728", "solid"),
+    "closest": ("the m individually closest", "#1f77b4", "solid"),
+    "random_median": ("random sets: median", "#7f7f7f", "solid"),
+    "random_rms": ("random sets: root mean square (exact)", "#7f7f7f", "dot"),
+}
+REGION_SYMBOLS = {"upper_quartile": "diamond", "middle_80": "square", "outside_middle_80": "triangle-up"}
+
+
+def sets_figure(metric, table, cosine_by_phase, phases):
+    """Which sets of batches stand in for the full gradient, per training phase (columns): the relative error
+    ||mean_S g - g_bar|| / sqrt(mean_k ||g_k - g_bar||^2) against the set size m (mean over the phase's epochs;
+    log axes) for the greedy set, the m closest, random sets (median, 5-95% band, exact root mean square) and
+    the paper's regions; the K x K cosine heatmap of the batch gradients, mean over the phase, in the metric's
+    order; and the effective rank of the centred Gram matrix per epoch.
+
+    table: bestbatch.sets.run_sets rows as a DataFrame; cosine_by_phase: {phase: (K, K)}."""
+    parts = [(p, a, b, lr) for p, a, b, lr in phases if p in cosine_by_phase]
+    n = len(parts)
+    fig = make_subplots(
+        rows=3,
+        cols=n,
+        row_heights=[0.38, 0.42, 0.2],
+        vertical_spacing=0.08,
+        horizontal_spacing=0.06,
+        specs=[[{}] * n, [{}] * n, [{"colspan": n}] + [None] * (n - 1)],
+        subplot_titles=[f"phase {p}: epochs {a}-{b}, lr {lr:g}" for p, a, b, lr in parts]
+        + [f"cos(g<sub>i</sub>, g<sub>j</sub>), phase {p}" for p, *_ in parts]
+        + ["effective rank of the centred Gram matrix (participation ratio)"],
+    )
+    for col, (phase, *_rest) in enumerate(parts, 1):
+        mean = table[table.phase == phase].groupby(["set", "m"], sort=True)["relative_error"].mean()
+        first = col == 1
+        lo, hi = mean.get("random_q05"), mean.get("random_q95")
+        if lo is not None and hi is not None:
+            fig.add_trace(
+                go.Scatter(
+                    x=list(hi.index) + list(lo.index[::-1]),
+                    y=list(hi.values) + list(lo.values[::-1]),
+                    fill="toself",
+                    fillcolor="rgba(127,127,127,0.2)",
+                    line=dict(width=0),
+                    name="random sets: 5-95%",
+                    legendgroup="band",
+                    showlegend=first,
+                    hoverinfo="skip",
+                ),
+                row=1,
+                col=col,
+            )
+        for name, (label, colour, dash) in SET_STYLES.items():
+            if name in mean:
+                fig.add_trace(
+                    go.Scatter(
+                        x=mean[name].index,
+                        y=mean[name].values,
+                        mode="lines+markers",
+                        line=dict(color=colour, dash=dash),
+                        name=label,
+                        legendgroup=name,
+                        showlegend=first,
+                        hovertemplate=f"{label}<br>m = %{{x}}: %{{y:.3g}}<extra>phase {phase}</extra>",
+                    ),
+                    row=1,
+                    col=col,
+                )
+        for region, symbol in REGION_SYMBOLS.items():
+            if region in mean:
+                fig.add_trace(
+                    go.Scatter(
+                        x=mean[region].index,
+                        y=mean[region].values,
+                        mode="markers",
+                        marker=dict(symbol=symbol, size=11, color="#2ca02c"),
+                        name=region.replace("_", " "),
+                        legendgroup=region,
+                        showlegend=first,
+                        hovertemplate=f"{region}: m = %{{x}}, %{{y:.3g}}<extra>phase {phase}</extra>",
+                    ),
+                    row=1,
+                    col=col,
+                )
+        fig.update_xaxes(type="log", title_text="set size m", row=1, col=col)
+        fig.update_yaxes(type="log", row=1, col=col)
+        fig.add_trace(
+            go.Heatmap(
+                z=cosine_by_phase[phase],
+                zmin=-1,
+                zmax=1,
+                colorscale="RdBu_r",
+                showscale=first,
+                colorbar=dict(title="cosine", len=0.4, y=0.45),
+                hovertemplate="batch %{y} and %{x}: cos %{z:.3f}<extra>phase " + str(phase) + "</extra>",
+            ),
+            row=2,
+            col=col,
+        )
+        fig.update_xaxes(title_text="batch (metric order)", row=2, col=col)
+        fig.update_yaxes(autorange="reversed", row=2, col=col)
+    fig.update_yaxes(title_text="error / RMS batch distance", row=1, col=1)
+    rank = table.groupby("epoch", sort=True)["effective_rank"].first()
+    fig.add_trace(
+        go.Scatter(
+            x=rank.index,
+            y=rank.values,
+            mode="lines+markers",
+            line=dict(color="#9467bd"),
+            name="effective rank",
+            hovertemplate="epoch %{x}: %{y:.2f} directions<extra></extra>",
+        ),
+        row=3,
+        col=1,
+    )
+    fig.update_xaxes(title_text="epoch", row=3, col=1)
+    fig.update_yaxes(title_text="directions", row=3, col=1)
+    fig.update_layout(
+        template="plotly_white",
+        height=1150,
+        margin=dict(t=130),
+        title=dict(
+            text=f"{metric_label(metric)}: which sets of batches stand in for the full gradient<br><sup>"
+            "‖mean over the set of g<sub>k</sub> − ḡ‖ relative to a single batch's (RMS), mean over the phase's "
+            "epochs; from the exact batch Gram matrix</sup>",
+            x=0,
+            xref="paper",
+        ),
+    )
+    return fig
+
+
 def phase_summary(m, phases):
     """Per phase: where the closest batches sit and how distance follows the score (Spearman rho)."""
     out = []

@@ -126,3 +126,57 @@ def set_sizes(K, extra=()):
     """The m the curves are drawn at: 1, 2, 4, ... (about 12 sizes, geometric) up to K, and the sizes in `extra`."""
     grid = np.unique(np.round(np.geomspace(1, K, min(K, 12))).astype(np.int64))
     return sorted(set(int(m) for m in grid) | {int(m) for m in extra if 1 <= m <= K})
+
+
+REGION_SETS = ("upper_quartile", "middle_80", "outside_middle_80")  # the paper's regions (stats.REGIONS) as sets
+RANDOM_QUANTILES = (0.05, 0.5, 0.95)
+
+
+def epoch_sets(gram, rng, draws=200, regions=None, sizes=None):
+    """Every set of one epoch, from its Gram matrix (K, K), as rows (dicts): set, m, error, relative_error.
+
+    set: "greedy", "closest" (the m individually closest), "random_q05" / "random_median" / "random_q95" (the
+    quantiles of `draws` random sets of m), "random_rms" (the exact root mean square over all random sets), and
+    each of `regions` ({name: (K,) bool mask}) at its own size. sizes: the m of the curves (set_sizes(K) and the
+    regions' sizes by default). relative_error: error / rms_distance (the error of a single batch, in the root
+    mean square); NaN where every g_k equals g_bar."""
+    C = centred(gram)
+    K = C.shape[0]
+    regions = regions or {}
+    sizes = set_sizes(K, [int(np.sum(mask)) for mask in regions.values()]) if sizes is None else list(sizes)
+    unit = rms_distance(C)
+    rows = []
+
+    def add(name, m, error):
+        rows.append(dict(set=name, m=int(m), error=float(error), relative_error=error / unit if unit > 0 else np.nan))
+
+    order, greedy = greedy_set(C, max(sizes))
+    for m in sizes:
+        add("greedy", m, greedy[m - 1])
+        add("closest", m, set_error(C, closest(C, m)))
+        errors = set_errors(C, random_indicators(rng, draws, K, m))
+        for q, name in zip(RANDOM_QUANTILES, ("random_q05", "random_median", "random_q95")):
+            add(name, m, np.quantile(errors, q))
+        add("random_rms", m, np.sqrt(max(random_mean_square(C, m), 0.0)))
+    for name, mask in regions.items():
+        if np.any(mask):
+            add(name, int(np.sum(mask)), set_error(C, mask))
+    return rows
+
+
+def run_sets(epochs, phases, gram, rng, draws=200, regions=None):
+    """epoch_sets of every epoch of a run, with epoch, phase and the epoch's effective_rank on each row.
+
+    epochs (E,), phases (E,), gram (E, K, K): a gathered matrix's."""
+    rows = []
+    for epoch, phase, G in zip(epochs, phases, gram):
+        rank = float(effective_rank(centred(G)))
+        for row in epoch_sets(G, rng, draws, regions):
+            rows.append(dict(epoch=int(epoch), phase=int(phase), **row, effective_rank=rank))
+    return rows
+
+
+def phase_cosines(gram, epoch_phase, phase):
+    """The mean over a phase's epochs of cos(g_i, g_j), (K, K): which batches point the same way."""
+    sel = np.asarray(epoch_phase) == phase
+    return cosines(np.asarray(gram)[sel]).mean(0) if sel.any() else None

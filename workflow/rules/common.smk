@@ -135,6 +135,7 @@ DATA_INPUT = DATA_FILES if SYNTHETIC or IMAGES else []
 TRAIN_INPUT = dict(data=DATA_TRAIN_FILES) if IMAGES else dict(dataset=f"{R}/dataset.json", data=DATA_INPUT)
 INIT_INPUT = {} if IMAGES else dict(dataset=f"{R}/dataset.json")
 PHASES = phases(EPOCHS, T["lr"], T["lr_milestones"], T["lr_gamma"])
+GRAM = config["outputs"]["gram"]  # the batch Gram matrices are kept: sets of batches are answered (plots.smk)
 SEL = config.get("selection")  # the selection experiment, when configured (selection.smk)
 # How Algorithm 1 is laid out as jobs (bestbatch.config.NOT_RESULT_KEYS: the same results either way):
 # inline, train_epoch writes checkpoint and shard; parallel, train_epoch trains and compare_epoch writes the shard.

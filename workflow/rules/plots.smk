@@ -97,3 +97,42 @@ rule curves:
         n_test=N_TEST,
     script:
         "../scripts/curves.py"
+
+
+# Which sets of batches stand in for the full gradient, answered from the run's Gram matrices (outputs.gram).
+if GRAM:
+
+    rule sets:
+        input:
+            matrix=f"{RUN}/{{metric}}/distances.h5",
+            plotly_js=PLOTLY_JS,
+        output:
+            csv=report(
+                f"{RUN}/{{metric}}/sets.csv",
+                caption="../report/sets.rst",
+                category="Sets",
+                subcategory="{model}, seed {seed}",
+                labels={"model": "{model}", "seed": "{seed}", "metric": "{metric}", "format": "CSV"},
+            ),
+            html=report(
+                f"{RUN}/plots/sets_{{metric}}.html",
+                caption="../report/sets.rst",
+                category="Sets",
+                subcategory="{model}, seed {seed}",
+                labels={"model": "{model}", "seed": "{seed}", "metric": "{metric}", "format": "page"},
+            ),
+        log:
+            f"{L}/{{model}}/seed_{{seed}}/plots/sets_{{metric}}.log",
+        benchmark:
+            f"{B}/{{model}}/seed_{{seed}}/plots/sets_{{metric}}.tsv"
+        conda:
+            "../../envs/analysis.yaml"
+        threads: 1
+        resources:
+            **LIGHT_JOB,
+        params:
+            phases=PHASES,
+            draws=config["analysis"]["set_draws"],
+            rng_seed=config["analysis"]["seed"],
+        script:
+            "../scripts/sets.py"

@@ -39,6 +39,7 @@ The package, read one module at a time (statistics know no files: the steps read
   profiles     z-scores, batch profiles, regions of positions, descriptive intervals over seeds, rank correlation
   permutation  the permutation null, p-values, the studentized contrast, Holm, intervals that invert the tests
   learning     runs that did not learn
+  sets         the paper's regions as sets of batches against random sets (from the Gram matrices)
   claims       the paper's claims, verdicts and sentences, and a whole study (analyse_study)
   simulate     simulated studies for calibration and power
 Every public name is importable from bestbatch.stats itself.
@@ -48,6 +49,7 @@ from .claims import (  # noqa: F401
     FAMILIES,
     NOT_INTERPRETABLE,
     PAPER_CLAIMS,
+    SET_REGIONS,
     VERDICTS,
     Claim,
     SeedRun,
@@ -97,6 +99,8 @@ from .profiles import (  # noqa: F401
     t_interval,
     zscore_rows,
 )
+from .sets import normalised_phase_gram, set_statistic, set_test  # noqa: F401
 from .simulate import (  # noqa: F401
+    simulate_gram_study,
     simulate_study,
 )

@@ -32,6 +32,7 @@ from .profiles import (
     score_rho,
     seed_profiles,
 )
+from .sets import normalised_phase_gram, set_test
 
 VERDICTS = ("supported", "contradicted", "inconclusive")
 
@@ -89,9 +90,12 @@ PAPER_CLAIMS = [
 NOT_INTERPRETABLE = "not interpretable"
 FAMILIES = {
     "confirmatory": "the paper's claims: their verdicts are Holm-corrected over this family only",
-    "exploratory": "the random-order controls and the associations with position and score: Holm-corrected over "
-    "this family on its own; leads, not verdicts",
+    "exploratory": "the random-order controls, the associations with position and score, and the paper's regions "
+    "as sets against random sets: Holm-corrected over this family on its own; leads, not verdicts",
 }
+# tested as sets where the Gram matrices are kept; the middle 80% is not tested apart: its deviations sum to minus
+# the extremes', so its error as a set is theirs times m / (K - m), and so is random sets' (the same test)
+SET_REGIONS = ("upper_quartile", "outside_middle_80")
 
 
 def verdict(effect, p_adjusted, expected, alpha=0.05):
@@ -227,6 +231,7 @@ class SeedRun(NamedTuple):
     score: np.ndarray = None  # (K,) the batches' mean metric scores
     seed: object = None  # the run's seed, to name it
     learning: Learning = None  # None: taken as learned
+    gram: np.ndarray = None  # (E, K, K) the batch Gram matrices (None: no set tests)
 
 
 def _not_learned_note(runs):
@@ -240,6 +245,45 @@ def _not_learned_note(runs):
     return (
         f"the network did not learn under this order in {which} (test accuracy {accuracy} over the last phase, "
         f"chance {bad[0].learning.chance:.2f})"
+    )
+
+
+def _set_rows(grams, perm, cell, n_seeds, n_perm, scheme):
+    """The exploratory rows "region, as one set, against random sets of its size" of one cell (stats.sets)."""
+    Cs = np.stack([normalised_phase_gram(g) for g in grams])
+    K, rows = Cs.shape[-1], []
+    if not np.all(np.isfinite(Cs)):
+        return rows
+    for region in SET_REGIONS:
+        mask = region_mask(region, K)
+        if not 0 < mask.sum() < K:
+            continue
+        effect, null = set_test(Cs, mask, perm)
+        rows.append(
+            _row(
+                kind="set",
+                family="exploratory",
+                region=region,
+                statistic="set_vs_random",
+                effect=effect,
+                p=permutation_p(effect, null),
+                method=f"log of the region's root mean square error as one set over random sets of its size "
+                f"(exact mean); permutation test ({n_perm:,} relabellings, {scheme}) over {n_seeds} seed(s)",
+                **cell,
+            )
+        )
+    return rows
+
+
+def _set_sentence(r):
+    subject = REGION_WORDS.get(r["region"], (f"the batches in {r['region']}",))[0]
+    of = "the random ordering" if r["metric"] == "random" else r["metric"]
+    ratio = math.exp(r["effect"]) if np.isfinite(r["effect"]) else math.nan
+    how = "better" if ratio < 1 else "worse"
+    return (
+        f"In phase {r['phase']} {subject} of {of}, taken as one set, approximate the full gradient with {ratio:.2f} "
+        f"times the root mean square error of random sets of the same size ({how} than random; {r['n_seeds']} seeds, "
+        f"exploratory, Holm-adjusted {_fmt_p(r['p_holm'])})."
     )
 
 
@@ -262,7 +306,10 @@ def analyse_study(
     kind "claim": a claim tested on one (model, metric, phase), family "confirmatory"; "control": the same
     test on the random ordering (control=True, verdict "control"), family "exploratory"; "association":
     Spearman rho of position (rho_position) and of batch mean score (rho_score) with the profile,
-    "exploratory"; "profile": mean z per decile and quartile with a t-interval over seeds (descriptive);
+    "exploratory"; "set" (where every seed's run carries its Gram matrices, SeedRun.gram): each of SET_REGIONS as
+    one set of batches against random sets of its size (stats.sets: the log of the ratio of root mean square
+    errors, negative when the region is the better set), "exploratory", without an interval; "profile": mean z
+    per decile and quartile with a t-interval over seeds (descriptive);
     "summary": per (model, claim), supported if all its rows are supported, contradicted if any is
     contradicted, else inconclusive. Holm runs within each family. A claim's or control's effect is the
     contrast (the shift of the region's mean z); its p-value relabels the studentized contrast
@@ -285,12 +332,13 @@ def analyse_study(
             learned = [r for r in runs if r.learning is None or r.learning.learned]
             for phase, first, last, _lr in phases:
                 cell = dict(model=model, metric=metric, phase=phase, not_learned=note or None)
-                picked = []
+                picked, grams = [], []
                 for run in learned:
                     epoch = np.asarray(run.epoch)
                     sel = (epoch >= first) & (epoch <= last)
                     if sel.any():
                         picked.append((np.asarray(run.distance, dtype=float)[sel], run.score))
+                        grams.append(None if run.gram is None else np.asarray(run.gram)[sel])
                 applicable = [
                     c
                     for c in claims
@@ -400,6 +448,8 @@ def analyse_study(
                             **cell,
                         )
                     )
+                if all(g is not None for g in grams):
+                    rows += _set_rows(grams, perm, cell, S, n_perm, scheme)
                 for name, n in (("decile", 10), ("quartile", 4)):
                     if K < n:
                         continue
@@ -456,6 +506,8 @@ def analyse_study(
                 alpha,
                 "studentized permutation test" if studentized else "permutation test",
             )
+        elif r["kind"] == "set":
+            r["sentence"] = _set_sentence(r)
         elif r["kind"] == "association":
             what = "position" if r["statistic"] == "rho_position" else "batch mean score"
             of = "the random ordering" if r["metric"] == "random" else r["metric"]

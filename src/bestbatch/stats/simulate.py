@@ -83,3 +83,78 @@ def simulate_study(
             SeedRun(distance=scale[:, None] * (1 + 0.1 * x), epoch=e + 1, score=np.cumsum(rng.exponential(size=K)))
         )
     return out
+
+
+def simulate_gram_study(
+    rng,
+    n_seeds=3,
+    epochs=7,
+    K=32,
+    dim=16,
+    effect=0.0,
+    region=None,
+    effect_epochs=None,
+    persistence=0.6,
+    shared=0.7,
+    spread=0.0,
+    spread_region="extremes_10",
+    df=None,
+    grid=None,
+    clip=None,
+):
+    """Batch gradients of one (model, metric) without training, as the claims see them: [per seed SeedRun(distance,
+    epoch, score, gram)], the distances those of the Gram matrices.
+
+    g_k = scale_e (mu + a_k x_ek) in `dim` dimensions: mu a fixed full gradient of norm 1, x_ek = sqrt(persistence)
+    b_k + sqrt(1 - persistence) u_ek with unit-variance coordinates / sqrt(dim), b_k the batch's persistent deviation
+    (a share `shared` common to the seeds, as with a deterministic order), u_ek fresh each epoch; scale_e shrinks
+    tenfold every third of training (step-decay phases). A planted effect multiplies the deviations of `region`'s
+    batches by exp(effect) in `effect_epochs` (negative: those batches are closer and their mean is a better set).
+    With effect = 0 the positions are exchangeable in every null below, none of which makes a region a better or
+    worse set on average: spread > 0: a_k^2 at spread_region's positions is Gamma with mean 1 and coefficient of
+    variation `spread` (unequal spread; a_k = 1 elsewhere); df: b and u are multivariate Student t with df > 2
+    degrees of freedom, scaled to unit variance (heavy tails); grid: every coordinate of g is rounded to multiples
+    of grid * scale_e (ties); clip: each g_k is scaled down to at most clip times the epoch's median norm
+    (censoring, as gradient clipping does).
+    """
+    if (
+        spread < 0
+        or (df is not None and df <= 2)
+        or (grid is not None and grid <= 0)
+        or (clip is not None and clip <= 0)
+    ):
+        raise ValueError(f"spread >= 0, df > 2, grid > 0 and clip > 0 (got {spread}, {df}, {grid}, {clip})")
+    e = np.arange(epochs)
+    scale = 10.0 ** -(3 * e // epochs) * np.exp(-0.5 * e / epochs)
+    mask = np.zeros(K, bool) if region is None else region_mask(region, K)
+    effect_rows = np.ones(epochs, bool) if effect_epochs is None else np.asarray(effect_epochs, bool)
+    spread_at = region_mask(spread_region, K)
+
+    def draw(*shape):
+        z = rng.standard_normal(shape)
+        if df is not None:
+            z *= np.sqrt((df - 2) / rng.chisquare(df, shape[:-1]))[..., None]
+        return z / math.sqrt(dim)
+
+    mu = rng.standard_normal(dim)
+    mu /= np.linalg.norm(mu)
+    common = draw(K, dim)
+    out = []
+    for _ in range(n_seeds):
+        b = math.sqrt(shared) * common + math.sqrt(1 - shared) * draw(K, dim)
+        a = np.ones(K)
+        if spread > 0:
+            a[spread_at] = np.sqrt(rng.gamma(1 / spread**2, spread**2, int(spread_at.sum())))
+        x = math.sqrt(persistence) * b + math.sqrt(1 - persistence) * draw(epochs, K, dim)
+        x = a[None, :, None] * x
+        x[np.ix_(effect_rows, mask)] *= math.exp(effect)
+        g = scale[:, None, None] * (mu + x)
+        if grid is not None:
+            g = np.round(g / (grid * scale[:, None, None])) * grid * scale[:, None, None]
+        if clip is not None:
+            norm = np.linalg.norm(g, axis=-1, keepdims=True)
+            g *= np.minimum(1.0, clip * np.median(norm, axis=1, keepdims=True) / norm)
+        gram = g @ np.swapaxes(g, -1, -2)
+        distance = np.linalg.norm(g - g.mean(1, keepdims=True), axis=-1)
+        out.append(SeedRun(distance=distance, epoch=e + 1, score=np.cumsum(rng.exponential(size=K)), gram=gram))
+    return out

@@ -1,9 +1,20 @@
 """Rules of plots.smk: a run's heatmaps, layer shares and training curves, from its gathered matrices."""
 
+import logging
+import zlib
+
+import numpy as np
+import pandas as pd
+
+from ..atomic import atomic_path
 from ..formats import read_matrix
 from ..logs import step
-from ..plots import curves_figure, heatmap_figure, layers_figure, write_figure, write_plotly_js
-from ..stats import run_learning
+from ..plots import curves_figure, heatmap_figure, layers_figure, sets_figure, write_figure, write_plotly_js
+from ..sets import REGION_SETS, phase_cosines, run_sets
+from ..stats import region_mask, run_learning
+
+log = logging.getLogger("bestbatch")
+SETS_COLUMNS = ("model", "seed", "metric", "epoch", "phase", "set", "m", "error", "relative_error", "effective_rank")
 
 
 @step
@@ -17,6 +28,37 @@ def heatmap_page(matrix_path, out_html, *, metric, phases, plotly_js=None):
 def layers_page(matrix_path, out_html, *, metric, phases, plotly_js=None):
     """One metric's per-layer page: which parameter tensors carry the distance in each phase."""
     write_figure(layers_figure(metric, read_matrix(matrix_path), phases), out_html, plotly_js)
+
+
+@step
+def sets_page(matrix_path, out_csv, out_html, *, model, seed, metric, phases, draws=200, rng_seed=0, plotly_js=None):
+    """One run's sets of batches (bestbatch.sets), from its Gram matrices: every epoch's greedy set, m closest,
+    random sets (draws per size, seeded by (rng_seed, model, seed, metric): the same numbers on every rerun) and
+    the paper's regions as a tidy CSV (SETS_COLUMNS), and the page (plots.sets_figure)."""
+    m = read_matrix(matrix_path, gram=True)
+    K = m.gram.shape[-1]
+    rng = np.random.default_rng(
+        [int(rng_seed), zlib.crc32(str(model).encode()), int(seed), zlib.crc32(metric.encode())]
+    )
+    regions = {name: region_mask(name, K) for name in REGION_SETS}
+    table = pd.DataFrame(run_sets(m.epoch, m.phase, m.gram, rng, draws, regions))
+    table.insert(0, "metric", metric)
+    table.insert(0, "seed", int(seed))
+    table.insert(0, "model", model)
+    table = table[list(SETS_COLUMNS)]
+    with atomic_path(out_csv) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.9g")
+    cos = {p: phase_cosines(m.gram, m.phase, p) for p, *_ in phases if np.any(m.phase == p)}
+    write_figure(sets_figure(metric, table, cos, phases), out_html, plotly_js)
+    last = table[table.epoch == table.epoch.max()]
+    log.info(
+        "%s: %d epochs x %d batches; last epoch's effective rank %.2f",
+        metric,
+        len(m.epoch),
+        K,
+        last.effective_rank.iloc[0],
+    )
+    return table
 
 
 @step

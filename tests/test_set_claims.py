@@ -1,0 +1,164 @@
+"""The claims page's exploratory tests "the paper's region, as one set of batches, approximates the full gradient
+better than random sets of the same size" (bestbatch.stats.sets): the statistic by hand, the test calibrated on
+simulated null studies (the nulls it was built for and four it was not), the whole page's family-wise rate with
+them in it, and their power on step-decay curves at the demo's three seeds. Every loop is seeded."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from bestbatch import sets
+from bestbatch import stats as st
+
+DEMO_PHASES = [(1, 1, 3, 0.1), (2, 4, 5, 0.01), (3, 6, 7, 0.001)]
+METRICS = ["intensity", "color", "edges", "lpips", "random"]
+EARLY = np.arange(1, 8) <= 3
+
+
+def _upper(k, n):
+    """The lower end of the exact 95% interval of a rate k / n (Clopper-Pearson)."""
+    return float(sps.beta.ppf(0.025, k, n - k + 1)) if k else 0.0
+
+
+def test_the_statistic_is_the_log_ratio_of_root_mean_square_errors_by_hand():
+    rng = np.random.default_rng(0)
+    K, mask = 12, st.region_mask("upper_quartile", 12)
+    runs = st.simulate_gram_study(rng, 2, 3, K, dim=6)
+    Cs = np.stack([st.normalised_phase_gram(r.gram) for r in runs])
+    # by hand: each epoch's error of the region and random sets' exact mean, each divided by tr(C) / K
+    ratios = []
+    for run in runs:
+        per_epoch = []
+        for G in run.gram:
+            C = sets.centred(G)
+            unit = np.trace(C) / K
+            per_epoch.append((sets.set_error(C, mask) ** 2 / unit, sets.random_mean_square(C, mask.sum()) / unit))
+        ratios.append(np.mean(per_epoch, 0))
+    num, den = np.mean(ratios, 0)
+    assert math.isclose(st.set_statistic(Cs, mask), 0.5 * math.log(num / den), rel_tol=1e-12)
+    # the relabelled region of the null is a random set of the same size (shared, or one per seed)
+    perm = st.relabellings(rng, 6, 2, K)
+    effect, null = st.set_test(Cs, mask, perm)
+    assert effect == st.set_statistic(Cs, mask)
+    for i in range(6):
+        assert math.isclose(null[i], st.set_statistic(Cs, mask[perm[i, 0]]), rel_tol=1e-12)
+    own = st.relabellings(rng, 5, 2, K, "per_seed")
+    _, null = st.set_test(Cs, mask, own)
+    m = mask.sum()
+    for i in range(5):
+        quad = np.mean([mask[own[i, s]] @ Cs[s] @ mask[own[i, s]] for s in range(2)]) / m**2
+        assert math.isclose(null[i], 0.5 * math.log(quad / ((K - m) / (m * (K - 1)))), rel_tol=1e-12)
+
+
+SET_NULLS = {  # simulate_gram_study's options: no region is a better or worse set on average in any of them
+    "normal": {},
+    "heavy tails (t3)": dict(df=3),
+    "ties (grid 0.3)": dict(grid=0.3),
+    "censoring (clipped at 1.1x the median norm)": dict(clip=1.1),
+}
+
+
+@pytest.mark.parametrize("name", list(SET_NULLS))
+def test_each_set_test_is_calibrated_under_nulls(name):
+    """1,000 null cells of the demo's shape (3 seeds, phase 1's 3 epochs, 32 batches, batches persistent and shared
+    by the seeds) per null, each of the two regions tested with 199 shared relabellings: at most alpha of them
+    reject at 0.05, within Monte-Carlo error (the two tests of a cell are correlated, so the interval, which takes
+    them as independent, is a little narrow)."""
+    rng = np.random.default_rng(7)
+    n, rejected = 1000, 0
+    for _ in range(n):
+        runs = st.simulate_gram_study(rng, 3, 3, 32, **SET_NULLS[name])
+        Cs = np.stack([st.normalised_phase_gram(r.gram) for r in runs])
+        perm = st.relabellings(rng, 199, 3, 32)
+        for region in st.SET_REGIONS:
+            stat, null = st.set_test(Cs, st.region_mask(region, 32), perm)
+            rejected += st.permutation_p(stat, null) < 0.05
+    rate = rejected / (2 * n)
+    print(f"{name}: {rate:.3f} of {2 * n} set tests reject at 0.05 (lower 95% bound {_upper(rejected, 2 * n):.3f})")
+    assert _upper(rejected, 2 * n) <= 0.05
+
+
+def test_unequal_spread_fools_the_set_test_and_the_page_says_so():
+    """The test's known limit, measured: where the extremes' batches are no better a set on average but their sizes
+    vary (a_k^2 with a coefficient of variation of 1.5 at the extremes, 0 elsewhere; 1.0 gave 0.068 of 2,000 tests
+    when measured), the relabelled random sets, mostly of steadier batches, do not spread as much as the region's
+    error, and the test rejects more often than alpha. The claims page says so beside the rows; they are
+    exploratory leads, never verdicts."""
+    rng = np.random.default_rng(7)
+    n, rejected = 300, 0
+    for _ in range(n):
+        runs = st.simulate_gram_study(rng, 3, 3, 32, spread=1.5)
+        Cs = np.stack([st.normalised_phase_gram(r.gram) for r in runs])
+        stat, null = st.set_test(Cs, st.region_mask("outside_middle_80", 32), st.relabellings(rng, 499, 3, 32))
+        rejected += st.permutation_p(stat, null) < 0.05
+    print(f"extremes' sizes with CV 1.5: {rejected / n:.3f} of {n} null cells reject at 0.05")
+    assert _upper(rejected, n) > 0.05  # the limit is real; if this fails, the test was made robust: say so
+    from bestbatch.report import claims_html
+
+    rows = st.analyse_study({("m", "intensity"): runs}, DEMO_PHASES[:1], ["intensity"], n_perm=99, seed=0)
+    assert "far more variable in size" in claims_html(rows, "", [3], 0.05, 99)
+
+
+def _pages(n, seed, effect=0.0, n_perm=1999):
+    """n studies of the demo's shape with Gram matrices through analyse_study, cycling through the nulls of
+    SET_NULLS in which positions are exchangeable (not the unequal spread: there the extremes' sizes vary more, so
+    their mean distance is smaller, a real effect for the distance claims); effect: intensity's upper quartile in
+    phase 1 planted as a better set. Returns the counts."""
+    rng = np.random.default_rng(seed)
+    nulls = [null for null in SET_NULLS.values() if "spread" not in null]
+    out = dict(exploratory=0, confirmatory=0, found=0, found_raw=0)
+    for i in range(n):
+        matrices = {
+            ("m", x): st.simulate_gram_study(
+                rng,
+                3,
+                7,
+                32,
+                effect=effect if x == "intensity" else 0.0,
+                region="upper_quartile",
+                effect_epochs=EARLY,
+                **nulls[i % len(nulls)],
+            )
+            for x in METRICS
+        }
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rows = st.analyse_study(matrices, DEMO_PHASES, METRICS, n_perm=n_perm, seed=i)
+        assert sum(r["kind"] == "set" for r in rows) == 2 * len(METRICS) * len(DEMO_PHASES)
+        for family in ("confirmatory", "exploratory"):
+            out[family] += any(r["family"] == family and r["p_holm"] < 0.05 for r in rows)
+        (row,) = [
+            r
+            for r in rows
+            if (r["kind"], r["metric"], r["phase"], r["region"]) == ("set", "intensity", 1, "upper_quartile")
+        ]
+        out["found"] += row["p_holm"] < 0.05 and row["effect"] < 0
+        out["found_raw"] += row["p"] < 0.05 and row["effect"] < 0
+    return out
+
+
+def test_the_whole_page_with_the_set_tests_is_calibrated():
+    """40 null studies with Gram matrices (10 of each exchangeable null above), the page's 65 exploratory tests at 1,999
+    relabellings (so that Holm can reach alpha: 65 / 2000 = 0.033): the share of studies with anything significant
+    in either family is at most alpha, within Monte-Carlo error (40 studies bound it loosely: this test catches a
+    broken family, the per-test calibration above measures the rate)."""
+    n = 40
+    out = _pages(n, seed=3)
+    for family in ("confirmatory", "exploratory"):
+        print(f"whole page, {family}: {out[family] / n:.3f} of {n} null studies")
+        assert _upper(out[family], n) <= 0.05, out
+
+
+def test_the_set_test_finds_a_better_region_on_step_decay_curves():
+    """Phase 1's upper quartile of intensity planted as a better set (its batches' deviations from g_bar x 0.37,
+    a root mean square error ratio of about 0.65), gradients shrinking tenfold each phase, 3 seeds (the demo's): the
+    test alone rejects in most studies; after Holm over the page's 65 exploratory tests, in fewer (that is the price
+    of a large exploratory family, printed, not hidden)."""
+    n = 20
+    out = _pages(n, seed=5, effect=-1.0)
+    print(f"power at ratio ~0.65, 3 seeds: {out['found_raw'] / n:.2f} alone, {out['found'] / n:.2f} after Holm")
+    assert out["found_raw"] / n >= 0.8, out
+    assert out["found"] / n >= 0.3, out
