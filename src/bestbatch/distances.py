@@ -8,8 +8,12 @@ The per-epoch statistics of the same numbers (`noise_scale`, `gradient_diversity
 functions at the end.
 """
 
+import ctypes
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from functools import cache
+from pathlib import Path
 
 import numpy as np
 
@@ -130,14 +134,53 @@ def _block(rows, total, bounds, lo, hi, buffers, gram=False):
     return full2, layers, sums, segment_sums, _gram_block(rows, lo, hi, buffers)
 
 
+@cache
+def _openblas():
+    """(get, set) of the thread count of the OpenBLAS mapped into this process (numpy's), or None (not Linux, or
+    another BLAS)."""
+    try:
+        paths = {line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines() if "openblas" in line}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix in ("scipy_openblas", "openblas"):
+            for suffix in ("64_", "_64_", ""):
+                get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+                set_ = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+                if get and set_:
+                    set_.argtypes = [ctypes.c_int]
+                    return get, set_
+    return None
+
+
+@contextmanager
+def _one_blas_thread(active):
+    """While the Gram matrix's BLAS products run, numpy's OpenBLAS runs each in one thread. The reduction splits
+    its blocks over its own threads; otherwise every call from each of them starts OPENBLAS_NUM_THREADS threads of
+    its own (Snakemake sets it to the job's threads), twice the cores, at half the speed when quiet and a tenth
+    under load (benchmarks/results.md). And OpenBLAS's products do not give the same bits on 1 and 2 threads, so
+    one thread always keeps the Gram matrix the same for any `threads` and any OPENBLAS_NUM_THREADS."""
+    blas = _openblas() if active else None
+    if blas is None:
+        yield
+        return
+    get, set_ = blas
+    before = get()
+    set_(1)
+    try:
+        yield
+    finally:
+        set_(before)
+
+
 def _blocks(rows, total, bounds, progress, threads, gram=False):
     """The blocks, `threads` at a time (the compiled passes release the GIL), added up here in block
     order: the same additions in the same order as in one thread, so the same bits for any `threads`."""
     k_rows, n_params = rows.shape
-    sums = np.zeros((k_rows, 3))  # per row: ||g_k - g_bar||^2, ||g_k||^2, g_k . g_bar
-    layer_sums = np.zeros((k_rows, len(bounds) - 1))  # per row and tensor: ||g_k - g_bar||^2
-    full2 = 0.0
-    products = np.zeros((k_rows, k_rows)) if gram else None
     spans = [(lo, min(lo + BLOCK, n_params)) for lo in range(0, n_params, BLOCK)]
     if len(spans) < 2 or not isinstance(rows, np.ndarray):  # one block, or h5py (it reads in one thread)
         threads = 1
@@ -147,6 +190,16 @@ def _blocks(rows, total, bounds, progress, threads, gram=False):
         threads = numba.get_num_threads()
     buffers = threading.local()
     pool = ThreadPoolExecutor(min(threads, len(spans))) if threads > 1 else None
+    return _reduce_blocks(rows, total, bounds, progress, spans, pool, buffers, gram)
+
+
+def _reduce_blocks(rows, total, bounds, progress, spans, pool, buffers, gram):
+    """_blocks' loop: the blocks in `pool` (None: here), added up in block order."""
+    k_rows = rows.shape[0]
+    sums = np.zeros((k_rows, 3))  # per row: ||g_k - g_bar||^2, ||g_k||^2, g_k . g_bar
+    layer_sums = np.zeros((k_rows, len(bounds) - 1))  # per row and tensor: ||g_k - g_bar||^2
+    full2 = 0.0
+    products = np.zeros((k_rows, k_rows)) if gram else None
     try:
         if pool is None:
             parts = (_block(rows, total, bounds, lo, hi, buffers, gram) for lo, hi in spans)
@@ -171,7 +224,8 @@ def _numpy_sums(rows, total, bounds, gram=False):
     """_blocks for a shard of one block, by numpy: KERNEL_ROWS rows at a time widened to float64, each
         tensor's ||g_k - g_bar||^2 summed by einsum, their sum the row's distance^2 (as the compiled pass adds
         its segments). The same float64 sums in another order: equal to the compiled ones to rounding. The Gram
-    matrix, with `gram`, as _blocks makes it (the same slices, so the same bits)."""
+    matrix, with `gram`, by BLAS products of the same slices as _blocks makes it for more than GRAM_PAIRS_ROWS rows
+    (the same bits there; for fewer, _blocks' compiled pair pass agrees to rounding)."""
     k_rows = rows.shape[0]
     m = np.asarray(total[:], dtype=np.float64) / k_rows
     sums, layer_sums = np.empty((k_rows, 3)), np.zeros((k_rows, len(bounds) - 1))
@@ -219,12 +273,13 @@ def reduce_rows(rows, total, progress=None, layer_offsets=None, threads=None, ke
         raise ValueError(f"kernel must be auto, numpy or compiled, got {kernel!r}")
     if kernel == "numpy" and rows.shape[1] > BLOCK:
         raise ValueError(f"the numpy reduction takes one block ({BLOCK} parameters), not {rows.shape[1]}")
-    if kernel == "numpy" or (kernel == "auto" and rows.shape[1] <= BLOCK):
-        sums, layer_sums, full2, products = _numpy_sums(rows, total, bounds, gram)
-        if progress:
-            progress(1)
-    else:
-        sums, layer_sums, full2, products = _blocks(rows, total, bounds, progress, threads, gram)
+    with _one_blas_thread(gram):
+        if kernel == "numpy" or (kernel == "auto" and rows.shape[1] <= BLOCK):
+            sums, layer_sums, full2, products = _numpy_sums(rows, total, bounds, gram)
+            if progress:
+                progress(1)
+        else:
+            sums, layer_sums, full2, products = _blocks(rows, total, bounds, progress, threads, gram)
     dist2, norm2, dot = sums.T
     bad = np.flatnonzero(~np.isfinite(norm2))  # a sum of squared float32 values cannot overflow float64
     if bad.size:
