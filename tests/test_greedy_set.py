@@ -1,5 +1,6 @@
 """The greedy_set selection policy (bestbatch.selection.greedy_set): per phase, the set of best_count(K,
-best_fraction) batches chosen by forward selection on the other seeds' normalised centred Gram matrices. Its
+best_fraction) batches chosen by forward selection, then single swaps until none improves (bestbatch.sets.best_set),
+on the other seeds' normalised centred Gram matrices. Its
 cross-fitting, its choice against a hand-computed average, the configs it refuses, its place in the comparisons
 (exploratory only) and a dry run of a study that uses it. No training."""
 
@@ -14,7 +15,7 @@ from conftest import REPO, run_snakemake, write_config
 from bestbatch import selection as S
 from bestbatch.config import ConfigError, load_schema, validate_config
 from bestbatch.formats import Matrix, NoGram, write_matrix
-from bestbatch.sets import greedy_set
+from bestbatch.sets import best_set, greedy_set
 from bestbatch.steps.selection import arm_positions, gram_profile
 
 SCHEMA = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
@@ -106,9 +107,12 @@ def test_the_set_of_a_seed_never_sees_that_seed(tmp_path):
     assert as_lists(picked(write_runs(tmp_path / "a", grads), 0, arm="random_subset.greedy_set.intensity")) == before
 
 
-def test_the_set_is_the_greedy_set_of_the_hand_computed_normalised_average(tmp_path):
+def test_the_set_is_the_best_set_of_the_hand_computed_normalised_average(tmp_path):
+    """best_set (forward selection, then single swaps) of the hand-computed average; at best_fraction 0.5 in phase 1
+    the swaps change forward selection's set ([0, 2, 3, 4] -> [1, 2, 3, 4]), so the test tells the two apart."""
     grads = {s: gradients(10 + s) for s in (0, 1, 2)}
     paths = write_runs(tmp_path, grads)
+    swapped = []
     for best_fraction, m in ((0.5, 4), (0.3, 2), (1.0, K)):
         got = picked(paths, 2, best_fraction=best_fraction)
         for phase, first, last, _ in PHASES:
@@ -121,8 +125,13 @@ def test_the_set_is_the_greedy_set_of_the_hand_computed_normalised_average(tmp_p
                     Cs.append(C / (np.trace(C) / K))
                 per_seed.append(np.mean(Cs, axis=0))
             C_mean = np.mean(per_seed, axis=0)
-            order, _ = greedy_set(C_mean, m)
-            assert got[phase].tolist() == sorted(order.tolist()), (best_fraction, phase)
+            members, error = best_set(C_mean, m)
+            assert got[phase].tolist() == members.tolist(), (best_fraction, phase)
+            order, greedy_error = greedy_set(C_mean, m)
+            assert error <= greedy_error[-1] * (1 + 1e-12)
+            if sorted(order.tolist()) != members.tolist():
+                swapped.append((best_fraction, phase))
+    assert swapped == [(0.5, 1)]
     # each epoch counts alike whatever its gradient scale: rescaling one epoch's gradients changes nothing
     rescaled = {**grads, 0: grads[0] * np.array([1e3, 1, 1e-3, 1])[:, None, None]}
     assert as_lists(picked(write_runs(tmp_path / "rescaled", rescaled), 2)) == as_lists(picked(paths, 2))

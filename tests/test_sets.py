@@ -176,13 +176,179 @@ def test_greedy_set_against_every_set_on_small_epochs(k_rows):
 
 def test_greedy_is_not_optimal_in_general():
     """Deviations (eps, a, -a - eps) along one line: greedy takes eps first, then the batch that cancels best
-    (-a - eps: error a / 2), while the best pair is {a, -a - eps} (error eps / 2)."""
+    (-a - eps: error a / 2), while the best pair is {a, -a - eps} (error eps / 2); best_set swaps eps for a."""
     eps, a = 0.1, 1.0
     d = np.array([[eps], [a], [-a - eps]])
     C = d @ d.T
     order, error = sets.greedy_set(C)
     assert list(order) == [0, 2, 1]
     assert error[1] == pytest.approx(a / 2) and exhaustive_best(C, 2) == pytest.approx(eps / 2)
+    # one swap (eps out, a in) finds the best pair
+    members, best_error = sets.best_set(C, 2)
+    assert members.tolist() == [1, 2] and best_error == pytest.approx(eps / 2)
+
+
+def squared_sum(C, members):
+    """q = 1_S' C 1_S, the squared error times m^2, summed directly."""
+    idx = np.asarray(members)
+    return float(C[np.ix_(idx, idx)].sum())
+
+
+def small_epoch(rng, k_rows, noise):
+    """Deviations along two common directions (as test_greedy_set_against_every_set_on_small_epochs draws them),
+    plus each batch's own noise of standard deviation `noise`."""
+    g = rng.standard_normal(50) + rng.standard_normal((k_rows, 2)) @ rng.standard_normal((2, 50))
+    return sets.centred(g @ g.T) if noise == 0 else sets.centred((h := g + noise * rng.standard_normal(g.shape)) @ h.T)
+
+
+@pytest.mark.parametrize("k_rows", [5, 8, 10])
+def test_swap_refine_ends_at_a_one_swap_local_optimum(k_rows):
+    """From random sets and from greedy prefixes of every size: the error never increases, the set keeps its size,
+    and no exchange of a member for a non-member (all m (K - m) checked by brute force, q summed directly) lowers
+    q = 1_S' C 1_S by more than the stopping tolerance. best_set is swap_refine of the greedy prefix."""
+    rng = np.random.default_rng(10 + k_rows)
+    for noise in (0.0, 0.3):
+        for _ in range(5):
+            C = small_epoch(rng, k_rows, noise)
+            tol = 1e-10 * k_rows * np.abs(C).max()
+            order, greedy_error = sets.greedy_set(C)
+            for m in range(1, k_rows + 1):
+                starts = [order[:m]] + list(np.flatnonzero(w) for w in sets.random_indicators(rng, 3, k_rows, m))
+                for start in starts:
+                    members, error = sets.swap_refine(C, start)
+                    assert members.tolist() == sorted(set(members.tolist())) and members.size == m
+                    assert m == k_rows or error <= sets.set_error(C, start) * (1 + 1e-12)
+                    assert error == sets.set_error(C, members)
+                    q = squared_sum(C, members)
+                    outside = [j for j in range(k_rows) if j not in members]
+                    for i in members:
+                        for j in outside:
+                            assert squared_sum(C, [*(k for k in members if k != i), j]) >= q - tol, (m, i, j)
+                best, best_error = sets.best_set(C, m)
+                refined, refined_error = sets.swap_refine(C, order[:m])
+                assert best.tolist() == refined.tolist() and best_error == refined_error
+                if m < k_rows:  # at m = K both are 0 to rounding
+                    assert best_error <= greedy_error[m - 1] * (1 + 1e-12)
+
+
+def test_swap_refine_inputs_ties_and_its_cap():
+    """A mask and the same indices agree; ties take the lowest member, then the lowest non-member; the empty set,
+    repeated or out-of-range members are refused; max_swaps stops the search with a RuntimeWarning (the set then
+    being the better one it had reached)."""
+    C = np.diag([5.0, 1.0, 1.0])  # from {0}: exchanging 0 for 1 or for 2 lowers q alike: 1 is taken
+    assert sets.swap_refine(C, [0])[0].tolist() == [1]
+    assert sets.best_set(np.eye(6) - 1 / 6, 3)[0].tolist() == [0, 1, 2]  # the simplex: no exchange helps
+    rng = np.random.default_rng(4)
+    C = small_epoch(rng, 9, 0.3)
+    mask = np.arange(9) % 3 == 0
+    by_mask, by_index = sets.swap_refine(C, mask), sets.swap_refine(C, np.flatnonzero(mask)[::-1])
+    assert by_mask[0].tolist() == by_index[0].tolist() and by_mask[1] == by_index[1]
+    assert sets.swap_refine(C, np.arange(9))[0].tolist() == list(range(9))  # m = K: nothing to exchange
+    for bad in ([], [1, 1], [9], [-1], np.zeros(9, dtype=bool), np.ones(4, dtype=bool)):
+        with pytest.raises(ValueError):
+            sets.swap_refine(C, bad)
+    start = sets.greedy_set(C, 5)[0]
+    refined = sets.swap_refine(C, start)
+    assert refined[1] < sets.set_error(C, start) and len(set(refined[0]) - set(start)) == 2  # two swaps here
+    with pytest.warns(RuntimeWarning, match="stopped after 0 swaps"):
+        capped = sets.swap_refine(C, start, max_swaps=0)
+    assert capped[0].tolist() == sorted(start.tolist())
+    with pytest.warns(RuntimeWarning, match="stopped after 1 swaps"):
+        one = sets.swap_refine(C, start, max_swaps=1)
+    assert refined[1] <= one[1] < capped[1]
+
+
+def test_best_set_at_all_but_one_batch_drops_the_closest(shard):
+    """At m = K - 1 the error is ||g_out - g_bar|| / (K - 1) and a swap compares two of those, so best_set leaves
+    out exactly the closest batch (forward selection does not: the xfail above)."""
+    _, G = shard
+    C = sets.centred(G)
+    members, error = sets.best_set(C, K - 1)
+    assert members.tolist() == [k for k in range(K) if k != sets.closest(C, 1)[0]]
+    assert error == pytest.approx(np.sqrt(np.min(np.diagonal(C))) / (K - 1), rel=1e-10)
+
+
+# the worst ratio of best_set's error to the best set's over every m in 2..K - 2, measured on 20 seeded epochs
+BEST_SET_RATIO = {(3, 0.0): 1.0, (5, 0.0): 2.76, (8, 0.0): 24.6, (3, 0.3): 1.0, (5, 0.3): 2.47, (8, 0.3): 2.68}
+
+
+@pytest.mark.parametrize("k_rows, noise", list(BEST_SET_RATIO))
+def test_best_set_against_every_set_on_small_epochs(k_rows, noise):
+    """On K <= 8 (every subset enumerated), 20 seeded epochs each: best_set is the best set at m = 1 and m = K - 1
+    (to rounding) and at m = K (error 0 to rounding), never better than the best set (a check of both), and no worse
+    than forward selection. Elsewhere it is a 1-swap local optimum, not the optimum. Measured: the best set at 40 of
+    40 (K = 3), 65 of 80 (K = 5) and 92 of 140 (K = 8) pairs (epoch, m < K) with deviations along two directions;
+    40, 66 and 94 with noise 0.3 added. The worst ratios (BEST_SET_RATIO, all at m = 3): 2.76 (K = 5) and 24.5 (K = 8,
+    where the best set is 0.7% of a batch's RMS distance and best_set 17%) along two directions, 2.46 and 2.67 with
+    noise; forward selection's on the same epochs: 9.7 and 31, 5.7 and 6.4."""
+    rng = np.random.default_rng(k_rows)
+    worst = 1.0
+    for _ in range(20):
+        C = small_epoch(rng, k_rows, noise)
+        unit = sets.rms_distance(C)
+        _, greedy_error = sets.greedy_set(C)
+        for m in range(1, k_rows + 1):
+            members, error = sets.best_set(C, m)
+            if m == k_rows:
+                assert error <= 1e-7 * unit
+                continue
+            best = exhaustive_best(C, m)
+            assert best * (1 - 1e-12) <= error <= greedy_error[m - 1] * (1 + 1e-12)
+            if m in (1, k_rows - 1):
+                assert error == pytest.approx(best, rel=1e-12)
+            else:
+                worst = max(worst, error / best)
+    assert worst <= BEST_SET_RATIO[k_rows, noise]
+    assert worst == pytest.approx(BEST_SET_RATIO[k_rows, noise], rel=0.01) or worst == 1.0
+
+
+def test_best_set_against_random_sets(shard):
+    """On the epoch where forward selection loses to the best of 300 random sets at 16 of 19 sizes (the xfail above,
+    the same draws): best_set is no worse than forward selection at every size and loses at 7 (m = 3, 4, 8, 14, 15,
+    16, 18), by at most 2.2x (m = 18: a 1-swap local optimum where leaving out another pair cancels better)."""
+    _, G = shard
+    C = sets.centred(G)
+    _, greedy_error = sets.greedy_set(C)
+    rng = np.random.default_rng(2)
+    ratio = {}
+    for m in range(1, K):
+        error = sets.best_set(C, m)[1]
+        assert error <= greedy_error[m - 1] * (1 + 1e-12)
+        ratio[m] = error / sets.set_errors(C, sets.random_indicators(rng, 300, K, m)).min()
+    assert [m for m, r in ratio.items() if r > 1 + 1e-12] == [3, 4, 8, 14, 15, 16, 18]
+    assert max(ratio.values()) == pytest.approx(2.16, abs=0.01) and ratio[K - 1] == pytest.approx(1, rel=1e-10)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="single swaps stop at a local optimum: on this epoch the best of 300 random sets still beats best_set at "
+    "7 of 19 sizes (by up to 2.2x, at m = 18)",
+)
+def test_best_set_is_no_worse_than_any_random_set(shard):
+    """What a best-set search should give (as for forward selection above); best_set does not yet (strict xfail)."""
+    _, G = shard
+    C = sets.centred(G)
+    rng = np.random.default_rng(2)
+    for m in range(1, K):
+        random_best = sets.set_errors(C, sets.random_indicators(rng, 300, K, m)).min()
+        assert sets.best_set(C, m)[1] <= random_best * (1 + 1e-12), m
+
+
+def test_epoch_sets_has_the_swapped_set(shard):
+    """epoch_sets: a "swapped" row (best_set) beside "greedy" at every size, no worse than it."""
+    _, G = shard
+    C = sets.centred(G)
+    rows = sets.epoch_sets(G, np.random.default_rng(0), draws=20)
+    by = {(r["set"], r["m"]): r for r in rows}
+    sizes = sets.set_sizes(K)
+    assert sorted(m for s, m in by if s == "swapped") == sizes == sorted(m for s, m in by if s == "greedy")
+    for m in sizes:
+        swapped = by["swapped", m]
+        assert swapped["error"] == sets.best_set(C, m)[1]
+        assert swapped["relative_error"] == pytest.approx(swapped["error"] / sets.rms_distance(C), rel=1e-14)
+        if m < K:  # at m = K both are 0 to rounding
+            assert swapped["error"] <= by["greedy", m]["error"] * (1 + 1e-12)
 
 
 def test_ties_pick_the_lowest_position():

@@ -277,6 +277,7 @@ def layers_figure(metric, m, phases):
 
 SET_STYLES = {  # set name (bestbatch.sets.epoch_sets): legend label, colour, dash
     "greedy": ("greedy set (forward selection)", "#d62728", "solid"),
+    "swapped": ("greedy, then single swaps", "#ff7f0e", "solid"),
     "closest": ("the m individually closest", "#1f77b4", "solid"),
     "random_median": ("random sets: median", "#7f7f7f", "solid"),
     "random_rms": ("random sets: root mean square (exact)", "#7f7f7f", "dot"),

@@ -229,7 +229,9 @@ def measured_best(K, phase, n_phases, params, profile=None):
 def greedy_set(K, phase, n_phases, params, profile=None):
     """Per phase, the set of round(K x best_fraction) positions (as many as measured_best) whose mean gradient
     came closest to the full gradient in the Algorithm 1 runs of the same model and metric from the other
-    seeds: forward selection (bestbatch.sets.greedy_set) on their average normalised centred Gram matrix.
+    seeds: forward selection, then single swaps until none improves (bestbatch.sets.best_set: greedy_set, then
+    swap_refine), on their average normalised centred Gram matrix. The swaps fix forward selection's myopia in
+    part (the set is a 1-swap local optimum, exact at m = 1 and K - 1), not in general: the name is kept.
 
     profile: {phase: (K, K) matrix} (`set_profile_from_grams`): each epoch's centred Gram matrix divided by
     tr(C) / K, so every epoch counts alike whatever its gradient scale, averaged over the phase's epochs and the
@@ -250,8 +252,8 @@ def greedy_set(K, phase, n_phases, params, profile=None):
     C = np.asarray(profile[phase], dtype=np.float64)
     if C.shape != (K, K) or not np.all(np.isfinite(C)):
         raise ValueError(f"greedy_set: the profile of phase {phase} must be a finite {K} x {K} matrix, got {C.shape}")
-    order, _ = sets.greedy_set(C, best_count(K, params["best_fraction"]))
-    return np.sort(order)
+    members, _ = sets.best_set(C, best_count(K, params["best_fraction"]))
+    return members
 
 
 def best_count(K, best_fraction):

@@ -2,7 +2,10 @@
 
 For a set S of m batches, ||mean_S g - g_bar||^2 = (1/m^2) 1_S' C 1_S with C the centred Gram matrix
 C[i, j] = (g_i - g_bar) . (g_j - g_bar): no gradient is read again. From C:
-- the greedy set: forward selection, each step adding the batch that makes the set's error smallest;
+- the greedy set: forward selection, each step adding the batch that makes the set's error smallest; it is
+  myopic (the batches it leaves to the end can be the ones a good set keeps), so
+- the swapped set (best_set): the greedy set, then single swaps of a member for a non-member while one lowers the
+  error (a 1-swap local optimum: no set one exchange away is better; exact at m = 1, K - 1 and K, not in general);
 - the m individually closest batches (smallest ||g_k - g_bar||), which can be a poor set: they may all point
   the same way;
 - any named set (the paper's regions: bestbatch.stats.REGIONS);
@@ -14,6 +17,8 @@ Errors are also given relative to the root mean square single-batch distance sqr
 of different gradient scale can be averaged: in those units random sets have root mean square error
 sqrt((K - m) / (m (K - 1))) at every epoch. Pure functions of arrays: no files.
 """
+
+import warnings
 
 import numpy as np
 
@@ -108,6 +113,78 @@ def greedy_set(C, m_max=None):
     return order, error
 
 
+def _members(C, members):
+    """Sorted distinct positions of a set given as indices or a (K,) bool mask; refuses an empty set."""
+    K = C.shape[-1]
+    a = np.asarray(members)
+    if a.dtype == bool:
+        if a.shape != (K,):
+            raise ValueError(f"a mask of {a.shape} for {K} batches")
+        idx = np.flatnonzero(a)
+    else:
+        idx = np.unique(a.astype(np.int64))
+        if idx.size != a.size or (idx.size and not 0 <= idx[0] <= idx[-1] < K):
+            raise ValueError(f"members must be distinct positions in 0..{K - 1}, got {a.tolist()}")
+    if idx.size == 0:
+        raise ValueError("a set of batches needs at least one member")
+    return idx
+
+
+SWAP_TOLERANCE = 1e-12  # an exchange counts only if it lowers 1_S' C 1_S by more than this x m x max |C_ij|
+
+
+def swap_refine(C, members, max_swaps=None):
+    """Improve a set by single swaps: (members (m,) sorted, error), a 1-swap local optimum of ||mean_S g - g_bar||.
+
+    Each pass makes the best exchange of a member i for a non-member j. With s = C 1_S the exchange changes
+    q = 1_S' C 1_S by -2 s_i + C_ii + 2 s_j - 2 C_ij + C_jj, so all m (K - m) exchanges are evaluated at once from s,
+    and s is updated in O(K) after a swap. Ties: the lowest member, then the lowest non-member. It stops when no
+    exchange lowers q by more than SWAP_TOLERANCE x m x max |C_ij| (relative to the scale of s, so rounding in s
+    cannot make a swap and its reverse both look better and loop), or after max_swaps swaps (default 10 K), with a
+    RuntimeWarning saying so: the set is then better than the one given but perhaps not a local optimum. The error
+    is recomputed from C for the final set (no drift from the running sums)."""
+    C = np.asarray(C, dtype=np.float64)
+    K = C.shape[-1]
+    idx = _members(C, members)
+    m = idx.size
+    inside = np.zeros(K, dtype=bool)
+    inside[idx] = True
+    max_swaps = 10 * K if max_swaps is None else int(max_swaps)
+    diag = np.diagonal(C)
+    tol = SWAP_TOLERANCE * m * float(np.max(np.abs(C)))
+    s = C[:, idx].sum(1)
+    swaps = 0
+    while m < K:
+        ins, outs = np.flatnonzero(inside), np.flatnonzero(~inside)
+        delta = (diag[ins] - 2 * s[ins])[:, None] + (diag[outs] + 2 * s[outs])[None, :] - 2 * C[np.ix_(ins, outs)]
+        a, b = np.unravel_index(int(np.argmin(delta)), delta.shape)  # row-major: lowest member, then non-member
+        if not delta[a, b] < -tol:
+            break
+        if swaps == max_swaps:
+            warnings.warn(
+                f"swap_refine: stopped after {max_swaps} swaps with an exchange still lowering the error "
+                f"(by {-delta[a, b]:.3g} in 1_S' C 1_S); the set is not a 1-swap local optimum",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            break
+        i, j = ins[a], outs[b]
+        inside[i], inside[j] = False, True
+        s += C[:, j] - C[:, i]
+        swaps += 1
+    idx = np.flatnonzero(inside)
+    return idx, set_error(C, idx)
+
+
+def best_set(C, m):
+    """A good set of m batches: (members (m,) sorted, error). Forward selection to m (greedy_set), then single swaps
+    until none improves (swap_refine). Deterministic (ties: the lowest positions). Exact at m = 1 (the closest
+    batch), m = K - 1 (all but the closest: the error is ||g_j - g_bar|| / (K - 1) for the batch j left out, and a
+    swap compares two of those) and m = K; elsewhere a local optimum, not the best set in general."""
+    order, _ = greedy_set(C, m)
+    return swap_refine(C, order)
+
+
 def closest(C, m):
     """The m batches individually closest to g_bar (smallest C[k, k]; ties: the lowest position)."""
     return np.argsort(np.diagonal(C), kind="stable")[:m]
@@ -135,7 +212,8 @@ RANDOM_QUANTILES = (0.05, 0.5, 0.95)
 def epoch_sets(gram, rng, draws=200, regions=None, sizes=None):
     """Every set of one epoch, from its Gram matrix (K, K), as rows (dicts): set, m, error, relative_error.
 
-    set: "greedy", "closest" (the m individually closest), "random_q05" / "random_median" / "random_q95" (the
+    set: "greedy" (forward selection), "swapped" (best_set: the greedy set, then single swaps until none improves),
+    "closest" (the m individually closest), "random_q05" / "random_median" / "random_q95" (the
     quantiles of `draws` random sets of m), "random_rms" (the exact root mean square over all random sets), and
     each of `regions` ({name: (K,) bool mask}) at its own size. sizes: the m of the curves (set_sizes(K) and the
     regions' sizes by default). relative_error: error / rms_distance (the error of a single batch, in the root
@@ -153,6 +231,7 @@ def epoch_sets(gram, rng, draws=200, regions=None, sizes=None):
     order, greedy = greedy_set(C, max(sizes))
     for m in sizes:
         add("greedy", m, greedy[m - 1])
+        add("swapped", m, swap_refine(C, order[:m])[1])  # best_set(C, m): the greedy prefix is its start
         add("closest", m, set_error(C, closest(C, m)))
         errors = set_errors(C, random_indicators(rng, draws, K, m))
         for q, name in zip(RANDOM_QUANTILES, ("random_q05", "random_median", "random_q95")):
