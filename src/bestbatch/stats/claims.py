@@ -256,9 +256,9 @@ def _set_rows(grams, perm, cell, n_seeds, n_perm, scheme):
         return rows
     for region in SET_REGIONS:
         mask = region_mask(region, K)
-        if not 0 < mask.sum() < K:
+        if not 2 <= mask.sum() <= K - 2:
             continue
-        effect, null = set_test(Cs, mask, perm)
+        effect, studentized, null = set_test(Cs, mask, perm)
         rows.append(
             _row(
                 kind="set",
@@ -266,9 +266,10 @@ def _set_rows(grams, perm, cell, n_seeds, n_perm, scheme):
                 region=region,
                 statistic="set_vs_random",
                 effect=effect,
-                p=permutation_p(effect, null),
+                p=permutation_p(studentized, null),
                 method=f"log of the region's root mean square error as one set over random sets of its size "
-                f"(exact mean); permutation test ({n_perm:,} relabellings, {scheme}) over {n_seeds} seed(s)",
+                f"(exact mean); studentized permutation test (each group's own spread; {n_perm:,} relabellings, "
+                f"{scheme}) over {n_seeds} seed(s)",
                 **cell,
             )
         )

@@ -5,9 +5,12 @@ A set S of m batches misses g_bar by ||mean_S g - g_bar||^2 = 1_S' C 1_S / m^2 (
 over random sets of m that has mean (K - m) / (m (K - 1)) tr(C) / K. Each epoch's C is divided by tr(C) / K, so
 that every epoch counts alike whatever its gradient scale; those are averaged over the phase's epochs of each seed.
 The statistic is half the log of the region's mean square error over the random sets' mean (the log of a ratio of
-root mean squares: negative when the region is the better set), on the seeds' average. Its null relabels batch
+root mean squares: negative when the region is the better set), on the seeds' average. The test relabels batch
 positions as the claims do (one relabelling shared by every seed and epoch of a phase, or one per seed): the
-relabelled region is a random set of the same size, so the test is exact when positions are exchangeable.
+relabelled region is a random set of the same size, so it is exact when positions are exchangeable; what it
+relabels is the difference from random sets' mean divided by a standard deviation that gives the region and the
+rest each their own spread (`studentized`), so that a region whose batches vary more in size is not taken for a
+better or worse set (tests/test_set_claims.py measures how far that holds).
 """
 
 import numpy as np
@@ -41,25 +44,60 @@ def set_statistic(Cs, mask):
     return float(_ratio(w @ np.mean(Cs, 0) @ w / m**2, m, K))
 
 
-def set_test(Cs, mask, perm):
-    """(statistic, its null (n,)) of a region `mask` (K,) against random sets of the same size, from the
-    relabellings perm (n, U, K) of claims.analyse_study: the relabelled region mask[perm] is a random set of the
-    same size; perm (n, 1, K) or a zero stride relabels the seeds' mean matrix once (the shared scheme), else each
-    seed is relabelled on its own and the statistic is that of the seeds' mean.
+def studentized(W, C):
+    """(q_S - E q) / sd of each set of W (n, K) of 0/1 (all of size m, 2 <= m <= K - 2) on the matrix C (K, K): q_S
+    the set's mean square error 1_S' C 1_S / m^2, E q = (K - m) / (m (K - 1)) tr(C) / K its mean over random sets.
 
-    Exact when positions are exchangeable. Not studentized: where a region's batches are no better a set on average
-    but far more variable in size than the rest's, it rejects more often than alpha (tests/test_set_claims.py
-    measures how much; the rows are exploratory, never verdicts)."""
+    The standard deviation is that of ||sum_k c_k y_k||^2 for independent deviations y_k (C's Gram vectors; c_k =
+    1/m - 1/K in S, -1/K outside), each group with its own spread, as a Welch test lets each group have its own
+    variance: sum_k c_k^4 Var ||y_k||^2 + 2 sum_{j != k} c_j^2 c_k^2 E (y_j . y_k)^2, with Var ||y||^2 the
+    variance of C's diagonal within the set and within the rest, and E (y_j . y_k)^2 the mean of C_jk^2 over the
+    pairs within the set, across, and within the rest. A region whose batches vary more in size than the rest's has
+    its own, larger, standard deviation, so it is not taken for a better or worse set by chance."""
+    W = np.asarray(W, dtype=np.float64)
+    K = W.shape[1]
+    m = W[0].sum()
+    rest = K - m
+    Wc = 1.0 - W
+    d = np.diagonal(C)
+    d2, E2 = d * d, C * C
+    q = np.einsum("nk,nk->n", W @ C, W) / m**2
+    expected = (K - m) / (m * (K - 1)) * d.sum() / K
+
+    def spread(w, size):  # the sample variance of C's diagonal over the members of w
+        return (w @ d2 - (w @ d) ** 2 / size) / (size - 1)
+
+    within = (np.einsum("nk,nk->n", W @ E2, W) - W @ d2) / (m * (m - 1))
+    across = np.einsum("nk,nk->n", W @ E2, Wc) / (m * rest)
+    outside = (np.einsum("nk,nk->n", Wc @ E2, Wc) - Wc @ d2) / (rest * (rest - 1))
+    c_in, c_out = 1 / m - 1 / K, -1 / K
+    var = (
+        m * c_in**4 * spread(W, m)
+        + rest * c_out**4 * spread(Wc, rest)
+        + 2 * (m * (m - 1) * c_in**4 * within + 2 * m * rest * c_in**2 * c_out**2 * across)
+        + 2 * rest * (rest - 1) * c_out**4 * outside
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(var > 0, (q - expected) / np.sqrt(np.maximum(var, 0.0)), 0.0)
+
+
+def set_test(Cs, mask, perm):
+    """(statistic, studentized statistic, its null (n,)) of a region `mask` (K,) of 2 to K - 2 batches against
+    random sets of the same size, from the relabellings perm (n, U, K) of claims.analyse_study: the relabelled
+    region mask[perm] is a random set of the same size; perm (n, 1, K) or a zero stride relabels the seeds' mean
+    matrix once (the shared scheme), else each seed is relabelled on its own and the studentized statistics are
+    averaged over the seeds. The statistic is set_statistic (what the page prints); what is relabelled is the
+    studentized one (`studentized`: each set's own spread), as the claims relabel a Welch-type contrast."""
     mask = np.asarray(mask, dtype=bool)
     m, K = int(mask.sum()), mask.size
+    if not 2 <= m <= K - 2:
+        raise ValueError(f"a set test needs 2 to K - 2 batches in the region, got {m} of {K}")
     Cs = np.asarray(Cs, dtype=np.float64)
     if perm.shape[1] == 1 or perm.strides[1] == 0:
-        W = mask[perm[:, 0]].astype(np.float64)  # (n, K)
-        quad = np.einsum("nk,nk->n", W @ Cs.mean(0), W)
+        C = Cs.mean(0)
+        observed = studentized(mask[None], C)[0]
+        null = studentized(mask[perm[:, 0]], C)
     else:
-        quad = np.zeros(perm.shape[0])
-        for s in range(perm.shape[1]):
-            W = mask[perm[:, s]].astype(np.float64)
-            quad += np.einsum("nk,nk->n", W @ Cs[s], W)
-        quad /= perm.shape[1]
-    return set_statistic(Cs, mask), _ratio(quad / m**2, m, K)
+        observed = np.mean([studentized(mask[None], C)[0] for C in Cs])
+        null = np.mean([studentized(mask[perm[:, s]], C) for s, C in enumerate(Cs)], 0)
+    return set_statistic(Cs, mask), float(observed), null
