@@ -21,13 +21,16 @@ import browser  # noqa: E402
 
 from bestbatch.formats import Matrix  # noqa: E402
 from bestbatch.plots import (
+    SET_STYLES,
     curves_figure,
     heatmap_figure,
     layers_figure,
     phase_rows,  # noqa: E402
     phase_summary,
     row_zscore,
+    sets_figure,
     write_figure,
+    write_plotly_js,
 )
 from bestbatch.report import claims_html, index_html, profile_figure  # noqa: E402
 
@@ -172,6 +175,11 @@ def pages(tmp_path_factory):
     write_figure(curves_figure(runs), curves)
     layers = root / "plots" / f"layers_{METRIC}.html"
     write_figure(layers_figure(METRIC, m, PHASES), layers)
+    bundle = root / "plotly.min.js"  # the study's one copy of plotly.js, as rule plotly_js writes it
+    write_plotly_js(bundle)
+    sets_table, cosine_by_phase = sets_of_batches(gram_matrix())
+    sets = root / "plots" / f"sets_{METRIC}.html"
+    write_figure(sets_figure(METRIC, sets_table, cosine_by_phase, PHASES), sets, bundle)
     claims = root / "claims.html"
     claims.write_text(claims_page())
     index = root / "index.html"
@@ -179,7 +187,10 @@ def pages(tmp_path_factory):
     summaries = {("tiny", 0, metric): phase_summary(m, PHASES) for metric in heatmaps}
     links = {
         ("tiny", 0): dict(
-            curves=rel(curves), heatmaps={k: rel(v) for k, v in heatmaps.items()}, layers={METRIC: rel(layers)}
+            curves=rel(curves),
+            heatmaps={k: rel(v) for k, v in heatmaps.items()},
+            layers={METRIC: rel(layers)},
+            sets={METRIC: rel(sets)},
         )
     }
     index.write_text(index_html("synthetic", "study: synthetic\n", [("tiny", 0)], summaries, links, rel(claims)))
@@ -193,7 +204,36 @@ def pages(tmp_path_factory):
         runs=runs,
         layers=layers,
         claims=claims,
+        sets=sets,
+        sets_table=sets_table,
+        cosine_by_phase=cosine_by_phase,
+        bundle=bundle,
     )
+
+
+def gram_matrix(seed=4, dims=40):
+    """A gathered matrix with the batch Gram matrices G = g g^T of random batch gradients (E, K, dims) that
+    share a per-epoch mean direction, so the cosines are mostly positive and differ from batch to batch."""
+    rng = np.random.default_rng(seed)
+    g = rng.normal(size=(E, K, dims)) + 1.5 * rng.normal(size=(E, 1, dims))
+    return Matrix(
+        epoch=np.arange(1, E + 1),
+        batch=np.arange(K),
+        phase=np.repeat([p for p, *_ in PHASES], 3),
+        gram=g @ g.transpose(0, 2, 1),
+    )
+
+
+def sets_of_batches(m, draws=40):
+    """What steps.plots.sets_page computes for its page: run_sets' table and the per-phase mean cosines."""
+    import pandas as pd
+
+    from bestbatch.sets import REGION_SETS, phase_cosines, run_sets
+    from bestbatch.stats import region_mask
+
+    regions = {name: region_mask(name, K) for name in REGION_SETS}
+    table = pd.DataFrame(run_sets(m.epoch, m.phase, m.gram, np.random.default_rng(0), draws, regions))
+    return table, {p: phase_cosines(m.gram, m.phase, p) for p, *_ in PHASES}
 
 
 def claims_page():
@@ -360,6 +400,66 @@ def test_layers_page_hover_names_the_tensor_and_its_share(br, pages):
     assert f"{100 * want[layer, phase]:.2f}%" in text, (want[layer, phase], lines)
 
 
+# --- the sets of batches ----------------------------------------------------------------------------------
+
+
+def test_sets_page_loads_offline_with_its_panels(br, pages):
+    """Per phase, the error against the set size m (log axes) and the K x K cosine heatmap; below, the effective
+    rank per epoch; plotly.js from the study's one copy, nothing from outside."""
+    br.open(pages["sets"])
+    n = len(PHASES)
+    axes = br.js("return gd.data.map(t => [t.type, (t.xaxis || 'x') + (t.yaxis || 'y'), t.name || null]);")
+    lines = [(a, name) for kind, a, name in axes if kind == "scatter" and a != f"x{2 * n + 1}y{2 * n + 1}"]
+    heatmaps = [a for kind, a, _ in axes if kind == "heatmap"]
+    rank = [a for kind, a, name in axes if name == "effective rank"]
+    panels = ["xy"] + [f"x{i}y{i}" for i in range(2, n + 1)]  # the first row: one panel per phase
+    assert sorted({a for a, _ in lines}) == sorted(panels) and len(axes) == len(lines) + n + 1
+    table = pages["sets_table"]
+    greedy = SET_STYLES["greedy"][0]
+    for panel, (phase, *_) in zip(panels, PHASES):  # every phase draws the greedy set, the closest, random sets
+        assert {label for label, *_ in SET_STYLES.values()} <= {name for a, name in lines if a == panel}, panel
+        i = axes.index(["scatter", panel, greedy])
+        want = table[(table.phase == phase) & (table.set == "greedy")].groupby("m")["relative_error"].mean()
+        x, y = (browser.decode_typed_array(a) for a in br.js("const t = gd.data[arguments[0]]; return [t.x, t.y];", i))
+        np.testing.assert_array_equal(x, want.index)  # the phase's mean over its epochs, per set size
+        np.testing.assert_allclose(y, want.values, rtol=1e-12)
+    assert heatmaps == [f"x{n + i}y{n + i}" for i in range(1, n + 1)]  # one cosine heatmap per phase
+    assert rank == [f"x{2 * n + 1}y{2 * n + 1}"]
+    types = br.js(
+        "return arguments[0].map(i => [gd._fullLayout['xaxis' + i].type, gd._fullLayout['yaxis' + i].type]);",
+        ["", *[str(i) for i in range(2, 2 * n + 2)]],
+    )
+    assert types[:n] == [["log", "log"]] * n, types  # error against m: log-log
+    assert all(t == "linear" for pair in types[n:] for t in pair), types
+    for i, phase in enumerate(p for p, *_ in PHASES):
+        index = br.js("return gd.data.findIndex(t => t.yaxis === arguments[0]);", f"y{n + i + 1}")
+        np.testing.assert_allclose(br.trace_z(index), pages["cosine_by_phase"][phase], rtol=1e-12)
+    ranks = table.groupby("epoch")["effective_rank"].first()
+    x, y = (browser.decode_typed_array(a) for a in br.js("const t = gd.data.at(-1); return [t.x, t.y];"))
+    np.testing.assert_array_equal(x, ranks.index)
+    np.testing.assert_allclose(y, ranks.values, rtol=1e-12)
+    urls = br.requested_urls()
+    assert urls and urls[0] == pages["sets"].resolve().as_uri()
+    assert pages["bundle"].resolve().as_uri() in urls, "the page loads the study's plotly.js by a relative path"
+    assert offline_urls(urls) == []
+    assert br.console_errors() == []
+
+
+def test_sets_page_hover_names_the_two_batches_and_their_cosine(br, pages):
+    br.open(pages["sets"])
+    n, phase, row, col = len(PHASES), 2, 3, 9
+    assert br.hover(col, row, f"x{n + phase}y{n + phase}")
+    # the label's own text and, beside it, the trace's name (the hovertemplate's <extra>)
+    label = br.js(
+        "const box = document.querySelector('.hoverlayer .hovertext');"
+        "return ['nums', 'name'].map(c => Array.from(box.querySelectorAll('text.' + c + ' tspan.line, text.' + c),"
+        " t => t.textContent).filter(s => s).at(0));"
+    )
+    cos = pages["cosine_by_phase"][phase][row, col]
+    assert 1e-3 < abs(cos) < 1 - 1e-3, "the synthetic cosine is neither 0 nor 1: the label shows this cell's"
+    assert label == [f"batch {row} and {col}: cos {js_number(cos, '.3f')}", f"phase {phase}"], label
+
+
 class _Links(HTMLParser):
     def __init__(self):
         super().__init__()
@@ -384,6 +484,7 @@ def test_index_links_resolve_to_files(pages):
         "plots/training_curves.html",
         f"plots/layers_{METRIC}.html",
         f"plots/heatmap_{METRIC}.html",
+        f"plots/sets_{METRIC}.html",
     } <= set(parser.hrefs)
     assert math.isfinite(phase_summary(pages["m"], PHASES)[0]["spearman"])
 

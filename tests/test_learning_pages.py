@@ -88,7 +88,7 @@ def test_curves_are_unchanged_when_every_run_learned(runs):
     assert "did not learn" not in fig.to_json()
 
 
-def index_page(runs, learning):
+def index_page(runs, learning, sets=False):
     summaries = {("tiny", 0, metric): phase_summary(m, PHASES) for metric, m in runs.items()}
     links = {
         ("tiny", 0): dict(
@@ -97,6 +97,8 @@ def index_page(runs, learning):
             layers={metric: f"plots/layers_{metric}.html" for metric in runs},
         )
     }
+    if sets:  # the study keeps its Gram matrices (outputs.gram)
+        links["tiny", 0]["sets"] = {metric: f"plots/sets_{metric}.html" for metric in runs}
     keyed = None if learning is None else {("tiny", 0, metric): status for metric, status in learning.items()}
     return index_html("s", "study: s\n", [("tiny", 0)], summaries, links, "claims.html", None, keyed)
 
@@ -137,6 +139,18 @@ def test_index_has_no_finding_when_every_run_learned(runs):
     rows = re.findall(r"<tr><td class=l>tiny</td>.*?</tr>", without)
     assert len(rows) == 4 and all(len(re.findall("<td", row)) == 10 for row in rows)  # ten columns, as before
     assert all(len(re.findall("<td", row)) == 11 for row in re.findall(r"<tr><td class=l>tiny</td>.*?</tr>", page))
+
+
+def test_index_links_the_sets_pages_only_where_the_study_has_them(runs):
+    """Each run's line lists its sets-of-batches pages beside its heatmaps and layers; without Gram matrices
+    (outputs.gram: false) there are none, and the line reads as before."""
+    line = lambda page: re.search(r"<li>tiny, seed 0: .*?</li>", page).group(0)  # noqa: E731
+    with_sets = line(index_page(runs, None, sets=True))
+    assert with_sets.endswith(
+        "; sets of batches <a href='plots/sets_color.html'>color</a>, <a href='plots/sets_edges.html'>edges</a></li>"
+    )
+    without = line(index_page(runs, None))
+    assert "sets" not in without and with_sets.startswith(without[: -len("</li>")])
 
 
 def test_steps_write_the_finding_from_the_matrix_files(runs, tmp_path):

@@ -48,7 +48,7 @@ def run_without_torch(code, tmp_path):
 
 
 def test_steps_that_do_not_train_run_without_torch(tmp_path):
-    """Synthetic data, reduction, gather, heatmap, curves and index, for real, with PyTorch unimportable."""
+    """Synthetic data, reduction, gather, heatmap, curves, sets and index, for real, with PyTorch unimportable."""
     out = run_without_torch(
         """
         import json, numpy as np
@@ -56,7 +56,7 @@ def test_steps_that_do_not_train_run_without_torch(tmp_path):
         from bestbatch.steps.data import synthetic_dataset, verify_dataset
         from bestbatch.steps.distances import gather_distances
         from bestbatch.steps.analysis import evaluate_claims, study_config, study_index
-        from bestbatch.steps.plots import curves_page, heatmap_page, layers_page
+        from bestbatch.steps.plots import curves_page, heatmap_page, layers_page, sets_page
         from bestbatch.steps.proxies import proxies_table
         synthetic_dataset(root="data", n_train=200, n_test=50, seed=1)
         verify_dataset("dataset.json", root="data", source="cifar10", download=False, verify="auto", batch_size=50,
@@ -69,18 +69,23 @@ def test_steps_that_do_not_train_run_without_torch(tmp_path):
                                    provenance="{}", train_loss=z + 1, train_acc=z, batch_score_min=z,
                                    batch_score_mean=z, batch_score_max=z)
             paths.append(f"e{epoch}.h5")
-            write_epoch(paths[-1], dict(distance=rng.uniform(1, 2, k), cosine=z, norm=z + 1, full_norm=1.0), 10, records)
+            g = rng.normal(size=(k, 6))
+            write_epoch(paths[-1], dict(distance=rng.uniform(1, 2, k), cosine=z, norm=z + 1, full_norm=1.0,
+                                        gram=g @ g.T), 10, records)
         gather_distances(paths, "m.h5", "m.csv", metric="edges", batch_size=50, log="gather.log")
         phases = [(1, 1, 1, 0.1), (2, 2, 2, 0.01)]
         heatmap_page("m.h5", "plots/heatmap_edges.html", metric="edges", phases=phases)
         curves_page(["m.h5"], "plots/curves.html", metrics=["edges"], phases=phases, n_classes=10, n_test=50)
         layers_page("m.h5", "plots/layers_edges.html", metric="edges", phases=phases)
+        sets_page("m.h5", "sets.csv", "plots/sets_edges.html", model="tiny", seed=0, metric="edges", phases=phases,
+                  draws=20)
         study_config("config.yaml", config={"study": "s"}, files=["s.yaml"], overrides={},
                      run_hashes=[[["tiny", 0, "edges"], "0123"]], log="config.log")
         proxies_table(["m.h5"], "proxies.csv", runs=[["tiny", 0]], metrics=["edges"], phases=phases)
         study_index(["m.h5"], ["plots/heatmap_edges.html"], ["plots/layers_edges.html"], ["plots/curves.html"],
                     "claims.html", "config.yaml", "index.html", "summary.json", study="s", runs=[["tiny", 0]],
-                    metrics=["edges"], phases=phases, n_classes=10, n_test=50, proxies_csv="proxies.csv")
+                    metrics=["edges"], phases=phases, n_classes=10, n_test=50, proxies_csv="proxies.csv",
+                    sets_paths=["plots/sets_edges.html"])
         evaluate_claims(["m.h5"], "claims.csv", "statistics.csv", "claims.html", runs=[["tiny", 0]], metrics=["edges"],
                         phases=phases, alpha=0.05, permutations=99, seed=0, n_classes=10, n_test=50, n_train=200,
                         batch_size=50)
@@ -90,6 +95,7 @@ def test_steps_that_do_not_train_run_without_torch(tmp_path):
     )
     assert out.split()[0] == "4" and "[]" in out
     assert (tmp_path / "index.html").exists() and (tmp_path / "m.csv").exists()
+    assert "<a href='plots/sets_edges.html'>edges</a>" in (tmp_path / "index.html").read_text()
 
 
 def test_modules_of_the_steps_without_training_import_no_torch(tmp_path):

@@ -127,6 +127,10 @@ def test_tiny_study_produces_every_output(tiny_study):
     assert sorted(p.name for p in r.rglob("sets_*.html")) and len(list(r.rglob("sets.csv"))) == len(
         list(r.rglob("distances.h5"))
     )
+    index = (r / "index.html").read_text()
+    for seed in config["seeds"]:
+        for metric in config["metrics"]:
+            assert f"<a href='{TINY.format(seed=seed)}/plots/sets_{metric}.html'>{metric}</a>" in index, (seed, metric)
     assert "taken as one set" in (r / "claims.html").read_text()
     assert (r / "plotly.min.js").stat().st_size > 1_000_000
     with h5py.File(r / "orderings" / "lpips.h5", "r") as f:

@@ -67,7 +67,8 @@ def index_html(
     """The study's front page.
 
     runs: [(model, seed)]; summaries: {(model, seed, metric): [per-phase summary dicts]};
-    links: {(model, seed): dict(curves=href, heatmaps={metric: href}, layers={metric: href})}; claims_link: href of
+    links: {(model, seed): dict(curves=href, heatmaps={metric: href}, layers={metric: href}, sets={metric: href})}
+    (sets, optional: the sets-of-batches pages, where the study keeps its Gram matrices); claims_link: href of
     the claims page; learning: {(model, seed, metric): stats.Learning}, optional: the runs that did not learn are
     named above the conclusions and every row of the summary says whether its run learned; proxies, optional:
     (rows of proxies.csv, its href) for proxies_section."""
@@ -116,6 +117,11 @@ def index_html(
         + ", ".join(_a(href, metric) for metric, href in links[model, seed]["heatmaps"].items())
         + "; layers "
         + ", ".join(_a(href, metric) for metric, href in links[model, seed].get("layers", {}).items())
+        + (
+            "; sets of batches " + ", ".join(_a(href, metric) for metric, href in links[model, seed]["sets"].items())
+            if links[model, seed].get("sets")
+            else ""
+        )
         + "</li>"
         for model, seed in runs
     )

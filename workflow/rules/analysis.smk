@@ -68,6 +68,11 @@ rule index:
             f"{R}/{model}/seed_{seed}/plots/heatmap_{metric}.html" for model, seed in RUN_LIST for metric in METRICS
         ],
         layers=[f"{R}/{model}/seed_{seed}/plots/layers_{metric}.html" for model, seed in RUN_LIST for metric in METRICS],
+        sets=(
+            [f"{R}/{model}/seed_{seed}/plots/sets_{metric}.html" for model, seed in RUN_LIST for metric in METRICS]
+            if GRAM
+            else []
+        ),
         curves=[f"{R}/{model}/seed_{seed}/plots/training_curves.html" for model, seed in RUN_LIST],
         claims=f"{R}/claims.html",
         proxies=f"{R}/proxies.csv",

@@ -17,6 +17,7 @@ study_index(
     snakemake.output.summary,
     selection_html=(list(snakemake.input.selection) or [None])[0],
     proxies_csv=snakemake.input.proxies,
+    sets_paths=list(snakemake.input.sets) or None,
     **snakemake.params,
     log=snakemake.log[0],
 )

@@ -60,10 +60,13 @@ def study_index(
     n_test,
     selection_html=None,
     proxies_csv=None,
+    sets_paths=None,
 ):
     """The study's front page. runs: [[model, seed]]; matrix_paths, heatmap_paths and layers_paths: one per
-    (run, metric) in that order; curves_paths: one per run; proxies_csv: the study's proxies.csv, shown and linked.
-    A run whose network did not learn (stats.run_learning) is named on the page and marked in summary.json."""
+    (run, metric) in that order; curves_paths: one per run; proxies_csv: the study's proxies.csv, shown and linked;
+    sets_paths: the sets pages, one per (run, metric) like heatmap_paths, or None where the study keeps no Gram
+    matrices (outputs.gram: false). A run whose network did not learn (stats.run_learning) is named on the page and
+    marked in summary.json."""
     here = os.path.dirname(out_html)
     rel = lambda path: os.path.relpath(path, here)  # noqa: E731
     runs = [(model, int(seed)) for model, seed in runs]
@@ -77,6 +80,9 @@ def study_index(
     for (model, seed, metric), heatmap, layers in zip(keys, heatmap_paths, layers_paths):
         links[model, seed]["heatmaps"][metric] = rel(heatmap)
         links[model, seed]["layers"][metric] = rel(layers)
+    if sets_paths:
+        for (model, seed, metric), sets in zip(keys, sets_paths, strict=True):
+            links[model, seed].setdefault("sets", {})[metric] = rel(sets)
     write_text(
         out_summary,
         json.dumps(
