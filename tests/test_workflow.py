@@ -131,7 +131,8 @@ def test_tiny_study_produces_every_output(tiny_study):
     for seed in config["seeds"]:
         for metric in config["metrics"]:
             assert f"<a href='{TINY.format(seed=seed)}/plots/sets_{metric}.html'>{metric}</a>" in index, (seed, metric)
-    assert "taken as one set" in (r / "claims.html").read_text()
+    # with K = 5 every region holds one batch or none: there is no set to test (2 to K - 2 batches), so no set rows
+    assert K == 5 and "taken as one set" not in (r / "claims.html").read_text()
     assert (r / "plotly.min.js").stat().st_size > 1_000_000
     with h5py.File(r / "orderings" / "lpips.h5", "r") as f:
         assert '"pretrained_backbone": false' in f.attrs["params"]

@@ -291,10 +291,11 @@ size? From each epoch's exact batch Gram matrix: the set's error ||mean over the
 the root mean square error of all random sets of its size (exact), each epoch's gradient scale divided out, over the
 phase's epochs and the seeds. The <b>ratio</b> is below 1 where the region is the better set. The p-value relabels
 the batch positions as the claims do (the relabelled region is a random set of the same size); Holm p within the
-exploratory family; no interval is shown. The test is exact when batch positions are exchangeable; where a region's
-batches are no better a set on average but far more variable in size than the rest's (the sizes' coefficient of
-variation 1.5 at the extremes in tests/test_set_claims.py), it rejects more often than alpha: read these rows as leads.
-Each run's sets page has the greedy set, the closest batches and random sets at every size.</p>
+exploratory family; no interval is shown. What is relabelled is the difference from random sets' mean over a standard
+deviation that gives the region and the rest each their own spread, so a region whose batches vary more in size is not
+taken for a better set by chance; where they are far more variable in size than the rest's, it can still be, somewhat
+more often than alpha (tests/test_set_claims.py measures it): read these rows as leads. Each run's sets page has the
+greedy set (and after single swaps), the closest batches and random sets at every size.</p>
 <table><tr><th class=l>model</th><th class=l>metric</th><th>phase</th><th class=l>region</th><th>ratio</th><th>p</th>
 <th>Holm p</th><th class=l>in plain words</th></tr>{set_rows}</table>"""
         if set_tests
