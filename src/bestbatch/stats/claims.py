@@ -288,6 +288,272 @@ def _set_sentence(r):
     )
 
 
+def _applicable(claims, metric, phase):
+    """The claims tested in one cell: those about the metric and, on the random ordering, every claim of the phase
+    (as its control)."""
+    return [
+        c
+        for c in claims
+        if phase in c.phases and (metric in c.metrics or (metric == "random" and "random" not in c.metrics))
+    ]
+
+
+def _phase_runs(runs, first, last):
+    """[(distances, scores, Gram matrices or None)] of each run in the phase's epochs first..last; a run with no
+    epoch there is left out."""
+    picked = []
+    for run in runs:
+        epoch = np.asarray(run.epoch)
+        sel = (epoch >= first) & (epoch <= last)
+        if sel.any():
+            gram = None if run.gram is None else np.asarray(run.gram)[sel]
+            picked.append((np.asarray(run.distance, dtype=float)[sel], run.score, gram))
+    return picked
+
+
+def _not_interpretable_rows(applicable, cell, note):
+    """The claims and controls of a cell none of whose seeds learned: named, not tested, outside both families."""
+    rows = []
+    for claim in applicable:
+        is_control = cell["metric"] not in claim.metrics
+        rows.append(
+            _row(
+                kind="control" if is_control else "claim",
+                claim=claim.id,
+                region=claim.region,
+                expected=claim.expected,
+                statistic="contrast",
+                verdict=NOT_INTERPRETABLE,
+                control=is_control,
+                n_seeds=0,
+                method="not tested: no seed of this order learned",
+                sentence=sentence(
+                    cell["phase"],
+                    cell["metric"],
+                    claim.region,
+                    *[math.nan] * 4,
+                    math.nan,
+                    NOT_INTERPRETABLE,
+                    0,
+                    note=note,
+                ),
+                **cell,
+            )
+        )
+    return rows
+
+
+def _claim_test(claim, P, null, cell, scheme, studentized):
+    """The row of a claim (on the random ordering: its control) in one cell, without its interval, and how to invert
+    its test: a WelchContrast, or (the null contrasts, each relabelling's share of a shift) for the plain contrast."""
+    units, unit_perm, relabelled = null
+    n_perm, S = cell["n_perm"], cell["n_seeds"]
+    is_control = cell["metric"] not in claim.metrics
+    mask = region_mask(claim.region, P.shape[-1])
+    w = contrast_weights(mask)
+    effect = float(contrast(mask)(P))
+    if studentized:
+        welch = WelchContrast(units, unit_perm, mask, relabelled)
+        p, interval = welch.p(0.0), welch
+        how = f"studentized permutation test (Welch-type contrast; {n_perm:,} relabellings, {scheme}) over {S} seed(s)"
+    else:
+        null_a = (relabelled @ w).mean(-1)
+        p = permutation_p(effect, null_a)
+        # the same relabellings of the shift delta x mask: each replicate's contrast moves by b delta
+        interval = (null_a, (mask[unit_perm] @ w).mean(-1))
+        how = f"permutation test ({n_perm:,} relabellings, {scheme}) over {S} seed(s)"
+    row = _row(
+        kind="control" if is_control else "claim",
+        family="exploratory" if is_control else "confirmatory",
+        claim=claim.id,
+        region=claim.region,
+        expected=claim.expected,
+        statistic="contrast",
+        effect=effect,
+        p=p,
+        method=f"{how}; interval: the shifts of the region's mean z it does not reject at Holm's level",
+        control=is_control,
+        **cell,
+    )
+    return row, interval
+
+
+def _association_rows(P, null, perm, scores, cell):
+    """Spearman rho of position with the profile, and of the batches' mean scores where every seed has them."""
+    rho = position_rho(P)
+    rows = [
+        _row(
+            kind="association",
+            family="exploratory",
+            statistic="rho_position",
+            effect=rho,
+            p=permutation_p(rho, _position_rho_null(*null)),
+            method="Spearman rho of position with the seed-averaged profile",
+            **cell,
+        )
+    ]
+    if all(score is not None for score in scores):
+        scores = np.stack([np.asarray(score, dtype=float) for score in scores])
+        rho = float(score_rho(scores)(P))
+        rows.append(
+            _row(
+                kind="association",
+                family="exploratory",
+                statistic="rho_score",
+                effect=rho,
+                p=permutation_p(rho, _score_rho_null(scores, P, perm)),
+                method="mean over seeds of Spearman rho of batch mean score with the profile",
+                **cell,
+            )
+        )
+    return rows
+
+
+def _profile_rows(Ds, cell, alpha, rng, n_boot):
+    """Mean z per decile and per quartile with its descriptive interval over seeds (where K has that many bins)."""
+    rows = []
+    for name, n in (("decile", 10), ("quartile", 4)):
+        if Ds[0].shape[1] < n:
+            continue
+        est = positional_profile(Ds, n, alpha, rng, n_boot)
+        for b in range(n):
+            rows.append(
+                _row(
+                    kind="profile",
+                    statistic=name,
+                    bin=b + 1,
+                    effect=float(est.mean[b]),
+                    ci_lo=float(est.lo[b]),
+                    ci_hi=float(est.hi[b]),
+                    method=est.method,
+                    **cell,
+                )
+            )
+    return rows
+
+
+def _cell_rows(picked, applicable, cell, rng, n_perm, scheme, studentized, alpha, n_boot):
+    """The rows of one (model, metric, phase) with learned seeds, in order: its claims and controls, associations,
+    sets and profiles; and [(row, how to invert its test)] of the claims and controls, for their intervals."""
+    Ds = _seeds([D for D, _, _ in picked])
+    K, S = Ds[0].shape[1], len(Ds)
+    cell = dict(cell, n_seeds=S, n_perm=n_perm)
+    P = seed_profiles(Ds)
+    perm = relabellings(rng, n_perm, S, K, scheme)
+    # the units relabelled: with one relabelling for every seed the statistics below are functions of the
+    # seed-averaged profile, relabelled once; with one per seed, of each seed's own profile
+    if scheme == "shared":
+        units, unit_perm = P.mean(0, keepdims=True), perm[:, :1]
+    else:
+        units, unit_perm = P, perm
+    null = (units, unit_perm, relabel(units, unit_perm))  # relabelled: (n, U, K)
+    tests = [_claim_test(claim, P, null, cell, scheme, studentized) for claim in applicable]
+    rows = [row for row, _ in tests]
+    rows += _association_rows(P, null, perm, [score for _, score, _ in picked], cell)
+    grams = [gram for _, _, gram in picked]
+    if all(g is not None for g in grams):
+        rows += _set_rows(grams, perm, cell, S, n_perm, scheme)
+    rows += _profile_rows(Ds, cell, alpha, rng, n_boot)
+    return rows, tests
+
+
+def _holm_by_family(rows, n_perm, alpha):
+    """Holm within each family: each tested row's p_holm, and the level Holm decides it at (its interval's)."""
+    for family in FAMILIES:
+        members = [r for r in rows if r["family"] == family and np.isfinite(r["p"])]
+        m = len(members)
+        if m and m / (n_perm + 1) >= alpha:
+            warnings.warn(
+                f"{m} tests in the {family} family with n_perm={n_perm}: the smallest possible Holm-adjusted p is "
+                f"{m / (n_perm + 1):.3g} >= alpha = {alpha}, so nothing can be significant; raise n_perm",
+                stacklevel=3,  # analyse_study's caller
+            )
+        pvalues = [r["p"] for r in members]
+        for r, adj, level in zip(members, holm(pvalues), holm_levels(pvalues, alpha)):
+            r["p_holm"], r["level"] = float(adj), float(level)
+
+
+def _intervals(tests, n_perm):
+    """Each claim's and control's interval: the shifts its test does not reject at its Holm level."""
+    for row, interval in tests:
+        if isinstance(interval, WelchContrast):
+            lo, hi = interval.interval(row["level"])
+        else:
+            lo, hi = inverted_interval(row["effect"], *interval, row["level"], 1, n_perm + 1)
+        # the interval holds the printed effect (the estimate, up to rounding) without moving across 0
+        row["ci_lo"], row["ci_hi"] = min(lo, row["effect"]), max(hi, row["effect"])
+
+
+def _association_sentence(r):
+    what = "position" if r["statistic"] == "rho_position" else "batch mean score"
+    of = "the random ordering" if r["metric"] == "random" else r["metric"]
+    return (
+        f"In phase {r['phase']} the Spearman rho of {what} with the z-scored distance for {of} "
+        f"is {r['effect']:+.2f} ({r['n_seeds']} seeds, exploratory, Holm-adjusted {_fmt_p(r['p_holm'])})."
+    )
+
+
+def _verdicts_and_sentences(rows, alpha, studentized):
+    """The tested claims' verdicts (a control's is "control"), and the sentences of the tested rows."""
+    for r in rows:
+        if r["kind"] in ("claim", "control") and r["verdict"] != NOT_INTERPRETABLE:
+            r["verdict"] = "control" if r["control"] else verdict(r["effect"], r["p_holm"], r["expected"], alpha)
+            r["sentence"] = sentence(
+                r["phase"],
+                r["metric"],
+                r["region"],
+                r["effect"],
+                r["ci_lo"],
+                r["ci_hi"],
+                r["level"],
+                r["p_holm"],
+                r["verdict"],
+                r["n_seeds"],
+                r["control"],
+                r["not_learned"] or "",
+                alpha,
+                "studentized permutation test" if studentized else "permutation test",
+            )
+        elif r["kind"] == "set":
+            r["sentence"] = _set_sentence(r)
+        elif r["kind"] == "association":
+            r["sentence"] = _association_sentence(r)
+
+
+def _summaries(rows, models, claims):
+    """Per (model, claim), over its metric-phase rows: not interpretable if none was, supported if all are,
+    contradicted if any is, else inconclusive."""
+    by_id, summaries = {c.id: c for c in claims}, []
+    for model in models:
+        for claim_id in dict.fromkeys(r["claim"] for r in rows if r["kind"] == "claim" and r["model"] == model):
+            verdicts = [
+                r["verdict"] for r in rows if r["kind"] == "claim" and r["model"] == model and r["claim"] == claim_id
+            ]
+            if all(v == NOT_INTERPRETABLE for v in verdicts):
+                overall = NOT_INTERPRETABLE
+            elif all(v == "supported" for v in verdicts):
+                overall = "supported"
+            elif any(v == "contradicted" for v in verdicts):
+                overall = "contradicted"
+            else:
+                overall = "inconclusive"
+            counts = ", ".join(f"{verdicts.count(v)} {v}" for v in (*VERDICTS, NOT_INTERPRETABLE) if v in verdicts)
+            n = len(verdicts)
+            summaries.append(
+                _row(
+                    kind="summary",
+                    model=model,
+                    claim=claim_id,
+                    region=by_id[claim_id].region,
+                    expected=by_id[claim_id].expected,
+                    verdict=overall,
+                    sentence=f'{model}: "{by_id[claim_id].text}" {overall.capitalize()}: {counts} '
+                    f"({n} metric-phase row{'s' if n != 1 else ''}).",
+                )
+            )
+    return summaries
+
+
 def analyse_study(
     matrices,
     phases,
@@ -333,216 +599,18 @@ def analyse_study(
             learned = [r for r in runs if r.learning is None or r.learning.learned]
             for phase, first, last, _lr in phases:
                 cell = dict(model=model, metric=metric, phase=phase, not_learned=note or None)
-                picked, grams = [], []
-                for run in learned:
-                    epoch = np.asarray(run.epoch)
-                    sel = (epoch >= first) & (epoch <= last)
-                    if sel.any():
-                        picked.append((np.asarray(run.distance, dtype=float)[sel], run.score))
-                        grams.append(None if run.gram is None else np.asarray(run.gram)[sel])
-                applicable = [
-                    c
-                    for c in claims
-                    if phase in c.phases and (metric in c.metrics or (metric == "random" and "random" not in c.metrics))
-                ]
-                if not picked:
-                    if runs and note:
-                        for claim in applicable:
-                            is_control = metric not in claim.metrics
-                            rows.append(
-                                _row(
-                                    kind="control" if is_control else "claim",
-                                    claim=claim.id,
-                                    region=claim.region,
-                                    expected=claim.expected,
-                                    statistic="contrast",
-                                    verdict=NOT_INTERPRETABLE,
-                                    control=is_control,
-                                    n_seeds=0,
-                                    method="not tested: no seed of this order learned",
-                                    sentence=sentence(
-                                        phase,
-                                        metric,
-                                        claim.region,
-                                        *[math.nan] * 4,
-                                        math.nan,
-                                        NOT_INTERPRETABLE,
-                                        0,
-                                        note=note,
-                                    ),
-                                    **cell,
-                                )
-                            )
-                    continue
-                Ds = _seeds([D for D, _ in picked])
-                K, S = Ds[0].shape[1], len(Ds)
-                cell.update(n_seeds=S, n_perm=n_perm)
-                rng = _cell_rng(seed, model, metric, phase)
-                P = seed_profiles(Ds)
-                perm = relabellings(rng, n_perm, S, K, scheme)
-                # the units relabelled: with one relabelling for every seed the statistics below are functions of
-                # the seed-averaged profile, relabelled once; with one per seed, of each seed's own profile
-                if scheme == "shared":
-                    units, unit_perm = P.mean(0, keepdims=True), perm[:, :1]
-                else:
-                    units, unit_perm = P, perm
-                relabelled = relabel(units, unit_perm)  # (n, U, K)
-
-                for claim in applicable:
-                    is_control = metric not in claim.metrics
-                    mask = region_mask(claim.region, K)
-                    w = contrast_weights(mask)
-                    effect = float(contrast(mask)(P))
-                    if studentized:
-                        welch = WelchContrast(units, unit_perm, mask, relabelled)
-                        p, interval = welch.p(0.0), welch
-                        how = (
-                            f"studentized permutation test (Welch-type contrast; {n_perm:,} relabellings, {scheme}) "
-                            f"over {S} seed(s)"
-                        )
-                    else:
-                        null_a = (relabelled @ w).mean(-1)
-                        p = permutation_p(effect, null_a)
-                        # the same relabellings of the shift delta x mask: each replicate's contrast moves by b delta
-                        interval = (null_a, (mask[unit_perm] @ w).mean(-1))
-                        how = f"permutation test ({n_perm:,} relabellings, {scheme}) over {S} seed(s)"
-                    row = _row(
-                        kind="control" if is_control else "claim",
-                        family="exploratory" if is_control else "confirmatory",
-                        claim=claim.id,
-                        region=claim.region,
-                        expected=claim.expected,
-                        statistic="contrast",
-                        effect=effect,
-                        p=p,
-                        method=f"{how}; interval: the shifts of the region's mean z it does not reject at Holm's level",
-                        control=is_control,
-                        **cell,
+                applicable = _applicable(claims, metric, phase)
+                picked = _phase_runs(learned, first, last)
+                if picked:
+                    rng = _cell_rng(seed, model, metric, phase)
+                    cell_rows, cell_tests = _cell_rows(
+                        picked, applicable, cell, rng, n_perm, scheme, studentized, alpha, n_boot
                     )
-                    rows.append(row)
-                    tests.append((row, interval))
-                rho = position_rho(P)
-                p = permutation_p(rho, _position_rho_null(units, unit_perm, relabelled))
-                rows.append(
-                    _row(
-                        kind="association",
-                        family="exploratory",
-                        statistic="rho_position",
-                        effect=rho,
-                        p=p,
-                        method="Spearman rho of position with the seed-averaged profile",
-                        **cell,
-                    )
-                )
-                if all(score is not None for _, score in picked):
-                    scores = np.stack([np.asarray(score, dtype=float) for _, score in picked])
-                    rho = float(score_rho(scores)(P))
-                    p = permutation_p(rho, _score_rho_null(scores, P, perm))
-                    rows.append(
-                        _row(
-                            kind="association",
-                            family="exploratory",
-                            statistic="rho_score",
-                            effect=rho,
-                            p=p,
-                            method="mean over seeds of Spearman rho of batch mean score with the profile",
-                            **cell,
-                        )
-                    )
-                if all(g is not None for g in grams):
-                    rows += _set_rows(grams, perm, cell, S, n_perm, scheme)
-                for name, n in (("decile", 10), ("quartile", 4)):
-                    if K < n:
-                        continue
-                    est = positional_profile(Ds, n, alpha, rng, n_boot)
-                    for b in range(n):
-                        rows.append(
-                            _row(
-                                kind="profile",
-                                statistic=name,
-                                bin=b + 1,
-                                effect=float(est.mean[b]),
-                                ci_lo=float(est.lo[b]),
-                                ci_hi=float(est.hi[b]),
-                                method=est.method,
-                                **cell,
-                            )
-                        )
-
-    for family in FAMILIES:
-        members = [r for r in rows if r["family"] == family and np.isfinite(r["p"])]
-        m = len(members)
-        if m and m / (n_perm + 1) >= alpha:
-            warnings.warn(
-                f"{m} tests in the {family} family with n_perm={n_perm}: the smallest possible Holm-adjusted p is "
-                f"{m / (n_perm + 1):.3g} >= alpha = {alpha}, so nothing can be significant; raise n_perm",
-                stacklevel=2,
-            )
-        pvalues = [r["p"] for r in members]
-        for r, adj, level in zip(members, holm(pvalues), holm_levels(pvalues, alpha)):
-            r["p_holm"], r["level"] = float(adj), float(level)
-    for row, interval in tests:
-        if isinstance(interval, WelchContrast):
-            lo, hi = interval.interval(row["level"])
-        else:
-            lo, hi = inverted_interval(row["effect"], *interval, row["level"], 1, n_perm + 1)
-        # the interval holds the printed effect (the estimate, up to rounding) without moving across 0
-        row["ci_lo"], row["ci_hi"] = min(lo, row["effect"]), max(hi, row["effect"])
-    for r in rows:
-        if r["kind"] in ("claim", "control") and r["verdict"] != NOT_INTERPRETABLE:
-            r["verdict"] = "control" if r["control"] else verdict(r["effect"], r["p_holm"], r["expected"], alpha)
-            r["sentence"] = sentence(
-                r["phase"],
-                r["metric"],
-                r["region"],
-                r["effect"],
-                r["ci_lo"],
-                r["ci_hi"],
-                r["level"],
-                r["p_holm"],
-                r["verdict"],
-                r["n_seeds"],
-                r["control"],
-                r["not_learned"] or "",
-                alpha,
-                "studentized permutation test" if studentized else "permutation test",
-            )
-        elif r["kind"] == "set":
-            r["sentence"] = _set_sentence(r)
-        elif r["kind"] == "association":
-            what = "position" if r["statistic"] == "rho_position" else "batch mean score"
-            of = "the random ordering" if r["metric"] == "random" else r["metric"]
-            r["sentence"] = (
-                f"In phase {r['phase']} the Spearman rho of {what} with the z-scored distance for {of} "
-                f"is {r['effect']:+.2f} ({r['n_seeds']} seeds, exploratory, Holm-adjusted {_fmt_p(r['p_holm'])})."
-            )
-
-    by_id = {c.id: c for c in claims}
-    for model in models:
-        for claim_id in dict.fromkeys(r["claim"] for r in rows if r["kind"] == "claim" and r["model"] == model):
-            verdicts = [
-                r["verdict"] for r in rows if r["kind"] == "claim" and r["model"] == model and r["claim"] == claim_id
-            ]
-            if all(v == NOT_INTERPRETABLE for v in verdicts):
-                overall = NOT_INTERPRETABLE
-            elif all(v == "supported" for v in verdicts):
-                overall = "supported"
-            elif any(v == "contradicted" for v in verdicts):
-                overall = "contradicted"
-            else:
-                overall = "inconclusive"
-            counts = ", ".join(f"{verdicts.count(v)} {v}" for v in (*VERDICTS, NOT_INTERPRETABLE) if v in verdicts)
-            n = len(verdicts)
-            rows.append(
-                _row(
-                    kind="summary",
-                    model=model,
-                    claim=claim_id,
-                    region=by_id[claim_id].region,
-                    expected=by_id[claim_id].expected,
-                    verdict=overall,
-                    sentence=f'{model}: "{by_id[claim_id].text}" {overall.capitalize()}: {counts} '
-                    f"({n} metric-phase row{'s' if n != 1 else ''}).",
-                )
-            )
-    return rows
+                    rows += cell_rows
+                    tests += cell_tests
+                elif runs and note:
+                    rows += _not_interpretable_rows(applicable, cell, note)
+    _holm_by_family(rows, n_perm, alpha)
+    _intervals(tests, n_perm)
+    _verdicts_and_sentences(rows, alpha, studentized)
+    return rows + _summaries(rows, models, claims)
