@@ -44,8 +44,11 @@ rule claims:
     conda:
         "../../envs/analysis.yaml"
     threads: 1
+    # the Gram matrices of every run, in float64, and the phase's normalised copies (about twice their size)
     resources:
-        **LIGHT_JOB,
+        mem_mb=LIGHT_JOB["mem_mb"]
+        + (2 * len(ALL_MATRICES) * EPOCHS * num_batches(N_TRAIN, T["batch_size"]) ** 2 * 8 // 10**6 if GRAM else 0),
+        runtime=LIGHT_JOB["runtime"],
     params:
         runs=RUN_LIST,
         metrics=METRICS,
