@@ -283,18 +283,12 @@ def profile_from_distances(distances_by_phase):
     return {phase: seed_profiles(Ds).mean(0) for phase, Ds in distances_by_phase.items()}
 
 
-def normalised_centred(grams):
-    """(..., K, K): each epoch's centred Gram matrix C divided by tr(C) / K (the mean square distance
-    ||g_k - g_bar||^2), so its diagonal averages 1; an epoch whose g_k all equal g_bar gives 0 (any set is exact)."""
-    C = sets.centred(grams)
-    scale = (np.trace(C, axis1=-2, axis2=-1) / C.shape[-1])[..., None, None]
-    return np.where(scale > 0, C / np.where(scale > 0, scale, 1.0), 0.0)
-
-
 def set_profile_from_grams(grams_by_phase):
     """{phase: (K, K)} greedy_set's profile from {phase: [one (E, K, K) Gram stack of the phase's epochs per seed]}:
     each seed's mean normalised centred Gram matrix over the phase's epochs, averaged over the seeds."""
-    return {phase: np.mean([normalised_centred(G).mean(0) for G in Gs], axis=0) for phase, Gs in grams_by_phase.items()}
+    return {
+        phase: np.mean([sets.normalised_centred(G).mean(0) for G in Gs], axis=0) for phase, Gs in grams_by_phase.items()
+    }
 
 
 # Policies picked from the Algorithm 1 runs of the other seeds (cross-fitted; on the random ordering, random_pick)

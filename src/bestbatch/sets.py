@@ -30,6 +30,15 @@ def centred(gram):
     return G - row - np.swapaxes(row, -1, -2) + G.mean((-1, -2), keepdims=True)
 
 
+def normalised_centred(grams):
+    """(..., K, K): each epoch's centred Gram matrix C divided by tr(C) / K (the mean square distance
+    ||g_k - g_bar||^2), so its diagonal averages 1 and every epoch counts alike whatever its gradient scale; an
+    epoch whose g_k all equal g_bar gives 0 (any set is exact)."""
+    C = centred(grams)
+    scale = (np.trace(C, axis1=-2, axis2=-1) / C.shape[-1])[..., None, None]
+    return np.where(scale > 0, C / np.where(scale > 0, scale, 1.0), 0.0)
+
+
 def implied(gram):
     """What G implies for each batch: distance ||g_k - g_bar||, norm ||g_k||, cosine cos(g_k, g_bar), and
     full_norm ||g_bar||; equal to the reduction's own values to rounding (a test checks it)."""

@@ -15,19 +15,17 @@ better or worse set (tests/test_set_claims.py measures how far that holds).
 
 import numpy as np
 
-from ..sets import centred
+from ..sets import normalised_centred
 
 
 def normalised_phase_gram(grams):
     """The mean over epochs of C_e / (tr(C_e) / K) for one seed's Gram matrices of a phase (E, K, K) -> (K, K);
     epochs where every g_k equals g_bar (tr C = 0) are left out (NaN where none is left)."""
-    C = centred(grams)
-    K = C.shape[-1]
-    scale = np.trace(C, axis1=-2, axis2=-1) / K
-    keep = scale > 0
+    C = normalised_centred(grams)
+    keep = np.trace(C, axis1=-2, axis2=-1) > 0
     if not keep.any():
-        return np.full((K, K), np.nan)
-    return (C[keep] / scale[keep, None, None]).mean(0)
+        return np.full(C.shape[-2:], np.nan)
+    return C[keep].mean(0)
 
 
 def _ratio(quad, m, K):
