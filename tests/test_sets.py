@@ -422,5 +422,5 @@ def test_effective_rank_of_the_shard(shard):
 def test_set_sizes():
     assert sets.set_sizes(1) == [1]
     sizes = sets.set_sizes(195, extra=[48, 156, 0, 500])
-    assert sizes[0] == 1 and sizes[-1] == 195 and 48 in sizes and 156 in sizes and sizes == sorted(set(sizes))
-    assert 0 not in sizes and 500 not in sizes
+    assert sizes[0] == 1 and sizes[-1] == 194 and 48 in sizes and 156 in sizes and sizes == sorted(set(sizes))
+    assert 0 not in sizes and 500 not in sizes and 195 not in sets.set_sizes(195, extra=[195])  # all K: error 0

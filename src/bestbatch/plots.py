@@ -289,8 +289,9 @@ def sets_figure(metric, table, cosine_by_phase, phases):
     """Which sets of batches stand in for the full gradient, per training phase (columns): the relative error
     ||mean_S g - g_bar|| / sqrt(mean_k ||g_k - g_bar||^2) against the set size m (mean over the phase's epochs;
     log axes) for the greedy set, the m closest, random sets (median, 5-95% band, exact root mean square) and
-    the paper's regions; the K x K cosine heatmap of the batch gradients, mean over the phase, in the metric's
-    order; and the effective rank of the centred Gram matrix per epoch.
+    the paper's regions; the K x K heatmap of the cosines between the batch gradients' deviations from g_bar, mean
+    over the phase, in the metric's order (sets.phase_cosines); and the effective rank of the centred Gram
+    matrix per epoch.
 
     table: bestbatch.sets.run_sets rows as a DataFrame; cosine_by_phase: {phase: (K, K)}."""
     parts = [(p, a, b, lr) for p, a, b, lr in phases if p in cosine_by_phase]
@@ -303,7 +304,7 @@ def sets_figure(metric, table, cosine_by_phase, phases):
         horizontal_spacing=0.06,
         specs=[[{}] * n, [{}] * n, [{"colspan": n}] + [None] * (n - 1)],
         subplot_titles=[f"phase {p}: epochs {a}-{b}, lr {lr:g}" for p, a, b, lr in parts]
-        + [f"cos(g<sub>i</sub>, g<sub>j</sub>), phase {p}" for p, *_ in parts]
+        + [f"cos(g<sub>i</sub> − ḡ, g<sub>j</sub> − ḡ), phase {p}" for p, *_ in parts]
         + ["effective rank of the centred Gram matrix (participation ratio)"],
     )
     for col, (phase, *_rest) in enumerate(parts, 1):

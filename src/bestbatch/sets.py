@@ -209,9 +209,12 @@ def effective_rank(C):
 
 
 def set_sizes(K, extra=()):
-    """The m the curves are drawn at: 1, 2, 4, ... (about 12 sizes, geometric) up to K, and the sizes in `extra`."""
-    grid = np.unique(np.round(np.geomspace(1, K, min(K, 12))).astype(np.int64))
-    return sorted(set(int(m) for m in grid) | {int(m) for m in extra if 1 <= m <= K})
+    """The m the curves are drawn at: 1, 2, 4, ... (about 12 sizes, geometric) up to K - 1, and the sizes in `extra`
+    below K (a set of all K batches is g_bar itself: its error is 0, nothing to compare); [1] for K = 1."""
+    if K == 1:
+        return [1]
+    grid = np.unique(np.round(np.geomspace(1, K - 1, min(K - 1, 12))).astype(np.int64))
+    return sorted(set(int(m) for m in grid) | {int(m) for m in extra if 1 <= m < K})
 
 
 REGION_SETS = ("upper_quartile", "middle_80", "outside_middle_80")  # the paper's regions (stats.REGIONS) as sets
@@ -265,6 +268,8 @@ def run_sets(epochs, phases, gram, rng, draws=200, regions=None):
 
 
 def phase_cosines(gram, epoch_phase, phase):
-    """The mean over a phase's epochs of cos(g_i, g_j), (K, K): which batches point the same way."""
+    """The mean over a phase's epochs of cos(g_i - g_bar, g_j - g_bar), (K, K): which batches stray from the full
+    gradient the same way (a set of them adds up its strays) and which cancel. The cosines of the g_k themselves
+    are all close to 1 wherever g_bar dominates (early training) and show no such structure."""
     sel = np.asarray(epoch_phase) == phase
-    return cosines(np.asarray(gram)[sel]).mean(0) if sel.any() else None
+    return cosines(centred(np.asarray(gram)[sel])).mean(0) if sel.any() else None
