@@ -6,7 +6,8 @@ smallest distance is the closest batch. So a positive Spearman rho means the pro
 
   last_layer      the last module's gradient distance (what GradMatch and CRAIG use): the root of the summed
                   squared layer_distance over the tensors of the network's last module (last_module_tensors)
-  batch_loss      the training loss of the batch in that epoch (net_normal's, at the epoch-start parameters)
+  batch_loss      net_normal's training loss on the batch in that epoch, at the parameters its earlier steps that
+                  epoch reached (what training logs for free; the g_k are at the epoch-start parameters)
   gradient_norm   ||g_k||, the batch gradient's norm
 
 Per epoch, two numbers compare a proxy with the distance (epoch_agreement):

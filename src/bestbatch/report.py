@@ -49,7 +49,7 @@ def proxies_section(rows, link):
     return f"""<h2>Cheap proxies against the exact distance</h2>
 <p>Does a signal that costs nothing beyond training rank an epoch's batches as the distance
 ||g<sub>k</sub> &minus; g&#772;|| does? <code>last_layer</code>: the distance over the tensors of the network's last
-module (named beside it; what GradMatch and CRAIG use); <code>batch_loss</code>: the batch's training loss;
+module (named beside it; what GradMatch and CRAIG use); <code>batch_loss</code>: the batch's training loss as training met it in the epoch;
 <code>gradient_norm</code>: ||g<sub>k</sub>||. Every proxy ranks <b>ascending</b>: its smallest value is the batch it
 predicts closest. Per epoch, Spearman &rho; of the proxy with the distance (positive: they agree) and the top-m overlap,
 the share of the m closest batches that the proxy's first m hold, with m = max(1, K // 4), a quarter of the batches (the
