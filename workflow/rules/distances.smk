@@ -19,8 +19,9 @@ rule reduce_epoch:
         mem_mb=cost("reduce_epoch", "mem_mb"),
         runtime=cost("reduce_epoch", "runtime"),
         gpu=0,
+    # a param only where the Gram matrix is kept: a study from before it with outputs.gram: false keeps its params
     params:
-        gram=config["outputs"]["gram"],
+        **({"gram": True} if GRAM else {}),
     script:
         "../scripts/reduce_epoch.py"
 

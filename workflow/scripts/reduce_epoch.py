@@ -11,6 +11,6 @@ reduce_epoch(
     snakemake.output[0],
     (list(snakemake.input.training) or [None])[0],
     threads=snakemake.threads,
-    gram=snakemake.params.gram,
+    gram=getattr(snakemake.params, "gram", False),
     log=snakemake.log[0],
 )
