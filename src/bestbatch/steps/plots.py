@@ -4,7 +4,6 @@ import logging
 import zlib
 
 import numpy as np
-import pandas as pd
 
 from ..atomic import atomic_path
 from ..formats import read_matrix
@@ -35,6 +34,8 @@ def sets_page(matrix_path, out_csv, out_html, *, model, seed, metric, phases, dr
     """One run's sets of batches (bestbatch.sets), from its Gram matrices: every epoch's greedy set, m closest,
     random sets (draws per size, seeded by (rng_seed, model, seed, metric): the same numbers on every rerun) and
     the paper's regions as a tidy CSV (SETS_COLUMNS), and the page (plots.sets_figure)."""
+    import pandas as pd  # here: the other pages' jobs need not pay its import
+
     m = read_matrix(matrix_path, gram=True)
     K = m.gram.shape[-1]
     rng = np.random.default_rng(
