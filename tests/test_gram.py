@@ -246,3 +246,20 @@ def test_epochs_with_and_without_gram_are_not_gathered(tmp_path):
     with pytest.raises(ValueError, match=r"epochs \[2\] have no Gram matrix and the others have one"):
         gather_distances(paths, tmp_path / "m.h5", tmp_path / "m.csv", metric="test")
     assert not (tmp_path / "m.h5").exists()
+
+
+@pytest.mark.parametrize(
+    "k_rows, n_params",
+    [(8, 300_000), (45, 200_000), (5, 3 * BLOCK + 11), (45, 2 * BLOCK + 3)],
+    ids=["one block, numpy", "one block, BLAS rows", "blocks, pair pass", "blocks, BLAS"],
+)
+def test_the_gram_matrix_changes_no_other_value(k_rows, n_params):
+    """With gram, every other value is the same bits as without it: the Gram matrix's BLAS products run on one
+    OpenBLAS thread, and the sums' own BLAS products (the one-block path's g @ g_bar) keep the threads they had.
+    (Found by the GPU check's rehearsal: the cosine of a one-block shard changed in its last bit.)"""
+    g = np.random.default_rng(k_rows).standard_normal((k_rows, n_params)).astype(np.float32)
+    total = g.astype(np.float64).sum(0)
+    without, with_gram = reduce_rows(g, total, threads=2), reduce_rows(g, total, threads=2, gram=True)
+    assert set(with_gram) == set(without) | {"gram"}
+    for name, value in without.items():
+        assert np.array_equal(value, with_gram[name]), name

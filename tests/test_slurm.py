@@ -31,6 +31,7 @@ LOCAL_RULES = {
     "curves",
     "claims",
     "proxies",
+    "sets",
     "index",
     "plotly_js",
     "study_config",

@@ -239,7 +239,10 @@ def _numpy_sums(rows, total, bounds, gram=False):
         sums[k0 : k0 + len(g), 0] = layer_sums[k0 : k0 + len(g)].sum(1)
         sums[k0 : k0 + len(g), 1] = np.einsum("ij,ij->i", g, g)
         sums[k0 : k0 + len(g), 2] = g @ m
-    products = _gram_block(rows, 0, rows.shape[1], threading.local()) if gram else None
+    products = None
+    if gram:  # after the sums, whose BLAS products keep the threads they had (the same bits with or without gram)
+        with _one_blas_thread(True):
+            products = _gram_block(rows, 0, rows.shape[1], threading.local())
     return sums, layer_sums, float(m @ m), products
 
 
@@ -273,12 +276,12 @@ def reduce_rows(rows, total, progress=None, layer_offsets=None, threads=None, ke
         raise ValueError(f"kernel must be auto, numpy or compiled, got {kernel!r}")
     if kernel == "numpy" and rows.shape[1] > BLOCK:
         raise ValueError(f"the numpy reduction takes one block ({BLOCK} parameters), not {rows.shape[1]}")
-    with _one_blas_thread(gram):
-        if kernel == "numpy" or (kernel == "auto" and rows.shape[1] <= BLOCK):
-            sums, layer_sums, full2, products = _numpy_sums(rows, total, bounds, gram)
-            if progress:
-                progress(1)
-        else:
+    if kernel == "numpy" or (kernel == "auto" and rows.shape[1] <= BLOCK):
+        sums, layer_sums, full2, products = _numpy_sums(rows, total, bounds, gram)
+        if progress:
+            progress(1)
+    else:
+        with _one_blas_thread(gram):  # the compiled passes use no BLAS: only the Gram matrix's products
             sums, layer_sums, full2, products = _blocks(rows, total, bounds, progress, threads, gram)
     dist2, norm2, dot = sums.T
     bad = np.flatnonzero(~np.isfinite(norm2))  # a sum of squared float32 values cannot overflow float64

@@ -125,6 +125,8 @@ if GRAM:
             f"{L}/{{model}}/seed_{{seed}}/plots/sets_{{metric}}.log",
         benchmark:
             f"{B}/{{model}}/seed_{{seed}}/plots/sets_{{metric}}.tsv"
+        # seconds of work, like the other pages: where Snakemake runs, never through a cluster queue
+        localrule: True
         conda:
             "../../envs/analysis.yaml"
         threads: 1
