@@ -298,36 +298,14 @@ def bench_reduction(shard, repeats, layout, threads=2):
     return dict(out, **best, shard_mb=file_bytes / 1e6, tensors=len(layout), reduce_threads=threads)
 
 
-def numpy_blas():
-    """(get, set) of the number of threads of numpy's OpenBLAS (the library mapped into this process), or None."""
-    try:
-        paths = {line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines() if "openblas" in line}
-    except OSError:
-        return None
-    for path in sorted(paths):
-        lib = ctypes.CDLL(path)
-        for suffix in ("64_", "_64_", ""):
-            get = getattr(lib, f"scipy_openblas_get_num_threads{suffix}", None) or getattr(
-                lib, f"openblas_get_num_threads{suffix}", None
-            )
-            set_ = getattr(lib, f"scipy_openblas_set_num_threads{suffix}", None) or getattr(
-                lib, f"openblas_set_num_threads{suffix}", None
-            )
-            if get and set_:
-                return get, set_
-    return None
-
-
 def paper_gram(tmpdir, n_params=1 << 21, k_rows=195, repeats=3, threads=2):
     """The Gram matrix's cost at the paper's K: a shard of k_rows random float32 rows of n_params values (one
     tensor) written by ShardWriter, reduced warm without and with gram on `threads` threads beside a raw read,
     interleaved in a rotating order (medians); and, scaled linearly in P (the work per value read is fixed for a
     given K), an estimate for one DPN92 epoch's shard (K = 195, P from bestbatch.resources, float32).
 
-    At K = 195 (> GRAM_PAIRS_ROWS) the Gram matrix is BLAS products, and numpy's OpenBLAS runs each in as many
-    threads as OPENBLAS_NUM_THREADS says (Snakemake sets it to the job's threads; unset, the machine's cores), from
-    each of the reduction's threads: "gram" is that, as a reduce job runs it; "gram, BLAS 1 thread" the same with
-    OpenBLAS held to one thread a call (openblas_set_num_threads), interleaved with the others."""
+    At K = 195 (> GRAM_PAIRS_ROWS) the Gram matrix is BLAS products, which the reduction runs on one OpenBLAS
+    thread each (distances._one_blas_thread) while its own threads split the blocks."""
     shard = Path(tmpdir) / f"paper_k{k_rows}.h5"
     rng = np.random.default_rng(0)
     base = rng.standard_normal(n_params, dtype=np.float32)
@@ -347,23 +325,11 @@ def paper_gram(tmpdir, n_params=1 << 21, k_rows=195, repeats=3, threads=2):
     implied_values = implied(with_gram["gram"])  # a check at this size, where a brute force would need 3 GB
     np.testing.assert_allclose(implied_values["norm"], plain["norm"], rtol=1e-12)
     np.testing.assert_allclose(implied_values["distance"], plain["distance"], rtol=1e-8)
-    blas = numpy_blas()
-    blas_threads = blas[0]() if blas else None
-
-    def gram_one_blas_thread():
-        blas[1](1)
-        try:
-            reduce_shard(shard, threads=threads, gram=True)
-        finally:
-            blas[1](blas_threads)
-
     variants = {
         "red": lambda: reduce_shard(shard, threads=threads),
         "gram": lambda: reduce_shard(shard, threads=threads, gram=True),
         "raw": lambda: raw_read(shard),
     }
-    if blas and blas_threads > 1:
-        variants["gram_blas1"] = gram_one_blas_thread
     names = list(variants)
     times = {v: [] for v in names}
     before = cpu_ticks()
@@ -381,7 +347,6 @@ def paper_gram(tmpdir, n_params=1 << 21, k_rows=195, repeats=3, threads=2):
         k=k_rows,
         params=n_params,
         threads=threads,
-        blas_threads=blas_threads,
         repeats=repeats,
         shard_gb=file_bytes / 1e9,
         seconds=seconds,
@@ -399,21 +364,14 @@ def paper_gram_lines(r):
     s, g, d = r["seconds"], r["gbs"], r["dpn_seconds"]
     lines = [
         f"paper shape: K = {r['k']}, P = {r['params']:,} float32 ({r['shard_gb']:.2f} GB shard, warm), "
-        f"{r['threads']} reduction threads, OpenBLAS {r['blas_threads']} threads a call, medians of {r['repeats']} "
+        f"{r['threads']} reduction threads (OpenBLAS 1 thread a call), medians of {r['repeats']} "
         f"interleaved runs, others' CPU {r['others']:.0%}",
         f"  reduction without gram {s['red']:.2f} s ({g['red']:.2f} GB/s), with gram {s['gram']:.2f} s "
         f"({g['gram']:.2f} GB/s): {r['gram_over_red']:.2f}x; raw read {s['raw']:.2f} s ({g['raw']:.2f} GB/s)",
     ]
-    if "gram_blas1" in s:
-        lines.append(
-            f"  with gram, OpenBLAS held to 1 thread a call: {s['gram_blas1']:.2f} s ({g['gram_blas1']:.2f} GB/s): "
-            f"{s['gram_blas1'] / s['red']:.2f}x the reduction without gram"
-        )
     lines.append(
         f"  estimate for a DPN92 epoch (K = {r['k']}, P = {r['dpn_params']:,}, {r['dpn_gb']:.1f} GB, linear in P, "
-        f"warm): without gram {d['red']:.0f} s, with gram {d['gram']:.0f} s"
-        + (f" ({d['gram_blas1']:.0f} s with OpenBLAS at 1 thread)" if "gram_blas1" in d else "")
-        + f" on {r['threads']} threads"
+        f"warm): without gram {d['red']:.0f} s, with gram {d['gram']:.0f} s" + f" on {r['threads']} threads"
     )
     return lines
 

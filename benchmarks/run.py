@@ -114,9 +114,7 @@ def main():
         rows.append(
             (
                 f"K = {pg['k']} batches, P = {pg['params']:,} ({pg['shard_gb']:.2f} GB shard, warm): reduction with gram / "
-                f"without ({s['gram']:.2f} s vs {s['red']:.2f} s; {pg['threads']} threads, OpenBLAS "
-                f"{pg['blas_threads']} a call)"
-                + (f"; with OpenBLAS at 1 thread {s['gram_blas1']:.2f} s" if "gram_blas1" in s else ""),
+                f"without ({s['gram']:.2f} s vs {s['red']:.2f} s; {pg['threads']} threads, OpenBLAS 1 a call)",
                 f"{pg['gram_over_red']:.2f}x",
                 "",
                 None,

@@ -512,17 +512,13 @@ class NoGram(FormatError):
     """A gathered matrix holds no Gram matrix (its study ran with outputs.gram: false)."""
 
 
-def has_gram(path):
-    """Whether a gathered matrix file keeps its Gram matrices."""
-    with h5py.File(path, "r") as f:
-        _check(f.attrs, MATRIX, path)
-        return "gram" in f
-
-
 def read_matrix(path, gram=False):
-    """A gathered matrix file as a Matrix; with `gram` its Gram matrices too (NoGram where the file has none)."""
+    """A gathered matrix file as a Matrix; with gram=True its Gram matrices too (NoGram where the file has none),
+    with gram=None where the file keeps them (else Matrix.gram is None)."""
     with h5py.File(path, "r") as f:
         _check(f.attrs, MATRIX, path)
+        if gram is None:
+            gram = "gram" in f
         if gram and "gram" not in f:
             raise NoGram(
                 f"{path} holds no Gram matrix: its study ran with outputs.gram: false (set it to true, the default, "

@@ -294,23 +294,12 @@ class SketchSink:
     (SparseProjection's cache)."""
 
     def __init__(self, projection, n_rows):
+        from .training import KeepLast  # here: the bound and the reduction import no torch
+
         self.projection = projection
         self.rows = np.full((n_rows, projection.dim), np.nan)
-        self.buffer = self.sum = None
-
-    def row(self, k, device, dtype, numel):
-        import torch
-
-        if self.buffer is None:
-            self.buffer = torch.empty(numel, dtype=dtype, device=device)
-        return self.buffer
-
-    def total(self, device, numel):
-        import torch
-
-        if self.sum is None:
-            self.sum = torch.zeros(numel, dtype=torch.float64, device=device)
-        return self.sum
+        buffers = KeepLast()  # its one reused row buffer and float64 sum
+        self.row, self.total = buffers.row, buffers.total
 
     def put(self, k, g):
         self.rows[k] = self.projection(g).cpu().numpy()

@@ -11,7 +11,7 @@ import yaml
 
 from .. import stats
 from ..atomic import atomic_path, write_text
-from ..formats import has_gram, read_matrix
+from ..formats import read_matrix
 from ..logs import step
 from ..plots import phase_summary
 from ..report import claims_html, index_html, profile_figure
@@ -142,7 +142,7 @@ def evaluate_claims(
     runs = [(model, int(s)) for model, s in runs]
     matrices = {}
     for (model, s, metric), path in zip([(m, s, x) for m, s in runs for x in metrics], matrix_paths):
-        m = read_matrix(path, gram=has_gram(path))
+        m = read_matrix(path, gram=None)  # the Gram matrices where the study keeps them
         learning = stats.run_learning(m.epoch, m.test_acc, phases, n_classes, n_test)
         if not learning.learned:
             log.warning("%s, seed %d, %s: %s", model, s, metric, learning.describe())
