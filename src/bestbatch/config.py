@@ -187,6 +187,16 @@ def check_semantics(config, n_train=None, config_file=None):
             )
     if sorted(set(t["lr_milestones"])) != list(t["lr_milestones"]):
         raise ConfigError(f"training.lr_milestones: {t['lr_milestones']} must be strictly increasing")
+    outputs = config.get("outputs", {})
+    if outputs.get("gradients", "shard") != "shard" and outputs.get("keep_shards"):
+        raise ConfigError(
+            f"outputs.keep_shards: true keeps gradient shards, and outputs.gradients: {outputs['gradients']} writes "
+            "none (set keep_shards: false, or gradients: shard)"
+        )
+    if 0 < outputs.get("sketch_dim", 0) < 16:
+        raise ConfigError(
+            f"outputs.sketch_dim: {outputs['sketch_dim']} is too short a sketch; 0 (from sketch_eps) or 16 up"
+        )
     sel = config.get("selection")
     if sel:
         controls = sel.get("controls", ["random_ordering"])
@@ -287,6 +297,8 @@ RESULT_KEYS = {
     "thread-dependent order, and training.device and the cuda_* numerics likewise",
     "<model>, <seed>": "the run's own network and seed (one entry of models and of seeds)",
     "orderings.<metric>": "the parameters of that metric's ordering (only for that metric's outputs)",
+    "outputs.gradients: sketch": "with sketch_eps, sketch_dim and sketch_seed, where gradients are sketched: the "
+    "distances are then estimates (shard and memory leave the hash as it was)",
 }
 # An ordering depends on less: the data, its metric's parameters, the threads and device that compute it
 # (CPU sums depend on the thread count; LPIPS runs on the GPU when training does), and for a seeded
@@ -295,7 +307,8 @@ ORDERING_TRAINING_KEYS = ("threads", "device")
 NOT_RESULT_KEYS = {
     "study": "where outputs go, not what they hold",
     "models, seeds, metrics": "which runs exist; each run's results depend on its own model, seed and metric only",
-    "outputs": "what is kept on disk and how shards are written (keep_shards, keep_checkpoints, shard_io)",
+    "outputs": "what is kept on disk and how shards are written (keep_shards, keep_checkpoints, shard_io, gram), and "
+    "where the gradients are held (gradients: shard or memory, the same values bitwise; sketch is a result key)",
     "execution": "how the work is laid out as jobs (Algorithm 1 inline or parallel, the selection runs per arm or "
     "per seed): the same results bitwise",
     "selection": "the selection experiment's own runs; their jobs get every value they use as a param",
@@ -311,6 +324,9 @@ def result_config(config, metric=None, model=None, seed=None):
     for key in IGNORED_DATA_KEYS:
         d["data"].pop(key, None)
     d["run"] = {"model": model, "seed": seed}
+    outputs = config.get("outputs", {})
+    if outputs.get("gradients") == "sketch":
+        d["sketch"] = {key: outputs.get(f"sketch_{key}") for key in ("eps", "dim", "seed")}
     if metric is not None:
         d["ordering"] = {"metric": metric, "params": copy.deepcopy(config.get("orderings", {}).get(metric, {}))}
     return d
@@ -320,6 +336,7 @@ def ordering_hash(config, metric, seed=None):
     """Short stable hash of the keys that can change `metric`'s ordering (for a seeded metric, of `seed`)."""
     d = result_config(config, metric, None, seed)
     d["training"] = {key: d["training"][key] for key in ORDERING_TRAINING_KEYS if key in d["training"]}
+    d.pop("sketch", None)  # how the gradients are held changes no ordering
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

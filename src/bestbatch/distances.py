@@ -158,23 +158,29 @@ def _openblas():
 
 
 @contextmanager
-def _one_blas_thread(active):
-    """While the Gram matrix's BLAS products run, numpy's OpenBLAS runs each in one thread. The reduction splits
-    its blocks over its own threads; otherwise every call from each of them starts OPENBLAS_NUM_THREADS threads of
-    its own (Snakemake sets it to the job's threads), twice the cores, at half the speed when quiet and a tenth
-    under load (benchmarks/results.md). And OpenBLAS's products do not give the same bits on 1 and 2 threads, so
-    one thread always keeps the Gram matrix the same for any `threads` and any OPENBLAS_NUM_THREADS."""
+def blas_threads(n, active=True):
+    """numpy's OpenBLAS runs its products in `n` threads inside the block (where it can be set: else unchanged),
+    and as before after it."""
     blas = _openblas() if active else None
     if blas is None:
         yield
         return
     get, set_ = blas
     before = get()
-    set_(1)
+    set_(int(n))
     try:
         yield
     finally:
         set_(before)
+
+
+def _one_blas_thread(active):
+    """While the Gram matrix's BLAS products run, numpy's OpenBLAS runs each in one thread. The reduction splits
+    its blocks over its own threads; otherwise every call from each of them starts OPENBLAS_NUM_THREADS threads of
+    its own (Snakemake sets it to the job's threads), twice the cores, at half the speed when quiet and a tenth
+    under load (benchmarks/results.md). And OpenBLAS's products do not give the same bits on 1 and 2 threads, so
+    one thread always keeps the Gram matrix the same for any `threads` and any OPENBLAS_NUM_THREADS."""
+    return blas_threads(1, active)
 
 
 def _blocks(rows, total, bounds, progress, threads, gram=False):

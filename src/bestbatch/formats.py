@@ -19,8 +19,10 @@ Per-epoch file `<metric>/epochs/epoch_<e>.h5` (the reduction of one shard, witho
     layer_name     (L,) str                  the tensors' names (layout_name)
     gram           (K, K) float64            G[i, j] = g_i . g_j, the batch Gram matrix (absent with
                                              outputs.gram: false)
-    attrs full_norm (||g_bar||), n_params (P)
+    attrs full_norm (||g_bar||), n_params (P), and sketch (JSON: gradients.sketch_settings) where the rows were
+      sketched (outputs.gradients: sketch; the values are then estimates, layer_distance the whole vector)
     + the epoch's records
+    Written by reduce_epoch, or by the training job itself with outputs.gradients: memory or sketch.
 The epoch's records, in both:
     train_loss, train_acc (K,) float64       net_normal's loss and accuracy on each batch
     batch_score_min/mean/max (K,)            the ordering metric's range over each batch
@@ -37,6 +39,7 @@ Gathered matrix `<metric>/distances.h5`: datasets epoch (E,), batch (K,); distan
     gradient_diversity (E,) float64, `units` sum_k ||g_k||^2 / ||sum_k g_k||^2 (Yin et al. 2018),
                                              dimensionless, 1/K when every g_k is equal
     attr batch_size                          B, images per fixed batch (absent when not given)
+    attr sketch                              the epochs' sketch settings (JSON), absent for exact gradients
     `<metric>/distances.csv` is the distance matrix as a tidy table (MATRIX_CSV_COLUMNS).
 Ordering `orderings/<metric>.h5`: order (N,) int64 (training indices by ascending score, ties by
     index), scores (N,) or (N, c), display_score (N,) float64; attrs metric, params (JSON), provenance.
@@ -384,9 +387,10 @@ def _layers(distances):
     return layer, names
 
 
-def write_epoch(path, distances, n_params, records):
+def write_epoch(path, distances, n_params, records, sketch=None):
     """distances: dict of distance, cosine, norm (K,), full_norm, and layer_distance (K, L) with
-    layer_name (L,) (without them: one layer, the whole vector)."""
+    layer_name (L,) (without them: one layer, the whole vector). sketch: the settings of sketched gradients
+    (gradients.sketch_settings; attribute `sketch`, JSON), None for exact ones (no attribute)."""
     layer, names = _layers(distances)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         for name in DISTANCES:
@@ -397,20 +401,28 @@ def write_epoch(path, distances, n_params, records):
             f["gram"] = np.asarray(distances["gram"], dtype=np.float64)
         f.attrs["full_norm"] = distances["full_norm"]
         f.attrs["n_params"] = n_params
+        if sketch is not None:
+            f.attrs["sketch"] = json.dumps(sketch, sort_keys=True)
         _write_records(f, records)
         _stamp(f.attrs, EPOCH)
 
 
 def read_epoch(path):
-    """(distances dict with full_norm, layer_distance, layer_name and gram (None where not kept), records) of one
-    epoch."""
+    """(distances dict with full_norm, layer_distance, layer_name, gram (None where not kept), sketch (the
+    sketch's settings, None for exact gradients) and n_params, records) of one epoch."""
     with h5py.File(path, "r") as f:
         _check(f.attrs, EPOCH, path)
         distances = {name: f[name][:] for name in DISTANCES + ("layer_distance",)}
         distances["gram"] = f["gram"][:] if "gram" in f else None
         distances["layer_name"] = _names(f["layer_name"][:])
         distances["full_norm"] = _plain(f.attrs["full_norm"])
+        distances["sketch"] = _sketch_attr(f.attrs)
+        distances["n_params"] = int(f.attrs["n_params"])
         return distances, _read_records(f)
+
+
+def _sketch_attr(attrs):
+    return json.loads(_plain(attrs["sketch"])) if "sketch" in attrs else None
 
 
 # --- gathered matrix -----------------------------------------------------------------------------------
@@ -437,6 +449,12 @@ def gather_matrix(epochs):
             f"epochs {[int(r.epoch) for (d, r) in epochs if d.get('gram') is None]} have no Gram matrix and the "
             "others have one: reduce them with the same outputs.gram"
         )
+    sketches = [d.get("sketch") for d, _ in epochs]
+    if any(sketch != sketches[0] for sketch in sketches):
+        raise ValueError(
+            f"epochs {[int(r.epoch) for _, r in epochs]} were reduced from gradients held differently (sketched "
+            "with other settings, or some exact): rerun them with one outputs.gradients"
+        )
     return Matrix(
         epoch=np.array([int(r.epoch) for _, r in epochs]),
         batch=np.arange(stacked["distance"].shape[1]),
@@ -446,6 +464,7 @@ def gather_matrix(epochs):
         layer_distance=np.stack([layer for layer, _ in layers]),
         layer_name=names,
         gram=None if grams[0] is None else np.stack(grams),
+        sketch=sketches[0],
     )
 
 
@@ -475,6 +494,8 @@ def write_matrix(path, metric, m, provenance_json):
             f.attrs["batch_size"] = int(m.batch_size)
         f.attrs["metric"] = metric
         f.attrs["provenance"] = provenance_json
+        if m.sketch is not None:
+            f.attrs["sketch"] = json.dumps(m.sketch, sort_keys=True)
         _stamp(f.attrs, MATRIX)
 
 
@@ -503,9 +524,10 @@ class Matrix:
     gradient_diversity: np.ndarray = None  # (E,)
     batch_size: int = None  # an attribute of the file
     gram: np.ndarray = None  # (E, K, K); read only when asked for (read_matrix(gram=True)), absent if not kept
+    sketch: dict = None  # the settings of sketched gradients (gradients.sketch_settings); None: exact
 
 
-MATRIX_ATTRS = ("batch_size", "gram")
+MATRIX_ATTRS = ("batch_size", "gram", "sketch")
 
 
 class NoGram(FormatError):
@@ -529,7 +551,7 @@ def read_matrix(path, gram=False):
             arrays["gram"] = f["gram"][:]
         arrays["layer_name"] = _names(arrays["layer_name"])
         size = f.attrs.get("batch_size")
-        return Matrix(**arrays, batch_size=None if size is None else int(size))
+        return Matrix(**arrays, batch_size=None if size is None else int(size), sketch=_sketch_attr(f.attrs))
 
 
 def write_matrix_csv(path, metric, m):

@@ -162,6 +162,34 @@ CURVE_PANELS = (
 )
 
 
+def note_sketch(fig, statement):
+    """Under a page's figure, the bound of its sketched gradients (gradients.sketch_statement; "" for exact
+    gradients: nothing), wrapped to the page's width; the figure grows by the note's lines."""
+    if not statement:
+        return fig
+    import textwrap
+
+    lines = textwrap.wrap(statement, 150)
+    height = fig.layout.height or 450
+    bottom = (fig.layout.margin.b if fig.layout.margin.b is not None else 80) + 18 * len(lines) + 20
+    fig.add_annotation(
+        text="<br>".join(html.escape(line) for line in lines),
+        xref="paper",
+        yref="paper",
+        x=0,
+        y=0,
+        yshift=-(bottom - 18 * len(lines) - 10),
+        xanchor="left",
+        yanchor="top",
+        align="left",
+        showarrow=False,
+        font=dict(size=11, color="#8a4b00"),
+        name="sketch bound",
+    )
+    fig.update_layout(height=height + 18 * len(lines) + 20, margin=dict(b=bottom))
+    return fig
+
+
 def curves_figure(runs, learning=None):
     """Per epoch, one line per metric's fixed order: training loss and test accuracy, and beside them the
     gradient noise scale B_simple (McCandlish et al. 2018) and the gradient diversity (Yin et al. 2018)

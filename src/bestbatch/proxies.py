@@ -120,14 +120,17 @@ def last_module_tensors(names):
 
 def proxy_values(m):
     """{proxy: ((E, K) values, tensors)} of one run's gathered Matrix `m` (layer_distance, layer_name, norm and
-    train_loss); tensors names the parameter tensors a proxy reads ("" for none)."""
-    picked = last_module_tensors(m.layer_name)
-    layers = np.asarray(m.layer_distance, dtype=float)[..., picked]
-    return {
-        "last_layer": (np.sqrt((layers**2).sum(-1)), " + ".join(str(m.layer_name[i]) for i in picked)),
+    train_loss); tensors names the parameter tensors a proxy reads ("" for none). A sketched matrix (its `sketch`
+    settings given) has no per-tensor distances, so no last_layer."""
+    values = {
         "batch_loss": (np.asarray(m.train_loss, dtype=float), ""),
         "gradient_norm": (np.asarray(m.norm, dtype=float), ""),
     }
+    if getattr(m, "sketch", None):
+        return values
+    picked = last_module_tensors(m.layer_name)
+    layers = np.asarray(m.layer_distance, dtype=float)[..., picked]
+    return {"last_layer": (np.sqrt((layers**2).sum(-1)), " + ".join(str(m.layer_name[i]) for i in picked)), **values}
 
 
 # --- over seeds ---------------------------------------------------------------------------------------
@@ -161,7 +164,7 @@ def proxy_table(matrices, phases, alpha=ALPHA):
         m = top_m(K)
         values = [proxy_values(run) for run in runs]
         for phase, first, last, _lr in phases:
-            for proxy in PROXIES:
+            for proxy in [p for p in PROXIES if all(p in v for v in values)]:
                 per_seed = {statistic: [] for statistic in STATISTICS}
                 n_epochs = dict.fromkeys(STATISTICS, 0)
                 for run, proxies in zip(runs, values):

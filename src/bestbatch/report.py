@@ -482,6 +482,7 @@ def selection_html(
     n_train,
     batch_size,
     recommended=None,
+    sketch_note="",
 ):
     """The selection experiment's page: a verdict per recommendation, every arm, every comparison.
     recommended: selection_stats.recommend_seeds for this study's layout (None: not shown)."""
@@ -584,6 +585,12 @@ def selection_html(
         else ""
     )
     verdict_list = "".join(f"<li><b>{v}</b>: {html.escape(w)}.</li>" for v, w in SELECTION_VERDICTS.items())
+    sketched = (
+        "<p><b>Positions picked from sketched distances.</b> measured_best and greedy_set choose them from the "
+        f"Algorithm 1 matrices. {html.escape(sketch_note)}</p>"
+        if sketch_note
+        else ""
+    )
     body = f"""<h1>Do the "best" mini-batches train faster?</h1>
 <p>The paper ends with two recommendations it never tried: training converges slightly faster (1) without the
 batches at the metric's extremes, and (2) in the first phase, on high-intensity, very distinct (high LPIPS) batches
@@ -594,6 +601,7 @@ ordering with every batch (<code>all.&lt;metric&gt;</code>), as many images draw
 budget takes the same number of optimizer steps, with the learning-rate schedule in steps so the phases line up;
 a smaller budget is where curricula are said to help (Wu, Dyer and Neyshabur, "When do curricula work?", ICLR 2021).
 At a budget below one pass per phase, each arm's partial pass visits rows spread evenly over its whole plan.</p>
+{sketched}
 <p><b>The confirmatory outcome: test accuracy averaged over the run.</b> Each run's test accuracy, averaged over
 its evaluations (each standing for the steps since the one before): the area under its curve divided by its steps.
 A run that learns faster raises it in every phase it is still learning in, which is what "converges faster" means

@@ -27,6 +27,11 @@ PYTHON_MB = 700  # python + torch + h5py imported, measured RSS of a demo job
 CUDA_MB = 2500  # host memory of the CUDA runtime, cuDNN and cuBLAS once loaded
 MIN_RUNTIME = 10  # minutes: start-up, imports, reading the data, writing the outputs
 DISK_MB_PER_S = 100  # a slow shared file system: shards are written and read once
+# outputs.gradients: sketch, seconds per gradient value sketched (sketch.SparseProjection at s = 4): measured on
+# the CPU (benchmarks/sketch.py, ~0.8 s for ResNet18's 11.2M values on one core under load: an upper figure), and
+# on a GPU an estimate (a few int64 passes at memory bandwidth), until the GPU check measures it
+SKETCH_S_PER_VALUE = {"cpu": 7e-8, "gpu": 2e-10}
+REDUCE_S_PER_VALUE = 5e-9  # the reduction's compiled passes, per value of the K x P rows held in memory
 LIGHT_JOB = dict(mem_mb=2000, runtime=MIN_RUNTIME)  # gather, plots, index: seconds of work on small files
 
 
@@ -43,6 +48,9 @@ class Study:
     gpu: bool  # whether training runs on a GPU
     n_classes: int = 10
     probe: tuple = None  # (P, activation MB per image, ms per image on the job's device kind) of a model_cost probe
+    gradients: str = "shard"  # outputs.gradients: shard, memory or sketch (gradients.MODES)
+    sketch_dim: int = 0  # d, the values of a sketched gradient (outputs.gradients: sketch)
+    sketch_nonzeros: int = 4
 
 
 def mem_mb(x):
@@ -86,6 +94,7 @@ def job_resources(s):
     k = num_batches(s.n_train, s.batch_size)
     data_mb = (s.n_train + s.n_test) * 3 * 32 * 32 / 1e6  # the uint8 images
     shard_mb = k * n_params * s.value_bytes / 1e6  # one epoch's K x P gradients
+    held = held_gradients(s, k, n_params)
     # train_epoch: two nets (trained and frozen), their gradients, the momentum, the flat g_k being
     # copied plus the rows queued for the shard writer (depth 3), the checkpoint read and the one
     # written, all of P values; the float64 running sum of the g_k; the data set (bytes, tensor,
@@ -95,10 +104,11 @@ def job_resources(s):
         + 3 * data_mb
         + n_params * (12 * s.value_bytes + 8) / 1e6
         + (0 if s.gpu else act_mb * s.batch_size * s.value_bytes / 4)
+        + held["mb"]
     )
     # two forward+backward passes per image (the trained net and the frozen one), the test set once
     per_image_ms = gpu_ms if s.gpu else cpu_ms * s.value_bytes / 4 / s.threads
-    train_runtime = minutes(((2 * s.n_train + s.n_test / 3) * per_image_ms / 1000 + shard_mb / DISK_MB_PER_S) / 60)
+    train_runtime = minutes(((2 * s.n_train + s.n_test / 3) * per_image_ms / 1000 + held["seconds"]) / 60)
     # The parallel layout's halves. train_only: one net, its gradients and momentum, the checkpoint read and
     # the one written; one forward+backward pass per image and the test set once. compare_epoch: the frozen
     # net and its gradients, the rows queued for the shard writer (depth 3), the float64 sum; one pass per
@@ -110,8 +120,8 @@ def job_resources(s):
         gpu=int(s.gpu),
     )
     compare = dict(
-        mem_mb=mem_mb(one_net_mem + n_params * (6 * s.value_bytes + 8) / 1e6),
-        runtime=minutes((s.n_train * per_image_ms / 1000 + shard_mb / DISK_MB_PER_S) / 60),
+        mem_mb=mem_mb(one_net_mem + n_params * (6 * s.value_bytes + 8) / 1e6 + held["mb"]),
+        runtime=minutes((s.n_train * per_image_ms / 1000 + held["seconds"]) / 60),
         gpu=int(s.gpu),
     )
     # reduce_epoch: the shard is memory-mapped (clean page cache, reclaimable under the job's limit) and
@@ -135,11 +145,14 @@ def job_resources(s):
             gpu=int(on_gpu),
         )
     data_job = dict(mem_mb=mem_mb(_base_mb(False) + 4 * data_mb), runtime=MIN_RUNTIME, gpu=0)
+    # complete_epoch (parallel layout, gradients held in memory or sketched): two small files merged
+    complete = dict(mem_mb=mem_mb(_base_mb(False) + 3 * k * k * 8 / 1e6), runtime=MIN_RUNTIME, gpu=0)
     return {
         "train_epoch": dict(mem_mb=train_mem, runtime=train_runtime, gpu=int(s.gpu)),
         "train_only": train_only,
         "compare_epoch": compare,
         "reduce_epoch": reduce,
+        "complete_epoch": complete,
         # init_model: the model and its checkpoint
         "init_model": dict(
             mem_mb=mem_mb(_base_mb(False) + 3 * n_params * s.value_bytes / 1e6), runtime=MIN_RUNTIME, gpu=0
@@ -149,6 +162,26 @@ def job_resources(s):
         "verify_dataset": data_job,
         "ordering": ordering,
     }
+
+
+def held_gradients(s, k, n_params):
+    """What holding one epoch's gradients adds to the job that forms them (outputs.gradients): {"mb": host
+    memory, "seconds": time, "scratch_mb": bytes on disk while the epoch runs}.
+
+    shard: the rows written to disk (read back by reduce_epoch, priced there). memory: the K x P rows and their
+    float64 sum in host memory, reduced in the job (one compiled pass per value; the Gram matrix's K / 2
+    multiply-adds per value at a BLAS-bound 5e9 a second). sketch: d float64 values per row, the CPU's hash
+    cache (4 s P bytes), and the projection's time per value (SKETCH_S_PER_VALUE) for every batch."""
+    rows_mb = k * n_params * s.value_bytes / 1e6
+    if s.gradients == "memory":
+        seconds = k * n_params * REDUCE_S_PER_VALUE + k * k * n_params / 2 / 5e9
+        return dict(mb=rows_mb + 8 * n_params / 1e6, seconds=seconds, scratch_mb=0.0)
+    if s.gradients == "sketch":
+        sketch_mb = k * s.sketch_dim * 8 / 1e6
+        hash_mb = 0 if s.gpu else 4 * s.sketch_nonzeros * n_params / 1e6
+        seconds = k * n_params * SKETCH_S_PER_VALUE["gpu" if s.gpu else "cpu"]
+        return dict(mb=sketch_mb + hash_mb, seconds=seconds, scratch_mb=0.0)
+    return dict(mb=0.0, seconds=rows_mb / DISK_MB_PER_S, scratch_mb=rows_mb + 8 * n_params / 1e6)
 
 
 def select_chunk_resources(s, chunk_epochs, arms=1):

@@ -308,12 +308,12 @@ class SketchSink:
 # --- the reduction -----------------------------------------------------------------------------------
 
 
-def reduce_sketches(rows, gram=False):
+def reduce_sketches(rows, gram=False, threads=None, progress=None):
     """distances.reduce_rows on the K sketched rows (K, d): distance, norm, cosine (K,), full_norm, and with
     `gram` the K x K Gram matrix estimate; g_bar's sketch is the rows' mean (S is linear). Raises
-    distances.NonFiniteGradient naming the first batch whose sketch is NaN."""
+    distances.NonFiniteGradient naming the first batch whose sketch is NaN. threads, progress: reduce_rows'."""
     rows = np.ascontiguousarray(rows, dtype=np.float64)
-    result = reduce_rows(rows, rows.sum(0), gram=gram)
+    result = reduce_rows(rows, rows.sum(0), progress, threads=threads, gram=gram)
     del result["layer_distance"]  # one "tensor": the whole sketched row; per-tensor distances are not sketched
     return result
 

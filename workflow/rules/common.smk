@@ -31,6 +31,7 @@ from bestbatch.data import DatasetError, layout_of, planned_sizes, scan_imagefol
 from bestbatch.model_spec import ModelError, model_spec, refuse_dotted_paths
 from bestbatch import metrics as metric_registry
 from bestbatch.config import num_batches
+from bestbatch.gradients import sketch_settings
 from bestbatch.resources import LIGHT_JOB, Study, job_resources, probe_figures, select_chunk_resources
 from bestbatch.selection import run_layout, total_steps
 from bestbatch.selection import CROSS_FITTED, arms as selection_arms, parse_arm
@@ -140,6 +141,10 @@ SEL = config.get("selection")  # the selection experiment, when configured (sele
 # How Algorithm 1 is laid out as jobs (bestbatch.config.NOT_RESULT_KEYS: the same results either way):
 # inline, train_epoch writes checkpoint and shard; parallel, train_epoch trains and compare_epoch writes the shard.
 PARALLEL = config["execution"]["layout"] == "parallel"
+# Where an epoch's gradients are held (bestbatch.gradients): a shard on disk that reduce_epoch reads, or in the job's
+# memory or as sketches, reduced by the job that forms them (which then gets HELD_PARAMS).
+GRADIENTS = config["outputs"]["gradients"]
+SHARDS = GRADIENTS == "shard"
 # One run: a model, a seed, a metric's fixed order. Its outputs live under RUN/<metric>/.
 RUN = f"{R}/{{model}}/seed_{{seed}}"
 
@@ -262,6 +267,19 @@ TRAINING_PARAMS = dict(
     },
 )
 
+# The jobs that form the gradients and hold them in memory or sketched (outputs.gradients) reduce them too: they
+# are told how, and a sketch's settings (its length, seed and stated bound). None for shards: those jobs keep the
+# params they had.
+O = config["outputs"]
+SKETCH = (
+    sketch_settings(
+        num_batches(N_TRAIN, T["batch_size"]), eps=O["sketch_eps"], dim=O["sketch_dim"] or None, seed=O["sketch_seed"]
+    )
+    if GRADIENTS == "sketch"
+    else None
+)
+HELD_PARAMS = {} if SHARDS else dict(gradients=GRADIENTS, gram=GRAM, **({"sketch": SKETCH} if SKETCH else {}))
+
 
 # --- what a job costs, sized from the config and the data (bestbatch.resources) -------------------
 def study_sizes(model):
@@ -274,6 +292,8 @@ def study_sizes(model):
         threads=T["threads"],
         gpu=USES_GPU,
         n_classes=N_CLASSES,
+        gradients=GRADIENTS,
+        sketch_dim=SKETCH["dim"] if SKETCH else 0,
     )
 
 

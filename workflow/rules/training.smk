@@ -62,8 +62,9 @@ rule init_model:
 
 
 # outputs.shard_io is not a param: how a shard is written changes no result, so it must not rerun epochs.
-# Inline layout: one job per epoch trains net_normal and writes the shard of net_compare's gradients.
-# Parallel layout: train_epoch trains and writes its records; compare_epoch (below) writes the shard.
+# Inline layout: one job per epoch trains net_normal and writes the shard of net_compare's gradients, or with
+# outputs.gradients memory or sketch holds them and writes the epoch's distances itself (no reduce_epoch job).
+# Parallel layout: train_epoch trains and writes its records; compare_epoch (below) forms the gradients.
 rule train_epoch:
     input:
         **PROBE_INPUT,
@@ -75,7 +76,11 @@ rule train_epoch:
         **(
             {"records": temp(f"{RUN}/{{metric}}/records/epoch_{{epoch}}.h5")}
             if PARALLEL
-            else {"shard": maybe_temp(f"{RUN}/{{metric}}/shards/epoch_{{epoch}}.h5", config["outputs"]["keep_shards"])}
+            else (
+                {"shard": maybe_temp(f"{RUN}/{{metric}}/shards/epoch_{{epoch}}.h5", config["outputs"]["keep_shards"])}
+                if SHARDS
+                else {"epoch": f"{RUN}/{{metric}}/epochs/epoch_{{epoch}}.h5"}
+            )
         ),
         state=maybe_temp(f"{RUN}/{{metric}}/checkpoints/epoch_{{epoch}}.pt", config["outputs"]["keep_checkpoints"]),
     log:
@@ -94,6 +99,7 @@ rule train_epoch:
     params:
         **TRAINING_PARAMS,
         **MODEL_PARAMS,
+        **({} if PARALLEL else HELD_PARAMS),
         seed="{seed}",
         config_hash=run_hash,
     script:
@@ -110,7 +116,11 @@ if PARALLEL:
             order=ordering_file,
             state=previous_checkpoint,
         output:
-            shard=maybe_temp(f"{RUN}/{{metric}}/shards/epoch_{{epoch}}.h5", config["outputs"]["keep_shards"]),
+            **(
+                {"shard": maybe_temp(f"{RUN}/{{metric}}/shards/epoch_{{epoch}}.h5", config["outputs"]["keep_shards"])}
+                if SHARDS
+                else {"reduced": temp(f"{RUN}/{{metric}}/reduced/epoch_{{epoch}}.h5")}
+            ),
         log:
             f"{L}/{{model}}/seed_{{seed}}/{{metric}}/compare_epoch_{{epoch}}.log",
         benchmark:
@@ -127,6 +137,7 @@ if PARALLEL:
         params:
             **TRAINING_PARAMS,
             **MODEL_PARAMS,
+            **HELD_PARAMS,
             seed="{seed}",
             config_hash=run_hash,
         script:

@@ -9,7 +9,8 @@ from bestbatch.steps.training import compare_epoch  # noqa: E402
 compare_epoch(
     snakemake.input.order,
     snakemake.input.state,
-    snakemake.output.shard,
+    snakemake.output.get("shard"),
+    snakemake.output.get("reduced"),  # outputs.gradients: memory or sketch
     metric=snakemake.wildcards.metric,
     epoch=int(snakemake.wildcards.epoch),
     **snakemake.params,

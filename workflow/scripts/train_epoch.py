@@ -12,6 +12,7 @@ train_epoch(
     snakemake.output.state,
     snakemake.output.get("shard"),  # inline layout
     snakemake.output.get("records"),  # parallel layout
+    snakemake.output.get("epoch"),  # inline, outputs.gradients: memory or sketch
     metric=snakemake.wildcards.metric,
     epoch=int(snakemake.wildcards.epoch),
     **snakemake.params,

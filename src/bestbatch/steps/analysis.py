@@ -12,6 +12,7 @@ import yaml
 from .. import stats
 from ..atomic import atomic_path, write_text
 from ..formats import read_matrix
+from ..gradients import sketch_statement
 from ..logs import step
 from ..plots import phase_summary
 from ..report import claims_html, index_html, profile_figure
@@ -140,9 +141,11 @@ def evaluate_claims(
     per model and claim), statistics.csv (every row, profiles and associations too) and the claims page.
     A run whose network did not learn (stats.run_learning) is named and left out of its rows."""
     runs = [(model, int(s)) for model, s in runs]
-    matrices = {}
+    matrices, sketches = {}, []
     for (model, s, metric), path in zip([(m, s, x) for m, s in runs for x in metrics], matrix_paths):
         m = read_matrix(path, gram=None)  # the Gram matrices where the study keeps them
+        if m.sketch and m.sketch not in sketches:
+            sketches.append(m.sketch)
         learning = stats.run_learning(m.epoch, m.test_acc, phases, n_classes, n_test)
         if not learning.learned:
             log.warning("%s, seed %d, %s: %s", model, s, metric, learning.describe())
@@ -155,6 +158,8 @@ def evaluate_claims(
     notes = [str(w.message) for w in caught]
     for note in notes:
         log.warning("%s", note)
+    if sketches:  # the page says its distances are estimates, with their bound
+        notes.append(sketch_statement(sketches[0]))
     table = pd.DataFrame(rows)
     with atomic_path(out_statistics) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")

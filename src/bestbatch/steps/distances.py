@@ -44,6 +44,17 @@ def reduce_epoch(shard_path, out_path, training_path=None, threads=1, gram=True)
 
 
 @step
+def complete_epoch(reduced_path, training_path, out_path):
+    """The parallel layout with the gradients held in memory or sketched (outputs.gradients): the compare job's
+    epoch file, reduced in that job without net_normal's records, completed with the training job's records
+    file. Reads and writes small files only."""
+    distances, records = read_epoch(reduced_path)
+    records = with_training(records, read_training(training_path, records.epoch))
+    write_epoch(out_path, distances, distances["n_params"], records, sketch=distances["sketch"])
+    log.info("epoch %d: completed with the training records of %s", records.epoch, training_path)
+
+
+@step
 def gather_distances(epoch_paths, out_h5, out_csv, *, metric, batch_size=None):
     """Stack a metric's per-epoch distances into one E x K (x L tensors) matrix file and a tidy CSV, with
     each epoch's gradient noise scale B_simple and gradient diversity.

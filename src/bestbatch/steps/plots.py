@@ -7,8 +7,17 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..formats import read_matrix
+from ..gradients import sketch_statement
 from ..logs import step
-from ..plots import curves_figure, heatmap_figure, layers_figure, sets_figure, write_figure, write_plotly_js
+from ..plots import (
+    curves_figure,
+    heatmap_figure,
+    layers_figure,
+    note_sketch,
+    sets_figure,
+    write_figure,
+    write_plotly_js,
+)
 from ..sets import REGION_SETS, phase_cosines, run_sets
 from ..stats import region_mask, run_learning
 
@@ -20,13 +29,19 @@ SETS_COLUMNS = ("model", "seed", "metric", "epoch", "phase", "set", "m", "error"
 def heatmap_page(matrix_path, out_html, *, metric, phases, plotly_js=None):
     """One metric's phase-split interactive heatmap; phases: [(phase, first, last, lr)]; plotly_js: the study's
     plotly.js, which the page loads by a relative path (None: inlined)."""
-    write_figure(heatmap_figure(metric, read_matrix(matrix_path), phases), out_html, plotly_js)
+    m = read_matrix(matrix_path)
+    write_figure(note_sketch(heatmap_figure(metric, m, phases), sketch_statement(m.sketch)), out_html, plotly_js)
 
 
 @step
 def layers_page(matrix_path, out_html, *, metric, phases, plotly_js=None):
     """One metric's per-layer page: which parameter tensors carry the distance in each phase."""
-    write_figure(layers_figure(metric, read_matrix(matrix_path), phases), out_html, plotly_js)
+    m = read_matrix(matrix_path)
+    note = sketch_statement(m.sketch) and (
+        "Sketched gradients keep no per-tensor distances: the one row is the whole vector. "
+        + sketch_statement(m.sketch)
+    )
+    write_figure(note_sketch(layers_figure(metric, m, phases), note), out_html, plotly_js)
 
 
 @step
@@ -50,7 +65,7 @@ def sets_page(matrix_path, out_csv, out_html, *, model, seed, metric, phases, dr
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False, float_format="%.9g")
     cos = {p: phase_cosines(m.gram, m.phase, p) for p, *_ in phases if np.any(m.phase == p)}
-    write_figure(sets_figure(metric, table, cos, phases), out_html, plotly_js)
+    write_figure(note_sketch(sets_figure(metric, table, cos, phases), sketch_statement(m.sketch)), out_html, plotly_js)
     last = table[table.epoch == table.epoch.max()]
     log.info(
         "%s: %d epochs x %d batches; last epoch's effective rank %.2f",
@@ -68,7 +83,11 @@ def curves_page(matrix_paths, out_html, *, metrics, phases, n_classes, n_test, p
     on one page; a run whose network did not learn (stats.run_learning) is named on it."""
     runs = {metric: read_matrix(path) for metric, path in zip(metrics, matrix_paths)}
     learning = {metric: run_learning(m.epoch, m.test_acc, phases, n_classes, n_test) for metric, m in runs.items()}
-    write_figure(curves_figure(runs, learning), out_html, plotly_js)
+    sketched = next((m.sketch for m in runs.values() if m.sketch), None)
+    note = sketch_statement(sketched) and "Noise scale and diversity from sketched gradients. " + sketch_statement(
+        sketched
+    )
+    write_figure(note_sketch(curves_figure(runs, learning), note), out_html, plotly_js)
 
 
 @step

@@ -362,18 +362,21 @@ def summarise_selection(
     batch_size,
     plotly_js=None,
     power=None,
+    sketch=None,
 ):
     """The selection page and CSV: reads every arm's curve and hands them to bestbatch.selection_stats.analyse_selection
     (the mean accuracy over the run, steps to a cross-fitted target, final accuracy; paired sign-flip tests
     over seeds, Holm within the confirmatory and exploratory families, intervals that agree with the tests,
     runs that did not learn), and says how many seeds the confirmatory family needs (power: the JSON that
-    selection_power wrote; None: not said).
+    selection_power wrote; None: not said). sketch: the settings of the study's sketched gradients
+    (outputs.gradients: sketch), whose bound the page states; None for exact ones.
     runs: [[model, seed]]; curve_paths: one per (model, seed, budget, arm) in that order."""
 
     import pandas as pd
 
     from ..atomic import atomic_path, write_text
     from ..formats import read_curve
+    from ..gradients import sketch_statement
     from ..report import selection_figure, selection_html
     from ..selection import comparison_plan
     from ..selection_stats import analyse_selection
@@ -417,6 +420,7 @@ def summarise_selection(
             n_train,
             batch_size,
             recommended=recommended,
+            sketch_note=sketch_statement(sketch),
         ),
     )
     log.info(

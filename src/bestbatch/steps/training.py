@@ -19,7 +19,16 @@ from ..formats import (
     read_ordering,
     save_checkpoint,
     state_digest,
+    write_epoch,
     write_training,
+)
+from ..gradients import (
+    MemoryRows,
+    check_memory,
+    make_sketch_sink,
+    memory_bytes,
+    reduce_memory,
+    reduce_sketch,
 )
 from ..logs import step
 from ..models import build_model
@@ -164,10 +173,12 @@ def _epoch_setup(
     config_hash,
     import_paths=(),
     normalization=None,
+    gradients="shard",
+    sketch=None,
 ):
     """What both halves of an epoch start from: the device and data (and the inputs' normalisation), the fixed
     order, the network at the epoch-start parameters, the shard's size, the batches' scores and the epoch's
-    provenance."""
+    provenance (where the gradients are held, other than a shard, and a sketch's settings, seed included)."""
     dev, images, labels, test_images, test_labels, channel_stats = prepare_training(
         data_root=data_root,
         data_format=data_format,
@@ -198,6 +209,8 @@ def _epoch_setup(
             cuda_deterministic=cuda_deterministic,
             **model_record(model),
             **normalization_provenance(normalization, channel_stats),
+            **({} if gradients == "shard" else {"gradients": gradients}),
+            **({"sketch": sketch} if gradients == "sketch" else {}),
         ),
         metric=metric,
         epoch=epoch,
@@ -236,6 +249,35 @@ def _records(epoch, lr, lr_milestones, metric, meta, batch_scores, training):
     )
 
 
+def _held_sink(gradients, e, n_params, sketch):
+    """The sink that holds the epoch's gradients in host memory or as sketches (outputs.gradients)."""
+    if gradients == "memory":
+        value_bytes = e.torch_dtype.itemsize
+        check_memory(memory_bytes(e.k_batches, n_params, value_bytes), e.k_batches, n_params, value_bytes)
+        return MemoryRows(e.k_batches, n_params, e.torch_dtype)
+    if gradients == "sketch":
+        if not sketch or int(sketch["batches"]) != e.k_batches:
+            raise ValueError(
+                f"outputs.gradients: sketch needs the sketch's settings for {e.k_batches} batches, got {sketch!r}"
+            )
+        return make_sketch_sink(sketch, n_params, e.k_batches, e.dev)
+    raise ValueError(f"outputs.gradients: {gradients!r} holds no gradients in this job (memory or sketch do)")
+
+
+def _write_held(out_path, sink, gradients, layout, n_params, records, gram, sketch, threads):
+    """Reduce the gradients `sink` holds (the shard path's reduction, offering kill point reduce:<epoch>:<b>)
+    and write the epoch's file, with the sketch's settings where sketched."""
+    epoch = int(records.epoch)
+    progress = lambda block: kill_point("reduce", epoch, block)  # noqa: E731
+    if gradients == "memory":
+        result = reduce_memory(sink, layout, threads=threads, gram=bool(gram), progress=progress)
+    else:
+        result = reduce_sketch(sink, threads=threads, gram=bool(gram), progress=progress)
+    write_epoch(out_path, result, n_params, records, sketch=sketch if gradients == "sketch" else None)
+    log.info("epoch %d: %d batches, %d parameters, gradients %s", epoch, len(result["distance"]), n_params, gradients)
+    return result
+
+
 @step
 def train_epoch(
     order_path,
@@ -243,6 +285,7 @@ def train_epoch(
     out_checkpoint,
     out_shard=None,
     out_records=None,
+    out_epoch=None,
     *,
     data_root,
     data_format,
@@ -269,11 +312,17 @@ def train_epoch(
     granted_threads=None,
     progress=True,
     normalization=None,
+    gradients="shard",
+    gram=False,
+    sketch=None,
 ):
-    """One (metric, epoch) job of Algorithm 1: a checkpoint and, in the inline layout (`out_shard` given),
-    the gradient shard. In the parallel layout (`out_records` given instead) it trains only and writes
-    net_normal's records of the epoch; compare_epoch writes the shard from the previous checkpoint.
-    normalization: the rule param (absent: CIFAR-10's constants; "train": the training images' statistics).
+    """One (metric, epoch) job of Algorithm 1: a checkpoint and, in the inline layout, the gradient shard
+    (`out_shard`), or with the gradients held in memory or sketched (outputs.gradients, `gradients`) the
+    epoch's distances themselves (`out_epoch`, reduced in this job; with `gram` the Gram matrix; `sketch` the
+    sketch's settings, gradients.sketch_settings). In the parallel layout (`out_records` given instead) it
+    trains only and writes net_normal's records of the epoch; compare_epoch forms the gradients from the
+    previous checkpoint. normalization: the rule param (absent: CIFAR-10's constants; "train": the training
+    images' statistics).
 
     dtype is the config's name ("float32" or "float64"); from here on it is a torch dtype."""
     seed = int(seed)  # an int, or its text from a wildcard
@@ -297,6 +346,8 @@ def train_epoch(
         config_hash=config_hash,
         import_paths=import_paths,
         normalization=normalization,
+        gradients=gradients,
+        sketch=sketch,
     )
     net, state, torch_dtype = e.net, e.state, e.torch_dtype
     epoch_lr = lr_of_epoch(epoch, lr, lr_milestones, lr_gamma)
@@ -323,14 +374,26 @@ def train_epoch(
         kill_point("after_checkpoint", epoch)
         return _records(epoch, epoch_lr, lr_milestones, metric, e.meta, e.batch_scores, training)
 
-    if (out_shard is None) == (out_records is None):
-        raise ValueError("train_epoch: give out_shard (inline layout) or out_records (parallel layout), not both")
-    if out_shard is None:
+    if sum(out is not None for out in (out_shard, out_records, out_epoch)) != 1:
+        raise ValueError(
+            "train_epoch: give one of out_shard (inline layout), out_epoch (inline, gradients in memory or "
+            "sketched) or out_records (parallel layout)"
+        )
+    if out_records is not None:
         try:
             records = finish(train_pass(net, optimizer, *data, **common))
             write_training(out_records, epoch, records.__dict__)
         except BaseException:
             Path(out_checkpoint).unlink(missing_ok=True)  # no checkpoint without its records
+            raise
+    elif out_epoch is not None:
+        layout, n_params = parameter_layout(net)
+        sink = _held_sink(gradients, e, n_params, sketch)
+        try:
+            records = finish(run_epoch(net, optimizer, *data, **common, sink=KillableSink(sink, epoch)))
+            _write_held(out_epoch, sink, gradients, layout, n_params, records, gram, sketch, granted_threads or threads)
+        except BaseException:
+            Path(out_checkpoint).unlink(missing_ok=True)  # no checkpoint without its distances
             raise
     else:
         layout, n_params = parameter_layout(net)
@@ -357,7 +420,8 @@ def train_epoch(
 def compare_epoch(
     order_path,
     start_checkpoint,
-    out_shard,
+    out_shard=None,
+    out_reduced=None,
     *,
     data_root,
     data_format,
@@ -382,12 +446,17 @@ def compare_epoch(
     granted_threads=None,
     progress=True,
     normalization=None,
+    gradients="shard",
+    gram=False,
+    sketch=None,
     **_training_only,
 ):
     """The parallel layout's compare job of (metric, epoch): net_compare at the epoch-start parameters (the
     checkpoint of epoch - 1) computes every fixed batch's gradient on the same inputs as the training job
-    and writes the shard with its float64 sum; the training job's records file completes its records at the
-    reduction. `_training_only`: the training params this job does not use (momentum, weight_decay)."""
+    and writes the shard with its float64 sum (`out_shard`), or with the gradients held in memory or sketched
+    (`gradients`) reduces them here and writes the epoch's distances without net_normal's records
+    (`out_reduced`); the training job's records file completes its records at the reduction (complete_epoch).
+    `_training_only`: the training params this job does not use (momentum, weight_decay)."""
     seed = int(seed)
     e = _epoch_setup(
         order_path,
@@ -409,25 +478,32 @@ def compare_epoch(
         config_hash=config_hash,
         import_paths=import_paths,
         normalization=normalization,
+        gradients=gradients,
+        sketch=sketch,
     )
     net, torch_dtype = e.net, e.torch_dtype
     layout, n_params = parameter_layout(net)
-    check_disk(out_shard, shard_bytes(e.k_batches, n_params, torch_dtype))
     epoch_lr = lr_of_epoch(epoch, lr, lr_milestones, lr_gamma)
+    records = _records(epoch, epoch_lr, lr_milestones, metric, e.meta, e.batch_scores, None)
+    inputs = (net, e.images, e.labels, e.fixed_order)
+    common = dict(
+        epoch=epoch,
+        batch_size=batch_size,
+        seed=seed,
+        augment=augment,
+        dtype=torch_dtype,
+        progress=progress,
+        channel_stats=e.channel_stats,
+    )
+    if (out_shard is None) == (out_reduced is None):
+        raise ValueError("compare_epoch: give out_shard or out_reduced (gradients in memory or sketched), not both")
+    if out_reduced is not None:
+        sink = _held_sink(gradients, e, n_params, sketch)
+        compare_pass(*inputs, **common, sink=KillableSink(sink, epoch))
+        _write_held(out_reduced, sink, gradients, layout, n_params, records, gram, sketch, granted_threads or threads)
+        return
+    check_disk(out_shard, shard_bytes(e.k_batches, n_params, torch_dtype))
     with ShardWriter(out_shard, e.k_batches, n_params, torch_dtype, direct=shard_io == "direct") as shard:
-        compare_pass(
-            net,
-            e.images,
-            e.labels,
-            e.fixed_order,
-            epoch=epoch,
-            batch_size=batch_size,
-            seed=seed,
-            augment=augment,
-            dtype=torch_dtype,
-            sink=KillableSink(shard, epoch),
-            progress=progress,
-            channel_stats=e.channel_stats,
-        )
-        shard.finish(layout, _records(epoch, epoch_lr, lr_milestones, metric, e.meta, e.batch_scores, None))
+        compare_pass(*inputs, **common, sink=KillableSink(shard, epoch))
+        shard.finish(layout, records)
     log.info("epoch %d: %d batch gradients at the epoch-start parameters", epoch, e.k_batches)
