@@ -1,5 +1,6 @@
-"""The CUDA paths: gradients on the GPU against the CPU's float64, the shard writer's pinned rows, the two
-layouts on the GPU, and a workflow job that asks for a GPU using it. Marked `cuda`; skipped (cleanly, with
+"""The CUDA paths: gradients on the GPU against the CPU's float64, the shard writer's pinned rows, the gradients
+held in memory or sketched on the GPU (outputs.gradients), the two layouts on the GPU, and workflow jobs that ask
+for a GPU using it. Marked `cuda`; skipped (cleanly, with
 the reason) on a machine without a CUDA device. `benchmarks/gpu_check.sh` runs them first on a lent GPU."""
 
 import copy
@@ -14,6 +15,7 @@ from conftest import TINY_CONFIG, run_snakemake, write_config
 from bestbatch.augment import images_to_tensor
 from bestbatch.distances import batch_distances, reduce_shard
 from bestbatch.formats import EpochRecords, provenance, shard_rows
+from bestbatch.gradients import MemoryRows, make_sketch_sink, reduce_memory, reduce_sketch, sketch_settings
 from bestbatch.models import build_model
 from bestbatch.shards import ShardWriter
 from bestbatch.training import (
@@ -128,6 +130,58 @@ def test_the_shard_writer_on_cuda_writes_the_rows_computed(tmp_path):
     )
 
 
+def shard_of(path, sink_epoch, n_params, layout):
+    with ShardWriter(path, K, n_params, torch.float32) as writer:
+        _, stats = sink_epoch(writer)
+        writer.finish(
+            layout,
+            EpochRecords(
+                epoch=1,
+                lr=0.1,
+                phase=1,
+                metric="m",
+                test_loss=0.0,
+                test_acc=0.0,
+                provenance="{}",
+                **stats,
+                batch_score_min=np.zeros(K),
+                batch_score_mean=np.zeros(K),
+                batch_score_max=np.zeros(K),
+            ),
+        )
+
+
+def test_gradients_held_in_memory_on_cuda_reduce_to_the_shard_paths_bits(tmp_path):
+    """outputs.gradients: memory on CUDA: each g_k copied from the device into its host row; the reduction of
+    those rows is bitwise the reduction of the shard the same epoch writes on the device."""
+    net = build_model("small_cnn", seed=0).to(device=DEVICE)
+    layout, n_params = parameter_layout(net)
+    memory = MemoryRows(K, n_params, torch.float32)
+    epoch("small_cnn", DEVICE, torch.float32, memory)
+    shard_of(tmp_path / "shard.h5", lambda sink: epoch("small_cnn", DEVICE, torch.float32, sink), n_params, layout)
+    held, exact = reduce_memory(memory, layout, threads=2, gram=True), reduce_shard(tmp_path / "shard.h5", gram=True)
+    for name in ("distance", "norm", "cosine", "layer_distance", "gram"):
+        assert np.array_equal(held[name], exact[name]), name
+
+
+def test_gradients_sketched_on_cuda_are_the_cpus_sketch_and_within_the_bound():
+    """outputs.gradients: sketch on CUDA: each g_k sketched on the device is bitwise the CPU's sketch of the same
+    row; its distances are within the stated bound of the exact ones."""
+    kept = Rows()
+    epoch("small_cnn", DEVICE, torch.float32, kept)
+    n_params = kept.rows[0].size
+    settings = sketch_settings(K, dim=2048, seed=3)
+    on_device = make_sketch_sink(settings, n_params, K, torch.device(DEVICE))
+    epoch("small_cnn", DEVICE, torch.float32, on_device)
+    on_cpu = make_sketch_sink(settings, n_params, K, torch.device("cpu"))
+    for k in range(K):
+        on_cpu.put(k, torch.from_numpy(kept.rows[k]).float())
+    assert np.array_equal(on_device.rows, on_cpu.rows)
+    sketched = reduce_sketch(on_device, threads=2, gram=False)
+    exact = batch_distances(np.stack([kept.rows[k] for k in range(K)]))
+    assert np.abs(sketched["distance"] / exact["distance"] - 1).max() <= settings["eps"]
+
+
 def test_the_parallel_layouts_halves_equal_the_inline_epoch_on_cuda():
     inline = Rows()
     net_a, stats_a = epoch("small_cnn", DEVICE, torch.float32, inline)
@@ -146,9 +200,11 @@ def test_the_parallel_layouts_halves_equal_the_inline_epoch_on_cuda():
 
 
 @pytest.mark.slow
-def test_a_gpu_job_of_the_workflow_runs_on_cuda(tmp_path):
+@pytest.mark.parametrize("gradients", ["shard", "memory", "sketch"])
+def test_a_gpu_job_of_the_workflow_runs_on_cuda(tmp_path, gradients):
     config = dict(copy.deepcopy(TINY_CONFIG), metrics=["intensity"], seeds=[0])
     config["training"] = dict(config["training"], device="cpu" if REHEARSAL else "auto")
+    config["outputs"] = dict(config["outputs"], gradients=gradients)
     cfg = write_config(tmp_path / "tiny.yaml", config)
     run = "results/tiny/tiny_mlp_bn/seed_0/intensity"
     run_snakemake(tmp_path, "--configfile", str(cfg), "--cores", "2", f"{run}/distances.h5")

@@ -101,6 +101,57 @@ def test_sigkill_then_same_command_resumes_bitwise(reference, kill_at, tmp_path)
     assert not list((epoch2 / "shards").glob(".tmp-*"))
 
 
+# outputs.gradients memory and sketch: kills at moments drawn from the job's kill points (a batch drawn at random,
+# the checkpoint written but not the epoch, the reduction under way), seeded so that a failure reruns as it was
+_DRAW = np.random.default_rng(31)
+HELD_KILLS = [
+    ("memory", f"batch:2:{_DRAW.integers(0, 5)}"),
+    ("memory", "reduce:2:1"),
+    ("sketch", f"batch:2:{_DRAW.integers(0, 5)}"),
+    ("sketch", "after_checkpoint:2:0"),
+]
+
+
+@pytest.fixture(scope="module")
+def sketch_reference(tmp_path_factory):
+    work = tmp_path_factory.mktemp("sketch_reference")
+    config = dict(copy.deepcopy(TINY_CONFIG), metrics=["random"])
+    config["outputs"] = dict(config["outputs"], gradients="sketch")
+    cfg = write_config(work / "tiny.yaml", config)
+    proc = killable_run(work, cfg)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return work, cfg
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode, kill_at", HELD_KILLS, ids=[f"{m} {k}" for m, k in HELD_KILLS])
+def test_sigkill_in_a_memory_or_sketch_job_resumes_bitwise(reference, sketch_reference, mode, kill_at, tmp_path):
+    """The job holding its gradients (memory, sketch) killed anywhere: the same command resumes it, and the result
+    is the uninterrupted run's to the bit; for memory that is the shard study's own result."""
+    ref_dir = reference[0]
+    if mode == "sketch":
+        ref_dir, cfg = sketch_reference
+    else:
+        config = dict(copy.deepcopy(TINY_CONFIG), metrics=["random"])
+        config["outputs"] = dict(config["outputs"], gradients="memory")
+        cfg = write_config(tmp_path / "memory.yaml", config)
+    for part in ("data", "dataset.json", "orderings", "tiny_mlp_bn/seed_0/checkpoints"):
+        src = ref_dir / "results" / "tiny" / part
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / "results" / "tiny" / part)
+    killed = killable_run(tmp_path, cfg, kill_at)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    epoch2 = tmp_path / RUN / "random"
+    assert (epoch2 / "epochs/epoch_1.h5").exists() and not (epoch2 / "epochs/epoch_2.h5").exists()
+    assert not (epoch2 / "shards").exists()
+    resumed = killable_run(tmp_path, cfg)
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    want, got = final_state(ref_dir), final_state(tmp_path)
+    assert want.keys() == got.keys()
+    for name in want:
+        assert np.array_equal(want[name], got[name]), name
+    assert not list(epoch2.rglob(".tmp-*"))
+
+
 def training_params(config):
     """The explicit values a train_epoch job gets, as workflow/rules/common.smk hands them over."""
     t = config["training"]

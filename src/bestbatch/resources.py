@@ -51,6 +51,7 @@ class Study:
     gradients: str = "shard"  # outputs.gradients: shard, memory or sketch (gradients.MODES)
     sketch_dim: int = 0  # d, the values of a sketched gradient (outputs.gradients: sketch)
     sketch_nonzeros: int = 4
+    gram: bool = True  # outputs.gram: the reductions also form the K x K Gram matrix (K^2 P / 2 multiply-adds)
 
 
 def mem_mb(x):
@@ -130,7 +131,7 @@ def job_resources(s):
     reduce = dict(
         mem_mb=mem_mb(_base_mb(False) + n_params * (s.value_bytes + 16) / 1e6 + 100),
         # the Gram matrix (outputs.gram): K^2 P / 2 float64 multiply-adds, at a BLAS-bound 5e9 a second
-        runtime=minutes((shard_mb / DISK_MB_PER_S + k * n_params * 5e-9 + k * k * n_params / 2 / 5e9) / 60),
+        runtime=minutes((shard_mb / DISK_MB_PER_S + reduce_seconds(s, k, n_params)) / 60),
         gpu=0,
     )
     # ordering: per image, ms on one CPU core / on the GPU; memory up to 12 bytes per image byte
@@ -164,6 +165,12 @@ def job_resources(s):
     }
 
 
+def reduce_seconds(s, k, n_params):
+    """The reduction's compute for K rows of P values: its compiled passes, and with the Gram matrix (s.gram) K^2 P / 2
+    multiply-adds at a BLAS-bound 5e9 a second."""
+    return k * n_params * REDUCE_S_PER_VALUE + (k * k * n_params / 2 / 5e9 if s.gram else 0.0)
+
+
 def held_gradients(s, k, n_params):
     """What holding one epoch's gradients adds to the job that forms them (outputs.gradients): {"mb": host
     memory, "seconds": time, "scratch_mb": bytes on disk while the epoch runs}.
@@ -171,15 +178,17 @@ def held_gradients(s, k, n_params):
     shard: the rows written to disk (read back by reduce_epoch, priced there). memory: the K x P rows and their
     float64 sum in host memory, reduced in the job (one compiled pass per value; the Gram matrix's K / 2
     multiply-adds per value at a BLAS-bound 5e9 a second). sketch: d float64 values per row, the CPU's hash
-    cache (4 s P bytes), and the projection's time per value (SKETCH_S_PER_VALUE) for every batch."""
+    cache (4 s P bytes), the projection's time per value (SKETCH_S_PER_VALUE) for every batch, and the
+    reduction of the K x d sketches."""
     rows_mb = k * n_params * s.value_bytes / 1e6
     if s.gradients == "memory":
-        seconds = k * n_params * REDUCE_S_PER_VALUE + k * k * n_params / 2 / 5e9
+        seconds = reduce_seconds(s, k, n_params)
         return dict(mb=rows_mb + 8 * n_params / 1e6, seconds=seconds, scratch_mb=0.0)
     if s.gradients == "sketch":
         sketch_mb = k * s.sketch_dim * 8 / 1e6
         hash_mb = 0 if s.gpu else 4 * s.sketch_nonzeros * n_params / 1e6
-        seconds = k * n_params * SKETCH_S_PER_VALUE["gpu" if s.gpu else "cpu"]
+        # the projection of every value, and the reduction of the K x d sketches (their Gram matrix: K^2 d / 2)
+        seconds = k * n_params * SKETCH_S_PER_VALUE["gpu" if s.gpu else "cpu"] + reduce_seconds(s, k, s.sketch_dim)
         return dict(mb=sketch_mb + hash_mb, seconds=seconds, scratch_mb=0.0)
     return dict(mb=0.0, seconds=rows_mb / DISK_MB_PER_S, scratch_mb=rows_mb + 8 * n_params / 1e6)
 

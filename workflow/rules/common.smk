@@ -294,6 +294,7 @@ def study_sizes(model):
         n_classes=N_CLASSES,
         gradients=GRADIENTS,
         sketch_dim=SKETCH["dim"] if SKETCH else 0,
+        gram=GRAM,
     )
 
 
