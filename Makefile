@@ -39,7 +39,7 @@ test: env
 dryrun: env
 	$(BIN)/snakemake -n --quiet rules
 
-# On a machine with a CUDA GPU: the CUDA tests and the GPU figures into benchmarks/results.md (within 8 minutes).
+# On a machine with a CUDA GPU: the CUDA tests and the GPU figures into benchmarks/results.md (within 9 minutes).
 gpu-check: env
 	PYTHON=$(BIN)/python bash benchmarks/gpu_check.sh
 

@@ -3,9 +3,11 @@
     PYTHONPATH=src .venv/bin/python benchmarks/gpu_check.py [--out benchmarks/results.md] [--rehearse]
 
 On the CUDA device: the per-epoch job / plain epoch ratio of ResNet18 and DPN92 with the shard written
-(benchmarks/epoch.py), and one run of a few ResNet18 epochs in each layout (benchmarks/layouts.py): their
-wall times and whether their results agree bitwise. Writes the card's name, the software and the figures
-between the `gpu_check` markers of --out (the rest of the file is kept) and prints them.
+(benchmarks/epoch.py), ResNet18's per-epoch job / plain epoch with the gradients held in memory and sketched
+(outputs.gradients: memory, sketch; benchmarks/held.py, each job with its reduction, the sketch with its hash),
+and one run of a few ResNet18 epochs in each layout (benchmarks/layouts.py): their wall times and whether their
+results agree bitwise. Writes the card's name, the software and the figures between the `gpu_check` markers
+of --out (the rest of the file is kept) and prints them.
 --rehearse runs the same steps on the CPU with small_cnn and fewer images, to try the script where no GPU
 is (it proves nothing about CUDA); its table says so.
 """
@@ -24,6 +26,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import epoch  # noqa: E402
+import held  # noqa: E402
 import layouts  # noqa: E402
 
 START, END = "<!-- benchmarks/gpu_check.py: table -->", "<!-- /gpu_check -->"
@@ -58,11 +61,13 @@ def main():
             f"no GPU: a rehearsal on the CPU ({platform.processor() or platform.machine()}), proves nothing about CUDA"
         )
         models = {"small_cnn": (64, 2)}
+        held_model = ("small_cnn", 64, 2)
         layout_args = dict(epochs=2, images=64, cores=2, model="small_cnn", device="cpu")
     else:
         props = torch.cuda.get_device_properties(0)
         card = f"{torch.cuda.get_device_name(0)} ({props.total_memory / 2**30:.0f} GiB), CUDA {torch.version.cuda}"
         models = {"resnet18": epoch.DEFAULTS["resnet18"], "dpn92": epoch.DEFAULTS["dpn92"]}
+        held_model = ("resnet18", *held.DEFAULTS["resnet18"])
         layout_args = dict(epochs=3, images=2048, cores=4, model="resnet18", device="cuda")
     rows = []
     with tempfile.TemporaryDirectory(prefix="bestbatch-gpu-check-") as tmp:
@@ -78,6 +83,12 @@ def main():
                     "yes" if ratio <= 2.1 else "no",
                 )
             )
+            print(rows[-1], flush=True)
+        # the gradients held in memory and sketched (outputs.gradients), each against its own plain epoch
+        name, bs, k = held_model
+        r = held.bench_held(name, bs, k, 2, device, tmp)
+        for measure, value, target, met in held.suite_rows(r, modes=("memory", "sketch")):
+            rows.append((measure, value, target, "yes" if met else "no"))
             print(rows[-1], flush=True)
     seconds, diff, same_checkpoint = layouts.measure(**layout_args)
     ratio = seconds["parallel"] / seconds["inline"]

@@ -4,6 +4,10 @@
 
 Runs on the CPU by default and on CUDA when a GPU is present (DPN92 only there). Rows:
   per-epoch job / plain training epoch   (small CNN, ResNet18; DPN92 on a GPU)      target <= 2.05 (GPU 2.1)
+  gradients held: shard / memory / sketch (benchmarks/held.py; small CNN, ResNet18), per-epoch job / plain epoch,
+    the three and their plain epoch measured in the same run: shard (the job alone; with its reduce job beside it)
+    target <= 2.05 (GPU 2.1), memory (with its reduction) target <= 2.05, sketch (with its hash build and
+    reduction) target <= 2.1; --quick: small CNN only, 4 batches
   device data path / torchvision DataLoader, images per second                      target >= 1.5
   reduction / raw sequential read of the same shard, MB/s                            target >= 0.7
   reduction with the batch Gram matrix / the same raw read (ResNet18; DPN92 on a GPU) target >= 0.5
@@ -33,6 +37,7 @@ sys.path.insert(0, str(HERE))
 import dagfloor  # noqa: E402
 import datapath  # noqa: E402
 import epoch  # noqa: E402
+import held  # noqa: E402
 import layouts  # noqa: E402
 import orderings  # noqa: E402
 
@@ -109,6 +114,14 @@ def main():
                     )
                 )
                 print(rows[-1], flush=True)
+        # where the gradients are held: shard / memory / sketch, each against a plain epoch of the same run
+        held_models = {"small_cnn": (64, 4)} if a.quick else held.DEFAULTS
+        targets = dict(held.TARGETS, shard=2.1) if device.type == "cuda" else held.TARGETS
+        for name, (bs, k) in held_models.items():
+            r = held.bench_held(name, bs, k, repeats, device, tmp)
+            for row in held.suite_rows(r, targets=targets):
+                rows.append(row)
+                print(row, flush=True)
         pg = epoch.paper_gram(tmp, 1 << (20 if a.quick else 21), repeats=repeats if a.quick else 3)
         s, d = pg["seconds"], pg["dpn_seconds"]
         rows.append(

@@ -67,7 +67,16 @@ def test_defaults_are_filled():
     del c["training"]["momentum"], c["outputs"], c["orderings"]
     v = validate_config(c)
     assert v["training"]["momentum"] == 0.9
-    assert v["outputs"] == {"gram": True, "keep_shards": False, "keep_checkpoints": False, "shard_io": "direct"}
+    assert v["outputs"] == {
+        "gradients": "shard",
+        "sketch_eps": 0.05,
+        "sketch_dim": 0,
+        "sketch_seed": 0,
+        "gram": True,
+        "keep_shards": False,
+        "keep_checkpoints": False,
+        "shard_io": "direct",
+    }
     assert v["orderings"]["edges"]["sigma"] == 1.0 and v["orderings"]["lpips"]["pretrained_backbone"] is True
 
 

@@ -256,6 +256,25 @@ def test_sketched_distances_of_real_gradients_meet_the_bound_over_seeds(study, t
     assert over <= 6, f"{over} of 40 seeds exceed the bound {settings['eps']:.3f} (delta 0.05: about 2 expected)"
 
 
+def test_a_non_finite_gradient_in_a_sketch_is_named_by_its_batch():
+    """A g_k holding NaN sketches to a row of NaN: the reduction names that batch, as the exact paths do; a row
+    never put is a different error."""
+    from bestbatch.distances import NonFiniteGradient
+    from bestbatch.gradients import make_sketch_sink, reduce_sketch
+
+    sink = make_sketch_sink(sketch_settings(3, dim=64), 100, 3, torch.device("cpu"))
+    for k in range(3):
+        g = torch.ones(100) * (k + 1)
+        if k == 1:
+            g[7] = float("nan")
+        sink.put(k, g)
+    with pytest.raises(NonFiniteGradient, match=r"sketched gradients: the gradient of batch 1 \(0-based"):
+        reduce_sketch(sink, threads=1, gram=False)
+    sink.formed[2] = False
+    with pytest.raises(RuntimeError, match=r"rows \[2\] were never formed"):
+        reduce_sketch(sink, threads=1, gram=False)
+
+
 def test_a_sketch_needs_its_settings_for_the_epochs_batches(study, tmp_path):
     with pytest.raises(ValueError, match="needs the sketch's settings for 3 batches"):
         run_held(study, tmp_path, "float32", "inline", "sketch", sketch=sketch_settings(5, dim=64))

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .distances import blas_threads, reduce_rows
+from .distances import NonFiniteGradient, blas_threads, reduce_rows
 from .sketch import sketch_bound, sketch_dim
 
 log = logging.getLogger("bestbatch")
@@ -202,7 +202,7 @@ def make_sketch_sink(settings, n_params, n_rows, device):
     from .sketch import SketchSink, SparseProjection
 
     projection = SparseProjection(n_params, settings["dim"], seed=settings["seed"], nonzeros=settings["nonzeros"])
-    projection.codes(0, 0, device)  # the hash, once, before the first batch (where it is cached)
+    projection.codes(0, 0, device)  # on the CPU the hash of every coordinate, built here once; on CUDA nothing
     return SketchSink(projection, n_rows)
 
 
@@ -211,9 +211,12 @@ def reduce_sketch(sink, *, threads, gram, progress=None):
     distances), with the shard path's threads and BLAS threads."""
     from .sketch import reduce_sketches
 
-    missing = np.flatnonzero(np.isnan(sink.rows).all(1))
+    missing = np.flatnonzero(~sink.formed)
     if missing.size:
         raise RuntimeError(f"sketched gradients: rows {missing[:5].tolist()} were never formed")
     n = reduce_threads(threads)
     with blas_threads(n):
-        return reduce_sketches(sink.rows, gram=gram, threads=n, progress=progress)
+        try:
+            return reduce_sketches(sink.rows, gram=gram, threads=n, progress=progress)
+        except NonFiniteGradient as exc:  # a g_k with NaN or inf sketches to a row of NaN
+            raise NonFiniteGradient(f"sketched gradients: {exc}") from None

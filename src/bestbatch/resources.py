@@ -31,6 +31,9 @@ DISK_MB_PER_S = 100  # a slow shared file system: shards are written and read on
 # the CPU (benchmarks/sketch.py, ~0.8 s for ResNet18's 11.2M values on one core under load: an upper figure), and
 # on a GPU an estimate (a few int64 passes at memory bandwidth), until the GPU check measures it
 SKETCH_S_PER_VALUE = {"cpu": 7e-8, "gpu": 2e-10}
+# ... and on the CPU its hash, built once per job before the first batch (measured: ~4 s for ResNet18's 11.2M
+# parameters under load, benchmarks/held.py); on a GPU it is recomputed within each projection
+SKETCH_HASH_S_PER_PARAM = {"cpu": 4e-7, "gpu": 0.0}
 REDUCE_S_PER_VALUE = 5e-9  # the reduction's compiled passes, per value of the K x P rows held in memory
 LIGHT_JOB = dict(mem_mb=2000, runtime=MIN_RUNTIME)  # gather, plots, index: seconds of work on small files
 
@@ -178,17 +181,22 @@ def held_gradients(s, k, n_params):
     shard: the rows written to disk (read back by reduce_epoch, priced there). memory: the K x P rows and their
     float64 sum in host memory, reduced in the job (one compiled pass per value; the Gram matrix's K / 2
     multiply-adds per value at a BLAS-bound 5e9 a second). sketch: d float64 values per row, the CPU's hash
-    cache (4 s P bytes), the projection's time per value (SKETCH_S_PER_VALUE) for every batch, and the
-    reduction of the K x d sketches."""
+    cache (4 s P bytes), the projection's time per value (SKETCH_S_PER_VALUE) for every batch and the hash's
+    (SKETCH_HASH_S_PER_PARAM) once, and the reduction of the K x d sketches."""
     rows_mb = k * n_params * s.value_bytes / 1e6
-    if s.gradients == "memory":
+    if s.gradients == "memory":  # what the job checks it can hold before its first batch (gradients.check_memory)
+        from .gradients import memory_bytes
+
         seconds = reduce_seconds(s, k, n_params)
-        return dict(mb=rows_mb + 8 * n_params / 1e6, seconds=seconds, scratch_mb=0.0)
+        return dict(mb=memory_bytes(k, n_params, s.value_bytes) / 1e6, seconds=seconds, scratch_mb=0.0)
     if s.gradients == "sketch":
         sketch_mb = k * s.sketch_dim * 8 / 1e6
         hash_mb = 0 if s.gpu else 4 * s.sketch_nonzeros * n_params / 1e6
         # the projection of every value, and the reduction of the K x d sketches (their Gram matrix: K^2 d / 2)
-        seconds = k * n_params * SKETCH_S_PER_VALUE["gpu" if s.gpu else "cpu"] + reduce_seconds(s, k, s.sketch_dim)
+        device = "gpu" if s.gpu else "cpu"
+        seconds = n_params * (k * SKETCH_S_PER_VALUE[device] + SKETCH_HASH_S_PER_PARAM[device]) + reduce_seconds(
+            s, k, s.sketch_dim
+        )
         return dict(mb=sketch_mb + hash_mb, seconds=seconds, scratch_mb=0.0)
     return dict(mb=0.0, seconds=rows_mb / DISK_MB_PER_S, scratch_mb=rows_mb + 8 * n_params / 1e6)
 

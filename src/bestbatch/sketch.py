@@ -298,11 +298,13 @@ class SketchSink:
 
         self.projection = projection
         self.rows = np.full((n_rows, projection.dim), np.nan)
+        self.formed = np.zeros(n_rows, dtype=bool)  # which rows were put (a row of NaN is a non-finite gradient)
         buffers = KeepLast()  # its one reused row buffer and float64 sum
         self.row, self.total = buffers.row, buffers.total
 
     def put(self, k, g):
         self.rows[k] = self.projection(g).cpu().numpy()
+        self.formed[k] = True
 
 
 # --- the reduction -----------------------------------------------------------------------------------
