@@ -275,6 +275,16 @@ def test_a_non_finite_gradient_in_a_sketch_is_named_by_its_batch():
         reduce_sketch(sink, threads=1, gram=False)
 
 
+def test_epochs_whose_distances_spread_less_than_the_bound_are_named():
+    from bestbatch.gradients import unresolved_epochs, unresolved_statement
+
+    settings = sketch_settings(4, dim=512)  # a bound of about 10%
+    distance = np.array([[1.0, 1.01, 0.99, 1.0], [1.0, 2.0, 3.0, 4.0], [5.0, 5.0, 5.0, 5.0]])
+    assert unresolved_epochs([1, 2, 3], distance, settings) == [1, 3]
+    assert unresolved_epochs([1, 2, 3], distance, None) == [] and unresolved_statement([1], distance[:1], None) == ""
+    assert "In epochs 1, 3 the batches' distances spread less" in unresolved_statement([1, 2, 3], distance, settings)
+
+
 def test_a_sketch_needs_its_settings_for_the_epochs_batches(study, tmp_path):
     with pytest.raises(ValueError, match="needs the sketch's settings for 3 batches"):
         run_held(study, tmp_path, "float32", "inline", "sketch", sketch=sketch_settings(5, dim=64))

@@ -193,6 +193,30 @@ def sketch_statement(settings):
     return f"{bound['text']} Projection seed {settings['seed']}; per-tensor distances are not sketched."
 
 
+def unresolved_epochs(epochs, distance, settings):
+    """The epochs (of `epochs`, rows of the E x K `distance`) whose sketched distances spread less, std / mean
+    within the epoch, than the bound: there the sketch's error can reorder the batches, and it did on ResNet18's
+    first epoch (benchmarks/results.md). An empty list for exact gradients (settings None)."""
+    if not settings:
+        return []
+    d = np.asarray(distance, dtype=np.float64)
+    spread = d.std(axis=1) / d.mean(axis=1)
+    return [int(e) for e, s in zip(epochs, spread) if not s > settings["eps"]]
+
+
+def unresolved_statement(epochs, distance, settings):
+    """What a page adds where unresolved_epochs finds some; "" otherwise."""
+    low = unresolved_epochs(epochs, distance, settings)
+    if not low:
+        return ""
+    shown = ", ".join(str(e) for e in low[:12]) + (f" and {len(low) - 12} more" if len(low) > 12 else "")
+    return (
+        f" In epoch{'s' if len(low) > 1 else ''} {shown} the batches' distances spread less (std / mean within the "
+        f"epoch) than the bound: their order within {'those epochs' if len(low) > 1 else 'that epoch'} is not "
+        "resolved by the sketch."
+    )
+
+
 def settings_json(settings):
     return json.dumps(settings, sort_keys=True)
 

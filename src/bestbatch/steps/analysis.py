@@ -12,7 +12,7 @@ import yaml
 from .. import stats
 from ..atomic import atomic_path, write_text
 from ..formats import read_matrix
-from ..gradients import sketch_statement
+from ..gradients import sketch_statement, unresolved_epochs
 from ..logs import step
 from ..plots import phase_summary
 from ..report import claims_html, index_html, profile_figure
@@ -141,11 +141,13 @@ def evaluate_claims(
     per model and claim), statistics.csv (every row, profiles and associations too) and the claims page.
     A run whose network did not learn (stats.run_learning) is named and left out of its rows."""
     runs = [(model, int(s)) for model, s in runs]
-    matrices, sketches = {}, []
+    matrices, sketches, unresolved, epochs_seen = {}, [], 0, 0
     for (model, s, metric), path in zip([(m, s, x) for m, s in runs for x in metrics], matrix_paths):
         m = read_matrix(path, gram=None)  # the Gram matrices where the study keeps them
         if m.sketch and m.sketch not in sketches:
             sketches.append(m.sketch)
+        unresolved += len(unresolved_epochs(m.epoch, m.distance, m.sketch))
+        epochs_seen += len(m.epoch)
         learning = stats.run_learning(m.epoch, m.test_acc, phases, n_classes, n_test)
         if not learning.learned:
             log.warning("%s, seed %d, %s: %s", model, s, metric, learning.describe())
@@ -160,6 +162,12 @@ def evaluate_claims(
         log.warning("%s", note)
     if sketches:  # the page says its distances are estimates, with their bound
         notes.append(sketch_statement(sketches[0]))
+        if unresolved:
+            notes.append(
+                f"In {unresolved} of the {epochs_seen} run-epochs the batches' sketched distances spread less (std / "
+                "mean within the epoch) than the bound, so the sketch does not resolve their order there; the heatmap "
+                "pages name those epochs."
+            )
     table = pd.DataFrame(rows)
     with atomic_path(out_statistics) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")

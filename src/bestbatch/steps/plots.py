@@ -7,7 +7,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..formats import read_matrix
-from ..gradients import sketch_statement
+from ..gradients import sketch_statement, unresolved_statement
 from ..logs import step
 from ..plots import (
     curves_figure,
@@ -30,7 +30,8 @@ def heatmap_page(matrix_path, out_html, *, metric, phases, plotly_js=None):
     """One metric's phase-split interactive heatmap; phases: [(phase, first, last, lr)]; plotly_js: the study's
     plotly.js, which the page loads by a relative path (None: inlined)."""
     m = read_matrix(matrix_path)
-    write_figure(note_sketch(heatmap_figure(metric, m, phases), sketch_statement(m.sketch)), out_html, plotly_js)
+    note = sketch_statement(m.sketch) + unresolved_statement(m.epoch, m.distance, m.sketch)
+    write_figure(note_sketch(heatmap_figure(metric, m, phases), note), out_html, plotly_js)
 
 
 @step
