@@ -93,44 +93,8 @@ def test_gradients_on_cuda_match_the_cpu_in_float64(model):
     np.testing.assert_allclose(batch_distances(G)["distance"], want["distance"], rtol=1e-9)
 
 
-def test_the_shard_writer_on_cuda_writes_the_rows_computed(tmp_path):
-    """On CUDA put() copies each row into a pinned host row with a non-blocking copy: the file must hold
-    exactly the gradients computed on the device, and the float64 sum their sum."""
-    kept = Rows()
-    epoch("small_cnn", DEVICE, torch.float32, kept)
-    net = build_model("small_cnn", seed=0).to(device=DEVICE)
-    layout, n_params = parameter_layout(net)
-    path = tmp_path / "epoch_1.h5"
-    with ShardWriter(path, K, n_params, torch.float32) as writer:
-        _, stats = epoch("small_cnn", DEVICE, torch.float32, writer)
-        writer.finish(
-            layout,
-            EpochRecords(
-                epoch=1,
-                lr=0.1,
-                phase=1,
-                metric="m",
-                test_loss=0.0,
-                test_acc=0.0,
-                provenance=json.dumps(provenance("test", DEVICE)),
-                **stats,
-                batch_score_min=np.zeros(K),
-                batch_score_mean=np.zeros(K),
-                batch_score_max=np.zeros(K),
-            ),
-        )
-    with shard_rows(path) as (rows, total):
-        for k in range(K):
-            assert np.array_equal(np.asarray(rows[k], dtype=np.float64), kept.rows[k]), k  # deterministic: bitwise
-        np.testing.assert_allclose(total, np.sum([kept.rows[k] for k in range(K)], 0), rtol=1e-10, atol=1e-12)
-        assert rows.shape == (K, n_params)
-    result = reduce_shard(path)
-    np.testing.assert_allclose(
-        result["distance"], batch_distances(np.stack([kept.rows[k] for k in range(K)]))["distance"], rtol=1e-9
-    )
-
-
-def shard_of(path, sink_epoch, n_params, layout):
+def shard_of(path, sink_epoch, n_params, layout, meta=None):
+    """The shard that sink_epoch(writer) writes through a ShardWriter, finished with the epoch's stats."""
     with ShardWriter(path, K, n_params, torch.float32) as writer:
         _, stats = sink_epoch(writer)
         writer.finish(
@@ -142,13 +106,35 @@ def shard_of(path, sink_epoch, n_params, layout):
                 metric="m",
                 test_loss=0.0,
                 test_acc=0.0,
-                provenance="{}",
+                provenance=json.dumps(meta or {}),
                 **stats,
                 batch_score_min=np.zeros(K),
                 batch_score_mean=np.zeros(K),
                 batch_score_max=np.zeros(K),
             ),
         )
+
+
+def test_the_shard_writer_on_cuda_writes_the_rows_computed(tmp_path):
+    """On CUDA put() copies each row into a pinned host row with a non-blocking copy: the file must hold
+    exactly the gradients computed on the device, and the float64 sum their sum."""
+    kept = Rows()
+    epoch("small_cnn", DEVICE, torch.float32, kept)
+    net = build_model("small_cnn", seed=0).to(device=DEVICE)
+    layout, n_params = parameter_layout(net)
+    path = tmp_path / "epoch_1.h5"
+    shard_of(
+        path, lambda sink: epoch("small_cnn", DEVICE, torch.float32, sink), n_params, layout, provenance("t", DEVICE)
+    )
+    with shard_rows(path) as (rows, total):
+        for k in range(K):
+            assert np.array_equal(np.asarray(rows[k], dtype=np.float64), kept.rows[k]), k  # deterministic: bitwise
+        np.testing.assert_allclose(total, np.sum([kept.rows[k] for k in range(K)], 0), rtol=1e-10, atol=1e-12)
+        assert rows.shape == (K, n_params)
+    result = reduce_shard(path)
+    np.testing.assert_allclose(
+        result["distance"], batch_distances(np.stack([kept.rows[k] for k in range(K)]))["distance"], rtol=1e-9
+    )
 
 
 def test_gradients_held_in_memory_on_cuda_reduce_to_the_shard_paths_bits(tmp_path):

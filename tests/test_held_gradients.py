@@ -9,11 +9,13 @@ import pytest
 import torch
 import yaml
 from conftest import REPO, TINY_CONFIG, run_snakemake, tiny_config_with, validated, write_config
+from test_gradients import records
+from test_normalization import random_ordering
 
 from bestbatch import gradients
 from bestbatch.config import ConfigError, check_semantics, config_hash, ordering_hash
 from bestbatch.distances import BLOCK, reduce_rows, reduce_shard
-from bestbatch.formats import WHOLE_VECTOR, EpochRecords, load_checkpoint, read_epoch
+from bestbatch.formats import WHOLE_VECTOR, load_checkpoint, read_epoch
 from bestbatch.gradients import (
     MemoryRows,
     check_memory,
@@ -53,23 +55,12 @@ EPOCH_DATASETS = ("distance", "cosine", "norm", "layer_distance", "gram", "train
 def study(tmp_path_factory):
     """96 generated images (3 fixed batches of 32), the random ordering, and an initialisation per dtype."""
     from bestbatch.steps.data import synthetic_dataset
-    from bestbatch.steps.orderings import make_ordering
     from bestbatch.steps.training import init_model
 
     tmp = tmp_path_factory.mktemp("held")
     root = tmp / "data"
     synthetic_dataset(root=root, n_train=96, n_test=40, seed=5)
-    make_ordering(
-        tmp / "order.h5",
-        data_root=root,
-        data_format="cifar10",
-        metric="random",
-        params={},
-        threads=1,
-        device="cpu",
-        config_hash="test",
-        progress=False,
-    )
+    random_ordering(tmp / "order.h5", root)
     for dtype in ("float32", "float64"):
         init_model(tmp / f"init_{dtype}.pt", model="tiny_mlp_bn", num_classes=10, seed=0, dtype=dtype, config_hash="t")
     return tmp, root
@@ -149,23 +140,6 @@ def filled_rows(k_rows, n_params, dtype, seed=0):
         total.add_(row)
         sink.put(k, row)
     return sink, g
-
-
-def records(k_rows):
-    return EpochRecords(
-        epoch=1,
-        lr=0.1,
-        phase=1,
-        metric="random",
-        test_loss=1.0,
-        test_acc=0.5,
-        provenance="{}",
-        train_loss=np.ones(k_rows),
-        train_acc=np.ones(k_rows),
-        batch_score_min=np.zeros(k_rows),
-        batch_score_mean=np.zeros(k_rows),
-        batch_score_max=np.zeros(k_rows),
-    )
 
 
 @pytest.mark.parametrize("k_rows", [5, 48])  # the Gram matrix's compiled pairs, and its BLAS products

@@ -191,6 +191,7 @@ if SEL:
         resources:
             **LIGHT_JOB,
         params:
+            **({"sketch": SKETCH} if SKETCH else {}),
             runs=RUN_LIST,
             budgets=BUDGETS,
             arms=ARMS,
@@ -200,7 +201,5 @@ if SEL:
             n_test=N_TEST,
             n_train=N_TRAIN,
             batch_size=T["batch_size"],
-            # where the study's gradients are sketched, the page states their bound (no param otherwise)
-            **({"sketch": SKETCH} if SKETCH else {}),
         script:
             "../scripts/selection.py"

@@ -249,6 +249,20 @@ def _records(epoch, lr, lr_milestones, metric, meta, batch_scores, training):
     )
 
 
+def _pass_args(e, *, epoch, batch_size, seed, augment, progress):
+    """The keyword arguments both halves of an epoch pass to the training engine (run_epoch, train_pass,
+    compare_pass), for the setup `e` of _epoch_setup."""
+    return dict(
+        epoch=epoch,
+        batch_size=batch_size,
+        seed=seed,
+        augment=augment,
+        dtype=e.torch_dtype,
+        progress=progress,
+        channel_stats=e.channel_stats,
+    )
+
+
 def _held_sink(gradients, e, n_params, sketch):
     """The sink that holds the epoch's gradients in host memory or as sketches (outputs.gradients)."""
     if gradients == "memory":
@@ -356,15 +370,7 @@ def train_epoch(
         optimizer.load_state_dict(state.optimizer)
     for group in optimizer.param_groups:
         group["lr"] = epoch_lr  # the step schedule, applied at epoch boundaries
-    common = dict(
-        epoch=epoch,
-        batch_size=batch_size,
-        seed=seed,
-        augment=augment,
-        dtype=torch_dtype,
-        progress=progress,
-        channel_stats=e.channel_stats,
-    )
+    common = _pass_args(e, epoch=epoch, batch_size=batch_size, seed=seed, augment=augment, progress=progress)
     data = (e.images, e.labels, e.fixed_order)
 
     def finish(stats):
@@ -486,15 +492,7 @@ def compare_epoch(
     epoch_lr = lr_of_epoch(epoch, lr, lr_milestones, lr_gamma)
     records = _records(epoch, epoch_lr, lr_milestones, metric, e.meta, e.batch_scores, None)
     inputs = (net, e.images, e.labels, e.fixed_order)
-    common = dict(
-        epoch=epoch,
-        batch_size=batch_size,
-        seed=seed,
-        augment=augment,
-        dtype=torch_dtype,
-        progress=progress,
-        channel_stats=e.channel_stats,
-    )
+    common = _pass_args(e, epoch=epoch, batch_size=batch_size, seed=seed, augment=augment, progress=progress)
     if (out_shard is None) == (out_reduced is None):
         raise ValueError("compare_epoch: give out_shard or out_reduced (gradients in memory or sketched), not both")
     if out_reduced is not None:
