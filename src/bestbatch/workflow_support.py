@@ -9,9 +9,10 @@ of one study in the same directory.
 Fault injection for the resume tests: `BESTBATCH_KILL_AT="<point>:<epoch>:<step>"` (unset in normal
 runs) SIGKILLs the process group — Snakemake and all its jobs, like a pre-empted node — when the job
 reaches that point:
-  batch:<epoch>:<k>           train_epoch, after batch k's gradient was queued (shard incomplete)
-  after_checkpoint:<epoch>:0  train_epoch, checkpoint renamed into place, shard not yet
-  reduce:<epoch>:<b>          reduce_epoch, after parameter block b (1-based) of every row, before the output
+  batch:<epoch>:<k>           train_epoch, after batch k's gradient was queued (shard incomplete) or held
+  after_checkpoint:<epoch>:0  train_epoch, checkpoint renamed into place, shard (or epoch file) not yet
+  reduce:<epoch>:<b>          reduce_epoch, after parameter block b (1-based) of every row, before the output; with
+                              outputs.gradients memory or sketch, the training job's own reduction likewise
 
 `BESTBATCH_FILL_AT="<point>:<epoch>[:<step>]"` (unset in normal runs) fills the disk instead, as another job or
 user might while a job writes: the job itself writes `<folder>/.bestbatch-fill-disk` (FILL_NAME), which takes all

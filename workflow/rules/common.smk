@@ -270,10 +270,13 @@ TRAINING_PARAMS = dict(
 # The jobs that form the gradients and hold them in memory or sketched (outputs.gradients) reduce them too: they
 # are told how, and a sketch's settings (its length, seed and stated bound). None for shards: those jobs keep the
 # params they had.
-O = config["outputs"]
+OUTPUTS = config["outputs"]
 SKETCH = (
     sketch_settings(
-        num_batches(N_TRAIN, T["batch_size"]), eps=O["sketch_eps"], dim=O["sketch_dim"] or None, seed=O["sketch_seed"]
+        num_batches(N_TRAIN, T["batch_size"]),
+        eps=OUTPUTS["sketch_eps"],
+        dim=OUTPUTS["sketch_dim"] or None,
+        seed=OUTPUTS["sketch_seed"],
     )
     if GRADIENTS == "sketch"
     else None
