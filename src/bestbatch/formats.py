@@ -408,8 +408,8 @@ def write_epoch(path, distances, n_params, records, sketch=None):
 
 
 def read_epoch(path):
-    """(distances dict with full_norm, layer_distance, layer_name, gram (None where not kept), sketch (the
-    sketch's settings, None for exact gradients) and n_params, records) of one epoch."""
+    """(distances dict with full_norm, layer_distance, layer_name, gram (None where not kept) and sketch (the
+    sketch's settings, None for exact gradients), records) of one epoch."""
     with h5py.File(path, "r") as f:
         _check(f.attrs, EPOCH, path)
         distances = {name: f[name][:] for name in DISTANCES + ("layer_distance",)}
@@ -417,8 +417,16 @@ def read_epoch(path):
         distances["layer_name"] = _names(f["layer_name"][:])
         distances["full_norm"] = _plain(f.attrs["full_norm"])
         distances["sketch"] = _sketch_attr(f.attrs)
-        distances["n_params"] = int(f.attrs["n_params"])
         return distances, _read_records(f)
+
+
+def rewrite_epoch(path, out_path, records):
+    """The epoch file at `path` written again at `out_path` with `records` instead of its own (the parallel
+    layout's complete_epoch: a compare job's epoch, reduced without net_normal's records, completed with them)."""
+    distances, _ = read_epoch(path)
+    with h5py.File(path, "r") as f:
+        n_params = int(f.attrs["n_params"])
+    write_epoch(out_path, distances, n_params, records, sketch=distances["sketch"])
 
 
 def _sketch_attr(attrs):

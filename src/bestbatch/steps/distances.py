@@ -10,6 +10,7 @@ from ..formats import (
     read_epoch,
     read_shard_records,
     read_training,
+    rewrite_epoch,
     with_training,
     write_epoch,
     write_matrix,
@@ -48,9 +49,9 @@ def complete_epoch(reduced_path, training_path, out_path):
     """The parallel layout with the gradients held in memory or sketched (outputs.gradients): the compare job's
     epoch file, reduced in that job without net_normal's records, completed with the training job's records
     file. Reads and writes small files only."""
-    distances, records = read_epoch(reduced_path)
+    _, records = read_epoch(reduced_path)
     records = with_training(records, read_training(training_path, records.epoch))
-    write_epoch(out_path, distances, distances["n_params"], records, sketch=distances["sketch"])
+    rewrite_epoch(reduced_path, out_path, records)
     log.info("epoch %d: completed with the training records of %s", records.epoch, training_path)
 
 

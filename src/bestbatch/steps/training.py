@@ -209,7 +209,7 @@ def _epoch_setup(
             cuda_deterministic=cuda_deterministic,
             **model_record(model),
             **normalization_provenance(normalization, channel_stats),
-            **({} if gradients == "shard" else {"gradients": gradients}),
+            **({} if gradients == "shard" else dict(gradients=gradients)),
             **({"sketch": sketch} if gradients == "sketch" else {}),
         ),
         metric=metric,
@@ -288,7 +288,7 @@ def _write_held(out_path, sink, gradients, layout, n_params, records, gram, sket
     else:
         result = reduce_sketch(sink, threads=threads, gram=bool(gram), progress=progress)
     write_epoch(out_path, result, n_params, records, sketch=sketch if gradients == "sketch" else None)
-    log.info("epoch %d: %d batches, %d parameters, gradients %s", epoch, len(result["distance"]), n_params, gradients)
+    log.info("epoch %d: %d batches, %d parameters, gradients %s", epoch, len(sink.rows), n_params, gradients)
     return result
 
 
