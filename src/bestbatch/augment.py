@@ -1,8 +1,10 @@
 """The data path: the whole training set as one uint8 tensor on the device, augmented per batch.
 
-Random crop (padding 4) and horizontal flip, as in kuangliu/pytorch-cifar, happen on the device for
-a whole batch at once. Their randomness comes from (seed, epoch, batch) alone, so any epoch can be
-recomputed in isolation, and the training step and the gradient probe see the very same inputs.
+Random crop and horizontal flip, as in kuangliu/pytorch-cifar, happen on the device for a whole batch at
+once. The crop's zero padding scales with the images (crop_padding: an eighth of their smaller side, 4 pixels
+at CIFAR's 32, 8 at 64, 12 at 96), so the crop moves the content by the same share at any size. Their
+randomness comes from (seed, epoch, batch) alone, so any epoch can be recomputed in isolation, and the training
+step and the gradient probe see the very same inputs.
 
 Normalisation: (x / 255 - mean) / std per channel. `channel_stats` = (mean, std), three floats each in [0, 1]
 units; None means CIFAR-10's constants (CIFAR_MEAN, CIFAR_STD), used for `data.source` cifar10, cifar100 and
@@ -38,8 +40,15 @@ def normalize(x_uint8, dtype, channel_stats=None):
     return torch.addcmul(shift, x_uint8.to(dtype), scale)
 
 
+def crop_padding(height, width):
+    """The random crop's zero padding for images of height x width: an eighth of the smaller side, at least one
+    pixel (4 at 32 x 32, as kuangliu/pytorch-cifar pads CIFAR)."""
+    return max(1, min(int(height), int(width)) // 8)
+
+
 def crop_flip(x_uint8, seed, epoch, batch, pad=4):
-    """Random crop with zero padding `pad` and random horizontal flip, for a (B, 3, H, W) batch."""
+    """Random crop with zero padding `pad` and random horizontal flip, for a (B, 3, H, W) batch (make_batch passes
+    crop_padding(H, W))."""
     b, _, h, w = x_uint8.shape
     gen = torch.Generator().manual_seed(batch_seed(seed, epoch, batch))
     shifts = torch.randint(0, 2 * pad + 1, (b, 2), generator=gen)
@@ -64,5 +73,5 @@ def make_batch(images, indices, seed, epoch, batch, augment, dtype, channel_stat
     """The network input of fixed batch `batch`: gather, augment, normalise (channel_stats: see normalize)."""
     x = images[indices]
     if augment:
-        x = crop_flip(x, seed, epoch, batch)
+        x = crop_flip(x, seed, epoch, batch, crop_padding(*x.shape[-2:]))
     return normalize(x, dtype, channel_stats)

@@ -50,6 +50,13 @@ Selection curve `selection/<model>/budget_<b>/seed_<s>/<arm>/chunk_<c>.h5` and, 
 Checkpoint `*.pt` (torch.save of a dict, loaded with weights_only=True): model (state dict),
     optimizer (state dict or None), epoch, meta (JSON: provenance, and for an epoch its metric and
     the digest of the parameters it started from), format, format_version. Bytewise reproducible.
+Image set `images.h5` (a decoded data set of any image size; data.write_images / read_images):
+    train_images (N, H, W, 3) uint8, test_images (M, H, W, 3) uint8: contiguous, each one byte range, so a job can
+    map them instead of reading them; train_labels (N,), test_labels (M,) int64 in [0, C); attrs classes (JSON
+    list of C names), image_size [H, W], source. Refused, naming the file and the problem: another format or
+    version, an image array that is not uint8 (n, H, W, 3) with H, W >= 1 and one size for both splits, labels
+    that are not int64, not one per image or outside the classes, class names that are not C distinct strings,
+    and datasets stored outside the file (external or virtual: a file must not make its reader open others).
 Training records `<metric>/records/epoch_<e>.h5` (the parallel layout's train_epoch; temporary):
     train_loss, train_acc (K,) float64; attrs epoch, test_loss, test_acc.
 """
@@ -78,6 +85,7 @@ SHARD, EPOCH, MATRIX, ORDERING, CHECKPOINT = (
 )
 CURVE = "selection curve"
 TRAINING = "epoch training records"
+IMAGES = "image set"
 
 # the shard's two big datasets; the writer lays them out for direct I/O, the reduction maps them
 SHARD_ROWS, SHARD_SUM = "gradients", "gradient_sum"
@@ -729,3 +737,120 @@ def state_digest(state_dict):
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
         h.update(t.numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
+
+
+# --- image set -------------------------------------------------------------------------------------------
+
+IMAGE_SPLITS = ("train", "test")
+
+
+def _contiguous(f, name, data):
+    """`data` as a contiguous dataset `name` of `f` whose file space is allocated now (so it is one byte range)."""
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_layout(h5py.h5d.CONTIGUOUS)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    space = h5py.h5s.create_simple(data.shape, data.shape)
+    dsid = h5py.h5d.create(f.id, name.encode(), h5py.h5t.py_create(data.dtype), space, dcpl=dcpl)
+    dset = h5py.Dataset(dsid)
+    if data.size:
+        dset[...] = data
+    return dset
+
+
+def write_images(path, splits, classes, source):
+    """An image set file (module docstring): splits {"train": (images (N, H, W, 3) uint8, labels (N,)), "test":
+    ...}, classes: the C class names, source: where the images came from. Checked as read_images checks it, then
+    written atomically."""
+    arrays = {}
+    for split in IMAGE_SPLITS:
+        images, labels = splits[split]
+        arrays[split] = (np.ascontiguousarray(images), np.asarray(labels, dtype=np.int64))
+    _check_images(arrays, list(classes), path)
+    need = sum(images.nbytes + labels.nbytes for images, labels in arrays.values()) + (1 << 16)
+    with atomic_path(path, "image set", need_bytes=need) as tmp, h5py.File(tmp, "w") as f:
+        for split, (images, labels) in arrays.items():
+            _contiguous(f, f"{split}_images", images)
+            _contiguous(f, f"{split}_labels", labels)
+        f.attrs["classes"] = json.dumps([str(c) for c in classes])
+        f.attrs["image_size"] = np.array(arrays["train"][0].shape[1:3], dtype=np.int64)
+        f.attrs["source"] = str(source)
+        _stamp(f.attrs, IMAGES)
+
+
+def _check_images(arrays, classes, path):
+    """Refuse an image set whose arrays or classes are not what the module docstring says, naming the problem."""
+    if not isinstance(classes, list) or not classes or len(set(classes)) != len(classes):
+        raise FormatError(f"{path}: classes must be a list of distinct names, got {classes!r:.200}")
+    if not all(isinstance(c, str) for c in classes):
+        raise FormatError(f"{path}: every class name must be a string, got {classes!r:.200}")
+    sizes = set()
+    for split, (images, labels) in arrays.items():
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3 or min(images.shape[1:3]) < 1:
+            raise FormatError(
+                f"{path}: {split}_images must be uint8 (n, H, W, 3) RGB images, got {images.dtype} {images.shape}"
+            )
+        if split == "train" or images.shape[0]:
+            sizes.add(images.shape[1:3])
+        if labels.dtype != np.int64 or labels.shape != images.shape[:1]:
+            raise FormatError(
+                f"{path}: {split}_labels must be int64, one per image ({images.shape[0]}), got {labels.dtype} "
+                f"{labels.shape}"
+            )
+        bad = np.flatnonzero((labels < 0) | (labels >= len(classes)))
+        if bad.size:
+            raise FormatError(
+                f"{path}: {split}_labels[{int(bad[0])}] is {int(labels[bad[0]])}, outside the {len(classes)} classes "
+                f"({bad.size} labels are)"
+            )
+    if len(sizes) > 1:
+        raise FormatError(f"{path}: the splits' images have different sizes {sorted(sizes)}")
+
+
+def read_images(path, test=True, mmap=False):
+    """(splits {"train": (images, labels), "test": ...}, classes, attrs) of an image set file, checked (module
+    docstring). test=False leaves the test split out (empty arrays of the train images' size). mmap=True maps the
+    image arrays read-only instead of reading them (the file's pages are read as they are touched); else they are
+    read into memory. Labels are always read."""
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise FormatError(f"{path}: not a readable HDF5 file ({exc}); delete it and rerun to decode it again") from None
+    with f:
+        _check(f.attrs, IMAGES, path)
+        wanted = IMAGE_SPLITS if test else ("train",)
+        for split in IMAGE_SPLITS:
+            for name in (f"{split}_images", f"{split}_labels"):
+                if name not in f or not isinstance(f[name], h5py.Dataset):
+                    raise FormatError(f"{path}: no dataset {name}: not a complete image set")
+                dset = f[name]
+                if dset.is_virtual or dset.external:
+                    raise FormatError(f"{path}: {name} is stored outside the file (virtual or external): refused")
+        try:
+            classes = json.loads(_plain(f.attrs["classes"]))
+        except (KeyError, TypeError, ValueError):
+            raise FormatError(f"{path}: no readable classes attribute (a JSON list of names)") from None
+        labels = {split: f[f"{split}_labels"][:] for split in wanted}
+        shapes = {split: f[f"{split}_images"].shape for split in IMAGE_SPLITS}
+        if mmap:
+            mapped = [split for split in wanted if int(np.prod(shapes[split]))]
+            places = dict(zip(mapped, _byte_ranges_low(f.id, [f"{split}_images" for split in mapped]) or ()))
+            if len(places) != len(mapped):
+                raise FormatError(f"{path}: its images are not stored contiguously, so they cannot be mapped")
+            images = {split: np.empty(shapes[split], np.uint8) for split in wanted if split not in places}
+        else:
+            images = {split: f[f"{split}_images"][:] for split in wanted}
+        attrs = {k: _plain(f.attrs[k]) for k in ("source", "image_size") if k in f.attrs}
+    if mmap and places:
+        whole = np.memmap(path, dtype=np.uint8, mode="r")
+        for split, (offset, shape, dtype) in places.items():
+            if dtype != np.uint8:
+                raise FormatError(f"{path}: {split}_images must be uint8, got {dtype}")
+            if offset + int(np.prod(shape)) > whole.size:
+                raise FormatError(f"{path}: {split}_images lies beyond the end of the file: truncated")
+            images[split] = np.asarray(whole[offset : offset + int(np.prod(shape))]).reshape(shape)
+    if not test:
+        height, width = shapes["train"][1:3]
+        images["test"], labels["test"] = np.empty((0, height, width, 3), np.uint8), np.empty(0, np.int64)
+    arrays = {split: (images[split], labels[split]) for split in IMAGE_SPLITS}
+    _check_images(arrays, classes, path)
+    return arrays, classes, attrs
