@@ -893,8 +893,25 @@ def _rawmode(img):
     return ""
 
 
+NATIVE = "native"  # data.image_size: every image kept at its own size, which must be one size for all
+
+
+def _target_size(image_size):
+    """The (width, height) images are brought to: (32, 32) for None (where they must already be) and 32, (N, N) for
+    an integer N >= 16; None for NATIVE (kept as they are)."""
+    if image_size is None:
+        return (IMAGE_SIZE, IMAGE_SIZE)
+    if image_size == NATIVE:
+        return None
+    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 16:
+        raise ValueError(f"image_size must be an integer from 16 up, {NATIVE!r} or None, got {image_size!r}")
+    return (int(image_size), int(image_size))
+
+
 def _decode_image(path, image_size, notes):
-    """One image as (32, 32, 3) uint8, converted as the section comment says; conversions go to `notes`."""
+    """One image as (H, W, 3) uint8, converted as the section comment says, at image_size (None: 32 x 32 as it is
+    stored; N: N x N, centre-cropped to a square and resized where it is not; NATIVE: its own size); conversions go
+    to `notes`."""
     from PIL import Image
 
     try:
@@ -930,7 +947,8 @@ def _decode_image(path, image_size, notes):
             notes["grey"].append((path, mode))
         elif img.mode != "RGB":
             raise _Refused(f"{path}: mode {mode} is not read (8-bit RGB, greyscale or palette only): save it as RGB")
-        if img.size != (IMAGE_SIZE, IMAGE_SIZE):
+        target = _target_size(image_size)
+        if target is not None and img.size != target:
             w, h = img.size
             if image_size is None:
                 raise _Refused(
@@ -939,7 +957,7 @@ def _decode_image(path, image_size, notes):
                 )
             s = min(w, h)
             left, top = (w - s) // 2, (h - s) // 2  # the largest centred square (an odd margin: 1 px more right/below)
-            img = img.crop((left, top, left + s, top + s)).resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BICUBIC)
+            img = img.crop((left, top, left + s, top + s)).resize(target, Image.Resampling.BICUBIC)
             notes["resized"].append((path, f"{w}x{h}"))
         return np.asarray(img, dtype=np.uint8)
 
@@ -948,12 +966,13 @@ def decode_imagefolder(root, image_size=None, log=None, scan=None, splits=("trai
     """(train_images, train_labels, test_images, test_labels, classes) of the image folder `root`: uint8
     (N, 32, 32, 3) and int64 (N,), in scan_imagefolder's order (`scan`: its result, to skip scanning again).
 
-    image_size: None (every image must be 32x32) or 32 (other sizes are centre-cropped to a square and resized).
+    image_size: None (every image must be 32x32), an integer N from 16 up (other sizes are centre-cropped to a square
+    and resized to N x N) or NATIVE (every image kept at its own size, which must be the same for all: else each
+    image of another size than the first is refused, naming both sizes).
     splits: the splits decoded; a split left out is (None, None). Conversions are logged to `log`, one line per
     kind; every file that cannot be used is listed in one DatasetError (at most 20, each named with what is
     wrong)."""
-    if image_size not in (None, IMAGE_SIZE):
-        raise ValueError(f"image_size must be {IMAGE_SIZE} (the models' input) or None, got {image_size!r}")
+    target = _target_size(image_size)
     scan = scan or scan_imagefolder(root, log=log, content=False)
     root = Path(root)
     notes = {"grey": [], "alpha": [], "resized": []}
@@ -962,12 +981,23 @@ def decode_imagefolder(root, image_size=None, log=None, scan=None, splits=("trai
         if split not in splits:
             out += [None, None]
             continue
-        images = np.zeros((len(entries), IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+        images = None if target is None else np.zeros((len(entries), target[1], target[0], 3), np.uint8)
         for i, (rel, *_) in enumerate(entries):
             try:
-                images[i] = _decode_image(root / rel, image_size, notes)
+                image = _decode_image(root / rel, image_size, notes)
+                if images is None:  # NATIVE: the first image decoded sets the size of both splits
+                    images = np.zeros((len(entries), *image.shape), np.uint8)
+                    target = image.shape[1], image.shape[0]
+                elif image.shape != images.shape[1:]:
+                    raise _Refused(
+                        f"{root / rel}: {image.shape[1]}x{image.shape[0]} pixels, other images {target[0]}x{target[1]};"
+                        f" data.image_size: {NATIVE} needs one size: declare data.image_size: N to resize them all"
+                    )
+                images[i] = image
             except _Refused as e:
                 problems.append(str(e))
+        if images is None:  # an empty split, or NATIVE with every image refused
+            images = np.zeros((len(entries), *(target or (IMAGE_SIZE, IMAGE_SIZE))[::-1], 3), np.uint8)
         out += [images, np.array([label for _, label, *_ in entries], np.int64)]
     if problems:
         more = len(problems) - _SHOWN_PROBLEMS
@@ -981,7 +1011,8 @@ def decode_imagefolder(root, image_size=None, log=None, scan=None, splits=("trai
         said = {
             "grey": "converted %d greyscale/palette image(s) to RGB (%s), e.g. %s",
             "alpha": "dropped the alpha channel of %d fully opaque image(s) (%s), e.g. %s",
-            "resized": "resized %d image(s) to 32x32 (largest centred square, Pillow bicubic; sizes %s), e.g. %s",
+            "resized": f"resized %d image(s) to {target[0]}x{target[1]} (largest centred square, Pillow bicubic; sizes %s),"
+            " e.g. %s",
         }
         for kind, text in said.items():
             if notes[kind]:
