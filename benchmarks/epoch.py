@@ -168,7 +168,10 @@ def cpu_model():
     return platform.processor() or "?"
 
 
-def bench_model(name, batch_size, n_batches, repeats, device, tmpdir, reduce_threads=2):
+def bench_inputs(name, batch_size, n_batches, device):
+    """What every variant of one model's benchmark shares: the training config t, K fixed batches of random uint8
+    images and labels with their order, the network's initial weights `base`, its layout and P, the records'
+    provenance, and fresh() -> (a copy of base, its optimizer)."""
     t = training_config(batch_size)
     rng = np.random.default_rng(0)
     n = batch_size * n_batches
@@ -177,13 +180,19 @@ def bench_model(name, batch_size, n_batches, repeats, device, tmpdir, reduce_thr
     order = rng.permutation(n)
     base = build_model(name, seed=0).to(device=device, dtype=t["dtype"])
     layout, n_params = parameter_layout(base)
-    shard = Path(tmpdir) / f"{name}_epoch_1.h5"
-    epoch = 1
     meta = json.dumps(provenance("benchmark", str(device), model=name))
 
     def fresh():
         net = copy.deepcopy(base)
         return net, make_optimizer(net, t["lr"], t["momentum"], t["weight_decay"])
+
+    return t, images, labels, order, layout, n_params, meta, fresh
+
+
+def bench_model(name, batch_size, n_batches, repeats, device, tmpdir, reduce_threads=2):
+    t, images, labels, order, layout, n_params, meta, fresh = bench_inputs(name, batch_size, n_batches, device)
+    shard = Path(tmpdir) / f"{name}_epoch_1.h5"
+    epoch = 1
 
     def plain():
         net, opt = fresh()

@@ -37,8 +37,6 @@ more, in a rotating order, medians), and reports each mode's wall time and its r
 """
 
 import argparse
-import copy
-import json
 import os
 import platform
 import re
@@ -53,20 +51,16 @@ import numpy as np
 import torch
 import yaml
 
-from bestbatch.augment import images_to_tensor
 from bestbatch.distances import reduce_shard
-from bestbatch.formats import provenance
-from bestbatch.gradients import MemoryRows, make_sketch_sink, reduce_memory, reduce_sketch, sketch_settings
-from bestbatch.models import build_model
+from bestbatch.gradients import MODES, MemoryRows, make_sketch_sink, reduce_memory, reduce_sketch, sketch_settings
 from bestbatch.shards import ShardWriter
-from bestbatch.training import keep_freed_memory, make_optimizer, parameter_layout, pick_device, run_epoch, set_numerics
+from bestbatch.training import keep_freed_memory, pick_device, run_epoch, set_numerics
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 import epoch  # noqa: E402
 
-MODES = ("shard", "memory", "sketch")
 TARGETS = {"shard": 2.05, "memory": 2.05, "sketch": 2.1}  # per-epoch job / plain epoch (issue 31)
 DEFAULTS = {"small_cnn": (64, 8), "resnet18": epoch.DEFAULTS["resnet18"]}  # (batch size, K batches)
 TINY = REPO / ".test" / "config" / "tiny.yaml"
@@ -102,33 +96,25 @@ def writer_host_bytes(writer):
 def agreement(result, shard):
     """How a mode's reduction agrees with the shard path's: memory bitwise, sketch the largest relative error
     of the distances."""
-    if "layer_distance" in result:
-        same = all(np.array_equal(np.asarray(result[k]), np.asarray(shard[k])) for k in SAME if k in shard)
-        return 0.0 if same else float(np.max(np.abs(result["distance"] / shard["distance"] - 1)))
+    if "layer_distance" in result and all(np.array_equal(result[k], shard[k]) for k in SAME if k in shard):
+        return 0.0  # bitwise
     return float(np.max(np.abs(result["distance"] / shard["distance"] - 1)))
 
 
 def bench_held(name, batch_size, n_batches, repeats, device, tmpdir, *, eps=0.05, dim=None, threads=2):
     """The four variants of one model (see the module's docstring); medians of `repeats` interleaved runs."""
-    t = epoch.training_config(batch_size)
-    rng = np.random.default_rng(0)
-    n = batch_size * n_batches
-    images = images_to_tensor(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), device)
-    labels = torch.as_tensor(rng.integers(0, 10, n), device=device)
-    order = rng.permutation(n)
-    base = build_model(name, seed=0).to(device=device, dtype=t["dtype"])
-    layout, n_params = parameter_layout(base)
+    t, images, labels, order, layout, n_params, meta, copy_base = epoch.bench_inputs(
+        name, batch_size, n_batches, device
+    )
     settings = sketch_settings(n_batches, eps=eps, dim=dim)
     folders = {m: Path(tmpdir) / f"{name}_{m}" for m in MODES}
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
     shard_path = folders["shard"] / "epoch_1.h5"
-    meta = json.dumps(provenance("benchmark", str(device), model=name))
     args = epoch.epoch_args(t, 1)
 
     def fresh():
-        net = copy.deepcopy(base)
-        net_opt = make_optimizer(net, t["lr"], t["momentum"], t["weight_decay"])
+        net, net_opt = copy_base()
         epoch.sync(device)
         return net, net_opt
 

@@ -79,8 +79,10 @@ def test_writing_refuses_classes_that_are_not_distinct_names(tmp_path):
         write_images(tmp_path / "b.h5", image_splits(), ["cat", 2, "dog"], source="test")
 
 
-def written(tmp_path, **kw):
-    path = tmp_path / "images.h5"
+def written(folder, **kw):
+    """An image set written into `folder` (made if need be); its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "images.h5"
     write_images(path, image_splits(**kw), CLASSES, source="test")
     return path
 
@@ -129,13 +131,13 @@ def test_reading_refuses_images_stored_outside_the_file(tmp_path):
     images, _ = image_splits()["train"]
     outside = tmp_path / "outside.bin"
     outside.write_bytes(images.tobytes())
-    external = written(tmp_path / "ext" if not (tmp_path / "ext").mkdir() else None)
+    external = written(tmp_path / "ext")
     with h5py.File(external, "a") as f:
         del f["train_images"]
         f.create_dataset(
             "train_images", shape=images.shape, dtype=np.uint8, external=[(str(outside), 0, images.nbytes)]
         )
-    virtual = written(tmp_path / "virt" if not (tmp_path / "virt").mkdir() else None)
+    virtual = written(tmp_path / "virt")
     with h5py.File(virtual, "a") as f:
         layout = h5py.VirtualLayout(shape=images.shape, dtype=np.uint8)
         layout[:] = h5py.VirtualSource(str(written(tmp_path)), "train_images", shape=images.shape)

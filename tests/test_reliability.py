@@ -59,6 +59,21 @@ def final_state(workdir):
     return out
 
 
+def copy_shared_inputs(ref_dir, work):
+    """The data, orderings and initialisation of the reference run, shared; the chain from epoch 1 on is recomputed."""
+    for part in ("data", "dataset.json", "orderings", "tiny_mlp_bn/seed_0/checkpoints"):
+        src = ref_dir / "results" / "tiny" / part
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, work / "results" / "tiny" / part)
+
+
+def assert_same_final_state(ref_dir, work):
+    """The matrix file's every dataset and the last checkpoint of `work` are the reference run's, to the bit."""
+    want, got = final_state(ref_dir), final_state(work)
+    assert want.keys() == got.keys()
+    for name in want:
+        assert np.array_equal(want[name], got[name]), name
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     work = tmp_path_factory.mktemp("reference")
@@ -76,10 +91,7 @@ def reference(tmp_path_factory):
 )
 def test_sigkill_then_same_command_resumes_bitwise(reference, kill_at, tmp_path):
     ref_dir, cfg = reference
-    # the data, orderings and initialisation are shared; the chain from epoch 1 on is recomputed
-    for part in ("data", "dataset.json", "orderings", "tiny_mlp_bn/seed_0/checkpoints"):
-        src = ref_dir / "results" / "tiny" / part
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / "results" / "tiny" / part)
+    copy_shared_inputs(ref_dir, tmp_path)
     killed = killable_run(tmp_path, cfg, kill_at)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert not (tmp_path / TARGETS[0]).exists()
@@ -94,10 +106,7 @@ def test_sigkill_then_same_command_resumes_bitwise(reference, kill_at, tmp_path)
     resumed = killable_run(tmp_path, cfg)  # the very same command
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     assert "stale lock" in resumed.stderr
-    want, got = final_state(ref_dir), final_state(tmp_path)
-    assert want.keys() == got.keys()
-    for name in want:
-        assert np.array_equal(want[name], got[name]), name
+    assert_same_final_state(ref_dir, tmp_path)
     assert not list((epoch2 / "shards").glob(".tmp-*"))
 
 
@@ -135,9 +144,7 @@ def test_sigkill_in_a_memory_or_sketch_job_resumes_bitwise(reference, sketch_ref
         config = dict(copy.deepcopy(TINY_CONFIG), metrics=["random"])
         config["outputs"] = dict(config["outputs"], gradients="memory")
         cfg = write_config(tmp_path / "memory.yaml", config)
-    for part in ("data", "dataset.json", "orderings", "tiny_mlp_bn/seed_0/checkpoints"):
-        src = ref_dir / "results" / "tiny" / part
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp_path / "results" / "tiny" / part)
+    copy_shared_inputs(ref_dir, tmp_path)
     killed = killable_run(tmp_path, cfg, kill_at)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     epoch2 = tmp_path / RUN / "random"
@@ -145,10 +152,7 @@ def test_sigkill_in_a_memory_or_sketch_job_resumes_bitwise(reference, sketch_ref
     assert not (epoch2 / "shards").exists()
     resumed = killable_run(tmp_path, cfg)
     assert resumed.returncode == 0, resumed.stderr[-4000:]
-    want, got = final_state(ref_dir), final_state(tmp_path)
-    assert want.keys() == got.keys()
-    for name in want:
-        assert np.array_equal(want[name], got[name]), name
+    assert_same_final_state(ref_dir, tmp_path)
     assert not list(epoch2.rglob(".tmp-*"))
 
 

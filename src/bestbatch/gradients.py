@@ -16,7 +16,6 @@ sketch  Each g_k is projected as it is formed to d values by a seeded sparse ran
         each epoch file and in distances.h5 (`sketch`), and the pages print the bound.
 """
 
-import json
 import logging
 from pathlib import Path
 
@@ -215,10 +214,6 @@ def unresolved_statement(epochs, distance, settings):
         f"epoch) than the bound: their order within {'those epochs' if len(low) > 1 else 'that epoch'} is not "
         "resolved by the sketch."
     )
-
-
-def settings_json(settings):
-    return json.dumps(settings, sort_keys=True)
 
 
 def make_sketch_sink(settings, n_params, n_rows, device):
