@@ -19,6 +19,7 @@ written in CIFAR-10's format under the study's results: see the section "image f
 
 import hashlib
 import io
+import json
 import os
 import pickle
 from dataclasses import dataclass
@@ -49,7 +50,12 @@ class Layout:
 
     @property
     def files(self):
-        return (*self.train_files, self.test_file, self.meta_file)
+        return tuple(f for f in (*self.train_files, self.test_file, self.meta_file) if f)
+
+    @property
+    def train_side(self):
+        """The files a job that reads only the training split needs (the meta file names the classes)."""
+        return tuple(f for f in (*self.train_files, self.meta_file) if f)
 
 
 # md5 of the official files as in torchvision.datasets.CIFAR10/CIFAR100 (a test keeps them equal); sizes
@@ -96,6 +102,23 @@ CIFAR100 = Layout(
     },
 )
 LAYOUTS = {layout.source: layout for layout in (CIFAR10, CIFAR100)}
+# An image folder decoded at any size other than CIFAR's 32 (data.image_size), or for a mapped placement
+# (data.placement): two image set files (formats.write_images), the training split's with an empty test split
+# and the test split's with an empty training split, so that the workflow writes them in two jobs. Not a
+# source a config names (data.source is imagefolder): it is made by the workflow, never downloaded or official.
+IMAGE_SET = Layout(
+    source="imageset",
+    dirname="image-set",
+    archive="",
+    train_files=("train.h5",),
+    test_file="test.h5",
+    meta_file="",
+    label_key="",
+    names_key="",
+    sizes=(0, 0),
+    official_labels={},
+    official={},
+)
 VERIFY = ("auto", "strict", "off")
 
 # CIFAR-10's names, kept for the callers that only know CIFAR-10
@@ -107,11 +130,12 @@ CIFAR_DIRNAME, TRAIN_FILES, TEST_FILE, META_FILE = (
 )
 
 
-def layout_of(source, synthetic=None):
+def layout_of(source, synthetic=None, image_size=None, placement=None):
     """The on-disk format of `data.source` (a synthetic set is written in `data.synthetic.format`; an image
-    folder is decoded into CIFAR-10's format, whatever its class count)."""
+    folder is decoded into CIFAR-10's format at 32 x 32, whatever its class count, and into an image set at any
+    other `image_size` or for the mapped `placement`)."""
     if source == "imagefolder":
-        return CIFAR10
+        return IMAGE_SET if image_size not in (None, IMAGE_SIZE) or placement == "mapped" else CIFAR10
     return LAYOUTS[(synthetic or {}).get("format", "cifar10") if source == "synthetic" else source]
 
 
@@ -129,6 +153,7 @@ class Dataset:
     official: bool  # every file read is the official release's, byte for byte (md5 checked)
     files: tuple = ()  # ((name, size_bytes, md5), ...) of the files read, for provenance
     test_read: bool = True  # False: load_dataset(..., test=False) left the test file alone
+    channel_stats: tuple = None  # an image set's training-split (mean, std), stored when it was decoded
 
 
 def _how_to_get(root, layout=CIFAR10, or_download=True):
@@ -336,13 +361,17 @@ def _is_official(layout, name, size, md5, verify, path, root):
     return md5 == official_md5
 
 
-def load_dataset(root, source="cifar10", download=False, verify="auto", log=None, test=True):
+def load_dataset(root, source="cifar10", download=False, verify="auto", log=None, test=True, mmap=False):
     """Read `<root>/<layout folder>` (official, a copy, or generated) into a validated Dataset.
 
-    source: cifar10 or cifar100 (the file layout); verify: auto, strict or off (see _is_official).
+    source: cifar10, cifar100 or imageset (the file layout); verify: auto, strict or off (see _is_official).
     test: False reads the training split alone (the jobs that never look at the test set: the orderings, a
-    network's probe): the test file is neither required nor read, the test arrays are empty (0, 32, 32, 3)
-    uint8 and (0,) int64, and `files` names only the files read."""
+    network's probe): the test file is neither required nor read, the test arrays are empty (0, H, W, 3)
+    uint8 and (0,) int64, and `files` names only the files read.
+    mmap: an image set's image arrays are mapped read-only, not read (data.placement: mapped); ignored for the
+    pickled formats, which must be read whole."""
+    if source == IMAGE_SET.source:
+        return load_image_set(root, test=test, mmap=mmap)
     layout = LAYOUTS[source]
     root = Path(root)
     folder = root / layout.dirname
@@ -390,6 +419,54 @@ def load_dataset(root, source="cifar10", download=False, verify="auto", log=None
         all(official),
         tuple(files + [meta_file]),
         test_read=bool(test),
+    )
+
+
+def load_image_set(root, test=True, mmap=False):
+    """The Dataset of the image set under `<root>/image-set/` (IMAGE_SET): the training split from train.h5, the
+    test split from test.h5 (test=True), each file checked as formats.read_images checks it, and the two
+    checked to agree (classes, image size). The files' md5 is not taken (a mapped set may be larger than memory):
+    dataset_summary hashes their arrays."""
+    from .formats import FormatError, read_images
+
+    folder = Path(root) / IMAGE_SET.dirname
+    names = (*IMAGE_SET.train_files, IMAGE_SET.test_file) if test else IMAGE_SET.train_files
+    for name in names:
+        if not (folder / name).is_file():
+            raise DatasetError(
+                f"missing {folder / name}: the image folder's decoded copy; run snakemake again to decode the "
+                "image folder into it"
+            )
+    parts = {}
+    try:
+        for name in names:
+            parts[name] = read_images(folder / name, test=name == IMAGE_SET.test_file, mmap=mmap)
+    except FormatError as exc:
+        raise DatasetError(str(exc)) from None
+    (train, classes, attrs) = parts[IMAGE_SET.train_files[0]]
+    train_images, train_labels = train["train"]
+    if test:
+        splits, test_classes, _ = parts[IMAGE_SET.test_file]
+        test_images, test_labels = splits["test"]
+        if test_classes != classes or test_images.shape[1:] != train_images.shape[1:]:
+            raise DatasetError(
+                f"{folder}: {IMAGE_SET.test_file} ({len(test_classes)} classes, images {test_images.shape[1:3]}) "
+                f"does not match {IMAGE_SET.train_files[0]} ({len(classes)} classes, images "
+                f"{train_images.shape[1:3]}): delete both and run snakemake again to decode the folder into them"
+            )
+    else:
+        test_images, test_labels = np.empty((0, *train_images.shape[1:]), np.uint8), np.empty(0, np.int64)
+    stats = attrs.get("channel_statistics")
+    return Dataset(
+        train_images,
+        train_labels,
+        test_images,
+        test_labels,
+        tuple(classes),
+        False,
+        tuple((name, (folder / name).stat().st_size, None) for name in names),
+        test_read=bool(test),
+        channel_stats=None if stats is None else tuple(tuple(float(v) for v in part) for part in json.loads(stats)),
     )
 
 
@@ -469,12 +546,16 @@ CIFAR_STD = (0.2023, 0.1994, 0.2010)
 NORMALIZATIONS = {None: "CIFAR-10's channel mean and std", "train": "the training images' channel mean and std"}
 
 
-def normalization_of(normalization, train_images):
+def normalization_of(normalization, train_images, stored=None):
     """The (mean, std) a job normalises with, from its rule param `normalization`: None (absent) -> None, which
-    means CIFAR-10's constants everywhere (augment.normalize); "train" -> channel_statistics(train_images)."""
+    means CIFAR-10's constants everywhere (augment.normalize); "train" -> channel_statistics(train_images), or
+    `stored`, what channel_statistics gave when an image set was decoded (Dataset.channel_stats: the same values,
+    without reading a mapped set whole in every job)."""
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {list(NORMALIZATIONS)}, got {normalization!r}")
-    return None if normalization is None else channel_statistics(train_images)
+    if normalization is None:
+        return None
+    return stored if stored is not None else channel_statistics(train_images)
 
 
 def normalization_record(normalization, channel_stats):
@@ -1022,9 +1103,12 @@ def decode_imagefolder(root, image_size=None, log=None, scan=None, splits=("trai
     return (*out, scan.classes)
 
 
-def write_imagefolder_cache(root, out_root, image_size=None, log=None, fingerprint=None, split=None, cache=None):
-    """Decode the image folder `root` once and write it in CIFAR-10's python format under `out_root` (what
-    load_dataset(out_root, "cifar10") reads); returns the written paths. The batch labels name the folder, so
+def write_imagefolder_cache(
+    root, out_root, image_size=None, log=None, fingerprint=None, split=None, cache=None, format=CIFAR10.source
+):
+    """Decode the image folder `root` once and write it under `out_root` in CIFAR-10's python format (what
+    load_dataset(out_root, "cifar10") reads) or, with format "imageset", as IMAGE_SET files (any image size;
+    load_dataset(out_root, "imageset")); returns the written paths. The batch labels name the folder, so
     the files never claim the official release; the batches' filenames are the images' paths under `root`.
 
     split: None (both), "train" (the training files and the meta file) or "test" (the test file): the workflow
@@ -1032,6 +1116,9 @@ def write_imagefolder_cache(root, out_root, image_size=None, log=None, fingerpri
     fingerprint: the split's content fingerprint (both splits': ImageFolderScan.fingerprint) when the workflow
     was planned; refused if the folder has changed since. cache: the digests' cache (read, not written)."""
     splits = (split,) if split else ("train", "test")
+    layout = IMAGE_SET if format == IMAGE_SET.source else CIFAR10
+    if layout is CIFAR10 and image_size not in (None, IMAGE_SIZE):
+        raise ValueError(f"CIFAR-10's format holds 32 x 32 images; image_size {image_size!r} needs format imageset")
     scan = scan_imagefolder(root, log=log, cache=cache, update_cache=False)
     now = scan.fingerprints[split] if split else scan.fingerprint
     if fingerprint is not None and now != fingerprint:
@@ -1041,13 +1128,16 @@ def write_imagefolder_cache(root, out_root, image_size=None, log=None, fingerpri
             f"planned for {str(fingerprint)[:12]}): run snakemake again so that it plans for the files on disk."
         )
     arrays = decode_imagefolder(root, image_size, log, scan=scan, splits=splits)
-    names = tuple(
-        [rel for rel, *_ in entries] if s in splits else None
-        for s, entries in zip(("train", "test"), (scan.train, scan.test))
-    )
-    paths = write_dataset(
-        out_root, *arrays, source="cifar10", label=f"bestbatch imagefolder {root}", filenames=names, splits=splits
-    )
+    if layout is IMAGE_SET:
+        paths = _write_image_set(root, out_root, arrays, splits)
+    else:
+        names = tuple(
+            [rel for rel, *_ in entries] if s in splits else None
+            for s, entries in zip(("train", "test"), (scan.train, scan.test))
+        )
+        paths = write_dataset(
+            out_root, *arrays, source="cifar10", label=f"bestbatch imagefolder {root}", filenames=names, splits=splits
+        )
     if log is not None:
         counts = dict(train=len(scan.train), test=len(scan.test))
         log.info(
@@ -1056,6 +1146,34 @@ def write_imagefolder_cache(root, out_root, image_size=None, log=None, fingerpri
             len(scan.classes),
             root,
             now[:12],
-            Path(out_root) / CIFAR10.dirname,
+            Path(out_root) / layout.dirname,
         )
+    return paths
+
+
+def _write_image_set(root, out_root, arrays, splits):
+    """decode_imagefolder's arrays as IMAGE_SET files, one per split in `splits` (the other split empty, of the
+    same image size); the training file keeps its images' channel statistics."""
+    from .formats import write_images
+
+    train_images, train_labels, test_images, test_labels, classes = arrays
+    folder = Path(out_root) / IMAGE_SET.dirname
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for split, images, labels, name in (
+        ("train", train_images, train_labels, IMAGE_SET.train_files[0]),
+        ("test", test_images, test_labels, IMAGE_SET.test_file),
+    ):
+        if split not in splits:
+            continue
+        empty = np.zeros((0, *images.shape[1:]), np.uint8), np.zeros(0, np.int64)
+        stats = channel_statistics(images) if split == "train" else None
+        write_images(
+            folder / name,
+            {split: (images, labels), "test" if split == "train" else "train": empty},
+            classes,
+            source=f"bestbatch imagefolder {root}",
+            channel_statistics=stats,
+        )
+        paths.append(folder / name)
     return paths

@@ -50,10 +50,12 @@ Selection curve `selection/<model>/budget_<b>/seed_<s>/<arm>/chunk_<c>.h5` and, 
 Checkpoint `*.pt` (torch.save of a dict, loaded with weights_only=True): model (state dict),
     optimizer (state dict or None), epoch, meta (JSON: provenance, and for an epoch its metric and
     the digest of the parameters it started from), format, format_version. Bytewise reproducible.
-Image set `images.h5` (a decoded data set of any image size; data.write_images / read_images):
+Image set `image-set/train.h5`, `image-set/test.h5` (an image folder decoded at any image size; write_images /
+    read_images; the workflow writes one file per split, the other split empty):
     train_images (N, H, W, 3) uint8, test_images (M, H, W, 3) uint8: contiguous, each one byte range, so a job can
     map them instead of reading them; train_labels (N,), test_labels (M,) int64 in [0, C); attrs classes (JSON
-    list of C names), image_size [H, W], source. Refused, naming the file and the problem: another format or
+    list of C names), image_size [H, W], source, channel_statistics (JSON [mean, std] of the training images,
+    where they are in the file). Refused, naming the file and the problem: another format or
     version, an image array that is not uint8 (n, H, W, 3) with H, W >= 1 and one size for both splits, labels
     that are not int64, not one per image or outside the classes, class names that are not C distinct strings,
     and datasets stored outside the file (external or virtual: a file must not make its reader open others).
@@ -757,10 +759,11 @@ def _contiguous(f, name, data):
     return dset
 
 
-def write_images(path, splits, classes, source):
+def write_images(path, splits, classes, source, channel_statistics=None):
     """An image set file (module docstring): splits {"train": (images (N, H, W, 3) uint8, labels (N,)), "test":
-    ...}, classes: the C class names, source: where the images came from. Checked as read_images checks it, then
-    written atomically."""
+    ...}, classes: the C class names, source: where the images came from, channel_statistics: the training
+    images' (mean, std) per channel (data.channel_statistics), kept so that a job need not read the set to
+    normalise it. Checked as read_images checks it, then written atomically."""
     arrays = {}
     for split in IMAGE_SPLITS:
         images, labels = splits[split]
@@ -774,6 +777,8 @@ def write_images(path, splits, classes, source):
         f.attrs["classes"] = json.dumps([str(c) for c in classes])
         f.attrs["image_size"] = np.array(arrays["train"][0].shape[1:3], dtype=np.int64)
         f.attrs["source"] = str(source)
+        if channel_statistics is not None:
+            f.attrs["channel_statistics"] = json.dumps([[float(v) for v in part] for part in channel_statistics])
         _stamp(f.attrs, IMAGES)
 
 
@@ -839,7 +844,7 @@ def read_images(path, test=True, mmap=False):
             images = {split: np.empty(shapes[split], np.uint8) for split in wanted if split not in places}
         else:
             images = {split: f[f"{split}_images"][:] for split in wanted}
-        attrs = {k: _plain(f.attrs[k]) for k in ("source", "image_size") if k in f.attrs}
+        attrs = {k: _plain(f.attrs[k]) for k in ("source", "image_size", "channel_statistics") if k in f.attrs}
     if mmap and places:
         whole = np.memmap(path, dtype=np.uint8, mode="r")
         for split, (offset, shape, dtype) in places.items():

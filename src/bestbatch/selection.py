@@ -475,6 +475,8 @@ def train_chunk(
             f"{start_step}, {end_step}, {last_step}, {eval_every}"
         )
     net.train()
+    if hasattr(images, "expect"):  # placement.Images off the device: read the steps' batches ahead, in sequence
+        images.expect(visitor.batch(s)[0] for s in range(start_step, end_step))
     rows, losses = [], []
     for s in tqdm(range(start_step, end_step), desc="steps", unit="step", disable=not progress, mininterval=2):
         step_lr = lr_of_step(s, lr, milestone_steps, lr_gamma)

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from .augment import batch_seed, make_batch, normalize
 from .config import num_batches
+from .placement import batches_of
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}  # the config's names (its only strings)
 
@@ -204,7 +205,8 @@ def run_epoch(
     """Train `net` one epoch over the fixed batches of `order`, probing every batch's gradient (the inline
     layout: one job does both halves of Algorithm 1).
 
-    images: (N, 3, H, W) uint8 on the device; labels: (N,) int64 on the device; order: (N,) int64;
+    images: (N, 3, H, W) uint8 on the device, or placement.Images wherever data.placement put them;
+    labels: (N,) int64 on the device; order: (N,) int64;
     dtype: the torch dtype of both nets. `sink` receives the gradients (see KeepLast and
     shards.ShardWriter): g_k is computed into sink.row(k, device, dtype, P), added to the float64 sum
     sink.total(device, P), and handed over with sink.put(k, g_k). No batch allocates a fresh P-sized
@@ -317,6 +319,8 @@ def epoch_pass(
     given) and then net_compare's gradient g_k into `sink` (when `net_compare` is given), both on
     make_batch(..., channel_stats). Returns the per-batch training loss and accuracy when training, else None."""
     n_batches = num_batches(len(order), batch_size)
+    if hasattr(images, "expect"):  # placement.Images off the device: read the fixed batches ahead, in sequence
+        images.expect(batches_of(order, batch_size))
     order = torch.as_tensor(order, device=images.device)
     for model in (net, net_compare):
         if model is not None:

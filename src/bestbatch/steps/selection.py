@@ -97,6 +97,7 @@ def train_seed_chunk(
     cuda_deterministic,
     granted_threads=None,
     normalization=None,
+    placement="device",
     **run,
 ):
     """Chunk `chunk` of every arm of one (model, budget, seed), one after another in one job
@@ -116,6 +117,7 @@ def train_seed_chunk(
         cuda_tf32=cuda_tf32,
         cuda_deterministic=cuda_deterministic,
         normalization=normalization,
+        placement=placement,
     )
     rows = []
     for i, job in enumerate(arm_jobs):

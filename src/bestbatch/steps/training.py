@@ -32,6 +32,7 @@ from ..gradients import (
 )
 from ..logs import step
 from ..models import build_model
+from ..placement import Images
 from ..shards import ShardWriter, shard_bytes
 from ..training import (
     DTYPES,
@@ -67,32 +68,56 @@ def check_disk(path, need_bytes, free_bytes=None):
 
 
 def prepare_training(
-    *, data_root, data_format, device, threads, granted_threads, cuda_tf32, cuda_deterministic, normalization=None
+    *,
+    data_root,
+    data_format,
+    device,
+    threads,
+    granted_threads,
+    cuda_tf32,
+    cuda_deterministic,
+    normalization=None,
+    placement="device",
 ):
     """The start of every training job: the configured thread count, the device and its numerics, and the
-    data set on it. Returns (device, train images, train labels, test images, test labels, channel_stats):
-    channel_stats is the inputs' normalisation from the rule param `normalization` (data.normalization_of: None,
-    CIFAR-10's constants, where the param is absent; an image folder's training-set statistics for "train")."""
+    data set where `placement` puts it (the rule param `placement`, resolved from data.placement when Snakemake
+    planned the job: device, host or mapped; bestbatch.placement). Returns (device, train images, train labels,
+    test images, test labels, channel_stats): the images as a tensor on the device (placement device, every
+    study's path) or as placement.Images; channel_stats is the inputs' normalisation from the rule param
+    `normalization` (data.normalization_of: None, CIFAR-10's constants, where the param is absent; an image
+    folder's training-set statistics for "train")."""
     fix_threads(threads, granted_threads)
     dev = pick_device(device)
     set_numerics(dev, allow_tf32=cuda_tf32, deterministic=cuda_deterministic)
     if dev.type == "cpu":
         keep_freed_memory()
-    ds = load_dataset(data_root, data_format)
-    channel_stats = job_normalization(normalization, ds.train_images)
+    ds = load_dataset(data_root, data_format, mmap=placement == "mapped")
+    channel_stats = job_normalization(normalization, ds)
+    if placement == "device":
+        train, test = images_to_tensor(ds.train_images, dev), images_to_tensor(ds.test_images, dev)
+    else:
+        train, test = Images(ds.train_images, dev, placement), Images(ds.test_images, dev, placement)
+        log.info("data.placement %s: %.1f MB of training images %s", placement, train.nbytes / 1e6, PLACED[placement])
     return (
         dev,
-        images_to_tensor(ds.train_images, dev),
+        train,
         torch.as_tensor(ds.train_labels, device=dev),
-        images_to_tensor(ds.test_images, dev),
+        test,
         torch.as_tensor(ds.test_labels, device=dev),
         channel_stats,
     )
 
 
-def job_normalization(normalization, train_images):
-    """data.normalization_of, logged where it is not CIFAR-10's."""
-    channel_stats = normalization_of(normalization, train_images)
+PLACED = {
+    "host": "in host memory (pinned on CUDA), each batch gathered there and copied to the device",
+    "mapped": "mapped from the image set file, each batch read ahead in the fixed order by a prefetch thread",
+}
+
+
+def job_normalization(normalization, ds):
+    """data.normalization_of for the Dataset `ds` (an image set's stored statistics where it has them), logged
+    where it is not CIFAR-10's."""
+    channel_stats = normalization_of(normalization, ds.train_images, ds.channel_stats)
     if channel_stats is not None:
         log.info("normalisation (%s): mean %s, std %s", normalization, *channel_stats)
     return channel_stats
@@ -120,7 +145,7 @@ def model_cost(
 
     dev = pick_device(device)
     ds = load_dataset(data_root, data_format, test=False)
-    channel_stats = job_normalization(normalization, ds.train_images)
+    channel_stats = job_normalization(normalization, ds)
     batch = normalize(images_to_tensor(ds.train_images[:4], dev), torch.float32, channel_stats)
     n_trainable = check_model(model, num_classes, batch, import_paths, where=where)
     probe = probe_model_cost(model, num_classes, dev, import_paths=import_paths)
@@ -175,6 +200,7 @@ def _epoch_setup(
     normalization=None,
     gradients="shard",
     sketch=None,
+    placement="device",
 ):
     """What both halves of an epoch start from: the device and data (and the inputs' normalisation), the fixed
     order, the network at the epoch-start parameters, the shard's size, the batches' scores and the epoch's
@@ -188,6 +214,7 @@ def _epoch_setup(
         cuda_tf32=cuda_tf32,
         cuda_deterministic=cuda_deterministic,
         normalization=normalization,
+        placement=placement,
     )
     log.info("metric %s, epoch %d, device %s", metric, epoch, device_description(dev))
     torch_dtype = DTYPES[dtype]
@@ -329,6 +356,7 @@ def train_epoch(
     gradients="shard",
     gram=False,
     sketch=None,
+    placement="device",
 ):
     """One (metric, epoch) job of Algorithm 1: a checkpoint and, in the inline layout, the gradient shard
     (`out_shard`), or with the gradients held in memory or sketched (outputs.gradients, `gradients`) the
@@ -362,6 +390,7 @@ def train_epoch(
         normalization=normalization,
         gradients=gradients,
         sketch=sketch,
+        placement=placement,
     )
     net, state, torch_dtype = e.net, e.state, e.torch_dtype
     epoch_lr = lr_of_epoch(epoch, lr, lr_milestones, lr_gamma)
@@ -455,6 +484,7 @@ def compare_epoch(
     gradients="shard",
     gram=False,
     sketch=None,
+    placement="device",
     **_training_only,
 ):
     """The parallel layout's compare job of (metric, epoch): net_compare at the epoch-start parameters (the
@@ -486,6 +516,7 @@ def compare_epoch(
         normalization=normalization,
         gradients=gradients,
         sketch=sketch,
+        placement=placement,
     )
     net, torch_dtype = e.net, e.torch_dtype
     layout, n_params = parameter_layout(net)
