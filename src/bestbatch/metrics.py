@@ -80,7 +80,7 @@ def display_score(scores):
 
 @register("intensity", "pixel intensity sum", cost_ms=(0.01, 0.01))
 def intensity(images, params, threads, device, progress):
-    """M1 = sum of all channels at all positions (3.2.1); int64 so 32*32*3*255 cannot overflow."""
+    """M1 = sum of all channels at all positions (3.2.1); int64, so no image of any practical size overflows."""
     return images.reshape(len(images), -1).sum(axis=1, dtype=np.int64)
 
 
@@ -163,11 +163,20 @@ def lpips_model(pretrained_backbone=True, seed=0, device="cpu"):
     return model.eval().to(device)
 
 
+LPIPS_MIN_SIDE = 32  # AlexNet's pooling leaves no pixel of an image under 31 px: smaller ones are upsampled to this
+
+
 def _to_lpips_input(images, device):
     import torch
+    import torch.nn.functional as F
 
     x = torch.as_tensor(np.ascontiguousarray(images), device=device)
-    return x.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # uint8 HWC -> [-1, 1] NCHW as LPIPS expects
+    x = x.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # uint8 HWC -> [-1, 1] NCHW as LPIPS expects
+    short = min(x.shape[2:])
+    if short < LPIPS_MIN_SIDE:  # bilinear stays within [-1, 1]; 32 px and larger pass untouched
+        size = [round(d * LPIPS_MIN_SIDE / short) for d in x.shape[2:]]
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    return x
 
 
 def lpips_features(model, x):
@@ -190,7 +199,11 @@ def lpips_to_reference(model, x, ref_feats):
 
 @register("lpips", "LPIPS distance to the average image", cost_ms=(5.0, 0.2), uses_gpu=True)
 def lpips_distance(images, params, threads, device, progress):
-    """LPIPS (AlexNet) distance of each image to the per-pixel average image of the set (3.2.4)."""
+    """LPIPS (AlexNet) distance of each image to the per-pixel average image of the set (3.2.4).
+
+    Images whose shorter side is under LPIPS_MIN_SIDE (32) px are upsampled bilinearly to it first, the
+    average image with them: AlexNet cannot take them as they are.
+    """
     import torch
 
     model = lpips_model(params.get("pretrained_backbone", True), params.get("seed", 0), device)
