@@ -187,6 +187,17 @@ def check_semantics(config, n_train=None, config_file=None):
             )
     if sorted(set(t["lr_milestones"])) != list(t["lr_milestones"]):
         raise ConfigError(f"training.lr_milestones: {t['lr_milestones']} must be strictly increasing")
+    data = config["data"]
+    if data.get("image_size", 32) != 32 and data["source"] != "imagefolder":
+        raise ConfigError(
+            f"data.image_size: {data['image_size']!r} is for an image folder (data.source: imagefolder); "
+            f"{data['source']} images are 32 x 32: leave data.image_size out or set it to 32"
+        )
+    if data.get("placement") == "mapped" and data["source"] != "imagefolder":
+        raise ConfigError(
+            f"data.placement: mapped maps an image folder's decoded image set from disk; {data['source']} is read "
+            "into memory (its 32 x 32 images are small): use auto, device or host"
+        )
     outputs = config.get("outputs", {})
     if outputs.get("gradients", "shard") != "shard" and outputs.get("keep_shards"):
         raise ConfigError(
@@ -314,7 +325,23 @@ NOT_RESULT_KEYS = {
     "selection": "the selection experiment's own runs; their jobs get every value they use as a param",
     "analysis": "the statistics of the claims page, computed from the results, not part of them",
 }
-IGNORED_DATA_KEYS = ("download", "verify")
+IGNORED_DATA_KEYS = ("download", "verify", "placement")  # placement: where the images live, the same results bitwise
+
+
+def check_models_at_size(model_specs, image_shape, declared):
+    """Refuse a built-in network (kuangliu/pytorch-cifar's forms and the small demo networks, all made for 32 x 32
+    inputs) where the images are another size (image_shape: (H, W) the workflow plans for; declared: data.image_size),
+    naming the entry and an import-path network that takes any size."""
+    if tuple(image_shape) == (32, 32):
+        return
+    for i, spec in enumerate(model_specs):
+        if spec.builtin:
+            raise ConfigError(
+                f"models[{i}]: the built-in {spec.name} is made for 32 x 32 images (its pooling and classifier "
+                f"assume them), and this study's are {image_shape[1]} x {image_shape[0]} (data.image_size: "
+                f"{declared}): name a network that takes any size by its import path, e.g. "
+                f"torchvision.models:resnet18 (or your own package.module:callable), or set data.image_size: 32"
+            )
 
 
 def result_config(config, metric=None, model=None, seed=None):

@@ -960,6 +960,27 @@ def imagefolder_sizes(root):
     return scan_imagefolder(root, content=False).sizes
 
 
+def planned_image_shape(image_size, scan=None, root=None):
+    """(H, W) of the images a study plans for (before decoding): 32 x 32 for None and every source but an image
+    folder, N x N for data.image_size N, and for NATIVE the size of the image folder's first training image (its
+    header alone is read; decoding refuses any image of another size)."""
+    if image_size != NATIVE:
+        size = IMAGE_SIZE if image_size is None else int(image_size)
+        return (size, size)
+    from PIL import Image
+
+    entries = scan.train or scan.test
+    if not entries:
+        return (IMAGE_SIZE, IMAGE_SIZE)
+    path = Path(root) / entries[0][0]
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DatasetError(f"{path}: cannot be read as an image ({type(e).__name__}: {e}); replace or remove it") from e
+    return (height, width)
+
+
 class _Refused(Exception):
     """One image that cannot be used; the message names the file."""
 

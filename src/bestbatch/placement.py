@@ -13,14 +13,14 @@ gathered from), and the augmentation and normalisation then run on the device as
 the same wherever the set lives (tests/test_placement.py).
 
 `Images` is what make_batch, epoch_pass and evaluate index: images[idx] for an index tensor, images[i:j] for a
-slice, each a (B, 3, H, W) uint8 tensor on `images.device`.
+slice, each a (B, 3, H, W) uint8 tensor on `images.device`. torch is imported where it is used, so that the cost
+model (resources, which plans with PREFETCH_DEPTH) imports this module without it.
 """
 
 import queue
 import threading
 
 import numpy as np
-import torch
 
 PLACEMENTS = ("device", "host", "mapped")  # data.placement, besides auto (resources.data_placement decides)
 PREFETCH_DEPTH = 3  # batches read ahead of the one being computed (mapped, host on CUDA)
@@ -31,6 +31,8 @@ class PlacementError(RuntimeError):
 
 
 def _chw(block_hwc):
+    import torch
+
     return torch.from_numpy(np.ascontiguousarray(block_hwc.transpose(0, 3, 1, 2)))
 
 
@@ -40,6 +42,8 @@ class Images:
     images_hwc: (N, H, W, 3) uint8 numpy (a memmap for mapped). device: the torch device the network runs on."""
 
     def __init__(self, images_hwc, device, placement="device"):
+        import torch
+
         if placement not in PLACEMENTS:
             raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
         self.device = torch.device(device)
@@ -66,10 +70,14 @@ class Images:
     @property
     def resident(self):
         """Whether the images are one tensor on the job's device (indexing them is a gather there)."""
+        import torch
+
         return isinstance(self._store, torch.Tensor) and self._store.device == self.device
 
     def _read(self, idx):
         """Images idx (an int64 numpy array) as a (B, 3, H, W) uint8 host tensor, pinned on CUDA."""
+        import torch
+
         if isinstance(self._store, torch.Tensor):
             block = self._store.index_select(0, torch.from_numpy(idx))
         else:
@@ -84,6 +92,8 @@ class Images:
         return block.to(self.device, non_blocking=self._pin)
 
     def __getitem__(self, key):
+        import torch
+
         if self.resident:
             return self._store[key]
         if isinstance(key, slice):
@@ -153,6 +163,6 @@ class Images:
 
 def batches_of(order, batch_size):
     """The fixed batches of `order` as numpy index arrays, in sequence (the last partial batch dropped)."""
-    order = order.detach().cpu().numpy() if isinstance(order, torch.Tensor) else np.asarray(order)
+    order = order.detach().cpu().numpy() if hasattr(order, "detach") else np.asarray(order)
     k = len(order) // batch_size
     return [order[i * batch_size : (i + 1) * batch_size].astype(np.int64) for i in range(k)]

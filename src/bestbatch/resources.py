@@ -55,6 +55,57 @@ class Study:
     sketch_dim: int = 0  # d, the values of a sketched gradient (outputs.gradients: sketch)
     sketch_nonzeros: int = 4
     gram: bool = True  # outputs.gram: the reductions also form the K x K Gram matrix (K^2 P / 2 multiply-adds)
+    image_shape: tuple = (32, 32)  # (H, W) of the images (data.image_size)
+    placement: str = "device"  # where a training job keeps the images (data.placement, resolved: data_placement)
+
+
+def data_mb(s):
+    """The uint8 images of both splits, MB."""
+    return (s.n_train + s.n_test) * 3 * s.image_shape[0] * s.image_shape[1] / 1e6
+
+
+def resident_data_mb(s):
+    """A training job's host memory for its images: the bytes read, their (N, 3, H, W) tensor and a batch's copies
+    (3 x the images) where they are resident (device or host placement); where they are mapped, the batches the
+    prefetch thread holds and the ones in use (the file's pages are clean page cache, reclaimable)."""
+    if s.placement == "mapped":
+        from .placement import PREFETCH_DEPTH
+
+        return (PREFETCH_DEPTH + 3) * s.batch_size * 3 * s.image_shape[0] * s.image_shape[1] * 2 / 1e6
+    return 3 * data_mb(s)
+
+
+DEVICE_SHARE = 0.5  # data.placement auto: the images go on the GPU where they take at most this share of its memory
+
+
+def data_placement(s, requested="auto", gpu_memory_gb=16, max_job_memory_gb=64, can_map=False):
+    """Where the training jobs keep the images (data.placement): `requested` unless it is auto; then device where
+    the images fit on the device (on a GPU: at most DEVICE_SHARE of gpu_memory_gb) and a job with them resident asks
+    for at most max_job_memory_gb, else host on a GPU where the request still fits, else mapped where the data can be
+    mapped (can_map: an image folder, decoded into an image set), else host (device on a CPU). Decided from the data
+    alone (the images and the job's base memory), so one placement serves every network of the study."""
+    if requested != "auto":
+        return requested
+    resident_request = mem_mb(_base_mb(s.gpu) + 3 * data_mb(s)) / 1000
+    fits_host = resident_request <= max_job_memory_gb
+    if fits_host and (not s.gpu or data_mb(s) / 1000 <= DEVICE_SHARE * gpu_memory_gb):
+        return "device"
+    if fits_host or not can_map:
+        return "host" if s.gpu else "device"
+    return "mapped"
+
+
+SNAKEMAKE_DISK_MB = 1000  # Snakemake's own disk_mb where a rule sets none: max(2 x its inputs' size, 1000)
+
+
+def data_disk_mb(s):
+    """The disk a training job asks for where its images are mapped: the image set files (which a staging storage
+    plugin copies to the job's node) and 5%, at least Snakemake's own floor; 0 (no request of ours: Snakemake's
+    default) where they are resident. Stated from the planned sizes because Snakemake's default, twice the
+    inputs' size, counts a not yet decoded image set as nothing."""
+    if s.placement != "mapped":
+        return 0
+    return max(SNAKEMAKE_DISK_MB, int(-(-1.05 * data_mb(s) // 250) * 250))
 
 
 def mem_mb(x):
@@ -96,7 +147,7 @@ def job_resources(s):
         _, _, act_mb, cpu_ms, gpu_ms = model_cost(s.model)
         n_params = model_params(s.model, s.n_classes)
     k = num_batches(s.n_train, s.batch_size)
-    data_mb = (s.n_train + s.n_test) * 3 * 32 * 32 / 1e6  # the uint8 images
+    images_mb = resident_data_mb(s)  # what the images take in a training job's host memory
     shard_mb = k * n_params * s.value_bytes / 1e6  # one epoch's K x P gradients
     held = held_gradients(s, k, n_params)
     # train_epoch: two nets (trained and frozen), their gradients, the momentum, the flat g_k being
@@ -105,7 +156,7 @@ def job_resources(s):
     # batch copies); and, on CPU, one batch of activations (one net at a time).
     train_mem = mem_mb(
         _base_mb(s.gpu)
-        + 3 * data_mb
+        + images_mb
         + n_params * (12 * s.value_bytes + 8) / 1e6
         + (0 if s.gpu else act_mb * s.batch_size * s.value_bytes / 4)
         + held["mb"]
@@ -117,7 +168,7 @@ def job_resources(s):
     # the one written; one forward+backward pass per image and the test set once. compare_epoch: the frozen
     # net and its gradients, the rows queued for the shard writer (depth 3), the float64 sum; one pass per
     # image and the shard written.
-    one_net_mem = _base_mb(s.gpu) + 3 * data_mb + (0 if s.gpu else act_mb * s.batch_size * s.value_bytes / 4)
+    one_net_mem = _base_mb(s.gpu) + images_mb + (0 if s.gpu else act_mb * s.batch_size * s.value_bytes / 4)
     train_only = dict(
         mem_mb=mem_mb(one_net_mem + n_params * 5 * s.value_bytes / 1e6),
         runtime=minutes(((s.n_train + s.n_test / 3) * per_image_ms / 1000) / 60),
@@ -137,18 +188,21 @@ def job_resources(s):
         runtime=minutes((shard_mb / DISK_MB_PER_S + reduce_seconds(s, k, n_params)) / 60),
         gpu=0,
     )
-    # ordering: per image, ms on one CPU core / on the GPU; memory up to 12 bytes per image byte
-    # (float64 greyscale or mean image, per-worker chunks)
+    # ordering: per image, ms on one CPU core / on the GPU, measured at 32 x 32 and scaled by the pixels; memory
+    # up to 12 bytes per image byte (float64 greyscale or mean image, per-worker chunks), of at most 2,000 images
+    # at a time where the set is mapped (the metrics read it in chunks)
     ordering = {}
+    pixels = s.image_shape[0] * s.image_shape[1] / (32 * 32)
+    scored_mb = data_mb(s) if s.placement != "mapped" else min(data_mb(s), 2000 * 3 * 1024 * pixels / 1e6)
     for name, metric in METRICS.items():
         on_gpu = s.gpu and metric.uses_gpu
-        per_image = metric.cost_ms[1] if on_gpu else metric.cost_ms[0] / s.threads
+        per_image = (metric.cost_ms[1] if on_gpu else metric.cost_ms[0] / s.threads) * pixels
         ordering[name] = dict(
-            mem_mb=mem_mb(_base_mb(on_gpu) + 12 * data_mb),
+            mem_mb=mem_mb(_base_mb(on_gpu) + 12 * scored_mb),
             runtime=minutes(s.n_train * per_image / 1000 / 60),
             gpu=int(on_gpu),
         )
-    data_job = dict(mem_mb=mem_mb(_base_mb(False) + 4 * data_mb), runtime=MIN_RUNTIME, gpu=0)
+    data_job = dict(mem_mb=mem_mb(_base_mb(False) + 4 * data_mb(s)), runtime=MIN_RUNTIME, gpu=0)
     # complete_epoch (parallel layout, gradients held in memory or sketched): two small files merged
     complete = dict(mem_mb=mem_mb(_base_mb(False) + 3 * k * k * 8 / 1e6), runtime=MIN_RUNTIME, gpu=0)
     return {
@@ -217,11 +271,12 @@ def select_chunk_resources(s, chunk_epochs, arms=1):
     )
 
 
-def probe_model_cost(model, num_classes, device="cpu", batch=8, repeats=3, import_paths=()):
-    """Measure what MODEL_COST holds for a model outside it (cheap: a few passes on one small batch): the
-    parameter count P, the activation memory of one image's forward pass (the bytes autograd saves for the
-    backward pass, per image) and the time of one image's forward+backward pass in float32 on `device`
-    (one CPU thread, as the table's core-ms; the best of `repeats`). Returns a JSON-able dict."""
+def probe_model_cost(model, num_classes, device="cpu", batch=8, repeats=3, import_paths=(), image_shape=(32, 32)):
+    """Measure what MODEL_COST holds for a model outside it (cheap: a few passes on one small batch of
+    `image_shape` (H, W) images, the study's size): the parameter count P, the activation memory of one image's
+    forward pass (the bytes autograd saves for the backward pass, per image) and the time of one image's
+    forward+backward pass in float32 on `device` (one CPU thread, as the table's core-ms; the best of `repeats`).
+    Returns a JSON-able dict (with the image size where it is not 32 x 32)."""
     import time
 
     import torch
@@ -235,7 +290,7 @@ def probe_model_cost(model, num_classes, device="cpu", batch=8, repeats=3, impor
         torch.set_num_threads(1)
     try:
         net = build_model(model, num_classes, seed=0, import_paths=import_paths).to(device).train()
-        x = torch.randn(batch, 3, 32, 32, device=device)
+        x = torch.randn(batch, 3, *(int(v) for v in image_shape), device=device)
         y = torch.arange(batch, device=device) % num_classes
         saved = []
 
@@ -265,6 +320,7 @@ def probe_model_cost(model, num_classes, device="cpu", batch=8, repeats=3, impor
         params=int(sum(p.numel() for p in net.parameters())),
         activation_mb=sum(saved) / batch / 1e6,
         ms_per_image=1000 * min(times) / batch,
+        **({} if tuple(image_shape) == (32, 32) else {"image_shape": [int(v) for v in image_shape]}),
     )
 
 

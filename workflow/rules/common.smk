@@ -17,6 +17,7 @@ except ImportError:  # a Snakemake without them: per_job (below) leaves the func
 
 from bestbatch.config import (
     ConfigError,
+    check_models_at_size,
     check_semantics,
     config_hash,
     data_root as resolve_data_root,
@@ -27,12 +28,20 @@ from bestbatch.config import (
     phases,
 )
 from bestbatch.fingerprint import cache_path as digests_cache
-from bestbatch.data import DatasetError, layout_of, planned_sizes, scan_imagefolder
+from bestbatch.data import DatasetError, layout_of, planned_image_shape, planned_sizes, scan_imagefolder
 from bestbatch.model_spec import ModelError, model_spec, refuse_dotted_paths
 from bestbatch import metrics as metric_registry
 from bestbatch.config import num_batches
 from bestbatch.gradients import sketch_settings
-from bestbatch.resources import LIGHT_JOB, Study, job_resources, probe_figures, select_chunk_resources
+from bestbatch.resources import (
+    LIGHT_JOB,
+    Study,
+    data_disk_mb,
+    data_placement,
+    job_resources,
+    probe_figures,
+    select_chunk_resources,
+)
 from bestbatch.selection import run_layout, total_steps
 from bestbatch.selection import CROSS_FITTED, arms as selection_arms, parse_arm
 from bestbatch.workflow_support import PACKAGE_VARIABLE, package_requirement, release_stale_locks
@@ -94,6 +103,9 @@ try:
         else planned_sizes(config["data"]["source"], DATA_ROOT, config["data"].get("synthetic"))[:3]
     )
     check_semantics(config, N_TRAIN)
+    # The images' size (data.image_size; native: the first image's), which the built-in networks must take
+    IMAGE_SHAPE = planned_image_shape(config["data"].get("image_size"), IMAGES, DATA_ROOT)
+    check_models_at_size(MODEL_SPECS.values(), IMAGE_SHAPE, config["data"].get("image_size"))
 except (ConfigError, ModelError) as exc:
     raise WorkflowError(f"invalid config: {exc}") from None
 except DatasetError as exc:
@@ -119,12 +131,33 @@ T = config["training"]
 EPOCHS = T["epochs"]
 USES_GPU = T["device"] != "cpu"
 SYNTHETIC = DATA["source"] == "synthetic"
-LAYOUT = layout_of(DATA["source"], DATA.get("synthetic"))
-# An image folder is decoded once into CIFAR-10's format under the study's results (rule imagefolder_dataset).
+EXECUTION = config["execution"]
+# Where the training jobs keep the images (data.placement; auto: decided from the data's size, the GPU's memory
+# and the most a job may ask for, bestbatch.resources.data_placement): device, host or mapped.
+DATA_STUDY = Study(
+    model="tiny_mlp",
+    n_train=N_TRAIN,
+    n_test=N_TEST,
+    batch_size=T["batch_size"],
+    value_bytes=4,
+    threads=T["threads"],
+    gpu=USES_GPU,
+    image_shape=IMAGE_SHAPE,
+)
+PLACEMENT = data_placement(
+    DATA_STUDY,
+    DATA["placement"],
+    gpu_memory_gb=EXECUTION["gpu_memory_gb"],
+    max_job_memory_gb=EXECUTION["max_job_memory_gb"],
+    can_map=bool(IMAGES),
+)
+LAYOUT = layout_of(DATA["source"], DATA.get("synthetic"), DATA.get("image_size"), PLACEMENT)
+# An image folder is decoded once under the study's results (rule imagefolder_dataset): into CIFAR-10's format at
+# 32 x 32, into an image set (any size; the mapped placement) otherwise.
 DATA_DIR = f"{R}/data" if IMAGES else str(DATA_ROOT)
 DATA_FILES = [f"{DATA_DIR}/{LAYOUT.dirname}/{name}" for name in LAYOUT.files]
 # the training split's files (the meta file, which names the classes, goes with them) and the test split's
-DATA_TRAIN_FILES = [f"{DATA_DIR}/{LAYOUT.dirname}/{name}" for name in (*LAYOUT.train_files, LAYOUT.meta_file)]
+DATA_TRAIN_FILES = [f"{DATA_DIR}/{LAYOUT.dirname}/{name}" for name in LAYOUT.train_side]
 DATA_TEST_FILES = [f"{DATA_DIR}/{LAYOUT.dirname}/{LAYOUT.test_file}"]
 # A synthetic set or an image folder's cache is made by the workflow: its files are inputs of every rule that
 # reads them, so a storage plugin stages them. The real data set is the user's, checked by verify_dataset
@@ -239,13 +272,21 @@ def model_cost_file(wildcards):
 PROBE_INPUT = dict(cost=model_cost_file) if OUTSIDE else {}
 
 
+# What the orderings and model_cost read (an image set they map, whatever the placement)
 DATA_PARAMS = dict(data_root=data_root, data_format=LAYOUT.source)
+# a mapped set's training jobs ask for the disk its image set takes (a staging storage plugin copies it to the node)
+MAPPED_DISK = (
+    dict(disk_mb=data_disk_mb(dataclasses.replace(DATA_STUDY, placement=PLACEMENT))) if PLACEMENT == "mapped" else {}
+)
 # How the inputs are normalised: an image folder's jobs by its training images' own channel mean and std,
 # computed by each job from the images it loads (bestbatch.data.channel_statistics); every other study by
 # CIFAR-10's constants, with no param at all, so that their jobs keep the params, and the results, they had.
 NORMALIZATION_PARAMS = dict(normalization="train") if IMAGES else {}
+# placement: a training job's param only where it is not device, so that every study made before data.placement
+# keeps its params
 TRAINING_PARAMS = dict(
     **DATA_PARAMS,
+    **({} if PLACEMENT == "device" else {"placement": PLACEMENT}),
     **NORMALIZATION_PARAMS,
     num_classes=N_CLASSES,
     **{
@@ -298,6 +339,8 @@ def study_sizes(model):
         gradients=GRADIENTS,
         sketch_dim=SKETCH["dim"] if SKETCH else 0,
         gram=GRAM,
+        image_shape=IMAGE_SHAPE,
+        placement=PLACEMENT,
     )
 
 

@@ -59,6 +59,8 @@ if IMAGES:
                 fingerprint=IMAGES.fingerprints[_split],
                 cache=str(IMAGE_DIGESTS),
                 image_size=DATA.get("image_size"),
+                # an image set (any size, or mapped): a param only then, so 32 x 32 studies keep their params
+                **({"format": LAYOUT.source} if LAYOUT.source == "imageset" else {}),
             script:
                 "../scripts/imagefolder_dataset.py"
 

@@ -9,7 +9,9 @@ if SEL:
 
     # What a training job of either cut asks for and is told (seed mode: runtime for every arm; the arm's own
     # name, or the list of arms with their files, is added by each rule)
-    SELECT_TRAIN_RESOURCES = dict(mem_mb=select_cost("mem_mb"), runtime=select_cost("runtime"), gpu=int(USES_GPU))
+    SELECT_TRAIN_RESOURCES = dict(
+        mem_mb=select_cost("mem_mb"), runtime=select_cost("runtime"), gpu=int(USES_GPU), **MAPPED_DISK
+    )
     SELECT_TRAIN_PARAMS = dict(
         **TRAINING_PARAMS,
         **MODEL_PARAMS,

@@ -96,6 +96,7 @@ rule train_epoch:
         mem_mb=cost("train_only" if PARALLEL else "train_epoch", "mem_mb"),
         runtime=cost("train_only" if PARALLEL else "train_epoch", "runtime"),
         gpu=int(USES_GPU),
+        **MAPPED_DISK,
     params:
         **TRAINING_PARAMS,
         **MODEL_PARAMS,
@@ -134,6 +135,7 @@ if PARALLEL:
             mem_mb=cost("compare_epoch", "mem_mb"),
             runtime=cost("compare_epoch", "runtime"),
             gpu=int(USES_GPU),
+            **MAPPED_DISK,
         params:
             **TRAINING_PARAMS,
             **MODEL_PARAMS,

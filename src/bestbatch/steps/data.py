@@ -32,16 +32,24 @@ def synthetic_dataset(*, root, n_train, n_test, seed, format="cifar10"):
 
 
 @step
-def imagefolder_dataset(*, image_root, root, fingerprint, image_size=None, split=None, cache=None):
+def imagefolder_dataset(*, image_root, root, fingerprint, image_size=None, split=None, cache=None, format="cifar10"):
     """Decode the image folder `image_root` (<image_root>/train/<class>/*, <image_root>/test/<class>/*) once into
-    CIFAR-10's format under `root`, the cache every job reads with load_dataset(root, "cifar10").
+    `format` under `root`: CIFAR-10's (32 x 32), or an image set (format "imageset": any size, or a mapped
+    placement), the cache every job reads with load_dataset(root, format).
 
     split: "train" (the training files and the meta file), "test" (the test file) or None (both): the workflow
     runs one job per split. fingerprint: the split's content fingerprint when Snakemake planned the run (a folder
     changed since is refused); cache: the digests' cache Snakemake wrote (bestbatch.fingerprint), read only;
-    image_size: None (every image must be 32x32) or 32 (other sizes are cropped and resized)."""
+    image_size: None (every image must be 32x32), N (other sizes are cropped and resized to N x N) or "native"."""
     return write_imagefolder_cache(
-        image_root, root, image_size=image_size, log=log, fingerprint=fingerprint, split=split, cache=cache
+        image_root,
+        root,
+        image_size=image_size,
+        log=log,
+        fingerprint=fingerprint,
+        split=split,
+        cache=cache,
+        format=format,
     )
 
 
@@ -55,7 +63,7 @@ def verify_dataset(
     statistics, computed here as every training job computes them, data.channel_statistics)."""
     from ..data import normalization_of, normalization_record
 
-    ds = load_dataset(root, source, download=download, verify=verify, log=log)
+    ds = load_dataset(root, source, download=download, verify=verify, log=log, mmap=True)  # an image set: mapped
     found = dict(n_train=len(ds.train_labels), n_test=len(ds.test_labels), n_classes=len(ds.classes))
     what = dict(n_train="training images", n_test="test images", n_classes="classes")
     for key, planned in dict(n_train=n_train, n_test=n_test, n_classes=n_classes).items():
@@ -77,7 +85,9 @@ def verify_dataset(
         batch_size=batch_size,
         num_batches=k,
         dropped_images=n - k * batch_size,
-        normalization=normalization_record(normalization, normalization_of(normalization, ds.train_images)),
+        normalization=normalization_record(
+            normalization, normalization_of(normalization, ds.train_images, ds.channel_stats)
+        ),
     )
     write_text(out_json, json.dumps(summary, indent=2))
     log.info(

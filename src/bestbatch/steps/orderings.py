@@ -46,7 +46,8 @@ def make_ordering(
     from ..training import device_description, pick_device
 
     fix_threads(threads, granted_threads)
-    ds = load_dataset(data_root, data_format, test=False)  # the training images alone: the test file is no input
+    # the training images alone (the test file is no input); an image set's mapped, read as the metric scores it
+    ds = load_dataset(data_root, data_format, test=False, mmap=True)
     dev = pick_device(device) if metrics.METRICS[metric].uses_gpu else torch.device("cpu")
     log.info("ordering %s of %d images on %s", metric, len(ds.train_labels), dev)
     scores = metrics.score_images(metric, ds.train_images, params, threads=threads, device=str(dev), progress=progress)

@@ -144,11 +144,11 @@ def model_cost(
     from ..resources import probe_model_cost
 
     dev = pick_device(device)
-    ds = load_dataset(data_root, data_format, test=False)
+    ds = load_dataset(data_root, data_format, test=False, mmap=True)
     channel_stats = job_normalization(normalization, ds)
     batch = normalize(images_to_tensor(ds.train_images[:4], dev), torch.float32, channel_stats)
     n_trainable = check_model(model, num_classes, batch, import_paths, where=where)
-    probe = probe_model_cost(model, num_classes, dev, import_paths=import_paths)
+    probe = probe_model_cost(model, num_classes, dev, import_paths=import_paths, image_shape=batch.shape[-2:])
     log.info(
         "%s: %d trainable parameters of %d; %.2f MB of activations and %.3g ms per image on %s",
         where,
