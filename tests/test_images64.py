@@ -230,3 +230,49 @@ def test_auto_placement_follows_the_data_size():
     mapped_mb, resident_mb = (job_resources(s)["train_epoch"]["mem_mb"] for s in (mapped, resident))
     assert mapped_mb < 20_000 < 500_000 < resident_mb
     assert data_disk_mb(mapped) >= 193_000 and data_disk_mb(resident) == 0
+
+
+@pytest.mark.parametrize("size", [64, "native"])
+def test_an_image_folder_decodes_into_an_image_set_at_its_size(tmp_path, size):
+    """The image set the workflow writes (one file per split, decoded image by image into the file's mapped
+    bytes) holds what decode_imagefolder gives, and the training file the statistics channel_statistics gives."""
+    from bestbatch.data import channel_statistics, decode_imagefolder, write_imagefolder_cache
+
+    images = REPO / ".test" / "images"  # 32 x 32: native keeps them so, 64 resizes them
+    for split in ("train", "test"):
+        write_imagefolder_cache(images, tmp_path, image_size=size, split=split, format="imageset")
+    ds = load_dataset(tmp_path, "imageset")
+    want = decode_imagefolder(images, image_size=size)
+    for got, expected in zip((ds.train_images, ds.train_labels, ds.test_images, ds.test_labels), want[:4]):
+        assert got.dtype == expected.dtype and np.array_equal(got, expected)
+    assert ds.train_images.shape[1:3] == ((64, 64) if size == 64 else (32, 32)) and ds.classes == tuple(want[4])
+    assert ds.channel_stats == channel_statistics(want[0])
+    assert load_dataset(tmp_path, "imageset", test=False, mmap=True).test_images.shape == (
+        0,
+        *ds.train_images.shape[1:],
+    )
+
+
+def test_an_image_that_cannot_be_decoded_leaves_no_image_set(tmp_path):
+    from bestbatch.data import DatasetError, write_imagefolder_cache
+
+    folder = tmp_path / "images"
+    shutil.copytree(REPO / ".test" / "images", folder)
+    (folder / "train" / "reds" / "005.png").write_bytes(b"not a png")
+    with pytest.raises(DatasetError, match=r"train/reds/005.png: cannot be read as an image"):
+        write_imagefolder_cache(folder, tmp_path / "out", image_size=64, split="train", format="imageset")
+    assert list((tmp_path / "out" / "image-set").iterdir()) == []
+
+
+def test_an_image_set_whose_splits_disagree_is_refused(tmp_path):
+    from bestbatch.data import DatasetError, write_imagefolder_cache
+
+    write_imagefolder_cache(REPO / ".test" / "images", tmp_path, image_size=64, split="train", format="imageset")
+    other = tmp_path / "other"
+    write_imagefolder_cache(REPO / ".test" / "images", other, image_size=48, split="test", format="imageset")
+    shutil.copy(other / "image-set" / "test.h5", tmp_path / "image-set" / "test.h5")
+    with pytest.raises(DatasetError, match=r"test.h5 .* does not match train.h5 .*delete both"):
+        load_dataset(tmp_path, "imageset")
+    (tmp_path / "image-set" / "test.h5").unlink()
+    with pytest.raises(DatasetError, match=r"missing .*test.h5: the image folder's decoded copy"):
+        load_dataset(tmp_path, "imageset")

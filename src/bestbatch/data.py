@@ -1064,16 +1064,17 @@ def _decode_image(path, image_size, notes):
         return np.asarray(img, dtype=np.uint8)
 
 
-def decode_imagefolder(root, image_size=None, log=None, scan=None, splits=("train", "test")):
+def decode_imagefolder(root, image_size=None, log=None, scan=None, splits=("train", "test"), into=None):
     """(train_images, train_labels, test_images, test_labels, classes) of the image folder `root`: uint8
     (N, 32, 32, 3) and int64 (N,), in scan_imagefolder's order (`scan`: its result, to skip scanning again).
 
     image_size: None (every image must be 32x32), an integer N from 16 up (other sizes are centre-cropped to a square
     and resized to N x N) or NATIVE (every image kept at its own size, which must be the same for all: else each
     image of another size than the first is refused, naming both sizes).
-    splits: the splits decoded; a split left out is (None, None). Conversions are logged to `log`, one line per
-    kind; every file that cannot be used is listed in one DatasetError (at most 20, each named with what is
-    wrong)."""
+    splits: the splits decoded; a split left out is (None, None). into: a (N, H, W, 3) uint8 array the one split in
+    `splits` is decoded into, in place (an image set's mapped bytes; with NATIVE, its H x W is the one size).
+    Conversions are logged to `log`, one line per kind; every file that cannot be used is listed in one
+    DatasetError (at most 20, each named with what is wrong)."""
     target = _target_size(image_size)
     scan = scan or scan_imagefolder(root, log=log, content=False)
     root = Path(root)
@@ -1083,7 +1084,10 @@ def decode_imagefolder(root, image_size=None, log=None, scan=None, splits=("trai
         if split not in splits:
             out += [None, None]
             continue
-        images = None if target is None else np.zeros((len(entries), target[1], target[0], 3), np.uint8)
+        if into is not None:
+            images, target = into, (into.shape[2], into.shape[1])
+        else:
+            images = None if target is None else np.zeros((len(entries), target[1], target[0], 3), np.uint8)
         for i, (rel, *_) in enumerate(entries):
             try:
                 image = _decode_image(root / rel, image_size, notes)
@@ -1148,10 +1152,10 @@ def write_imagefolder_cache(
             f"{root}: the {what} changed since the workflow was planned (fingerprint {now[:12]}, "
             f"planned for {str(fingerprint)[:12]}): run snakemake again so that it plans for the files on disk."
         )
-    arrays = decode_imagefolder(root, image_size, log, scan=scan, splits=splits)
     if layout is IMAGE_SET:
-        paths = _write_image_set(root, out_root, arrays, splits)
+        paths = _write_image_set(root, out_root, scan, image_size, splits, log)
     else:
+        arrays = decode_imagefolder(root, image_size, log, scan=scan, splits=splits)
         names = tuple(
             [rel for rel, *_ in entries] if s in splits else None
             for s, entries in zip(("train", "test"), (scan.train, scan.test))
@@ -1172,29 +1176,25 @@ def write_imagefolder_cache(
     return paths
 
 
-def _write_image_set(root, out_root, arrays, splits):
-    """decode_imagefolder's arrays as IMAGE_SET files, one per split in `splits` (the other split empty, of the
-    same image size); the training file keeps its images' channel statistics."""
-    from .formats import write_images
+def _write_image_set(root, out_root, scan, image_size, splits, log):
+    """Decode the image folder's `splits` into IMAGE_SET files, one per split (the other split empty, of the same
+    image size), each image decoded straight into the file's mapped bytes (formats.images_file), so a set larger
+    than memory decodes in page-cache memory; the training file keeps its images' channel statistics."""
+    from .formats import images_file
 
-    train_images, train_labels, test_images, test_labels, classes = arrays
+    height, width = planned_image_shape(image_size, scan, root)
     folder = Path(out_root) / IMAGE_SET.dirname
     folder.mkdir(parents=True, exist_ok=True)
+    entries = {"train": scan.train, "test": scan.test}
     paths = []
-    for split, images, labels, name in (
-        ("train", train_images, train_labels, IMAGE_SET.train_files[0]),
-        ("test", test_images, test_labels, IMAGE_SET.test_file),
-    ):
+    for split, name in (("train", IMAGE_SET.train_files[0]), ("test", IMAGE_SET.test_file)):
         if split not in splits:
             continue
-        empty = np.zeros((0, *images.shape[1:]), np.uint8), np.zeros(0, np.int64)
-        stats = channel_statistics(images) if split == "train" else None
-        write_images(
-            folder / name,
-            {split: (images, labels), "test" if split == "train" else "train": empty},
-            classes,
-            source=f"bestbatch imagefolder {root}",
-            channel_statistics=stats,
-        )
+        shapes = {s: ((len(entries[s]) if s == split else 0), height, width, 3) for s in ("train", "test")}
+        labels = {s: np.array([e[1] for e in entries[s]] if s == split else [], np.int64) for s in ("train", "test")}
+        with images_file(folder / name, shapes, labels, scan.classes, f"bestbatch imagefolder {root}") as (out, attrs):
+            decode_imagefolder(root, image_size, log, scan=scan, splits=(split,), into=out[split])
+            if split == "train" and len(entries[split]):
+                attrs["channel_statistics"] = channel_statistics(out[split])
         paths.append(folder / name)
     return paths

@@ -746,15 +746,17 @@ def state_digest(state_dict):
 IMAGE_SPLITS = ("train", "test")
 
 
-def _contiguous(f, name, data):
-    """`data` as a contiguous dataset `name` of `f` whose file space is allocated now (so it is one byte range)."""
+def _contiguous(f, name, data, fill=True):
+    """`data` as a contiguous dataset `name` of `f` whose file space is allocated now (so it is one byte range);
+    fill=False leaves its bytes to be written through a map of the file (images_file)."""
     dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
     dcpl.set_layout(h5py.h5d.CONTIGUOUS)
     dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)  # no zeros written first: the data (or the map) writes every byte
     space = h5py.h5s.create_simple(data.shape, data.shape)
     dsid = h5py.h5d.create(f.id, name.encode(), h5py.h5t.py_create(data.dtype), space, dcpl=dcpl)
     dset = h5py.Dataset(dsid)
-    if data.size:
+    if data.size and fill:
         dset[...] = data
     return dset
 
@@ -763,23 +765,62 @@ def write_images(path, splits, classes, source, channel_statistics=None):
     """An image set file (module docstring): splits {"train": (images (N, H, W, 3) uint8, labels (N,)), "test":
     ...}, classes: the C class names, source: where the images came from, channel_statistics: the training
     images' (mean, std) per channel (data.channel_statistics), kept so that a job need not read the set to
-    normalise it. Checked as read_images checks it, then written atomically."""
+    normalise it. Checked as read_images checks it, then written atomically (images_file)."""
     arrays = {}
     for split in IMAGE_SPLITS:
         images, labels = splits[split]
         arrays[split] = (np.ascontiguousarray(images), np.asarray(labels, dtype=np.int64))
     _check_images(arrays, list(classes), path)
-    need = sum(images.nbytes + labels.nbytes for images, labels in arrays.values()) + (1 << 16)
-    with atomic_path(path, "image set", need_bytes=need) as tmp, h5py.File(tmp, "w") as f:
-        for split, (images, labels) in arrays.items():
-            _contiguous(f, f"{split}_images", images)
-            _contiguous(f, f"{split}_labels", labels)
-        f.attrs["classes"] = json.dumps([str(c) for c in classes])
-        f.attrs["image_size"] = np.array(arrays["train"][0].shape[1:3], dtype=np.int64)
-        f.attrs["source"] = str(source)
+    shapes = {split: images.shape for split, (images, _) in arrays.items()}
+    labels = {split: y for split, (_, y) in arrays.items()}
+    with images_file(path, shapes, labels, classes, source) as (out, attrs):
+        for split, (images, _) in arrays.items():
+            out[split][...] = images
         if channel_statistics is not None:
-            f.attrs["channel_statistics"] = json.dumps([[float(v) for v in part] for part in channel_statistics])
-        _stamp(f.attrs, IMAGES)
+            attrs["channel_statistics"] = channel_statistics
+
+
+@contextmanager
+def images_file(path, shapes, labels, classes, source):
+    """Write an image set whose images are filled in place: yields ({split: writable (N, H, W, 3) uint8 array
+    mapped onto the file's bytes}, attrs), where the caller writes each split's images (a decoder, one image at a
+    time: a set larger than memory) and may set attrs["channel_statistics"]. On leaving, the images are flushed,
+    the attributes written and the file checked as read_images checks it, then renamed into place; on an error
+    nothing is left. shapes: {split: (N, H, W, 3)}; labels: {split: (N,) int64}."""
+    arrays = {split: (np.empty(shapes[split], np.uint8), np.asarray(labels[split], np.int64)) for split in IMAGE_SPLITS}
+    _check_images(arrays, list(classes), path)
+    need = sum(int(np.prod(shapes[split])) + 8 * len(labels[split]) for split in IMAGE_SPLITS) + (1 << 16)
+    attrs = {}
+    with atomic_path(path, "image set", need_bytes=need) as tmp:
+        with h5py.File(tmp, "w") as f:
+            for split in IMAGE_SPLITS:
+                _contiguous(f, f"{split}_images", np.empty(shapes[split], np.uint8), fill=False)
+                _contiguous(f, f"{split}_labels", arrays[split][1])
+            f.attrs["classes"] = json.dumps([str(c) for c in classes])
+            f.attrs["image_size"] = np.array(shapes["train"][1:3], dtype=np.int64)
+            f.attrs["source"] = str(source)
+            filled = [split for split in IMAGE_SPLITS if int(np.prod(shapes[split]))]
+            places = dict(zip(filled, _byte_ranges_low(f.id, [f"{split}_images" for split in filled]) or ()))
+        whole = np.memmap(tmp, dtype=np.uint8, mode="r+") if places else None
+        out = {
+            split: whole[offset : offset + int(np.prod(shape))].reshape(shape)
+            if split in places
+            else np.empty(shapes[split], np.uint8)
+            for split, (offset, shape, _) in (
+                (split, places.get(split, (0, shapes[split], None))) for split in IMAGE_SPLITS
+            )
+        }
+        yield out, attrs
+        if whole is not None:
+            whole.flush()
+            del out, whole
+        with h5py.File(tmp, "r+") as f:
+            if attrs.get("channel_statistics") is not None:
+                f.attrs["channel_statistics"] = json.dumps(
+                    [[float(v) for v in part] for part in attrs["channel_statistics"]]
+                )
+            _stamp(f.attrs, IMAGES)  # last: a file without its stamp is not an image set
+        read_images(tmp, mmap=True)  # the checks a reader makes, before the file takes its name
 
 
 def _check_images(arrays, classes, path):

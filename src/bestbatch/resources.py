@@ -57,6 +57,7 @@ class Study:
     gram: bool = True  # outputs.gram: the reductions also form the K x K Gram matrix (K^2 P / 2 multiply-adds)
     image_shape: tuple = (32, 32)  # (H, W) of the images (data.image_size)
     placement: str = "device"  # where a training job keeps the images (data.placement, resolved: data_placement)
+    image_set: bool = False  # the images are an image set (decoded and checked through a map of the file)
 
 
 def data_mb(s):
@@ -190,10 +191,10 @@ def job_resources(s):
     )
     # ordering: per image, ms on one CPU core / on the GPU, measured at 32 x 32 and scaled by the pixels; memory
     # up to 12 bytes per image byte (float64 greyscale or mean image, per-worker chunks), of at most 2,000 images
-    # at a time where the set is mapped (the metrics read it in chunks)
+    # at a time where the set is an image set (mapped by the ordering job; the metrics read it in chunks)
     ordering = {}
     pixels = s.image_shape[0] * s.image_shape[1] / (32 * 32)
-    scored_mb = data_mb(s) if s.placement != "mapped" else min(data_mb(s), 2000 * 3 * 1024 * pixels / 1e6)
+    scored_mb = min(data_mb(s), 2000 * 3 * 1024 * pixels / 1e6) if s.image_set else data_mb(s)
     for name, metric in METRICS.items():
         on_gpu = s.gpu and metric.uses_gpu
         per_image = (metric.cost_ms[1] if on_gpu else metric.cost_ms[0] / s.threads) * pixels
@@ -202,7 +203,11 @@ def job_resources(s):
             runtime=minutes(s.n_train * per_image / 1000 / 60),
             gpu=int(on_gpu),
         )
-    data_job = dict(mem_mb=mem_mb(_base_mb(False) + 4 * data_mb(s)), runtime=MIN_RUNTIME, gpu=0)
+    # the data jobs: the images as bytes, arrays and pickles; an image set is decoded one image at a time into a map
+    # of its file and checked through one (its pages are page cache), so 500 MB covers the decoder and a chunk
+    data_job = dict(
+        mem_mb=mem_mb(_base_mb(False) + (500 if s.image_set else 4 * data_mb(s))), runtime=MIN_RUNTIME, gpu=0
+    )
     # complete_epoch (parallel layout, gradients held in memory or sketched): two small files merged
     complete = dict(mem_mb=mem_mb(_base_mb(False) + 3 * k * k * 8 / 1e6), runtime=MIN_RUNTIME, gpu=0)
     return {

@@ -341,6 +341,7 @@ def study_sizes(model):
         gram=GRAM,
         image_shape=IMAGE_SHAPE,
         placement=PLACEMENT,
+        image_set=LAYOUT.source == "imageset",
     )
 
 
