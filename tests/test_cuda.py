@@ -1,5 +1,6 @@
 """The CUDA paths: gradients on the GPU against the CPU's float64, the shard writer's pinned rows, the gradients
-held in memory or sketched on the GPU (outputs.gradients), the two layouts on the GPU, and workflow jobs that ask
+held in memory or sketched on the GPU (outputs.gradients), the two layouts on the GPU, the images in pinned host
+memory or mapped from disk (data.placement) on the GPU, and workflow jobs that ask
 for a GPU using it. Marked `cuda`; skipped (cleanly, with
 the reason) on a machine without a CUDA device. `benchmarks/gpu_check.sh` runs them first on a lent GPU."""
 
@@ -183,6 +184,38 @@ def test_the_parallel_layouts_halves_equal_the_inline_epoch_on_cuda():
         assert torch.equal(a, b), name
     for k in range(K):
         assert np.array_equal(inline.rows[k], compare.rows[k]), k
+
+
+@pytest.mark.parametrize("placement", ["host", "mapped"])
+def test_images_off_the_device_train_bitwise_as_on_it_on_cuda(tmp_path, placement):
+    """data.placement host (pinned, copied per batch) and mapped (read ahead from the file) on the GPU: the same
+    epoch, parameters and every g_k, bitwise, as the images resident on the device."""
+    from bestbatch.formats import read_images, write_images
+    from bestbatch.placement import Images
+
+    resident = Rows()
+    net_a, stats_a = epoch("small_cnn", DEVICE, torch.float32, resident)
+    rng = np.random.default_rng(0)  # data()'s draws, as numpy HWC
+    hwc = rng.integers(0, 256, (B * K, 32, 32, 3), dtype=np.uint8)
+    labels = torch.as_tensor(rng.integers(0, 10, B * K), device=DEVICE)
+    order = rng.permutation(B * K)
+    if placement == "mapped":
+        write_images(
+            tmp_path / "set.h5", {"train": (hwc, np.zeros(len(hwc), np.int64)), "test": (hwc[:0], [])}, ["a"], "t"
+        )
+        hwc = read_images(tmp_path / "set.h5", test=False, mmap=True)[0]["train"][0]
+    images = Images(hwc, DEVICE, placement)
+    assert not images.resident or DEVICE == "cpu"
+    set_numerics(torch.device(DEVICE), allow_tf32=False, deterministic=True)
+    net_b = build_model("small_cnn", seed=0).to(device=DEVICE)
+    placed = Rows()
+    args = dict(epoch=1, batch_size=B, seed=0, augment=True, dtype=torch.float32, progress=False)
+    stats_b = run_epoch(net_b, make_optimizer(net_b, 0.1, 0.9, 5e-4), images, labels, order, sink=placed, **args)
+    assert np.array_equal(stats_a["train_loss"], stats_b["train_loss"])
+    for (name, a), b in zip(net_a.state_dict().items(), net_b.state_dict().values()):
+        assert torch.equal(a, b), name
+    for k in range(K):
+        assert np.array_equal(resident.rows[k], placed.rows[k]), k
 
 
 @pytest.mark.slow
