@@ -79,7 +79,12 @@ def resident_data_mb(s):
 DEVICE_SHARE = 0.5  # data.placement auto: the images go on the GPU where they take at most this share of its memory
 
 
-def data_placement(s, requested="auto", gpu_memory_gb=16, max_job_memory_gb=64, can_map=False):
+GPU_MEMORY_GB, MAX_JOB_MEMORY_GB = 16, 64  # execution.gpu_memory_gb, execution.max_job_memory_gb left out
+
+
+def data_placement(
+    s, requested="auto", gpu_memory_gb=GPU_MEMORY_GB, max_job_memory_gb=MAX_JOB_MEMORY_GB, can_map=False
+):
     """Where the training jobs keep the images (data.placement): `requested` unless it is auto; then device where
     the images fit on the device (on a GPU: at most DEVICE_SHARE of gpu_memory_gb) and a job with them resident asks
     for at most max_job_memory_gb, else host on a GPU where the request still fits, else mapped where the data can be

@@ -34,7 +34,9 @@ from bestbatch import metrics as metric_registry
 from bestbatch.config import num_batches
 from bestbatch.gradients import sketch_settings
 from bestbatch.resources import (
+    GPU_MEMORY_GB,
     LIGHT_JOB,
+    MAX_JOB_MEMORY_GB,
     Study,
     data_disk_mb,
     data_placement,
@@ -144,11 +146,12 @@ DATA_STUDY = Study(
     gpu=USES_GPU,
     image_shape=IMAGE_SHAPE,
 )
+# (The three keys have no schema default, so that a study made before them keeps its recorded config.)
 PLACEMENT = data_placement(
     DATA_STUDY,
-    DATA["placement"],
-    gpu_memory_gb=EXECUTION["gpu_memory_gb"],
-    max_job_memory_gb=EXECUTION["max_job_memory_gb"],
+    DATA.get("placement", "auto"),
+    gpu_memory_gb=EXECUTION.get("gpu_memory_gb", GPU_MEMORY_GB),
+    max_job_memory_gb=EXECUTION.get("max_job_memory_gb", MAX_JOB_MEMORY_GB),
     can_map=bool(IMAGES),
 )
 LAYOUT = layout_of(DATA["source"], DATA.get("synthetic"), DATA.get("image_size"), PLACEMENT)
