@@ -155,8 +155,8 @@ PLACEMENT = data_placement(
     can_map=bool(IMAGES),
 )
 LAYOUT = layout_of(DATA["source"], DATA.get("synthetic"), DATA.get("image_size"), PLACEMENT)
-# An image folder is decoded once under the study's results (rule imagefolder_dataset): into CIFAR-10's format at
-# 32 x 32, into an image set (any size; the mapped placement) otherwise.
+# An image folder is decoded once under the study's results (imagefolder_train and imagefolder_test): into
+# CIFAR-10's format at 32 x 32, into an image set (any size; the mapped placement) otherwise.
 DATA_DIR = f"{R}/data" if IMAGES else str(DATA_ROOT)
 DATA_FILES = [f"{DATA_DIR}/{LAYOUT.dirname}/{name}" for name in LAYOUT.files]
 # the training split's files (the meta file, which names the classes, goes with them) and the test split's
@@ -166,6 +166,9 @@ DATA_TEST_FILES = [f"{DATA_DIR}/{LAYOUT.dirname}/{LAYOUT.test_file}"]
 # reads them, so a storage plugin stages them. The real data set is the user's, checked by verify_dataset
 # (which says what to put where).
 DATA_INPUT = DATA_FILES if SYNTHETIC or IMAGES else []
+# an image folder decoded into an image set (any size, or mapped): `format` is its jobs' param only then, so the
+# 32 x 32 studies keep their params
+IMAGE_SET_PARAMS = {"format": LAYOUT.source} if LAYOUT.source == "imageset" else {}
 # What a job that reads only the training split depends on (the orderings, model_cost; init_model reads no
 # image): for an image folder, the training split's files alone, so that a changed test image (which reruns
 # imagefolder_test and verify_dataset) reruns none of them; for every other source, the checked data set.

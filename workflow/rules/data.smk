@@ -53,14 +53,13 @@ if IMAGES:
             resources:
                 **DATA_COST["synthetic_dataset"],
             params:
+                **IMAGE_SET_PARAMS,
                 image_root=staged_image_root(_split),
                 root=lambda wildcards, output: str(Path(output[0]).parents[1]),
                 split=_split,
                 fingerprint=IMAGES.fingerprints[_split],
                 cache=str(IMAGE_DIGESTS),
                 image_size=DATA.get("image_size"),
-                # an image set (any size, or mapped): a param only then, so 32 x 32 studies keep their params
-                **({"format": LAYOUT.source} if LAYOUT.source == "imageset" else {}),
             script:
                 "../scripts/imagefolder_dataset.py"
 

@@ -93,10 +93,10 @@ rule train_epoch:
         "../../envs/torch.yaml"
     threads: T["threads"]
     resources:
+        **MAPPED_DISK,
         mem_mb=cost("train_only" if PARALLEL else "train_epoch", "mem_mb"),
         runtime=cost("train_only" if PARALLEL else "train_epoch", "runtime"),
         gpu=int(USES_GPU),
-        **MAPPED_DISK,
     params:
         **TRAINING_PARAMS,
         **MODEL_PARAMS,
@@ -132,10 +132,10 @@ if PARALLEL:
             "../../envs/torch.yaml"
         threads: T["threads"]
         resources:
+            **MAPPED_DISK,
             mem_mb=cost("compare_epoch", "mem_mb"),
             runtime=cost("compare_epoch", "runtime"),
             gpu=int(USES_GPU),
-            **MAPPED_DISK,
         params:
             **TRAINING_PARAMS,
             **MODEL_PARAMS,
