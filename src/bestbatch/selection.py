@@ -484,8 +484,12 @@ def train_chunk(
             if group["lr"] != step_lr:
                 group["lr"] = step_lr
         idx, pass_, position = visitor.batch(s)
+        # placement.Images off the device gathers by the host indices (no read-back from a GPU)
+        gather = torch.as_tensor(idx) if hasattr(images, "expect") else None
         idx = torch.as_tensor(idx, device=images.device)
-        x = make_batch(images, idx, seed, pass_ + 1, position, augment, dtype, channel_stats)
+        x = make_batch(
+            images, idx if gather is None else gather, seed, pass_ + 1, position, augment, dtype, channel_stats
+        )
         seed_forward(seed, pass_ + 1, position)  # dropout as Algorithm 1's net_normal draws it
         optimizer.zero_grad(set_to_none=True)
         loss = F.cross_entropy(net(x), labels[idx])

@@ -319,8 +319,11 @@ def epoch_pass(
     given) and then net_compare's gradient g_k into `sink` (when `net_compare` is given), both on
     make_batch(..., channel_stats). Returns the per-batch training loss and accuracy when training, else None."""
     n_batches = num_batches(len(order), batch_size)
-    if hasattr(images, "expect"):  # placement.Images off the device: read the fixed batches ahead, in sequence
-        images.expect(batches_of(order, batch_size))
+    # placement.Images off the device: the fixed batches are read ahead, in sequence, and gathered by host indices
+    # (indices on a GPU would have to be read back, a synchronisation per batch)
+    host_order = torch.as_tensor(order).cpu() if hasattr(images, "expect") else None
+    if host_order is not None:
+        images.expect(batches_of(host_order, batch_size))
     order = torch.as_tensor(order, device=images.device)
     for model in (net, net_compare):
         if model is not None:
@@ -336,7 +339,8 @@ def epoch_pass(
     )
     for k in tqdm(range(n_batches), desc=desc, unit="batch", disable=not progress, mininterval=2):
         idx = order[k * batch_size : (k + 1) * batch_size]
-        x = make_batch(images, idx, seed, epoch, k, augment, dtype, channel_stats)
+        gather = idx if host_order is None else host_order[k * batch_size : (k + 1) * batch_size]
+        x = make_batch(images, gather, seed, epoch, k, augment, dtype, channel_stats)
         y = labels[idx]
         if net is not None:  # net_normal: the ordinary training step
             seed_forward(seed, epoch, k)
