@@ -9,6 +9,10 @@ Runs on the CPU by default and on CUDA when a GPU is present (DPN92 only there).
     target <= 2.05 (GPU 2.1), memory (with its reduction) target <= 2.05, sketch (with its hash build and
     reduction) target <= 2.1; --quick: small CNN only, 4 batches
   device data path / torchvision DataLoader, images per second                      target >= 1.5
+  where the images live (benchmarks/placement.py; data.placement device, host, mapped), at 32, 64 and 128 px,
+    images per second of the data path: each placement / ImageFolder + DataLoader (2 workers, PNGs, the same
+    augmentation and order) target >= 1.5; mapped / device target >= 0.8 (warm page cache); mapped / device with a
+    small net's step on every batch (no target: the prefetch's overlap)
   reduction / raw sequential read of the same shard, MB/s                            target >= 0.7
   reduction with the batch Gram matrix / the same raw read (ResNet18; DPN92 on a GPU) target >= 0.5
   the Gram matrix at the paper's K = 195 (benchmarks/epoch.py --paper-gram): reduction with / without it, and
@@ -40,6 +44,7 @@ import epoch  # noqa: E402
 import held  # noqa: E402
 import layouts  # noqa: E402
 import orderings  # noqa: E402
+import placement  # noqa: E402
 
 DAG_NAMES = {"paper": "config/config.yaml", "grid": "2 models x 3 seeds"}
 TABLE_START, TABLE_END = "<!-- benchmarks/run.py: table -->", "<!-- /table -->"
@@ -154,6 +159,18 @@ def main():
         )
     )
     print(rows[-1], flush=True)
+    pr = placement.measure(
+        n=2048 if a.quick else 4096,
+        workers=2,  # the baseline, whatever the machine's cores
+        device=device,
+        repeats=repeats,
+        min_seconds=0.2 if a.quick else 0.3,
+        cold=False,
+        log=lambda line: print(line, flush=True),
+    )
+    for row in placement.suite_rows(pr):
+        rows.append(row)
+        print(row, flush=True)
     n_ord = 10000 if a.quick else 50000
     ords = orderings.measure(n_ord, a.threads, str(device))
     for name, secs, _ in ords:
