@@ -5,9 +5,11 @@
 On the CUDA device: the per-epoch job / plain epoch ratio of ResNet18 and DPN92 with the shard written
 (benchmarks/epoch.py), ResNet18's per-epoch job / plain epoch with the gradients held in memory and sketched
 (outputs.gradients: memory, sketch; benchmarks/held.py, each job with its reduction, the sketch with its hash),
-and one run of a few ResNet18 epochs in each layout (benchmarks/layouts.py): their wall times and whether their
-results agree bitwise. Writes the card's name, the software and the figures between the `gpu_check` markers
-of --out (the rest of the file is kept) and prints them.
+one run of a few ResNet18 epochs in each layout (benchmarks/layouts.py): their wall times and whether their
+results agree bitwise, and the data path with the images on the GPU, in pinned host memory and mapped, against
+torchvision's DataLoader, at 32, 64 and 128 px (benchmarks/placement.py, warm page cache). Writes the card's
+name, the software and the figures between the `gpu_check` markers of --out (the rest of the file is kept) and
+prints them.
 --rehearse runs the same steps on the CPU with small_cnn and fewer images, to try the script where no GPU
 is (it proves nothing about CUDA); its table says so.
 """
@@ -28,6 +30,7 @@ sys.path.insert(0, str(HERE))
 import epoch  # noqa: E402
 import held  # noqa: E402
 import layouts  # noqa: E402
+import placement  # noqa: E402
 
 START, END = "<!-- benchmarks/gpu_check.py: table -->", "<!-- /gpu_check -->"
 
@@ -90,6 +93,12 @@ def main():
         for measure, value, target, met in held.suite_rows(r, modes=("memory", "sketch")):
             rows.append((measure, value, target, "yes" if met else "no"))
             print(rows[-1], flush=True)
+    # where the images live (data.placement): each placement against the DataLoader, mapped against device
+    sizes, n, repeats = ((32,), 512, 1) if a.rehearse else ((32, 64, 128), 1024, 3)
+    pr = placement.measure(sizes=sizes, n=n, device=device, repeats=repeats, min_seconds=0.2, cold=False)
+    for measure, value, target, met in placement.suite_rows(pr):
+        rows.append((measure, value, target, "" if met is None else "yes" if met else "no"))
+        print(rows[-1], flush=True)
     seconds, diff, same_checkpoint = layouts.measure(**layout_args)
     ratio = seconds["parallel"] / seconds["inline"]
     rows.append(

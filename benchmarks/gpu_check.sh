@@ -5,11 +5,13 @@
 # 1. the CUDA-marked tests (tests/test_cuda.py: gradients on the GPU against the CPU's float64, the shard
 #    writer's pinned rows, the gradients held in memory (bitwise the shard path's reduction) and sketched (bitwise
 #    the CPU's sketch, within the bound) on the GPU, both layouts on the GPU, a gpu=1 workflow job on CUDA in each
-#    outputs.gradients mode; tests/test_sketch.py: the sparse projection on CUDA, bitwise against the CPU);
+#    outputs.gradients mode, the images in pinned host memory or mapped training bitwise as on the device;
+#    tests/test_sketch.py: the sparse projection on CUDA, bitwise against the CPU);
 # 2. benchmarks/gpu_check.py: per-epoch job / plain epoch for ResNet18 and DPN92 with the shard written, and for
 #    ResNet18 with the gradients held in memory and sketched (benchmarks/held.py), and a few ResNet18 epochs in
-#    each layout compared with each other; the card's name and the figures go into benchmarks/results.md (the
-#    "GPU check" section).
+#    each layout compared with each other, and the data path per data.placement (device, pinned host, mapped)
+#    against torchvision's DataLoader at 32, 64 and 128 px (benchmarks/placement.py); the card's name and the
+#    figures go into benchmarks/results.md (the "GPU check" section).
 # Everything runs within 9 minutes on one GPU: each step has its own time limit. Without CUDA (and without
 # --rehearse) it stops at once, saying so, with exit code 2.
 set -euo pipefail
