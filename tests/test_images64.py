@@ -1,6 +1,7 @@
 """Images past CIFAR (.test/config/images64.yaml): a study of 64 x 64 images end to end, on a torchvision network
 named by its import path, with the training images mapped from disk (data.placement: mapped); every placement
-bitwise the same; the built-in networks refused at 64 px; and the jobs' requests following the placement."""
+bitwise the same (the whole study on the device against the mapped one; epoch 1 in each placement); the built-in
+networks refused at 64 px; and the jobs' requests following the placement."""
 
 import copy
 import json
@@ -23,12 +24,13 @@ CONFIG = yaml.safe_load((REPO / ".test" / "config" / "images64.yaml").read_text(
 MODEL = "torchvision.models.shufflenet_v2_x0_5"  # the path-safe name of torchvision.models:shufflenet_v2_x0_5
 
 
-def config_in(work, **data):
-    """The test config in `work`, reading a copy of the committed 64 px image folder (.test/images64)."""
-    if not (work / "images").exists():
+def config_in(work, images=None, **data):
+    """The test config in `work`, reading a copy of the committed 64 px image folder (.test/images64) in `work`, or
+    the folder `images`."""
+    if images is None and not (work / "images").exists():
         shutil.copytree(REPO / ".test" / "images64", work / "images")
     config = copy.deepcopy(CONFIG)
-    config["data"] = dict(config["data"], root=str(work / "images"), **data)
+    config["data"] = dict(config["data"], root=str(images or work / "images"), **data)
     return write_config(work / "images64.yaml", config)
 
 
@@ -38,6 +40,38 @@ def study(tmp_path_factory):
     cfg = config_in(work)
     run_snakemake(work, "--configfile", str(cfg), "--cores", "2")
     return work, cfg
+
+
+def h5_values(path):
+    """Every dataset and attribute of an HDF5 file."""
+    out = {}
+    with h5py.File(path, "r") as f:
+        out.update({f"@{k}": v for k, v in f.attrs.items()})
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    return out
+
+
+@pytest.mark.slow
+def test_the_study_on_the_device_is_bitwise_the_mapped_study(study, tmp_path):
+    """The same study with data.placement: device (on a CPU, host is the same code): every distance matrix, its
+    provenance included, every checkpoint and the selection's curves, bitwise those of the mapped study."""
+    mapped = study[0] / "results" / "images64"
+    # the same image folder (data.root is part of the results' hash, recorded in every provenance)
+    cfg = config_in(tmp_path, images=study[0] / "images", placement="device")
+    run_snakemake(tmp_path, "--configfile", str(cfg), "--cores", "2")
+    device = tmp_path / "results" / "images64"
+    log = (tmp_path / "logs" / "images64" / MODEL / "seed_0" / "intensity" / "train_epoch_1.log").read_text()
+    assert "data.placement" not in log  # the device placement is every earlier study's path, unannounced
+    files = sorted(p.relative_to(mapped) for p in mapped.rglob("*") if p.suffix in (".h5", ".pt"))
+    assert len([f for f in files if f.name == "distances.h5"]) == 2 and any("selection" in str(f) for f in files)
+    for rel in files:
+        if rel.suffix == ".pt":
+            assert (mapped / rel).read_bytes() == (device / rel).read_bytes(), rel
+            continue
+        a, b = h5_values(mapped / rel), h5_values(device / rel)
+        assert a.keys() == b.keys(), rel
+        for key in a:
+            assert np.array_equal(np.asarray(a[key]), np.asarray(b[key])), (rel, key)
 
 
 @pytest.mark.slow
