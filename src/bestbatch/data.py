@@ -14,7 +14,8 @@ md5 is checked only where a file's batch_label claims the official release: offi
 user-built copies (their own batch_label) are accepted on structure alone and marked official=False.
 
 Image folders (`data.source: imagefolder`, torchvision's ImageFolder layout) are scanned, decoded once and
-written in CIFAR-10's format under the study's results: see the section "image folders" below.
+written under the study's results in CIFAR-10's format at 32 x 32, or as an image set (IMAGE_SET,
+formats.images_file) at any other size: see the section "image folders" below.
 """
 
 import hashlib
@@ -145,9 +146,9 @@ class DatasetError(Exception):
 
 @dataclass(frozen=True, eq=False)  # eq=False: arrays make == ambiguous
 class Dataset:
-    train_images: np.ndarray  # (N, 32, 32, 3) uint8, HWC like torchvision's CIFAR10.data
+    train_images: np.ndarray  # (N, H, W, 3) uint8, HWC like torchvision's CIFAR10.data (32 x 32 but in an image set)
     train_labels: np.ndarray  # (N,) int64
-    test_images: np.ndarray  # (M, 32, 32, 3) uint8; M = 0 where the test split was not read (test=False)
+    test_images: np.ndarray  # (M, H, W, 3) uint8; M = 0 where the test split was not read (test=False)
     test_labels: np.ndarray  # (M,) int64
     classes: tuple
     official: bool  # every file read is the official release's, byte for byte (md5 checked)
