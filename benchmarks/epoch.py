@@ -133,9 +133,11 @@ def raw_read(path):
 
 
 def evict(path):
-    """Drop this one file's clean pages from the page cache (it was fsynced by ShardWriter.finish)."""
+    """Drop this one file's pages from the page cache (fsync first: dirty pages are not dropped; a shard was
+    fsynced by ShardWriter.finish already)."""
     fd = os.open(path, os.O_RDONLY)
     try:
+        os.fsync(fd)
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(fd)

@@ -130,17 +130,6 @@ def write_sets(root, images, labels):
     return out
 
 
-def evict(paths):
-    """Drop these files' pages from the page cache (fsync first: dirty pages are not dropped)."""
-    for path in paths:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-
-
 def cached_mb(path):
     """MB of `path` in the page cache (fincore), or None where fincore is not installed."""
     if not shutil.which("fincore"):
@@ -178,13 +167,6 @@ def cpu_sample():
         return None
     ours = sum(int(own[i]) for i in (11, 12, 13, 14)) + sum(_children().values())
     return sum(busy) - busy[3] - busy[4], sum(busy), ours
-
-
-def others_share(before, after):
-    """Share of the machine's CPU that other processes took in between (0..1)."""
-    if before is None or after is None or after[1] == before[1]:
-        return float("nan")
-    return max(0.0, ((after[0] - before[0]) - (after[2] - before[2])) / (after[1] - before[1]))
 
 
 def rss():
@@ -396,7 +378,7 @@ def bench_size(files, size, n, batch_size, workers, device, repeats, min_seconds
                 x, next_epoch[m] = timed(
                     runs[m], device, min_seconds, next_epoch[m], steps[m] if v == "compute" else None
                 )
-                others[(m, v)].append(others_share(before, cpu_sample()))
+                others[(m, v)].append(epoch.others_load(before, cpu_sample()))
                 ips[(m, v)].append(x)
         log(f"  {size} px, round {r + 1}/{repeats}: " + ", ".join(f"{m} {ips[(m, 'plain')][-1]:,.0f}" for m in names))
     setup = {m: run.setup for m, run in runs.items()}
@@ -498,7 +480,8 @@ def bench_cold(files, size, n, batch_size, workers, device):
     out = {}
     for m in METHODS:
         gc.collect()
-        evict([path, *pngs])
+        for p in (path, *pngs):
+            epoch.evict(p)
         cached = cached_mb(path)
         epoch.sync(device)
         before, t0 = cpu_sample(), time.perf_counter()
@@ -508,7 +491,7 @@ def bench_cold(files, size, n, batch_size, workers, device):
             run = Placed(path, m, device, order, batch_size, stats)
         k = run.epoch(1)
         epoch.sync(device)
-        out[m] = (run.setup, k / (time.perf_counter() - t0), cached, others_share(before, cpu_sample()))
+        out[m] = (run.setup, k / (time.perf_counter() - t0), cached, epoch.others_load(before, cpu_sample()))
         run.close()
         del run  # a live mapping keeps its pages in the cache
     return out

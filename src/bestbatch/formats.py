@@ -787,14 +787,16 @@ def images_file(path, shapes, labels, classes, source):
     time: a set larger than memory) and may set attrs["channel_statistics"]. On leaving, the images are flushed,
     the attributes written and the file checked as read_images checks it, then renamed into place; on an error
     nothing is left. shapes: {split: (N, H, W, 3)}; labels: {split: (N,) int64}."""
-    arrays = {split: (np.empty(shapes[split], np.uint8), np.asarray(labels[split], np.int64)) for split in IMAGE_SPLITS}
+    # shape-only stand-ins (no bytes: np.empty of a set larger than memory can be refused by the kernel)
+    blank = {split: np.broadcast_to(np.zeros((), np.uint8), shapes[split]) for split in IMAGE_SPLITS}
+    arrays = {split: (blank[split], np.asarray(labels[split], np.int64)) for split in IMAGE_SPLITS}
     _check_images(arrays, list(classes), path)
     need = sum(int(np.prod(shapes[split])) + 8 * len(labels[split]) for split in IMAGE_SPLITS) + (1 << 16)
     attrs = {}
     with atomic_path(path, "image set", need_bytes=need) as tmp:
         with h5py.File(tmp, "w") as f:
             for split in IMAGE_SPLITS:
-                _contiguous(f, f"{split}_images", np.empty(shapes[split], np.uint8), fill=False)
+                _contiguous(f, f"{split}_images", blank[split], fill=False)
                 _contiguous(f, f"{split}_labels", arrays[split][1])
             f.attrs["classes"] = json.dumps([str(c) for c in classes])
             f.attrs["image_size"] = np.array(shapes["train"][1:3], dtype=np.int64)
@@ -802,14 +804,9 @@ def images_file(path, shapes, labels, classes, source):
             filled = [split for split in IMAGE_SPLITS if int(np.prod(shapes[split]))]
             places = dict(zip(filled, _byte_ranges_low(f.id, [f"{split}_images" for split in filled]) or ()))
         whole = np.memmap(tmp, dtype=np.uint8, mode="r+") if places else None
-        out = {
-            split: whole[offset : offset + int(np.prod(shape))].reshape(shape)
-            if split in places
-            else np.empty(shapes[split], np.uint8)
-            for split, (offset, shape, _) in (
-                (split, places.get(split, (0, shapes[split], None))) for split in IMAGE_SPLITS
-            )
-        }
+        out = {split: np.empty(shapes[split], np.uint8) for split in IMAGE_SPLITS if split not in places}  # 0 images
+        for split, (offset, shape, _) in places.items():
+            out[split] = whole[offset : offset + int(np.prod(shape))].reshape(shape)
         yield out, attrs
         if whole is not None:
             whole.flush()

@@ -26,14 +26,11 @@ PLACEMENTS = ("device", "host", "mapped")  # data.placement, besides auto (resou
 PREFETCH_DEPTH = 3  # batches read ahead of the one being computed (mapped, host on CUDA)
 
 
-class PlacementError(RuntimeError):
-    """The images cannot be placed where the study asks; the message names the setting and what to do."""
-
-
 def _chw(block_hwc):
-    import torch
+    """(B, H, W, 3) uint8 numpy -> (B, 3, H, W) uint8 CPU tensor (augment.images_to_tensor on the host)."""
+    from .augment import images_to_tensor
 
-    return torch.from_numpy(np.ascontiguousarray(block_hwc.transpose(0, 3, 1, 2)))
+    return images_to_tensor(block_hwc, "cpu")
 
 
 class Images:
@@ -47,7 +44,6 @@ class Images:
         if placement not in PLACEMENTS:
             raise ValueError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
         self.device = torch.device(device)
-        self.placement = placement
         self.shape = (images_hwc.shape[0], images_hwc.shape[3], images_hwc.shape[1], images_hwc.shape[2])
         self._pin = self.device.type == "cuda"
         if placement == "mapped":
@@ -58,6 +54,8 @@ class Images:
                 self._store = host.to(self.device)
             else:
                 self._store = host.pin_memory() if self._pin else host
+        # whether the images are one tensor on the job's device (indexing them is a gather there)
+        self.resident = isinstance(self._store, torch.Tensor) and self._store.device == self.device
         self._ahead = None  # the prefetch: (queue of (idx, tensor), thread, stop event)
 
     def __len__(self):
@@ -66,13 +64,6 @@ class Images:
     @property
     def nbytes(self):
         return int(np.prod(self.shape))
-
-    @property
-    def resident(self):
-        """Whether the images are one tensor on the job's device (indexing them is a gather there)."""
-        import torch
-
-        return isinstance(self._store, torch.Tensor) and self._store.device == self.device
 
     def _read(self, idx):
         """Images idx (an int64 numpy array) as a (B, 3, H, W) uint8 host tensor, pinned on CUDA."""

@@ -4,6 +4,7 @@ Pure arithmetic on numbers the workflow knows before any job runs; `workflow/rul
 calls `job_resources` once and hands each rule its entry.
 """
 
+import dataclasses
 from dataclasses import dataclass
 
 from .config import num_batches
@@ -92,7 +93,7 @@ def data_placement(
     alone (the images and the job's base memory), so one placement serves every network of the study."""
     if requested != "auto":
         return requested
-    resident_request = mem_mb(_base_mb(s.gpu) + 3 * data_mb(s)) / 1000
+    resident_request = mem_mb(_base_mb(s.gpu) + resident_data_mb(dataclasses.replace(s, placement="device"))) / 1000
     fits_host = resident_request <= max_job_memory_gb
     if fits_host and (not s.gpu or data_mb(s) / 1000 <= DEVICE_SHARE * gpu_memory_gb):
         return "device"
